@@ -1,0 +1,1 @@
+"""Accord: service-level CRM."""

@@ -1,0 +1,216 @@
+"""Agreements as data: calendars, SLAs, their objectives and credit schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+import holidays as holidays_lib
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from accord.customers.models import MONEY, Account, Tier, validate_timezone
+
+from .hours import WEEKDAYS, day_errors, normalise_hours, weekly_minutes
+
+
+def empty_week() -> dict[str, list[str]]:
+    return {day: [] for day in WEEKDAYS}
+
+
+class BusinessCalendar(models.Model):
+    """Working windows per weekday in a time zone, minus holidays; a 24x7 calendar is one too."""
+
+    name = models.SlugField(max_length=80, unique=True)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    hours = models.JSONField(default=empty_week, help_text="{mon: ['09:00-12:30', '13:30-17:30'], ...}")
+    holiday_country = models.CharField(max_length=3, blank=True, help_text="ISO 3166 code for the holidays package.")
+    holiday_subdivision = models.CharField(max_length=10, blank=True)
+    extra_holidays = models.JSONField(default=list, blank=True, help_text="Extra non-working dates (ISO).")
+    removed_holidays = models.JSONField(default=list, blank=True, help_text="Public holidays that are worked.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if not isinstance(self.hours, dict):
+            raise ValidationError({"hours": "must map weekdays to lists of windows"})
+        for day in self.hours:
+            if day not in WEEKDAYS:
+                errors.setdefault("hours", []).append(f"'{day}' is not a weekday (use {', '.join(WEEKDAYS)})")
+        for day in WEEKDAYS:
+            for index, message in day_errors(self.hours.get(day, [])):
+                where = f"{day}[{index}]" if index is not None else day
+                errors.setdefault("hours", []).append(f"{where}: {message}")
+        if not errors and weekly_minutes(self.hours) == 0:
+            errors.setdefault("hours", []).append("the calendar has no working time at all")
+        if self.holiday_country:
+            try:
+                holidays_lib.country_holidays(self.holiday_country, subdiv=self.holiday_subdivision or None)
+            except NotImplementedError:
+                errors.setdefault("holiday_country", []).append(f"'{self.holiday_country}' has no holiday data")
+            except Exception as e:  # the holidays package reports bad subdivisions with several types
+                errors.setdefault("holiday_subdivision", []).append(str(e))
+        for field in ("extra_holidays", "removed_holidays"):
+            for value in getattr(self, field) or []:
+                try:
+                    dt.date.fromisoformat(str(value))
+                except ValueError:
+                    errors.setdefault(field, []).append(f"'{value}' is not a date like 2026-12-24")
+        if errors:
+            raise ValidationError(errors)
+        self.hours = normalise_hours(self.hours)
+
+    @property
+    def is_24x7(self) -> bool:
+        return all(self.hours.get(day) == ["00:00-24:00"] for day in WEEKDAYS) and not self.holiday_country
+
+    @cached_property
+    def _extra(self) -> frozenset[dt.date]:
+        return frozenset(dt.date.fromisoformat(d) for d in self.extra_holidays)
+
+    @cached_property
+    def _removed(self) -> frozenset[dt.date]:
+        return frozenset(dt.date.fromisoformat(d) for d in self.removed_holidays)
+
+    def holiday_table(self, years: range) -> Any:
+        if not self.holiday_country:
+            return {}
+        return holidays_lib.country_holidays(self.holiday_country, subdiv=self.holiday_subdivision or None, years=years)
+
+    def is_holiday(self, day: dt.date) -> bool:
+        if day in self._removed:
+            return False
+        if day in self._extra:
+            return True
+        return day in self.holiday_table(range(day.year, day.year + 1))
+
+
+class Agreement(models.Model):
+    """A service-level agreement for a tier or for one account (the account's beats the tier's)."""
+
+    name = models.SlugField(max_length=80, unique=True)
+    title = models.CharField(max_length=200, blank=True)
+    tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="agreements")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="agreements")
+    effective_from = models.DateField()
+    effective_to = models.DateField(null=True, blank=True)
+    monthly_fee = models.DecimalField(**MONEY, default=Decimal(0))
+    currency = models.CharField(max_length=3, default="EUR")
+    services = models.ManyToManyField("catalog.Service", blank=True, related_name="agreements")
+    calendar = models.ForeignKey(BusinessCalendar, on_delete=models.PROTECT, related_name="agreements")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(tier__isnull=False) & Q(account__isnull=True)) | (Q(tier__isnull=True) & Q(account__isnull=False)),
+                name="agreement_for_tier_xor_account",
+            ),
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gte=models.F("effective_from")),
+                name="agreement_effective_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if (self.tier_id is None) == (self.account_id is None):
+            raise ValidationError("An agreement applies to exactly one of: a tier, an account.")
+        if self.effective_to and self.effective_from and self.effective_to < self.effective_from:
+            raise ValidationError({"effective_to": "The agreement ends before it starts."})
+
+    @classmethod
+    def for_account(cls, account: Account, on: dt.date) -> Agreement | None:
+        """The agreement that applies to an account on a day: its own beats its tier's; newest start wins."""
+        live = cls.objects.filter(effective_from__lte=on).filter(Q(effective_to__isnull=True) | Q(effective_to__gte=on))
+        own = live.filter(account=account).order_by("-effective_from", "name").first()
+        if own or account.tier_id is None:
+            return own
+        return live.filter(tier_id=account.tier_id).order_by("-effective_from", "name").first()
+
+
+class Objective(models.Model):
+    """One promise in an agreement: a kind, a target, a measurement window and a scope."""
+
+    class Kind(models.TextChoices):
+        AVAILABILITY = "availability"
+        LATENCY = "latency"
+        ERROR_RATE = "error_rate"
+        FIRST_RESPONSE = "first_response"
+        NEXT_RESPONSE = "next_response"
+        RESOLUTION = "resolution"
+
+    SUPPORT_KINDS = frozenset({Kind.FIRST_RESPONSE, Kind.NEXT_RESPONSE, Kind.RESOLUTION})
+
+    class Window(models.TextChoices):
+        CALENDAR_MONTH = "calendar_month"
+        ROLLING = "rolling"
+
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="objectives")
+    name = models.SlugField(max_length=80)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    target = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        help_text="availability: % good; latency: ms; error_rate: max % errors; support kinds: business minutes.",
+    )
+    percentile = models.DecimalField(max_digits=6, decimal_places=3, null=True, blank=True)
+    window = models.CharField(max_length=20, choices=Window.choices, default=Window.CALENDAR_MONTH)
+    window_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    service = models.ForeignKey("catalog.Service", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    operation = models.ForeignKey("catalog.Operation", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=20, blank=True)
+    priority = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["agreement", "id"]
+        constraints = [models.UniqueConstraint(fields=["agreement", "name"], name="objective_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.agreement}/{self.name}"
+
+    @property
+    def is_support(self) -> bool:
+        return self.kind in self.SUPPORT_KINDS
+
+
+class CreditSchedule(models.Model):
+    """What an agreement pays back when availability falls below bands, up to a cap."""
+
+    agreement = models.OneToOneField(Agreement, on_delete=models.CASCADE, related_name="credit_schedule")
+    cap_percent = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal(100))
+
+    def __str__(self) -> str:
+        return f"credits for {self.agreement}"
+
+    def credit_percent(self, achieved_percent: Decimal) -> Decimal:
+        """Credit owed for an achieved level: the largest band it falls below, capped."""
+        owed = Decimal(0)
+        for band in self.bands.all():
+            if achieved_percent < band.below_percent:
+                owed = max(owed, band.credit_percent)
+        return min(owed, self.cap_percent)
+
+
+class CreditBand(models.Model):
+    """Below `below_percent` achieved, credit `credit_percent` of the monthly fee."""
+
+    schedule = models.ForeignKey(CreditSchedule, on_delete=models.CASCADE, related_name="bands")
+    below_percent = models.DecimalField(max_digits=7, decimal_places=4)
+    credit_percent = models.DecimalField(max_digits=6, decimal_places=3)
+
+    class Meta:
+        ordering = ["-below_percent"]
+
+    def __str__(self) -> str:
+        return f"< {self.below_percent}% -> {self.credit_percent}%"

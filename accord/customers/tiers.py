@@ -1,0 +1,110 @@
+"""Tier evaluation: rules first-match in rank order, a live manual override beats the rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from .models import Account, Commitment, Tier, TierChange, TierOverride
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The tier an account should have now, and why."""
+
+    tier: Tier | None
+    cause: str
+    detail: str
+
+
+def decide(
+    rules: Sequence[Tier], committed: Decimal, revenue_12m: Decimal, override: TierOverride | None
+) -> Decision:
+    """Pure tier decision for one account's figures."""
+    if override is not None:
+        return Decision(override.tier, TierChange.Cause.OVERRIDE, f"override until {override.expires_at:%Y-%m-%d %H:%M}: {override.reason}")
+    for rule in rules:
+        if rule.matches(committed, revenue_12m):
+            return Decision(rule, TierChange.Cause.RULES, f"committed {committed:.2f}, 12-month revenue {revenue_12m:.2f}")
+    return Decision(None, TierChange.Cause.RULES, f"no rule matches committed {committed:.2f}, revenue {revenue_12m:.2f}")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A tier change made by a recompute."""
+
+    account: Account
+    before: Tier | None
+    after: Tier | None
+    cause: str
+    detail: str
+
+
+def recompute(accounts: Iterable[Account] | None = None, now: dt.datetime | None = None) -> list[Change]:
+    """Re-evaluate the tier of the given accounts (all by default); record and return what changed."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    rules = list(Tier.objects.order_by("rank"))
+    qs = Account.objects.select_related("tier") if accounts is None else accounts
+    account_list = list(qs)
+    ids = [a.pk for a in account_list]
+    committed: dict[int, Decimal] = {}
+    overrides: dict[int, TierOverride] = {}
+    ended: set[int] = set()
+    # Batch the look-ups; SQLite caps the number of bound parameters per query.
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for row in (
+            Commitment.objects.filter(account_id__in=chunk, period_start__lte=today, period_end__gte=today)
+            .values("account_id")
+            .annotate(total=Sum("amount"))
+        ):
+            committed[row["account_id"]] = row["total"] or Decimal(0)
+        for o in (
+            TierOverride.objects.filter(account_id__in=chunk, revoked_at__isnull=True)
+            .select_related("tier")
+            .order_by("created_at")
+        ):
+            if o.expires_at > now:
+                overrides[o.account_id] = o  # the newest live one wins
+            else:
+                ended.add(o.account_id)
+    had_history = set()
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        had_history.update(TierChange.objects.filter(account_id__in=chunk).values_list("account_id", flat=True).distinct())
+
+    changes: list[Change] = []
+    for account in account_list:
+        decision = decide(rules, committed.get(account.pk, Decimal(0)), account.revenue_12m, overrides.get(account.pk))
+        if decision.tier == account.tier and account.pk in had_history:
+            continue
+        if decision.tier == account.tier and account.tier is None:
+            continue
+        cause = decision.cause
+        if account.pk not in had_history:
+            cause = TierChange.Cause.INITIAL if decision.cause == TierChange.Cause.RULES else decision.cause
+        elif cause == TierChange.Cause.RULES and account.pk in ended and account.pk not in overrides:
+            cause = TierChange.Cause.OVERRIDE_ENDED
+        changes.append(Change(account, account.tier, decision.tier, cause, decision.detail))
+
+    with transaction.atomic():
+        for change in changes:
+            change.account.tier = change.after
+        Account.objects.bulk_update([c.account for c in changes], ["tier"], batch_size=500)
+        TierChange.objects.bulk_create(
+            [
+                TierChange(
+                    account=c.account, from_tier=c.before, to_tier=c.after, cause=c.cause, detail=c.detail[:300], at=now
+                )
+                for c in changes
+            ],
+            batch_size=500,
+        )
+    return changes

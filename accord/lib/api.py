@@ -1,0 +1,106 @@
+"""Shared pieces of the REST API: the error shape, strict serializers, pagination."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.http import Http404
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into {"a.b[0].c": [messages]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = str(key) if not prefix else f"{prefix}.{key}"
+            if key == "non_field_errors" and not prefix:
+                name = "_"
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            out[prefix or "_"] = [str(item) for item in detail]
+        else:
+            for i, item in enumerate(detail):
+                if item:
+                    for k, v in _flatten(item, f"{prefix}[{i}]").items():
+                        out.setdefault(k, []).extend(v)
+    else:
+        out[prefix or "_"] = [str(detail)]
+    return out
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error as {"error": {"code", "message", "fields"}}."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = exceptions.APIException("Request body is too large.")
+        exc.status_code = 413
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"_": exc.messages}
+        )
+    elif isinstance(exc, IntegrityError):
+        exc = exceptions.ValidationError({"_": ["This change conflicts with existing data (a unique value is taken)."]})
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    status = response.status_code
+    code = _CODES.get(status, "error")
+    fields: dict[str, list[str]] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        message = "The request has invalid fields." if fields.keys() - {"_"} else "; ".join(fields.get("_", []))
+        message = message or "The request is invalid."
+    elif isinstance(exc, exceptions.ParseError):
+        code = "malformed"
+        message = str(exc.detail)
+    else:
+        detail = getattr(exc, "detail", None)
+        message = str(detail) if detail is not None else str(exc)
+        if isinstance(exc, exceptions.APIException) and getattr(exc, "default_code", None) and status not in _CODES:
+            code = str(exc.default_code)
+    response.data = {"error": {"code": code, "message": message, "fields": fields}}
+    return response
+
+
+class StrictSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """A ModelSerializer that rejects fields it does not know instead of ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, f in self.fields.items() if not f.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field." if name not in self.fields else "This field is read-only."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class Pagination(PageNumberPagination):
+    """Page-number pagination; clients may ask for up to 500 rows a page."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500

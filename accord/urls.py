@@ -1,0 +1,15 @@
+"""Top-level URLs: the staff UI, the admin and the REST API."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(template_name="web/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("accord.api.urls")),
+    path("", include("accord.web.urls")),
+]

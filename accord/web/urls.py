@@ -1,0 +1,12 @@
+"""Staff UI URLs."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "web"
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+]
