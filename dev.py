@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The two commands a newcomer needs, with their own set-up.
+
+    python3 dev.py demo    # venv, install, migrate, seed the demo company, serve the UI
+    python3 dev.py test    # venv, install, ruff, mypy, the test suite on SQLite (and PostgreSQL with --postgres)
+
+Only the Python standard library is used here, so this runs on a machine with nothing but Python 3.11.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("ACCORD_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None, check: bool = True) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env, check=check).returncode
+
+
+def ensure_venv(extras: str) -> None:
+    """Create .venv and install the package (editable) once, again only when pyproject.toml changes."""
+    if sys.version_info[:2] != (3, 11):
+        print(f"warning: Accord targets Python 3.11; this is {sys.version.split()[0]}", file=sys.stderr)
+    if not PY.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".accord-installed-{extras}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
+    stamp.write_text(digest)
+
+
+def demo(args: argparse.Namespace) -> int:
+    ensure_venv("")
+    env = {**os.environ, "ACCORD_DEMO": "1", "DEBUG": os.environ.get("DEBUG", "1")}
+    accord = BIN / "accord"
+    run(accord, "migrate", "--no-input", env=env)
+    run(accord, "seed-demo", "--if-empty", env=env)
+    host, _, port = args.listen.rpartition(":")
+    print(
+        f"\nAccord demo: open http://{host}:{port}/ and log in as demo / demo"
+        f"\n  API:  http://{host}:{port}/api/v1/  (docs at /api/v1/docs/)"
+        f"\n  Admin: http://{host}:{port}/admin/\n  Stop with Ctrl-C.\n",
+        flush=True,
+    )
+    return run(accord, "runserver", "--noreload", args.listen, env=env, check=False)
+
+
+def test(args: argparse.Namespace) -> int:
+    ensure_venv("dev")
+    failures: list[str] = []
+
+    def step(name: str, *cmd: str | Path, env: dict[str, str] | None = None) -> None:
+        code = run(*cmd, env=env, check=False)
+        if code == 5:
+            print(f"{name}: pytest collected no tests; that is a failure", flush=True)
+        if code != 0:
+            failures.append(f"{name} (exit {code})")
+
+    step("ruff", BIN / "ruff", "check", ".")
+    step("mypy", BIN / "mypy", "accord")
+    base_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    base_env.setdefault("ACCORD_VAR_DIR", str(ROOT / "var" / "test"))
+    pytest_args = ["-p", "no:cacheprovider", *args.pytest_args]
+    step("pytest (SQLite)", PY, "-m", "pytest", *pytest_args, env=base_env)
+    if args.postgres:
+        step("pytest (PostgreSQL)", PY, "-m", "pytest", *pytest_args, env={**base_env, "DATABASE_URL": args.postgres})
+    if failures:
+        print("FAILED: " + ", ".join(failures), flush=True)
+        return 1
+    print("all checks passed", flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="set up and run the demo")
+    p_demo.add_argument("--listen", default="127.0.0.1:8000")
+    p_demo.set_defaults(func=demo)
+    p_test = sub.add_parser("test", help="set up and run lint, types and tests")
+    p_test.add_argument(
+        "--postgres",
+        default=os.environ.get("ACCORD_TEST_POSTGRES"),
+        help="also run the suite on this PostgreSQL URL (e.g. postgres://127.0.0.1:5432/test)",
+    )
+    p_test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
+    p_test.set_defaults(func=test)
+    args = parser.parse_args()
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
