@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "accord.customers",
     "accord.agreements",
     "accord.catalog",
+    "accord.gateway",
     "accord.web",
 ]
 

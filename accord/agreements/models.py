@@ -12,13 +12,24 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from accord.customers.models import MONEY, Account, Tier, validate_timezone
+from accord.customers.models import Account, Tier, money, validate_timezone
 
 from .hours import WEEKDAYS, day_errors, normalise_hours, weekly_minutes
 
 
 def empty_week() -> dict[str, list[str]]:
     return {day: [] for day in WEEKDAYS}
+
+
+def holiday_errors(country: str, subdivision: str = "") -> list[tuple[str, str]]:
+    """Problems with a holidays country/subdivision pair, as (field, message)."""
+    supported = holidays_lib.list_supported_countries()
+    if country not in supported:
+        return [("holiday_country", f"'{country}' is not a country the holidays package knows (e.g. GB, US, DE)")]
+    if subdivision and subdivision not in supported[country]:
+        known = ", ".join(supported[country][:12]) + (", ..." if len(supported[country]) > 12 else "")
+        return [("holiday_subdivision", f"'{subdivision}' is not a subdivision of {country} (known: {known})")]
+    return []
 
 
 class BusinessCalendar(models.Model):
@@ -52,12 +63,10 @@ class BusinessCalendar(models.Model):
         if not errors and weekly_minutes(self.hours) == 0:
             errors.setdefault("hours", []).append("the calendar has no working time at all")
         if self.holiday_country:
-            try:
-                holidays_lib.country_holidays(self.holiday_country, subdiv=self.holiday_subdivision or None)
-            except NotImplementedError:
-                errors.setdefault("holiday_country", []).append(f"'{self.holiday_country}' has no holiday data")
-            except Exception as e:  # the holidays package reports bad subdivisions with several types
-                errors.setdefault("holiday_subdivision", []).append(str(e))
+            for field, message in holiday_errors(self.holiday_country, self.holiday_subdivision):
+                errors.setdefault(field, []).append(message)
+        elif self.holiday_subdivision:
+            errors.setdefault("holiday_subdivision", []).append("a subdivision needs a holiday country")
         for field in ("extra_holidays", "removed_holidays"):
             for value in getattr(self, field) or []:
                 try:
@@ -102,7 +111,7 @@ class Agreement(models.Model):
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="agreements")
     effective_from = models.DateField()
     effective_to = models.DateField(null=True, blank=True)
-    monthly_fee = models.DecimalField(**MONEY, default=Decimal(0))
+    monthly_fee = money(default=Decimal(0))
     currency = models.CharField(max_length=3, default="EUR")
     services = models.ManyToManyField("catalog.Service", blank=True, related_name="agreements")
     calendar = models.ForeignKey(BusinessCalendar, on_delete=models.PROTECT, related_name="agreements")

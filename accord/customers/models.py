@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 from zoneinfo import available_timezones
 
 from django.conf import settings
@@ -12,7 +13,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+def money(**kwargs: Any) -> models.DecimalField[Any, Any]:
+    """A money amount: 14 digits, 2 decimals."""
+    return models.DecimalField(max_digits=14, decimal_places=2, **kwargs)
 
 
 def validate_timezone(value: str) -> None:
@@ -39,11 +44,11 @@ class Tier(models.Model):
 
     name = models.SlugField(max_length=40, unique=True)
     rank = models.PositiveSmallIntegerField(unique=True, help_text="1 is the highest tier; rules are tried in rank order.")
-    min_commitment = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Committed amount in the current period at least this."
+    min_commitment = money(
+        null=True, blank=True, help_text="Committed amount in the current period at least this."
     )
-    min_revenue_12m = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Trailing 12-month revenue at least this."
+    min_revenue_12m = money(
+        null=True, blank=True, help_text="Trailing 12-month revenue at least this."
     )
     match = models.CharField(max_length=3, choices=Match.choices, default=Match.ANY)
     description = models.CharField(max_length=200, blank=True)
@@ -80,9 +85,9 @@ class Account(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
-    revenue_12m = models.DecimalField(**MONEY, default=Decimal(0), help_text="Revenue over the trailing 12 months.")
-    cost_to_serve_12m = models.DecimalField(
-        **MONEY, default=Decimal(0), help_text="Cost to serve over the trailing 12 months."
+    revenue_12m = money(default=Decimal(0), help_text="Revenue over the trailing 12 months.")
+    cost_to_serve_12m = money(
+        default=Decimal(0), help_text="Cost to serve over the trailing 12 months."
     )
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -156,7 +161,7 @@ class Commitment(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="commitments")
     period_start = models.DateField()
     period_end = models.DateField()
-    amount = models.DecimalField(**MONEY, default=Decimal(0))
+    amount = money(default=Decimal(0))
     volume = models.PositiveIntegerField(null=True, blank=True)
     unit = models.CharField(max_length=40, blank=True, help_text="What the volume counts, e.g. bookings.")
     note = models.CharField(max_length=200, blank=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from .models import Account, Commitment, Tier, TierChange, TierOverride
@@ -46,17 +46,17 @@ class Change:
     detail: str
 
 
-def recompute(accounts: Iterable[Account] | None = None, now: dt.datetime | None = None) -> list[Change]:
+def recompute(accounts: QuerySet[Account] | None = None, now: dt.datetime | None = None) -> list[Change]:
     """Re-evaluate the tier of the given accounts (all by default); record and return what changed."""
     now = now or timezone.now()
     today = timezone.localdate(now)
     rules = list(Tier.objects.order_by("rank"))
-    qs = Account.objects.select_related("tier") if accounts is None else accounts
-    account_list = list(qs)
+    last_cause = TierChange.objects.filter(account=OuterRef("pk")).order_by("-at", "-id").values("cause")[:1]
+    qs = (Account.objects.all() if accounts is None else accounts).select_related("tier")
+    account_list = list(qs.annotate(last_cause=Subquery(last_cause)))
     ids = [a.pk for a in account_list]
     committed: dict[int, Decimal] = {}
     overrides: dict[int, TierOverride] = {}
-    ended: set[int] = set()
     # Batch the look-ups; SQLite caps the number of bound parameters per query.
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
@@ -73,24 +73,17 @@ def recompute(accounts: Iterable[Account] | None = None, now: dt.datetime | None
         ):
             if o.expires_at > now:
                 overrides[o.account_id] = o  # the newest live one wins
-            else:
-                ended.add(o.account_id)
-    had_history = set()
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        had_history.update(TierChange.objects.filter(account_id__in=chunk).values_list("account_id", flat=True).distinct())
 
     changes: list[Change] = []
     for account in account_list:
         decision = decide(rules, committed.get(account.pk, Decimal(0)), account.revenue_12m, overrides.get(account.pk))
-        if decision.tier == account.tier and account.pk in had_history:
-            continue
-        if decision.tier == account.tier and account.tier is None:
+        previous = account.last_cause
+        if decision.tier == account.tier and (previous is not None or account.tier is None):
             continue
         cause = decision.cause
-        if account.pk not in had_history:
-            cause = TierChange.Cause.INITIAL if decision.cause == TierChange.Cause.RULES else decision.cause
-        elif cause == TierChange.Cause.RULES and account.pk in ended and account.pk not in overrides:
+        if previous is None and cause == TierChange.Cause.RULES:
+            cause = TierChange.Cause.INITIAL
+        elif previous == TierChange.Cause.OVERRIDE and cause == TierChange.Cause.RULES:
             cause = TierChange.Cause.OVERRIDE_ENDED
         changes.append(Change(account, account.tier, decision.tier, cause, decision.detail))
 

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class GatewayConfig(AppConfig):
+    """The customer-aware HTTP gateway: identify, route, measure, enforce (capability C4)."""
+
+    name = "accord.gateway"
+    default_auto_field = "django.db.models.BigAutoField"
