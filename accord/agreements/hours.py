@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -46,7 +47,7 @@ def day_errors(windows: object) -> list[tuple[int | None, str]]:
             continue
         parsed.append((start, end, i))
     parsed.sort()
-    for (_s1, e1, i1), (s2, _e2, i2) in zip(parsed, parsed[1:], strict=False):
+    for (_s1, e1, i1), (s2, _e2, i2) in itertools.pairwise(parsed):
         if s2 < e1:
             errors.append((i2, f"'{windows[i2]}' overlaps '{windows[i1]}'"))
     return errors
