@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "accord.agreements",
     "accord.catalog",
     "accord.gateway",
+    "accord.desk",
     "accord.web",
 ]
 

@@ -1,0 +1,284 @@
+"""Tickets, their message threads and the SLA clocks they run on."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accord.agreements.models import Agreement, BusinessCalendar, Objective
+from accord.customers.models import Account, Contact, Tier
+
+REFERENCE_PREFIX = "ACC"
+
+
+class SupportGroup(models.Model):
+    """A team of agents that tickets can be assigned to, optionally with its own mailbox address."""
+
+    name = models.SlugField(max_length=80, unique=True)
+    email = models.EmailField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    """A free label on tickets."""
+
+    name = models.SlugField(max_length=60, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Ticket(models.Model):
+    """One customer request, whatever channel it came from, with its thread and clocks."""
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        OPEN = "open"
+        PENDING = "pending", "pending (waiting on customer)"
+        ON_HOLD = "on_hold", "on hold (waiting on a third party)"
+        SOLVED = "solved"
+        CLOSED = "closed"
+
+    PAUSED_STATUSES = frozenset({Status.PENDING, Status.ON_HOLD})
+    DONE_STATUSES = frozenset({Status.SOLVED, Status.CLOSED})
+
+    class Priority(models.TextChoices):
+        URGENT = "urgent"
+        HIGH = "high"
+        NORMAL = "normal"
+        LOW = "low"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEB = "web", "web form"
+        PHONE = "phone"
+        SOCIAL = "social", "social / webhook"
+        API = "api"
+
+    class SlaState(models.TextChoices):
+        NONE = "none", "no SLA"
+        ON_TRACK = "on_track", "on track"
+        WARNING = "warning"
+        BREACHED = "breached"
+        PAUSED = "paused"
+        DONE = "done"
+
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    subject = models.CharField(max_length=300)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    group = models.ForeignKey(SupportGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="tickets")
+    agreement = models.ForeignKey(Agreement, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    solved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # Denormalised from the clocks so the agent queue is one indexed query.
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    sla_state = models.CharField(max_length=10, choices=SlaState.choices, default=SlaState.NONE)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_due_at"], name="ticket_queue"),
+            models.Index(fields=["assignee", "status", "next_due_at"], name="ticket_assignee_queue"),
+            models.Index(fields=["account", "-created_at"], name="ticket_account_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.subject}"
+
+    @property
+    def reference(self) -> str:
+        """The reference quoted to customers and put in e-mail subjects, e.g. ACC-000042."""
+        return f"{REFERENCE_PREFIX}-{self.pk:06d}" if self.pk else f"{REFERENCE_PREFIX}-new"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in self.DONE_STATUSES
+
+
+class RawMessage(models.Model):
+    """The exact bytes a message arrived as, kept so nothing is ever lost, even when parsing fails."""
+
+    sha256 = models.CharField(max_length=64, db_index=True)
+    data = models.BinaryField()
+    size = models.PositiveIntegerField()
+    source = models.CharField(max_length=300, blank=True, help_text="Mailbox, file path or endpoint it came from.")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.size} bytes from {self.source}"
+
+
+class Message(models.Model):
+    """One entry in a ticket's thread: an inbound message, a public reply, or an internal note."""
+
+    class Kind(models.TextChoices):
+        INBOUND = "inbound"
+        REPLY = "reply", "public reply"
+        NOTE = "note", "internal note"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    channel = models.CharField(max_length=10, choices=Ticket.Channel.choices)
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    from_address = models.CharField(max_length=320, blank=True)
+    to_addresses = models.JSONField(default=list, blank=True)
+    cc_addresses = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    message_id = models.CharField(max_length=998, null=True, blank=True, unique=True)
+    in_reply_to = models.CharField(max_length=998, blank=True)
+    references = models.TextField(blank=True)
+    raw = models.ForeignKey(RawMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=300, blank=True)
+    auto_generated = models.BooleanField(default=False, help_text="Sent or received by a machine (auto-reply).")
+    meta = models.JSONField(default=dict, blank=True, help_text="Channel details: call duration, social handle ...")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.ticket_id}"
+
+    @property
+    def is_public_agent_reply(self) -> bool:
+        """Only this counts as a response for SLA clocks."""
+        return self.kind == self.Kind.REPLY and self.author_user_id is not None and not self.auto_generated
+
+
+class Attachment(models.Model):
+    """A file attached to a message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class SlaClock(models.Model):
+    """One SLA timer of a ticket (first response, next response or resolution) in business time."""
+
+    class Kind(models.TextChoices):
+        FIRST_RESPONSE = "first_response"
+        NEXT_RESPONSE = "next_response"
+        RESOLUTION = "resolution"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        PAUSED = "paused"
+        MET = "met", "stopped (met or reached)"
+        CANCELLED = "cancelled"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="clocks")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    cycle = models.PositiveSmallIntegerField(default=1, help_text="Resolution restarts at 2, 3 ... on reopen.")
+    objective = models.ForeignKey(Objective, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    calendar = models.ForeignKey(BusinessCalendar, on_delete=models.PROTECT, related_name="+")
+    target_minutes = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    pauses = models.JSONField(default=list, blank=True, help_text="Closed pause intervals [[start, end], ...] (ISO).")
+    paused_since = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Null while paused.")
+    warn_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    warned_at = models.DateTimeField(null=True, blank=True)
+    breached_at = models.DateTimeField(null=True, blank=True, help_text="Set once, never cleared.")
+
+    class Meta:
+        ordering = ["ticket", "kind", "cycle"]
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="clock_due"),
+            models.Index(fields=["status", "warn_at"], name="clock_warn"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["ticket", "kind", "cycle"], name="clock_unique_cycle")]
+
+    def __str__(self) -> str:
+        return f"{self.ticket_id} {self.kind}#{self.cycle} {self.status}"
+
+    @property
+    def breached(self) -> bool:
+        return self.breached_at is not None
+
+
+class ClockEvent(models.Model):
+    """An alert raised on a clock (warning, breach, escalation); unique so no alert is sent twice."""
+
+    clock = models.ForeignKey(SlaClock, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=80, help_text="warning, breach, or escalation:<rule>")
+    at = models.DateTimeField(default=timezone.now)
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [models.UniqueConstraint(fields=["clock", "kind"], name="clock_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.clock} {self.kind}"
+
+
+class EscalationRule(models.Model):
+    """What to do when a clock warns or breaches: reassign, raise priority, notify."""
+
+    class Trigger(models.TextChoices):
+        WARNING = "warning"
+        BREACH = "breach"
+
+    class Action(models.TextChoices):
+        REASSIGN = "reassign"
+        RAISE_PRIORITY = "raise_priority"
+        NOTIFY = "notify"
+
+    name = models.SlugField(max_length=80, unique=True)
+    enabled = models.BooleanField(default=True)
+    order = models.PositiveSmallIntegerField(default=100)
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    clock_kind = models.CharField(max_length=16, choices=SlaClock.Kind.choices, blank=True, help_text="Blank: any.")
+    tiers = models.ManyToManyField(Tier, blank=True, help_text="Empty: any tier.")
+    priorities = models.JSONField(default=list, blank=True, help_text="Empty: any priority.")
+    action = models.CharField(max_length=15, choices=Action.choices)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    group = models.ForeignKey(SupportGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    notify_email = models.EmailField(blank=True)
+
+    class Meta:
+        ordering = ["order", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(action="reassign") | Q(assignee__isnull=False) | Q(group__isnull=False),
+                name="escalation_reassign_has_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
