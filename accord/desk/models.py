@@ -282,3 +282,46 @@ class EscalationRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Mailbox(models.Model):
+    """An IMAP mailbox polled for customer e-mail; messages are marked seen only once safely stored."""
+
+    class Security(models.TextChoices):
+        SSL = "ssl", "TLS from the start (993)"
+        STARTTLS = "starttls"
+        NONE = "none", "none (loopback and tests only)"
+
+    name = models.SlugField(max_length=80, unique=True)
+    host = models.CharField(max_length=200)
+    port = models.PositiveIntegerField(default=993)
+    security = models.CharField(max_length=8, choices=Security.choices, default=Security.SSL)
+    username = models.CharField(max_length=200)
+    password = models.CharField(max_length=200)
+    folder = models.CharField(max_length=200, default="INBOX")
+    address = models.EmailField(blank=True, help_text="The address customers write to; replies come from it.")
+    group = models.ForeignKey(SupportGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    enabled = models.BooleanField(default=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookChannel(models.Model):
+    """A social or other channel that posts signed JSON messages to the desk."""
+
+    name = models.SlugField(max_length=80, unique=True)
+    secret = models.CharField(max_length=200, help_text="HMAC-SHA256 key shared with the sender.")
+    enabled = models.BooleanField(default=True)
+    group = models.ForeignKey(SupportGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
