@@ -118,6 +118,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 if os.environ.get("ACCORD_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["ACCORD_TEST_DB_NAME"]}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so tests can start real `accord` subprocesses (workers, gateway) on the same data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -169,6 +172,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# Outgoing mail (replies, acknowledgements, alerts).
+EMAIL_BACKEND = os.environ.get("ACCORD_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("ACCORD_SMTP_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("ACCORD_SMTP_PORT", 25))
+EMAIL_HOST_USER = os.environ.get("ACCORD_SMTP_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("ACCORD_SMTP_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("ACCORD_SMTP_STARTTLS", False)
+EMAIL_USE_SSL = _env_bool("ACCORD_SMTP_SSL", False)
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = os.environ.get("ACCORD_MAIL_FROM", "support@accord.localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Support clocks warn when this share of the target has passed.
+ACCORD_SLA_WARNING_SHARE = float(os.environ.get("ACCORD_SLA_WARNING_SHARE", 0.75))
 
 LOGGING = {
     "version": 1,
