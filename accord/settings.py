@@ -120,7 +120,7 @@ if os.environ.get("ACCORD_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["ACCORD_TEST_DB_NAME"]}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so tests can start real `accord` subprocesses (workers, gateway) on the same data.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
