@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -227,6 +229,9 @@ class SlaClock(models.Model):
     @property
     def breached(self) -> bool:
         return self.breached_at is not None
+
+    def calendar_tz(self) -> ZoneInfo:
+        return ZoneInfo(self.calendar.timezone)
 
 
 class ClockEvent(models.Model):

@@ -85,7 +85,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class StrictSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class StrictSerializer(serializers.ModelSerializer):
     """A ModelSerializer that rejects fields it does not know instead of ignoring them."""
 
     def to_internal_value(self, data: Any) -> Any:

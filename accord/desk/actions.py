@@ -1,0 +1,276 @@
+"""State changes on tickets; each is atomic and keeps the SLA clocks in step (see clocks.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accord.agreements.models import Agreement
+from accord.customers.models import Account, Contact, ContactPoint
+
+from . import clocks
+from .models import Message, SlaClock, Ticket
+
+K = SlaClock.Kind
+
+
+@dataclass
+class Inbound:
+    """A customer's message as a channel hands it over."""
+
+    channel: str
+    subject: str
+    body_text: str = ""
+    body_html: str = ""
+    from_address: str = ""
+    from_name: str = ""
+    to_addresses: list[str] = field(default_factory=list)
+    cc_addresses: list[str] = field(default_factory=list)
+    message_id: str | None = None
+    in_reply_to: str = ""
+    references: str = ""
+    priority: str = Ticket.Priority.NORMAL
+    received_at: dt.datetime | None = None
+    flagged: bool = False
+    flag_reason: str = ""
+    auto_generated: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def match_sender(address: str, name: str = "", kind: str = ContactPoint.Kind.EMAIL) -> tuple[Contact | None, Account | None]:
+    """Find the contact (and account) of a sender's address or phone; unknown senders get a new contact."""
+    value = address.strip().lower() if kind == ContactPoint.Kind.EMAIL else normalise_phone(address)
+    if not value:
+        return None, None
+    point = ContactPoint.objects.select_related("contact__account").filter(kind=kind, value=value).first()
+    if point is not None:
+        return point.contact, point.contact.account
+    contact = Contact.objects.create(name=(name or value)[:200])
+    ContactPoint.objects.create(contact=contact, kind=kind, value=value, primary=True)
+    return contact, None
+
+
+def normalise_phone(raw: str) -> str:
+    """Keep a leading + and the digits, so '+44 20 7946-0000' and '+442079460000' match."""
+    raw = raw.strip()
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    return ("+" if raw.startswith("+") else "") + digits
+
+
+def _refresh(ticket: Ticket, now: dt.datetime) -> None:
+    clocks.summarise(ticket, now)
+    Ticket.objects.filter(pk=ticket.pk).update(
+        next_due_at=ticket.next_due_at, sla_state=ticket.sla_state, updated_at=timezone.now()
+    )
+
+
+def _start_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle: int = 1) -> None:
+    objectives = clocks.targets(ticket.agreement, ticket.priority, ticket.channel)
+    for kind in kinds:
+        if kind in objectives:
+            clocks.start(ticket, kind, objectives[kind], at, cycle)
+
+
+def do_open_ticket(
+    inbound: Inbound, *, contact: Contact | None = None, account: Account | None = None
+) -> Ticket:
+    """Create a ticket from a customer's first message and start its clocks."""
+    at = inbound.received_at or timezone.now()
+    with transaction.atomic():
+        if contact is None and inbound.from_address:
+            kind = ContactPoint.Kind.PHONE if inbound.channel == Ticket.Channel.PHONE else ContactPoint.Kind.EMAIL
+            contact, matched_account = match_sender(inbound.from_address, inbound.from_name, kind)
+            account = account or matched_account
+        if account is None and contact is not None:
+            account = contact.account
+        agreement = Agreement.for_account(account, timezone.localdate(at)) if account else None
+        ticket = Ticket.objects.create(
+            account=account,
+            contact=contact,
+            channel=inbound.channel,
+            subject=(inbound.subject or "(no subject)")[:300],
+            priority=inbound.priority,
+            agreement=agreement,
+            created_at=at,
+        )
+        _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact)
+        _start_clocks(ticket, at, (K.FIRST_RESPONSE, K.RESOLUTION))
+        _refresh(ticket, at)
+    return ticket
+
+
+def _store_message(
+    ticket: Ticket, inbound: Inbound, kind: str, at: dt.datetime, *, contact: Contact | None = None, **extra: Any
+) -> Message:
+    return Message.objects.create(
+        ticket=ticket,
+        kind=kind,
+        channel=inbound.channel,
+        author_contact=contact,
+        from_address=inbound.from_address,
+        to_addresses=inbound.to_addresses,
+        cc_addresses=inbound.cc_addresses,
+        subject=inbound.subject[:998],
+        body_text=inbound.body_text,
+        body_html=inbound.body_html,
+        message_id=inbound.message_id,
+        in_reply_to=inbound.in_reply_to,
+        references=inbound.references,
+        flagged=inbound.flagged,
+        flag_reason=inbound.flag_reason[:300],
+        auto_generated=inbound.auto_generated,
+        meta=inbound.meta,
+        created_at=at,
+        **extra,
+    )
+
+
+def do_add_customer_message(ticket: Ticket, inbound: Inbound, contact: Contact | None = None) -> Message:
+    """The customer writes on an existing ticket: it reopens or resumes, and a next-response clock starts."""
+    at = inbound.received_at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        message = _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact or ticket.contact)
+        if ticket.status == Ticket.Status.CLOSED:
+            pass  # a closed ticket stays closed; the channel decides whether to open a follow-up
+        elif ticket.status == Ticket.Status.SOLVED:
+            _reopen(ticket, at)
+        elif ticket.status in Ticket.PAUSED_STATUSES:
+            _set_status(ticket, Ticket.Status.OPEN, at)
+        if ticket.status != Ticket.Status.CLOSED and not inbound.auto_generated:
+            answered = ticket.clocks.filter(kind=K.FIRST_RESPONSE, status=SlaClock.Status.MET).exists()
+            waiting = clocks.live(ticket.clocks.filter(kind__in=[K.FIRST_RESPONSE, K.NEXT_RESPONSE]))
+            if answered and not waiting:
+                cycle = ticket.clocks.filter(kind=K.NEXT_RESPONSE).count() + 1
+                _start_clocks(ticket, at, (K.NEXT_RESPONSE,), cycle)
+        _refresh(ticket, at)
+    return message
+
+
+def do_reply(
+    ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None,
+    new_status: str | None = None, **fields: Any,
+) -> Message:
+    """An agent's public reply: it reaches the first or next response milestone."""
+    if not body_text.strip():
+        raise ValidationError({"body_text": "A reply needs some text."})
+    at = at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        message = Message.objects.create(
+            ticket=ticket, kind=Message.Kind.REPLY, channel=ticket.channel, author_user=user,  # type: ignore[misc]
+            body_text=body_text, created_at=at, **fields,
+        )
+        for clock in clocks.live(ticket.clocks.filter(kind__in=[K.FIRST_RESPONSE, K.NEXT_RESPONSE])):
+            clocks.stop(clock, at)
+        if ticket.channel == Ticket.Channel.EMAIL:
+            from .outbound import queue_reply_email
+
+            queue_reply_email(message)
+        if ticket.status == Ticket.Status.NEW:
+            ticket.status = Ticket.Status.OPEN
+            ticket.save(update_fields=["status"])
+        if new_status:
+            _set_status(ticket, new_status, at)
+        _refresh(ticket, at)
+    return message
+
+
+def do_add_note(ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None) -> Message:
+    """An internal note: visible to agents only, and no response for any clock."""
+    if not body_text.strip():
+        raise ValidationError({"body_text": "A note needs some text."})
+    return Message.objects.create(
+        ticket=ticket, kind=Message.Kind.NOTE, channel=ticket.channel, author_user=user,  # type: ignore[misc]
+        body_text=body_text, created_at=at or timezone.now(),
+    )
+
+
+def do_set_status(ticket: Ticket, status: str, *, at: dt.datetime | None = None) -> Ticket:
+    """Move a ticket to a status; clocks pause, resume, stop or restart as the rules say."""
+    if status not in Ticket.Status.values:
+        raise ValidationError({"status": f"'{status}' is not a status ({', '.join(Ticket.Status.values)})."})
+    at = at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        _set_status(ticket, status, at)
+        _refresh(ticket, at)
+    return ticket
+
+
+def _set_status(ticket: Ticket, status: str, at: dt.datetime) -> None:
+    old = ticket.status
+    if old == status:
+        return
+    if old == Ticket.Status.CLOSED:
+        raise ValidationError({"status": "A closed ticket cannot change; open a follow-up instead."})
+    if old == Ticket.Status.SOLVED and status not in Ticket.DONE_STATUSES:
+        _reopen(ticket, at, status)
+        return
+    live = clocks.live(ticket.clocks.all())
+    if status in Ticket.PAUSED_STATUSES:
+        for clock in live:
+            clocks.pause(clock, at)
+    elif status in (Ticket.Status.OPEN, Ticket.Status.NEW):
+        for clock in live:
+            clocks.resume(clock, at)
+    else:  # solved or closed
+        for clock in live:
+            if clock.kind == K.RESOLUTION:
+                clocks.stop(clock, at)
+            else:
+                clocks.cancel(clock)  # nobody waits for an answer on a solved ticket
+        if status == Ticket.Status.SOLVED:
+            ticket.solved_at = at
+        else:
+            ticket.closed_at = at
+    ticket.status = status
+    ticket.save(update_fields=["status", "solved_at", "closed_at"])
+
+
+def _reopen(ticket: Ticket, at: dt.datetime, status: str = Ticket.Status.OPEN) -> None:
+    """A solved ticket comes back: resolution restarts as a new cycle; the old cycle is kept."""
+    cycle = ticket.clocks.filter(kind=K.RESOLUTION).count() + 1
+    ticket.status = status
+    ticket.solved_at = None
+    ticket.save(update_fields=["status", "solved_at"])
+    _start_clocks(ticket, at, (K.RESOLUTION,), cycle)
+
+
+def do_set_priority(ticket: Ticket, priority: str, *, at: dt.datetime | None = None) -> Ticket:
+    """Change priority: clocks not yet reached take the new targets; reached ones keep their result."""
+    if priority not in Ticket.Priority.values:
+        raise ValidationError({"priority": f"'{priority}' is not a priority ({', '.join(Ticket.Priority.values)})."})
+    at = at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        ticket.priority = priority
+        ticket.save(update_fields=["priority"])
+        _retarget(ticket)
+        _refresh(ticket, at)
+    return ticket
+
+
+def do_set_agreement(ticket: Ticket, agreement: Agreement | None, *, at: dt.datetime | None = None) -> Ticket:
+    """Put a ticket under another agreement (e.g. the account moved tier); reached milestones stay."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        ticket.agreement = agreement
+        ticket.save(update_fields=["agreement"])
+        _retarget(ticket)
+        _refresh(ticket, at)
+    return ticket
+
+
+def _retarget(ticket: Ticket) -> None:
+    objectives = clocks.targets(ticket.agreement, ticket.priority, ticket.channel)
+    calendar = ticket.agreement.calendar if ticket.agreement else None
+    for clock in clocks.live(ticket.clocks.all()):
+        clocks.retarget(clock, objectives.get(clock.kind), calendar)

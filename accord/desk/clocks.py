@@ -1,0 +1,184 @@
+"""SLA clock rules: which clocks a ticket runs, how pauses move their due instants, when they are met.
+
+The rules, in one place:
+- A ticket's agreement (the account's own beats its tier's) gives per-priority targets for first response,
+  next response and resolution, in business minutes on the agreement's calendar.
+- First response and resolution start when the ticket is created. Next response starts when the customer
+  writes again after an agent's public reply, and stops at the next public reply.
+- Only a public reply by an agent counts as a response; internal notes and auto-replies do not.
+- Clocks pause (in business time) while the ticket is pending or on hold and resume when it opens again.
+- A reached milestone stays reached when the priority or agreement changes; running clocks take the new target.
+- A breach is recorded once and never cleared, also when the milestone is reached late.
+- Solving stops resolution; reopening a solved ticket starts a new resolution cycle, keeping the old one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from functools import lru_cache
+
+from django.conf import settings
+from django.utils import timezone
+
+from accord.agreements.models import Agreement, BusinessCalendar, Objective
+from accord.lib.businesstime import BusinessTime
+
+from .models import SlaClock, Ticket
+
+
+def warning_share() -> float:
+    """The share of a target after which a running clock warns (default 75%)."""
+    return float(getattr(settings, "ACCORD_SLA_WARNING_SHARE", 0.75))
+
+
+@lru_cache(maxsize=64)
+def _engine(calendar_id: int, version: str) -> BusinessTime:
+    return BusinessTime.from_calendar(BusinessCalendar.objects.get(pk=calendar_id))
+
+
+def engine(calendar: BusinessCalendar) -> BusinessTime:
+    """A business-time engine for a calendar, cached until the calendar changes."""
+    version = repr((calendar.timezone, calendar.hours, calendar.holiday_country, calendar.holiday_subdivision,
+                    calendar.extra_holidays, calendar.removed_holidays))
+    return _engine(calendar.pk, version)
+
+
+def targets(agreement: Agreement | None, priority: str, channel: str) -> dict[str, Objective]:
+    """The support objectives of an agreement for a priority (and channel), by clock kind.
+
+    An objective scoped to the ticket's channel beats one for any channel; one scoped to the priority
+    beats one for any priority. Ties go to the lowest target (the stricter promise).
+    """
+    if agreement is None:
+        return {}
+    best: dict[str, tuple[tuple[int, int, float], Objective]] = {}
+    for obj in agreement.objectives.all():
+        if obj.kind not in Objective.SUPPORT_KINDS:
+            continue
+        if obj.priority and obj.priority != priority:
+            continue
+        if obj.channel and obj.channel != channel:
+            continue
+        score = (0 if obj.channel else 1, 0 if obj.priority else 1, float(obj.target))
+        if obj.kind not in best or score < best[obj.kind][0]:
+            best[obj.kind] = (score, obj)
+    return {kind: obj for kind, (_score, obj) in best.items()}
+
+
+def _pauses(clock: SlaClock) -> list[tuple[dt.datetime, dt.datetime]]:
+    return [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) for a, b in clock.pauses]
+
+
+def schedule(clock: SlaClock) -> None:
+    """Recompute due_at and warn_at of a running clock from its start, target and pauses."""
+    if clock.status != SlaClock.Status.RUNNING:
+        clock.due_at = clock.warn_at = None
+        return
+    bt = engine(clock.calendar)
+    pauses = _pauses(clock)
+    clock.due_at = bt.add(clock.started_at, clock.target_minutes, pauses)
+    clock.warn_at = bt.add(clock.started_at, clock.target_minutes * warning_share(), pauses)
+
+
+def start(ticket: Ticket, kind: str, objective: Objective, at: dt.datetime, cycle: int = 1) -> SlaClock:
+    """Start a clock of a kind on a ticket from an objective (saved)."""
+    assert ticket.agreement is not None
+    clock = SlaClock(
+        ticket=ticket,
+        kind=kind,
+        cycle=cycle,
+        objective=objective,
+        calendar=ticket.agreement.calendar,
+        target_minutes=int(objective.target),
+        started_at=at,
+    )
+    if ticket.status in Ticket.PAUSED_STATUSES:
+        clock.status = SlaClock.Status.PAUSED
+        clock.paused_since = at
+    schedule(clock)
+    clock.save()
+    return clock
+
+
+def stop(clock: SlaClock, at: dt.datetime) -> None:
+    """Mark a milestone reached; late means breached, and a breach is never cleared."""
+    if clock.status == SlaClock.Status.PAUSED:
+        resume(clock, at)
+    if clock.status != SlaClock.Status.RUNNING:
+        return
+    if clock.due_at is not None and at > clock.due_at and clock.breached_at is None:
+        clock.breached_at = clock.due_at
+    clock.status = SlaClock.Status.MET
+    clock.stopped_at = at
+    clock.due_at = clock.warn_at = None
+    clock.save()
+
+
+def pause(clock: SlaClock, at: dt.datetime) -> None:
+    if clock.status != SlaClock.Status.RUNNING:
+        return
+    clock.status = SlaClock.Status.PAUSED
+    clock.paused_since = at
+    clock.due_at = clock.warn_at = None
+    clock.save()
+
+
+def resume(clock: SlaClock, at: dt.datetime) -> None:
+    if clock.status != SlaClock.Status.PAUSED or clock.paused_since is None:
+        return
+    if at > clock.paused_since:
+        clock.pauses = [*clock.pauses, [clock.paused_since.isoformat(), at.isoformat()]]
+    clock.status = SlaClock.Status.RUNNING
+    clock.paused_since = None
+    schedule(clock)
+    clock.save()
+
+
+def cancel(clock: SlaClock) -> None:
+    """Stop a clock that no longer applies; a breach already recorded stays."""
+    clock.status = SlaClock.Status.CANCELLED
+    clock.paused_since = None
+    clock.due_at = clock.warn_at = None
+    clock.save()
+
+
+def retarget(clock: SlaClock, objective: Objective | None, calendar: BusinessCalendar | None) -> None:
+    """Give a clock that is still running (or paused) a new target; a clock without one is cancelled."""
+    if clock.status not in (SlaClock.Status.RUNNING, SlaClock.Status.PAUSED):
+        return
+    if objective is None or calendar is None:
+        cancel(clock)
+        return
+    else:
+        clock.objective = objective
+        clock.calendar = calendar
+        clock.target_minutes = int(objective.target)
+        schedule(clock)
+    clock.save()
+
+
+def live(clocks: Iterable[SlaClock]) -> list[SlaClock]:
+    return [c for c in clocks if c.status in (SlaClock.Status.RUNNING, SlaClock.Status.PAUSED)]
+
+
+def summarise(ticket: Ticket, now: dt.datetime | None = None) -> None:
+    """Refresh the ticket's denormalised next_due_at and sla_state from its clocks (not saved)."""
+    now = now or timezone.now()
+    clocks = list(ticket.clocks.all())
+    running = [c for c in clocks if c.status == SlaClock.Status.RUNNING and c.due_at is not None]
+    ticket.next_due_at = min((c.due_at for c in running), default=None)  # type: ignore[type-var]
+    if not clocks:
+        ticket.sla_state = Ticket.SlaState.NONE
+    elif any(c.breached_at is not None and c.status != SlaClock.Status.CANCELLED for c in live(clocks)) or any(
+        c.due_at is not None and c.due_at <= now for c in running
+    ):
+        ticket.sla_state = Ticket.SlaState.BREACHED
+    elif any(c.warn_at is not None and c.warn_at <= now for c in running):
+        ticket.sla_state = Ticket.SlaState.WARNING
+    elif running:
+        ticket.sla_state = Ticket.SlaState.ON_TRACK
+    elif any(c.status == SlaClock.Status.PAUSED for c in clocks):
+        ticket.sla_state = Ticket.SlaState.PAUSED
+    else:
+        ticket.sla_state = Ticket.SlaState.DONE

@@ -1,0 +1,66 @@
+"""IMAP polling: fetch unseen messages, store each safely, and only then mark it seen."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import ssl
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from . import mail
+from .models import Mailbox
+
+
+@dataclass
+class PollResult:
+    """What one poll of a mailbox did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    flagged: int = 0
+    error: str = ""
+
+
+def _connect(box: Mailbox) -> imaplib.IMAP4:
+    if box.security == Mailbox.Security.SSL:
+        return imaplib.IMAP4_SSL(box.host, box.port, ssl_context=ssl.create_default_context(), timeout=30)
+    conn = imaplib.IMAP4(box.host, box.port, timeout=30)
+    if box.security == Mailbox.Security.STARTTLS:
+        conn.starttls(ssl_context=ssl.create_default_context())
+    return conn
+
+
+def poll(box: Mailbox, limit: int = 500) -> PollResult:
+    """Store up to `limit` unseen messages of a mailbox; a message is marked seen only after its commit."""
+    result = PollResult()
+    try:
+        conn = _connect(box)
+        try:
+            conn.login(box.username, box.password)
+            typ, _ = conn.select(f'"{box.folder}"')
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"cannot select folder {box.folder!r}")
+            typ, data = conn.uid("SEARCH", "UNSEEN")
+            uids = data[0].split()[:limit] if typ == "OK" and data and data[0] else []
+            for uid in uids:
+                typ, parts = conn.uid("FETCH", uid, "(BODY.PEEK[])")
+                raw = next((p[1] for p in parts if isinstance(p, tuple) and len(p) > 1), None) if typ == "OK" else None
+                if raw is None:
+                    continue
+                outcome = mail.store(bytes(raw), source=f"imap:{box.name}/{box.folder}#{uid.decode()}")
+                # Stored and committed (or already there): now it is safe to mark it seen.
+                conn.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+                if outcome.duplicate:
+                    result.duplicates += 1
+                else:
+                    result.stored += 1
+                    result.flagged += int(outcome.flagged)
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                conn.logout()
+    except (imaplib.IMAP4.error, OSError, ssl.SSLError) as e:
+        result.error = f"{type(e).__name__}: {e}"[:500]
+    Mailbox.objects.filter(pk=box.pk).update(last_polled_at=timezone.now(), last_error=result.error)
+    return result

@@ -1,0 +1,77 @@
+"""`accord desk ...`: e-mail import and mailbox polling for the service desk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from accord.desk import imap, mail
+from accord.desk.models import Mailbox
+
+
+class Command(BaseCommand):
+    help = "Service desk tools: `import-mime PATH...` stores raw e-mails; `poll-imap` fetches mailboxes."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        imp = sub.add_parser("import-mime", help="import .eml files, mbox files or Maildirs")
+        imp.add_argument("paths", nargs="+", type=Path)
+        imp.add_argument("--progress", action="store_true", help="show a progress bar even when not on a TTY")
+        poll = sub.add_parser("poll-imap", help="fetch unseen mail from the configured mailboxes")
+        poll.add_argument("--mailbox", action="append", default=[], help="only this mailbox (repeatable)")
+        poll.add_argument("--loop", type=float, default=0, help="poll every N seconds until stopped")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "import-mime":
+            self._import(options["paths"], options["progress"])
+        else:
+            self._poll(options["mailbox"], options["loop"])
+
+    def _import(self, paths: list[Path], progress: bool) -> None:
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise CommandError(f"No such file or directory: {', '.join(missing)}")
+        stored = duplicates = flagged = 0
+        bar = tqdm(unit="msg", disable=not (progress or sys.stderr.isatty()), file=sys.stderr)
+        for path in paths:
+            try:
+                for source, raw in mail.iter_raw_messages(path):
+                    outcome = mail.store(raw, source=source)
+                    if outcome.duplicate:
+                        duplicates += 1
+                    else:
+                        stored += 1
+                        if outcome.flagged:
+                            flagged += 1
+                            self.stderr.write(f"flagged {source}: {outcome.message.flag_reason if outcome.message else ''}")
+                    bar.update()
+            except OSError as e:
+                raise CommandError(f"{path}: {e}") from e
+        bar.close()
+        self.stdout.write(f"stored {stored}, duplicates {duplicates}, flagged {flagged}")
+
+    def _poll(self, names: list[str], loop: float) -> None:
+        boxes = Mailbox.objects.filter(enabled=True)
+        if names:
+            boxes = boxes.filter(name__in=names)
+            unknown = set(names) - set(boxes.values_list("name", flat=True))
+            if unknown:
+                raise CommandError(f"Unknown or disabled mailbox(es): {', '.join(sorted(unknown))}")
+        while True:
+            failed = False
+            for box in boxes:
+                r = imap.poll(box)
+                status = f"error {r.error}" if r.error else "ok"
+                self.stdout.write(f"{box.name}: stored {r.stored}, duplicates {r.duplicates}, flagged {r.flagged} ({status})")
+                failed = failed or bool(r.error)
+            if not loop:
+                if failed:
+                    raise CommandError("at least one mailbox could not be polled")
+                return
+            time.sleep(loop)
