@@ -14,7 +14,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 
-
 def money(**kwargs: Any) -> models.DecimalField[Any, Any]:
     """A money amount: 14 digits, 2 decimals."""
     return models.DecimalField(max_digits=14, decimal_places=2, **kwargs)

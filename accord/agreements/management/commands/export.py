@@ -1,0 +1,58 @@
+"""`accord export [-o FILE]` writes the manifest YAML; `accord export accounts|contacts FILE.csv` writes CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accord.agreements.manifest import export_manifest
+
+
+class Command(BaseCommand):
+    help = (
+        "Export the manifest (calendars, tiers, services, partners, agreements) as YAML, "
+        "or `export accounts FILE.csv` / `export contacts FILE.csv` as CSV."
+    )
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("subject", nargs="?", choices=["manifest", "accounts", "contacts"], default="manifest")
+        parser.add_argument("path", nargs="?", help="output file for accounts/contacts (- for stdout)")
+        parser.add_argument("-o", "--output", help="output file for the manifest (default: stdout)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        subject = options["subject"]
+        target = options["path"] if subject != "manifest" else options["output"]
+        if subject != "manifest" and not target:
+            raise CommandError(f"give a file to write, e.g. `accord export {subject} {subject}.csv` (- for stdout)")
+        if subject == "manifest":
+            self._write(target, lambda out: out.write(export_manifest()))
+            return
+        from accord.customers import csvio
+
+        writer = csvio.export_accounts if subject == "accounts" else csvio.export_contacts
+        count = 0
+
+        def run(out: TextIO) -> None:
+            nonlocal count
+            count = writer(out)
+
+        self._write(target, run, newline="")
+        self.stderr.write(f"exported {count} {subject}")
+
+    def _write(self, target: str | None, fn: Any, newline: str | None = None) -> None:
+        if not target or target == "-":
+            fn(self.stdout._out if hasattr(self.stdout, "_out") else sys.stdout)
+            return
+        path = Path(target)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with tmp.open("w", encoding="utf-8", newline=newline) as out:
+                fn(out)
+            tmp.replace(path)  # never leave a half-written file under the real name
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise CommandError(f"{target}: {e}") from e
