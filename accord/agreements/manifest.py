@@ -37,11 +37,18 @@ from accord.catalog.models import (
 from accord.customers.models import Account, Tier, validate_timezone
 
 from .hours import WEEKDAYS, day_errors, normalise_hours, weekly_minutes
-from .models import Agreement, BusinessCalendar, CreditBand, CreditSchedule, Objective, holiday_errors
+from .models import (
+    Agreement,
+    BusinessCalendar,
+    CreditBand,
+    CreditSchedule,
+    Objective,
+    credit_errors,
+    holiday_errors,
+    objective_errors,
+)
 
 SECTIONS = ("calendars", "tiers", "services", "partners", "agreements")
-PRIORITIES = ("urgent", "high", "normal", "low")
-CHANNELS = ("email", "web", "phone", "social", "api")
 
 
 class ManifestError(Exception):
@@ -429,55 +436,19 @@ class _Checker:
                 self.credits(f"{p}.credits", ag.credits)
 
     def objective(self, p: str, o: ObjectiveSpec, services: set[str], operations: set[tuple[str, str]]) -> None:
-        support = o.kind in Objective.SUPPORT_KINDS
-        if not o.target.is_finite():
-            self.err(f"{p}.target", "must be a number")
-            return
-        if o.kind == "latency":
-            if o.percentile is None:
-                self.err(f"{p}.percentile", "a latency objective needs a percentile, e.g. 95")
-            elif not (0 < o.percentile < 100):
-                self.err(f"{p}.percentile", "must be between 0 and 100 (exclusive)")
-            if o.target <= 0:
-                self.err(f"{p}.target", "a latency target is milliseconds and must be positive")
-        elif o.percentile is not None:
-            self.err(f"{p}.percentile", f"only latency objectives have a percentile, not {o.kind}")
-        if o.kind in ("availability", "error_rate") and not (0 <= o.target <= 100):
-            self.err(f"{p}.target", f"a {o.kind} target is a percentage between 0 and 100")
-        if support:
-            if o.target <= 0 or o.target != o.target.to_integral_value():
-                self.err(f"{p}.target", "a support target is a positive whole number of business minutes")
-            if o.service or o.operation:
-                self.err(p, "support objectives are scoped by channel and priority, not service or operation")
-        elif o.channel or o.priority:
-            self.err(p, "run-time objectives are scoped by service and operation, not channel or priority")
+        for fld, message in objective_errors(
+            o.kind, o.target, o.percentile, has_service=bool(o.service), has_operation=bool(o.operation),
+            channel=o.channel, priority=o.priority,
+        ):
+            self.err(f"{p}.{fld}" if fld else p, message)
         if o.service and o.service not in services:
             self.err(f"{p}.service", f"no service named '{o.service}'")
-        if o.operation:
-            if not o.service:
-                self.err(f"{p}.operation", "an operation needs its service")
-            elif o.service in services and (o.service, o.operation) not in operations:
-                self.err(f"{p}.operation", f"service '{o.service}' has no operation '{o.operation}'")
+        if o.operation and o.service in services and (o.service, o.operation) not in operations:
+            self.err(f"{p}.operation", f"service '{o.service}' has no operation '{o.operation}'")
 
     def credits(self, p: str, c: CreditsSpec) -> None:
-        if not c.cap.is_finite() or not (0 < c.cap <= 100):
-            self.err(f"{p}.cap", "must be above 0 and at most 100 (% of the monthly fee)")
-        if not c.bands:
-            self.err(f"{p}.bands", "needs at least one band")
-        for j, band in enumerate(c.bands):
-            bp = f"{p}.bands[{j}]"
-            if not band.below.is_finite() or not (0 < band.below <= 100):
-                self.err(f"{bp}.below", "must be a percentage above 0 and at most 100")
-            if not band.credit.is_finite() or band.credit <= 0:
-                self.err(f"{bp}.credit", "must be a positive percentage")
-            elif c.cap.is_finite() and band.credit > c.cap:
-                self.err(f"{bp}.credit", f"{band.credit} exceeds the cap of {c.cap}")
-            if j > 0:
-                prev = c.bands[j - 1]
-                if band.below >= prev.below:
-                    self.err(f"{bp}.below", f"must be lower than the band before ({prev.below}): bands go downwards")
-                if band.credit <= prev.credit:
-                    self.err(f"{bp}.credit", f"must be more than the band before ({prev.credit})")
+        for path, message in credit_errors(c.cap, [(b.below, b.credit) for b in c.bands]):
+            self.err(f"{p}.{path}", message)
 
 
 def load_manifest(text: str, source: str = "<string>") -> ManifestSpec:

@@ -148,6 +148,69 @@ class Agreement(models.Model):
         return live.filter(tier_id=account.tier_id).order_by("-effective_from", "name").first()
 
 
+SUPPORT_PRIORITIES = ("urgent", "high", "normal", "low")
+SUPPORT_CHANNELS = ("email", "web", "phone", "social", "api")
+
+
+def objective_errors(
+    kind: str, target: Decimal, percentile: Decimal | None, *, has_service: bool, has_operation: bool,
+    channel: str | None, priority: str | None,
+) -> list[tuple[str, str]]:
+    """The rules an objective must follow, as (field, message); shared by the manifest and the API."""
+    errors: list[tuple[str, str]] = []
+    support = kind in ("first_response", "next_response", "resolution")
+    if not target.is_finite():
+        return [("target", "must be a number")]
+    if kind == "latency":
+        if percentile is None:
+            errors.append(("percentile", "a latency objective needs a percentile, e.g. 95"))
+        elif not (0 < percentile < 100):
+            errors.append(("percentile", "must be between 0 and 100 (exclusive)"))
+        if target <= 0:
+            errors.append(("target", "a latency target is milliseconds and must be positive"))
+    elif percentile is not None:
+        errors.append(("percentile", f"only latency objectives have a percentile, not {kind}"))
+    if kind in ("availability", "error_rate") and not (0 <= target <= 100):
+        errors.append(("target", f"a {kind} target is a percentage between 0 and 100"))
+    if support:
+        if target <= 0 or target != target.to_integral_value():
+            errors.append(("target", "a support target is a positive whole number of business minutes"))
+        if has_service or has_operation:
+            errors.append(("", "support objectives are scoped by channel and priority, not service or operation"))
+    elif channel or priority:
+        errors.append(("", "run-time objectives are scoped by service and operation, not channel or priority"))
+    if has_operation and not has_service:
+        errors.append(("operation", "an operation needs its service"))
+    if channel and channel not in SUPPORT_CHANNELS:
+        errors.append(("channel", f"must be one of {', '.join(SUPPORT_CHANNELS)}"))
+    if priority and priority not in SUPPORT_PRIORITIES:
+        errors.append(("priority", f"must be one of {', '.join(SUPPORT_PRIORITIES)}"))
+    return errors
+
+
+def credit_errors(cap: Decimal, bands: list[tuple[Decimal, Decimal]]) -> list[tuple[str, str]]:
+    """The rules of a credit schedule, as (path below the schedule, message): bands go down, credits go up."""
+    errors: list[tuple[str, str]] = []
+    if not cap.is_finite() or not (0 < cap <= 100):
+        errors.append(("cap", "must be above 0 and at most 100 (% of the monthly fee)"))
+    if not bands:
+        errors.append(("bands", "needs at least one band"))
+    for j, (below, credit) in enumerate(bands):
+        if not below.is_finite() or not (0 < below <= 100):
+            errors.append((f"bands[{j}].below", "must be a percentage above 0 and at most 100"))
+        if not credit.is_finite() or credit <= 0:
+            errors.append((f"bands[{j}].credit", "must be a positive percentage"))
+        elif cap.is_finite() and credit > cap:
+            errors.append((f"bands[{j}].credit", f"{credit} exceeds the cap of {cap}"))
+        if j > 0:
+            prev_below, prev_credit = bands[j - 1]
+            if below >= prev_below:
+                errors.append((f"bands[{j}].below", f"must be lower than the band before ({prev_below}): bands go downwards"))
+            if credit <= prev_credit:
+                errors.append((f"bands[{j}].credit", f"must be more than the band before ({prev_credit})"))
+    return errors
+
+
 class Objective(models.Model):
     """One promise in an agreement: a kind, a target, a measurement window and a scope."""
 
@@ -191,6 +254,27 @@ class Objective(models.Model):
     @property
     def is_support(self) -> bool:
         return self.kind in self.SUPPORT_KINDS
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.target is None:
+            return
+        for fld, message in objective_errors(
+            self.kind, Decimal(self.target), None if self.percentile is None else Decimal(self.percentile),
+            has_service=self.service_id is not None, has_operation=self.operation_id is not None,
+            channel=self.channel or None, priority=self.priority or None,
+        ):
+            errors.setdefault(fld or "__all__", []).append(message)
+        if self.window == self.Window.ROLLING and not self.window_days:
+            errors.setdefault("window_days", []).append("a rolling window needs window_days (1-366)")
+        if self.window == self.Window.CALENDAR_MONTH and self.window_days:
+            errors.setdefault("window_days", []).append("a calendar-month window has no window_days")
+        if self.window_days is not None and not (1 <= self.window_days <= 366):
+            errors.setdefault("window_days", []).append("must be between 1 and 366")
+        if self.operation is not None and self.service_id and self.operation.service_id != self.service_id:
+            errors.setdefault("operation", []).append("the operation belongs to another service")
+        if errors:
+            raise ValidationError(errors)
 
 
 class CreditSchedule(models.Model):
