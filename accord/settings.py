@@ -171,6 +171,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "AccountKindEnum": "accord.customers.models.Account.Kind",
+        "ObjectiveKindEnum": "accord.agreements.models.Objective.Kind",
+    },
 }
 
 # Outgoing mail (replies, acknowledgements, alerts).

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from accord.agreements.api import register as register_agreements
 from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
+from accord.lib.middleware import error_response
 
 router = DefaultRouter()
 register_customers(router)
@@ -21,3 +23,11 @@ urlpatterns = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("", include(router.urls)),
 ]
+
+
+def not_found(request: HttpRequest, unknown: str) -> HttpResponse:
+    """Unknown URLs under /api/ answer 404 in the API's error shape."""
+    return error_response(404, "not_found", f"There is no API resource at /api/v1/{unknown}.")
+
+
+urlpatterns.append(re_path(r"^(?P<unknown>.*)$", not_found))

@@ -1,9 +1,145 @@
-"""REST API of this app (filled in by the API work)."""
+"""REST API for services, operations, pools, endpoints, partner services and API credentials."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
+
+from accord.customers.models import Account
+from accord.lib.api import StrictSerializer
+
+from . import filters
+from .models import ApiCredential, Endpoint, Operation, PartnerService, Pool, Service
+
+
+class ServiceSerializer(StrictSerializer):
+    class Meta:
+        model = Service
+        fields = ["id", "name", "title", "base_path", "owner", "cost_per_instance_hour", "allow_anonymous"]
+
+
+class OperationSerializer(StrictSerializer):
+    service = serializers.SlugRelatedField(slug_field="name", queryset=Service.objects.all())
+
+    class Meta:
+        model = Operation
+        fields = ["id", "service", "name", "title", "method", "path_pattern"]
+
+
+class PoolSerializer(StrictSerializer):
+    service = serializers.SlugRelatedField(slug_field="name", queryset=Service.objects.all())
+
+    class Meta:
+        model = Pool
+        fields = ["id", "service", "name", "role", "capacity"]
+
+
+class EndpointSerializer(StrictSerializer):
+    class Meta:
+        model = Endpoint
+        fields = ["id", "pool", "url", "weight", "enabled"]
+
+
+class PartnerServiceSerializer(StrictSerializer):
+    services = serializers.SlugRelatedField(slug_field="name", queryset=Service.objects.all(), many=True, required=False)
+
+    class Meta:
+        model = PartnerService
+        fields = ["id", "name", "provider", "promised_availability", "services"]
+
+
+class ApiCredentialSerializer(StrictSerializer):
+    account = serializers.SlugRelatedField(slug_field="external_id", queryset=Account.objects.all())
+    active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiCredential
+        fields = ["id", "account", "name", "prefix", "active", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class IssuedCredentialSerializer(ApiCredentialSerializer):
+    key = serializers.CharField(read_only=True, help_text="The key itself; shown only in this response.")
+
+    class Meta(ApiCredentialSerializer.Meta):
+        fields = [*ApiCredentialSerializer.Meta.fields, "key"]
+
+
+class ServiceViewSet(viewsets.ModelViewSet):
+    """Run-time services behind the gateway."""
+
+    queryset = Service.objects.all()
+    serializer_class = ServiceSerializer
+    filterset_fields = ["name", "owner", "allow_anonymous"]
+
+
+class OperationViewSet(viewsets.ModelViewSet):
+    """Business processes of services (a method and a path pattern)."""
+
+    queryset = Operation.objects.select_related("service")
+    serializer_class = OperationSerializer
+    filterset_class = filters.OperationFilterSet
+
+
+class PoolViewSet(viewsets.ModelViewSet):
+    """Primary and standby pools of services."""
+
+    queryset = Pool.objects.select_related("service")
+    serializer_class = PoolSerializer
+    filterset_class = filters.PoolFilterSet
+
+
+class EndpointViewSet(viewsets.ModelViewSet):
+    """Upstream addresses in pools."""
+
+    queryset = Endpoint.objects.select_related("pool")
+    serializer_class = EndpointSerializer
+    filterset_class = filters.EndpointFilterSet
+
+
+class PartnerServiceViewSet(viewsets.ModelViewSet):
+    """Third-party services ours depend on, with their promised availability."""
+
+    queryset = PartnerService.objects.prefetch_related("services")
+    serializer_class = PartnerServiceSerializer
+    filterset_class = filters.PartnerFilterSet
+
+
+class ApiCredentialViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """API keys of accounts: the key is returned once, at creation; only its hash is stored."""
+
+    queryset = ApiCredential.objects.select_related("account")
+    serializer_class = ApiCredentialSerializer
+    filterset_class = filters.CredentialFilterSet
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        return IssuedCredentialSerializer if self.action == "create" else ApiCredentialSerializer
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
+        data = serializer.validated_data
+        credential, key = ApiCredential.issue(data["account"], data.get("name", ""))
+        credential.key = key  # type: ignore[attr-defined]
+        serializer.instance = credential
+
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        credential = self.get_object()
+        credential.revoke()
+        return Response(ApiCredentialSerializer(credential).data)
 
 
 def register(router: DefaultRouter) -> None:
     """Register this app's viewsets."""
+    router.register("services", ServiceViewSet)
+    router.register("operations", OperationViewSet)
+    router.register("pools", PoolViewSet)
+    router.register("endpoints", EndpointViewSet)
+    router.register("partners", PartnerServiceViewSet)
+    router.register("credentials", ApiCredentialViewSet)

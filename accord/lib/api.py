@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -86,17 +87,41 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class StrictSerializer(serializers.ModelSerializer):
-    """A ModelSerializer that rejects fields it does not know instead of ignoring them."""
+    """A ModelSerializer that rejects unknown fields and runs the model's own clean() rules."""
+
+    #: many-to-many and reverse fields that cannot be set on an unsaved instance for clean()
+    clean_exclude: tuple[str, ...] = ()
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            writable = {name for name, f in self.fields.items() if not f.read_only}
-            unknown = sorted(set(data) - writable)
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field." if name not in self.fields else "This field is read-only."] for name in unknown}
-                )
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"_": [f"Expected a JSON object, got {type(data).__name__}."]})
+        writable = {name for name, f in self.fields.items() if not f.read_only}
+        unknown = sorted(set(data) - writable)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown field." if name not in self.fields else "This field is read-only."] for name in unknown}
+            )
         return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        model: Any = self.Meta.model
+        m2m = {f.name for f in model._meta.many_to_many} | set(self.clean_exclude)
+        values = {k: v for k, v in attrs.items() if k not in m2m}
+        if self.instance is not None:
+            instance = copy.copy(self.instance)
+            for key, value in values.items():
+                setattr(instance, key, value)
+        else:
+            instance = model(**values)
+        try:
+            instance.clean()
+        except DjangoValidationError as e:
+            detail = e.message_dict if hasattr(e, "error_dict") else {"_": e.messages}
+            raise serializers.ValidationError({("_" if k == "__all__" else k): v for k, v in detail.items()}) from e
+        # clean() may normalise values (e.g. calendar hours); carry them over.
+        for key in values:
+            attrs[key] = getattr(instance, key)
+        return attrs
 
 
 class Pagination(PageNumberPagination):
