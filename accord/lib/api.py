@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
@@ -60,6 +60,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"_": exc.messages}
         )
+    elif isinstance(exc, DataError):  # a value the database cannot hold: the client's input, not our fault
+        exc = exceptions.ValidationError({"_": ["A value is out of range or cannot be stored."]})
     elif isinstance(exc, IntegrityError):
         exc = exceptions.ValidationError({"_": ["This change conflicts with existing data (a unique value is taken)."]})
     elif isinstance(exc, Http404):
@@ -86,6 +88,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class StrictSerializer(serializers.ModelSerializer):
     """A ModelSerializer that rejects unknown fields and runs the model's own clean() rules."""
 
@@ -101,6 +113,9 @@ class StrictSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {name: ["Unknown field." if name not in self.fields else "This field is read-only."] for name in unknown}
             )
+        nul = sorted(name for name, value in data.items() if _has_nul(value))
+        if nul:  # PostgreSQL cannot store them, even in a lookup
+            raise serializers.ValidationError({name: ["NUL characters are not allowed."] for name in nul})
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
