@@ -9,4 +9,10 @@ from . import views
 app_name = "web"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("accounts/", views.accounts, name="accounts"),
+    path("accounts/<int:pk>/", views.account, name="account"),
+    path("agreements/", views.agreements, name="agreements"),
+    path("agreements/<int:pk>/", views.agreement, name="agreement"),
+    path("services/", views.services, name="services"),
+    path("services/<int:pk>/", views.service, name="service"),
 ]
