@@ -18,6 +18,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
+
+from accord.lib.db import bulk_update_rows
 
 from .models import Account, Contact, ContactPoint, _zones
 
@@ -228,8 +231,11 @@ def import_accounts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
             acct.revenue_12m, acct.cost_to_serve_12m, acct.owner_id = revenue, cost, owner
             update.append(acct)
         Account.objects.bulk_create(create, batch_size=BATCH)
-        Account.objects.bulk_update(
-            update, ["name", "kind", "timezone", "revenue_12m", "cost_to_serve_12m", "owner"], batch_size=BATCH
+        now = timezone.now()
+        bulk_update_rows(
+            Account,
+            ["name", "kind", "timezone", "revenue_12m", "cost_to_serve_12m", "owner", "updated_at"],
+            [(a.name, a.kind, a.timezone, a.revenue_12m, a.cost_to_serve_12m, a.owner_id, now, a.pk) for a in update],
         )
         report.created, report.updated = len(create), len(update)
     bar.close()
@@ -385,7 +391,7 @@ def import_contacts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
             if sorted(points) != sorted(wanted_points):
                 repoint.append((contact, wanted_points))
         Contact.objects.bulk_create([c for c, _p in create], batch_size=BATCH)
-        Contact.objects.bulk_update(update, ["name", "title", "account"], batch_size=BATCH)
+        bulk_update_rows(Contact, ["name", "title", "account"], [(c.name, c.title, c.account_id, c.pk) for c in update])
         ids = [c.pk for c, _p in repoint]
         for i in range(0, len(ids), CHUNK):
             ContactPoint.objects.filter(contact_id__in=ids[i : i + CHUNK]).delete()

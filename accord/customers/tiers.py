@@ -11,6 +11,8 @@ from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from accord.lib.db import bulk_update_rows
+
 from .models import Account, Commitment, Tier, TierChange, TierOverride
 
 
@@ -90,7 +92,7 @@ def recompute(accounts: QuerySet[Account] | None = None, now: dt.datetime | None
     with transaction.atomic():
         for change in changes:
             change.account.tier = change.after
-        Account.objects.bulk_update([c.account for c in changes], ["tier"], batch_size=500)
+        bulk_update_rows(Account, ["tier"], [(c.after.pk if c.after else None, c.account.pk) for c in changes])
         TierChange.objects.bulk_create(
             [
                 TierChange(

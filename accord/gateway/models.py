@@ -1,0 +1,1 @@
+"""Gateway models: measurement rollups and governance actions the gateway enforces."""
