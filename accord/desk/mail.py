@@ -209,6 +209,7 @@ def store(raw: bytes, source: str = "") -> StoreResult:
             else:
                 message = do_add_customer_message(ticket, inbound)
             Message.objects.filter(pk=message.pk).update(raw=raw_row)
+            message.raw = raw_row
             Attachment.objects.bulk_create(
                 [
                     Attachment(message=message, filename=name, content_type=ctype, size=len(data), data=data)
