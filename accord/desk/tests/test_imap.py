@@ -31,7 +31,7 @@ def seen_flags(server: Imap) -> list[bool]:
     conn = imaplib.IMAP4(server.host, server.port, timeout=10)
     conn.login(server.user, server.password)
     conn.select("INBOX", readonly=True)
-    typ, data = conn.fetch("1:*", "(FLAGS)")
+    _typ, data = conn.fetch("1:*", "(FLAGS)")
     conn.logout()
     return [b"\\Seen" in line for line in data if isinstance(line, bytes)]
 
