@@ -6,10 +6,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from accord.desk.views import support_form
+
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="web/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("accord.api.urls")),
+    path("desk/", include("accord.desk.urls")),
+    path("support/", support_form, name="support-form"),
     path("", include("accord.web.urls")),
 ]

@@ -10,17 +10,22 @@ from rest_framework.routers import DefaultRouter
 from accord.agreements.api import register as register_agreements
 from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
+from accord.desk.api import CallLogView, WebhookView
+from accord.desk.api import register as register_desk
 from accord.lib.middleware import error_response
 
 router = DefaultRouter()
 register_customers(router)
 register_agreements(router)
 register_catalog(router)
+register_desk(router)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("calls/", CallLogView.as_view(), name="desk-calls"),
+    path("webhooks/<slug:channel>/", WebhookView.as_view(), name="desk-webhook"),
     path("", include(router.urls)),
 ]
 

@@ -66,7 +66,7 @@ def normalise_phone(raw: str) -> str:
 def _refresh(ticket: Ticket, now: dt.datetime) -> None:
     clocks.summarise(ticket, now)
     Ticket.objects.filter(pk=ticket.pk).update(
-        next_due_at=ticket.next_due_at, sla_state=ticket.sla_state, updated_at=timezone.now()
+        next_due_at=ticket.next_due_at, queue_due=ticket.queue_due, sla_state=ticket.sla_state, updated_at=timezone.now()
     )
 
 
@@ -82,6 +82,7 @@ def do_open_ticket(
 ) -> Ticket:
     """Create a ticket from a customer's first message and start its clocks."""
     at = inbound.received_at or timezone.now()
+    _nul_free(inbound)
     with transaction.atomic():
         if contact is None and inbound.from_address:
             kind = ContactPoint.Kind.PHONE if inbound.channel == Ticket.Channel.PHONE else ContactPoint.Kind.EMAIL
@@ -105,9 +106,22 @@ def do_open_ticket(
     return ticket
 
 
+def _nul_free(inbound: Inbound) -> None:
+    """PostgreSQL text cannot hold NUL; the raw source keeps the exact bytes, the text gets U+FFFD."""
+    for name in ("subject", "body_text", "body_html", "from_address", "from_name", "in_reply_to", "references"):
+        value = getattr(inbound, name)
+        if "\x00" in value:
+            setattr(inbound, name, value.replace("\x00", "\ufffd"))
+    inbound.to_addresses = [a.replace("\x00", "\ufffd") for a in inbound.to_addresses]
+    inbound.cc_addresses = [a.replace("\x00", "\ufffd") for a in inbound.cc_addresses]
+    if inbound.message_id and "\x00" in inbound.message_id:
+        inbound.message_id = inbound.message_id.replace("\x00", "\ufffd")
+
+
 def _store_message(
     ticket: Ticket, inbound: Inbound, kind: str, at: dt.datetime, *, contact: Contact | None = None, **extra: Any
 ) -> Message:
+    _nul_free(inbound)
     return Message.objects.create(
         ticket=ticket,
         kind=kind,

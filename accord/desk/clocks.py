@@ -24,7 +24,7 @@ from django.utils import timezone
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.lib.businesstime import BusinessTime
 
-from .models import SlaClock, Ticket
+from .models import FAR_FUTURE, SlaClock, Ticket
 
 
 def warning_share() -> float:
@@ -168,6 +168,7 @@ def summarise(ticket: Ticket, now: dt.datetime | None = None) -> None:
     clocks = list(ticket.clocks.all())
     running = [c for c in clocks if c.status == SlaClock.Status.RUNNING and c.due_at is not None]
     ticket.next_due_at = min((c.due_at for c in running), default=None)  # type: ignore[type-var]
+    ticket.queue_due = ticket.next_due_at or FAR_FUTURE
     if not clocks:
         ticket.sla_state = Ticket.SlaState.NONE
     elif any(c.breached_at is not None and c.status != SlaClock.Status.CANCELLED for c in live(clocks)) or any(

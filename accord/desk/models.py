@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -13,6 +14,11 @@ from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.customers.models import Account, Contact, Tier
 
 REFERENCE_PREFIX = "ACC"
+FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def far_future() -> dt.datetime:
+    return FAR_FUTURE
 
 
 class SupportGroup(models.Model):
@@ -52,6 +58,7 @@ class Ticket(models.Model):
         CLOSED = "closed"
 
     PAUSED_STATUSES = frozenset({Status.PENDING, Status.ON_HOLD})
+    OPEN_STATUSES = ("new", "open", "pending", "on_hold")  # must match the ticket_open_queue index
     DONE_STATUSES = frozenset({Status.SOLVED, Status.CLOSED})
 
     class Priority(models.TextChoices):
@@ -70,10 +77,10 @@ class Ticket(models.Model):
     class SlaState(models.TextChoices):
         NONE = "none", "no SLA"
         ON_TRACK = "on_track", "on track"
-        WARNING = "warning"
-        BREACHED = "breached"
-        PAUSED = "paused"
-        DONE = "done"
+        WARNING = "warning", "warning"
+        BREACHED = "breached", "breached"
+        PAUSED = "paused", "paused"
+        DONE = "done", "done"
 
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
@@ -94,10 +101,18 @@ class Ticket(models.Model):
     # Denormalised from the clocks so the agent queue is one indexed query.
     next_due_at = models.DateTimeField(null=True, blank=True)
     sla_state = models.CharField(max_length=10, choices=SlaState.choices, default=SlaState.NONE)
+    # next_due_at, or far in the future when no clock runs: a non-null sort key both databases index alike.
+    queue_due = models.DateTimeField(default=far_future)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # The agent queue: open tickets by next due clock, one ordered index scan (partial index).
+            models.Index(
+                fields=["queue_due", "id"],
+                condition=Q(status__in=["new", "open", "pending", "on_hold"]),
+                name="ticket_open_queue",
+            ),
             models.Index(fields=["status", "next_due_at"], name="ticket_queue"),
             models.Index(fields=["assignee", "status", "next_due_at"], name="ticket_assignee_queue"),
             models.Index(fields=["account", "-created_at"], name="ticket_account_recent"),

@@ -74,7 +74,7 @@ def run_once(now: dt.datetime | None = None, batch: int = 500) -> Tick:
     if touched:
         for ticket in Ticket.objects.filter(clocks__pk__in=touched).distinct():
             clocks.summarise(ticket, now)
-            Ticket.objects.filter(pk=ticket.pk).update(next_due_at=ticket.next_due_at, sla_state=ticket.sla_state)
+            Ticket.objects.filter(pk=ticket.pk).update(next_due_at=ticket.next_due_at, queue_due=ticket.queue_due, sla_state=ticket.sla_state)
     return tick
 
 

@@ -51,7 +51,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def accounts(request: HttpRequest) -> HttpResponse:
-    filterset = AccountFilterSet(request.GET or None, queryset=Account.objects.select_related("tier", "owner"))
+    filterset = AccountFilterSet(request.GET, queryset=Account.objects.select_related("tier", "owner"))
     qs = filterset.qs if filterset.is_valid() else Account.objects.none()
     page = Paginator(qs.order_by("name", "id"), 50).get_page(request.GET.get("page"))
     query = request.GET.copy()

@@ -123,3 +123,8 @@ def test_static_assets_are_local(staff: Client, demo: None) -> None:
 def test_login_form_rejects_a_wrong_password(alice: Any) -> None:
     response = Client().post("/login/", {"username": "alice", "password": "wrong"})
     assert response.status_code == 200 and "did not match" in response.content.decode()
+
+
+def test_the_account_list_without_filters_lists_everyone(staff: Client, demo: None) -> None:
+    html = staff.get("/accounts/").content.decode()
+    assert f"{Account.objects.count()} accounts" in html

@@ -1,0 +1,15 @@
+"""Desk URLs: the agent queue and ticket pages."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "desk"
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("tickets/<int:pk>/", views.ticket, name="ticket"),
+    path("tickets/<int:pk>/reply/", views.reply, name="reply"),
+    path("tickets/<int:pk>/update/", views.update, name="update"),
+]
