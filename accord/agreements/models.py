@@ -141,11 +141,14 @@ class Agreement(models.Model):
     @classmethod
     def for_account(cls, account: Account, on: dt.date) -> Agreement | None:
         """The agreement that applies to an account on a day: its own beats its tier's; newest start wins."""
-        live = cls.objects.filter(effective_from__lte=on).filter(Q(effective_to__isnull=True) | Q(effective_to__gte=on))
-        own = live.filter(account=account).order_by("-effective_from", "name").first()
-        if own or account.tier_id is None:
-            return own
-        return live.filter(tier_id=account.tier_id).order_by("-effective_from", "name").first()
+        scope = Q(account=account) | Q(tier_id=account.tier_id) if account.tier_id else Q(account=account)
+        live = (
+            cls.objects.filter(scope, effective_from__lte=on)
+            .filter(Q(effective_to__isnull=True) | Q(effective_to__gte=on))
+            .select_related("calendar")
+        )
+        ranked = sorted(live, key=lambda a: (a.account_id is None, -a.effective_from.toordinal(), a.name))
+        return ranked[0] if ranked else None
 
 
 SUPPORT_PRIORITIES = ("urgent", "high", "normal", "low")

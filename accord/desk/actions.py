@@ -15,7 +15,7 @@ from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
 
 from . import clocks
-from .models import Message, SlaClock, Ticket
+from .models import Message, RawMessage, SlaClock, Ticket
 
 K = SlaClock.Kind
 
@@ -41,6 +41,7 @@ class Inbound:
     flag_reason: str = ""
     auto_generated: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    raw: RawMessage | None = None
 
 
 def match_sender(address: str, name: str = "", kind: str = ContactPoint.Kind.EMAIL) -> tuple[Contact | None, Account | None]:
@@ -63,18 +64,16 @@ def normalise_phone(raw: str) -> str:
     return ("+" if raw.startswith("+") else "") + digits
 
 
-def _refresh(ticket: Ticket, now: dt.datetime) -> None:
-    clocks.summarise(ticket, now)
+def _refresh(ticket: Ticket, now: dt.datetime, known: list[SlaClock] | None = None) -> None:
+    clocks.summarise(ticket, now, known)
     Ticket.objects.filter(pk=ticket.pk).update(
         next_due_at=ticket.next_due_at, queue_due=ticket.queue_due, sla_state=ticket.sla_state, updated_at=timezone.now()
     )
 
 
-def _start_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle: int = 1) -> None:
+def _start_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle: int = 1) -> list[SlaClock]:
     objectives = clocks.targets(ticket.agreement, ticket.priority, ticket.channel)
-    for kind in kinds:
-        if kind in objectives:
-            clocks.start(ticket, kind, objectives[kind], at, cycle)
+    return [clocks.start(ticket, kind, objectives[kind], at, cycle) for kind in kinds if kind in objectives]
 
 
 def do_open_ticket(
@@ -100,9 +99,9 @@ def do_open_ticket(
             agreement=agreement,
             created_at=at,
         )
-        _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact)
-        _start_clocks(ticket, at, (K.FIRST_RESPONSE, K.RESOLUTION))
-        _refresh(ticket, at)
+        ticket.first_message = _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact)  # type: ignore[attr-defined]
+        ticket.new_clocks = _start_clocks(ticket, at, (K.FIRST_RESPONSE, K.RESOLUTION))  # type: ignore[attr-defined]
+        _refresh(ticket, at, known=ticket.new_clocks)  # type: ignore[attr-defined]
     return ticket
 
 
@@ -140,6 +139,7 @@ def _store_message(
         flag_reason=inbound.flag_reason[:300],
         auto_generated=inbound.auto_generated,
         meta=inbound.meta,
+        raw=inbound.raw,
         created_at=at,
         **extra,
     )

@@ -162,10 +162,13 @@ def live(clocks: Iterable[SlaClock]) -> list[SlaClock]:
     return [c for c in clocks if c.status in (SlaClock.Status.RUNNING, SlaClock.Status.PAUSED)]
 
 
-def summarise(ticket: Ticket, now: dt.datetime | None = None) -> None:
-    """Refresh the ticket's denormalised next_due_at and sla_state from its clocks (not saved)."""
+def summarise(ticket: Ticket, now: dt.datetime | None = None, known: list[SlaClock] | None = None) -> None:
+    """Refresh the ticket's denormalised next_due_at and sla_state from its clocks (not saved).
+
+    `known` are all the ticket's clocks when the caller has them in hand (a new ticket), saving a query.
+    """
     now = now or timezone.now()
-    clocks = list(ticket.clocks.all())
+    clocks = known if known is not None else list(ticket.clocks.all())
     running = [c for c in clocks if c.status == SlaClock.Status.RUNNING and c.due_at is not None]
     ticket.next_due_at = min((c.due_at for c in running), default=None)  # type: ignore[type-var]
     ticket.queue_due = ticket.next_due_at or FAR_FUTURE

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import mailbox
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -53,19 +54,27 @@ def _header(msg: EmailMessage, name: str, problems: list[str]) -> str:
         return str(raw[0]).strip() if raw else ""
 
 
-def is_auto_generated(msg: EmailMessage, from_address: str) -> bool:
+def raw_headers(msg: EmailMessage) -> dict[str, str]:
+    """Header values as sent (first occurrence), without the header registry's parsing: for plain tokens."""
+    out: dict[str, str] = {}
+    for name, value in msg.raw_items():
+        out.setdefault(name.lower(), str(value).strip())
+    return out
+
+
+def is_auto_generated(msg: EmailMessage, from_address: str, raw: dict[str, str] | None = None) -> bool:
     """Auto-replies, bounces and list mail: stored, but never answered automatically."""
-    auto_submitted = (msg.get("Auto-Submitted") or "no").strip().lower()
-    if auto_submitted != "no":
+    h = raw if raw is not None else raw_headers(msg)
+    if h.get("auto-submitted", "no").lower() != "no":
         return True
-    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "List-Id")):
+    if any(h.get(name) for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "list-id")):
         return True
-    if (msg.get("Precedence") or "").strip().lower() in {"bulk", "junk", "list", "auto_reply"}:
+    if h.get("precedence", "").lower() in {"bulk", "junk", "list", "auto_reply"}:
         return True
     if msg.get_content_type() == "multipart/report":
         return True
     local = from_address.split("@")[0].lower()
-    return local in {"mailer-daemon", "postmaster", "noreply", "no-reply"} or (msg.get("Return-Path") or "").strip() == "<>"
+    return local in {"mailer-daemon", "postmaster", "noreply", "no-reply"} or h.get("return-path") == "<>"
 
 
 def parse(raw: bytes) -> ParsedMail:
@@ -95,11 +104,12 @@ def parse(raw: bytes) -> ParsedMail:
     else:
         problems.append("no usable From address")
     subject = _header(msg, "Subject", problems)
-    message_id_header = _header(msg, "Message-ID", problems)
+    hdrs = raw_headers(msg)
+    message_id_header = hdrs.get("message-id", "")
     ids = MSGID_RE.findall(message_id_header)
     message_id = ids[0] if ids else None
     received_at = None
-    date_header = _header(msg, "Date", problems)
+    date_header = hdrs.get("date", "")
     if date_header:
         try:
             received_at = parsedate_to_datetime(date_header)
@@ -119,13 +129,13 @@ def parse(raw: bytes) -> ParsedMail:
         body_html=body_html[:MAX_BODY_CHARS],
         from_address=from_address,
         from_name=from_name,
-        to_addresses=[a for _n, a in getaddresses([_header(msg, "To", problems)]) if a],
-        cc_addresses=[a for _n, a in getaddresses([_header(msg, "Cc", problems)]) if a],
+        to_addresses=[a for _n, a in getaddresses([hdrs.get("to", "")]) if a],
+        cc_addresses=[a for _n, a in getaddresses([hdrs.get("cc", "")]) if a],
         message_id=message_id,
-        in_reply_to=" ".join(MSGID_RE.findall(_header(msg, "In-Reply-To", problems))),
-        references=" ".join(MSGID_RE.findall(_header(msg, "References", problems))),
+        in_reply_to=" ".join(MSGID_RE.findall(hdrs.get("in-reply-to", ""))),
+        references=" ".join(MSGID_RE.findall(hdrs.get("references", ""))),
         received_at=None,  # the time we received it; the Date header is the sender's claim
-        auto_generated=is_auto_generated(msg, from_address),
+        auto_generated=is_auto_generated(msg, from_address, hdrs),
         meta={"date_header": received_at.isoformat() if received_at else None},
     )
     if problems:
@@ -201,32 +211,48 @@ def store(raw: bytes, source: str = "") -> StoreResult:
         return StoreResult(None, True, inbound.flagged, None)
     try:
         with transaction.atomic():
-            raw_row = RawMessage.objects.create(sha256=digest, data=raw, size=len(raw), source=source[:300])
+            inbound.raw = RawMessage.objects.create(sha256=digest, data=raw, size=len(raw), source=source[:300])
             ticket = find_ticket(inbound)
-            if ticket is None or ticket.status == Ticket.Status.CLOSED:
+            opened = ticket is None or ticket.status == Ticket.Status.CLOSED
+            if opened:
                 ticket = do_open_ticket(inbound)
-                message = ticket.messages.get(kind=Message.Kind.INBOUND)
+                message = ticket.first_message  # type: ignore[attr-defined]
             else:
+                assert ticket is not None
                 message = do_add_customer_message(ticket, inbound)
-            Message.objects.filter(pk=message.pk).update(raw=raw_row)
-            message.raw = raw_row
-            Attachment.objects.bulk_create(
-                [
-                    Attachment(message=message, filename=name, content_type=ctype, size=len(data), data=data)
-                    for name, ctype, data in parsed.attachments
-                ]
-            )
-            if not inbound.auto_generated:
+            if parsed.attachments:
+                Attachment.objects.bulk_create(
+                    [
+                        Attachment(message=message, filename=name, content_type=ctype, size=len(data), data=data)
+                        for name, ctype, data in parsed.attachments
+                    ]
+                )
+            if opened and not inbound.auto_generated:
                 from .outbound import queue_acknowledgement
 
-                if ticket.messages.count() == 1:
-                    queue_acknowledgement(ticket, message)
+                queue_acknowledgement(ticket, message, ticket.new_clocks)  # type: ignore[attr-defined]
     except IntegrityError:
         # Another importer stored the same Message-ID between our check and our insert.
         if Message.objects.filter(message_id=inbound.message_id).exists():
             return StoreResult(None, True, inbound.flagged, None)
         raise
     return StoreResult(message, False, inbound.flagged, ticket)
+
+
+def store_many(messages: Iterable[tuple[str, bytes]], batch: int = 100) -> Iterator[tuple[str, StoreResult]]:
+    """Store messages, committing every `batch` of them: one commit per batch instead of per message.
+
+    Each message still runs in its own savepoint, so a failure loses nothing else; a file import can simply
+    be run again (it is idempotent). IMAP polling stores one by one, because it marks each message seen.
+    """
+    iterator = iter(messages)
+    while True:
+        chunk = list(itertools.islice(iterator, batch))
+        if not chunk:
+            return
+        with transaction.atomic():
+            results = [(source, store(raw, source=source)) for source, raw in chunk]
+        yield from results
 
 
 def iter_raw_messages(path: Path) -> Iterator[tuple[str, bytes]]:

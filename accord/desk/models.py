@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
@@ -58,7 +58,7 @@ class Ticket(models.Model):
         CLOSED = "closed"
 
     PAUSED_STATUSES = frozenset({Status.PENDING, Status.ON_HOLD})
-    OPEN_STATUSES = ("new", "open", "pending", "on_hold")  # must match the ticket_open_queue index
+    OPEN_STATUSES = ("new", "open", "pending", "on_hold")  # the statuses is_open is computed from
     DONE_STATUSES = frozenset({Status.SOLVED, Status.CLOSED})
 
     class Priority(models.TextChoices):
@@ -103,16 +103,19 @@ class Ticket(models.Model):
     sla_state = models.CharField(max_length=10, choices=SlaState.choices, default=SlaState.NONE)
     # next_due_at, or far in the future when no clock runs: a non-null sort key both databases index alike.
     queue_due = models.DateTimeField(default=far_future)
+    # Computed by the database from status, so the queue is one range of the (is_open, queue_due) index; a
+    # partial index would not do: SQLite cannot match `status IN (?, ...)` with bound values to its condition.
+    is_open = models.GeneratedField(
+        expression=Case(When(status__in=OPEN_STATUSES, then=Value(True)), default=Value(False)),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             # The agent queue: open tickets by next due clock, one ordered index scan (partial index).
-            models.Index(
-                fields=["queue_due", "id"],
-                condition=Q(status__in=["new", "open", "pending", "on_hold"]),
-                name="ticket_open_queue",
-            ),
+            models.Index(fields=["is_open", "queue_due", "id"], name="ticket_open_queue"),
             models.Index(fields=["status", "next_due_at"], name="ticket_queue"),
             models.Index(fields=["assignee", "status", "next_due_at"], name="ticket_assignee_queue"),
             models.Index(fields=["account", "-created_at"], name="ticket_account_recent"),
@@ -125,10 +128,6 @@ class Ticket(models.Model):
     def reference(self) -> str:
         """The reference quoted to customers and put in e-mail subjects, e.g. ACC-000042."""
         return f"{REFERENCE_PREFIX}-{self.pk:06d}" if self.pk else f"{REFERENCE_PREFIX}-new"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status not in self.DONE_STATUSES
 
 
 class RawMessage(models.Model):

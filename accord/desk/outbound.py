@@ -66,11 +66,12 @@ def _send_on_commit(message: Message, extra_headers: dict[str, str]) -> None:
     transaction.on_commit(send)
 
 
-def queue_acknowledgement(ticket: Ticket, inbound: Message) -> Message | None:
-    """Acknowledge a new e-mail ticket, quoting its reference and the promised first response."""
+def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock] | None = None) -> Message | None:
+    """Acknowledge a new ticket by e-mail, quoting its reference and the promised first response."""
     if "@" not in inbound.from_address:
         return None
-    first = ticket.clocks.filter(kind=SlaClock.Kind.FIRST_RESPONSE).first()
+    clocks = known if known is not None else ticket.clocks.select_related("calendar")
+    first = next((c for c in clocks if c.kind == SlaClock.Kind.FIRST_RESPONSE), None)
     if first is not None and first.due_at is not None:
         due_local = timezone.localtime(first.due_at, first.calendar_tz())
         promise = (

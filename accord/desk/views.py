@@ -26,7 +26,7 @@ WEBFORM_WINDOW = 600  # seconds
 @staff_required
 def queue(request: HttpRequest) -> HttpResponse:
     """Open tickets, the next due clock first."""
-    base = Ticket.objects.filter(status__in=Ticket.OPEN_STATUSES).select_related("account__tier", "assignee")
+    base = Ticket.objects.filter(is_open=True).select_related("account__tier", "assignee")
     filterset = TicketFilterSet(request.GET, queryset=base, request=request)
     qs = filterset.qs if filterset.is_valid() else Ticket.objects.none()
     page = Paginator(qs.order_by("queue_due", "id"), 50).get_page(request.GET.get("page"))
@@ -120,7 +120,7 @@ def support_form(request: HttpRequest) -> HttpResponse:
             )
             from .outbound import queue_acknowledgement
 
-            queue_acknowledgement(new, new.messages.get())
+            queue_acknowledgement(new, new.first_message, new.new_clocks)  # type: ignore[attr-defined]
             return render(request, "desk/support_form.html", {"done": new})
         # A fresh token in the re-rendered form, so a person who fixes an error can send it again.
         data["token"] = SupportRequestForm.new_token()

@@ -41,8 +41,7 @@ class Command(BaseCommand):
         bar = tqdm(unit="msg", disable=not (progress or sys.stderr.isatty()), file=sys.stderr)
         for path in paths:
             try:
-                for source, raw in mail.iter_raw_messages(path):
-                    outcome = mail.store(raw, source=source)
+                for source, outcome in mail.store_many(mail.iter_raw_messages(path)):
                     if outcome.duplicate:
                         duplicates += 1
                     else:
