@@ -46,7 +46,13 @@ def ensure_venv(extras: str) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     ensure_venv("")
-    env = {**os.environ, "ACCORD_DEMO": "1", "DEBUG": os.environ.get("DEBUG", "1")}
+    env = {
+        **os.environ,
+        "ACCORD_DEMO": "1",
+        "DEBUG": os.environ.get("DEBUG", "1"),
+        # Demo mail (acknowledgements, replies, alerts) goes to files under var/sent-mail, not to the world.
+        "ACCORD_EMAIL_BACKEND": os.environ.get("ACCORD_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"),
+    }
     accord = BIN / "accord"
     run(accord, "migrate", "--no-input", env=env)
     run(accord, "seed-demo", "--if-empty", env=env)
@@ -54,7 +60,9 @@ def demo(args: argparse.Namespace) -> int:
     print(
         f"\nAccord demo: open http://{host}:{port}/ and log in as demo / demo"
         f"\n  API:  http://{host}:{port}/api/v1/  (docs at /api/v1/docs/)"
-        f"\n  Admin: http://{host}:{port}/admin/\n  Stop with Ctrl-C.\n",
+        f"\n  Desk: http://{host}:{port}/desk/   web form: http://{host}:{port}/support/"
+        f"\n  Admin: http://{host}:{port}/admin/\n  Mail the demo sends is written to var/sent-mail/."
+        f"\n  Stop with Ctrl-C.\n",
         flush=True,
     )
     return run(accord, "runserver", "--noreload", args.listen, env=env, check=False)

@@ -187,6 +187,7 @@ EMAIL_HOST_PASSWORD = os.environ.get("ACCORD_SMTP_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("ACCORD_SMTP_STARTTLS", False)
 EMAIL_USE_SSL = _env_bool("ACCORD_SMTP_SSL", False)
 EMAIL_TIMEOUT = 20
+EMAIL_FILE_PATH = str(VAR_DIR / "sent-mail")  # used by the file backend the demo selects
 DEFAULT_FROM_EMAIL = os.environ.get("ACCORD_MAIL_FROM", "support@accord.localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

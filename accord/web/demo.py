@@ -42,6 +42,7 @@ class DemoSummary:
     contacts: int
     per_tier: dict[str, int]
     manifest: str
+    tickets: int = 0
 
 
 def seed(accounts: int = 300, rng_seed: int = 7) -> DemoSummary:
@@ -128,5 +129,44 @@ def seed(accounts: int = 300, rng_seed: int = 7) -> DemoSummary:
             if rising is not None:
                 do_override_tier(rising, platinum, "Strategic pilot: new regional contract signed",
                                  timezone.now() + dt.timedelta(days=90), demo)
+        tickets = _demo_tickets(rng, created)
     per_tier = {t.name: t.accounts.count() for t in Tier.objects.order_by("rank")}
-    return DemoSummary(len(created), n_contacts, per_tier, manifest)
+    return DemoSummary(len(created), n_contacts, per_tier, manifest, tickets)
+
+
+SUBJECTS = [
+    ("Booking for the sales kick-off failed", "urgent"), ("Change of travel dates for our team", "normal"),
+    ("Invoice for October bookings", "low"), ("Fare search is very slow this morning", "high"),
+    ("Cancel booking for next week", "normal"), ("Seat upgrade for our CEO", "high"),
+    ("Hotel missing from the itinerary", "normal"), ("Refund for the cancelled flight", "normal"),
+]
+
+
+def _demo_tickets(rng: random.Random, accounts: list[Account]) -> int:
+    """A desk with a day of work in it: tickets from several channels, some answered, some waiting."""
+    from accord.desk import actions
+    from accord.desk.actions import Inbound
+
+    agent = get_user_model().objects.get(username="demo")
+    now = timezone.now()
+    count = 0
+    for i in range(40):
+        account = rng.choice(accounts[:120] if i % 3 else sorted(accounts, key=lambda a: -a.revenue_12m)[:10])
+        contact = account.contacts.first()
+        if contact is None:
+            continue
+        subject, priority = rng.choice(SUBJECTS)
+        channel = rng.choice(["email", "email", "web", "phone", "social"])
+        address = contact.phones[0] if channel == "phone" and contact.phones else contact.emails[0]
+        ticket = actions.do_open_ticket(
+            Inbound(channel="phone" if address.startswith("+") else channel, subject=subject,
+                    body_text="Hello, could you help us with this please?", from_address=address,
+                    priority=priority, received_at=now - dt.timedelta(minutes=rng.randint(5, 3 * 24 * 60))),
+            contact=contact, account=account,
+        )
+        count += 1
+        if i % 4 == 0:
+            actions.do_reply(ticket, agent, "Thank you, we are looking into it.", at=timezone.now())
+        if i % 7 == 0:
+            actions.do_set_status(ticket, "pending")
+    return count

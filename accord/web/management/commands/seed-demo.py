@@ -30,5 +30,7 @@ class Command(BaseCommand):
         summary = seed(options["accounts"], options["seed"])
         self.stdout.write(f"manifest: {summary.manifest}")
         tiers = ", ".join(f"{name} {n}" for name, n in summary.per_tier.items())
-        self.stdout.write(f"seeded {summary.accounts} accounts ({tiers}) and {summary.contacts} contacts")
+        self.stdout.write(
+            f"seeded {summary.accounts} accounts ({tiers}), {summary.contacts} contacts and {summary.tickets} tickets"
+        )
         self.stdout.write("log in as demo / demo")
