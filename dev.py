@@ -56,6 +56,7 @@ def demo(args: argparse.Namespace) -> int:
     accord = BIN / "accord"
     run(accord, "migrate", "--no-input", env=env)
     run(accord, "seed-demo", "--if-empty", env=env)
+    run(accord, "worker", "--once", env=env)  # raise the warnings and breaches the demo's past tickets have
     host, _, port = args.listen.rpartition(":")
     print(
         f"\nAccord demo: open http://{host}:{port}/ and log in as demo / demo"

@@ -64,8 +64,9 @@ def normalise_phone(raw: str) -> str:
     return ("+" if raw.startswith("+") else "") + digits
 
 
-def _refresh(ticket: Ticket, now: dt.datetime, known: list[SlaClock] | None = None) -> None:
-    clocks.summarise(ticket, now, known)
+def _refresh(ticket: Ticket, at: dt.datetime, known: list[SlaClock] | None = None) -> None:
+    # The badge is about now: an event recorded after the fact (a call logged late) may already be overdue.
+    clocks.summarise(ticket, max(at, timezone.now()), known)
     Ticket.objects.filter(pk=ticket.pk).update(
         next_due_at=ticket.next_due_at, queue_due=ticket.queue_due, sla_state=ticket.sla_state, updated_at=timezone.now()
     )

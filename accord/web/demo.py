@@ -149,6 +149,7 @@ def _demo_tickets(rng: random.Random, accounts: list[Account]) -> int:
 
     agent = get_user_model().objects.get(username="demo")
     now = timezone.now()
+    accounts = list(Account.objects.filter(pk__in=[a.pk for a in accounts]).select_related("tier"))  # fresh tiers
     count = 0
     for i in range(40):
         account = rng.choice(accounts[:120] if i % 3 else sorted(accounts, key=lambda a: -a.revenue_12m)[:10])

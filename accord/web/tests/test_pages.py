@@ -128,3 +128,12 @@ def test_login_form_rejects_a_wrong_password(alice: Any) -> None:
 def test_the_account_list_without_filters_lists_everyone(staff: Client, demo: None) -> None:
     html = staff.get("/accounts/").content.decode()
     assert f"{Account.objects.count()} accounts" in html
+
+
+def test_the_demo_desk_has_tickets_on_their_agreements_clocks(demo: None) -> None:
+    from accord.desk.models import Ticket
+
+    tickets = Ticket.objects.select_related("account")
+    assert tickets.count() > 10
+    with_clocks = [t for t in tickets if t.clocks.exists()]
+    assert len(with_clocks) == tickets.count()  # every demo account has a tier and so an agreement
