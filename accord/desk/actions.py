@@ -262,23 +262,21 @@ def do_set_priority(ticket: Ticket, priority: str, *, at: dt.datetime | None = N
     """Change priority: clocks not yet reached take the new targets; reached ones keep their result."""
     if priority not in Ticket.Priority.values:
         raise ValidationError({"priority": f"'{priority}' is not a priority ({', '.join(Ticket.Priority.values)})."})
-    at = at or timezone.now()
-    with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        ticket.priority = priority
-        ticket.save(update_fields=["priority"])
-        _retarget(ticket)
-        _refresh(ticket, at)
-    return ticket
+    return _change_terms(ticket, "priority", priority, at)
 
 
 def do_set_agreement(ticket: Ticket, agreement: Agreement | None, *, at: dt.datetime | None = None) -> Ticket:
     """Put a ticket under another agreement (e.g. the account moved tier); reached milestones stay."""
+    return _change_terms(ticket, "agreement", agreement, at)
+
+
+def _change_terms(ticket: Ticket, field: str, value: Any, at: dt.datetime | None) -> Ticket:
+    """Change what the clocks' targets depend on (priority or agreement) and retarget the running clocks."""
     at = at or timezone.now()
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        ticket.agreement = agreement
-        ticket.save(update_fields=["agreement"])
+        setattr(ticket, field, value)
+        ticket.save(update_fields=[field])
         _retarget(ticket)
         _refresh(ticket, at)
     return ticket

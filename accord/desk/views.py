@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import user_passes_test
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -12,13 +11,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accord.lib.views import form_errors, staff_required
+
 from . import actions
 from .actions import Inbound
 from .filters import TicketFilterSet
 from .forms import ReplyForm, SupportRequestForm, TicketUpdateForm
 from .models import SlaClock, Ticket
 
-staff_required = user_passes_test(lambda u: u.is_active and u.is_staff, login_url="login")
 WEBFORM_LIMIT = 5  # requests per address per window
 WEBFORM_WINDOW = 600  # seconds
 
@@ -60,7 +60,7 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
     form = ReplyForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()))
+        messages.error(request, form_errors(form))
         return redirect("desk:ticket", pk=pk)
     try:
         if form.cleaned_data["kind"] == "note":
@@ -81,7 +81,7 @@ def update(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
     form = TicketUpdateForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()))
+        messages.error(request, form_errors(form))
         return redirect("desk:ticket", pk=pk)
     data = form.cleaned_data
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.decorators import user_passes_test
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
@@ -17,14 +16,12 @@ from accord.agreements.models import Agreement, CreditSchedule
 from accord.catalog.models import Service
 from accord.customers.filters import AccountFilterSet
 from accord.customers.models import Account, Tier, TierChange
+from accord.lib.views import staff_required
 
 from . import charts
 
-# Staff only; everyone else is sent to the login page (customers get the portal, later).
-staff_member_required = user_passes_test(lambda u: u.is_active and u.is_staff, login_url="login")
 
-
-@staff_member_required
+@staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     rows = list(
         Tier.objects.order_by("rank").annotate(n=Count("accounts"), revenue=Sum("accounts__revenue_12m"))
@@ -49,7 +46,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "web/dashboard.html", context)
 
 
-@staff_member_required
+@staff_required
 def accounts(request: HttpRequest) -> HttpResponse:
     filterset = AccountFilterSet(request.GET, queryset=Account.objects.select_related("tier", "owner"))
     qs = filterset.qs if filterset.is_valid() else Account.objects.none()
@@ -63,7 +60,7 @@ def accounts(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 def account(request: HttpRequest, pk: int) -> HttpResponse:
     acct = get_object_or_404(Account.objects.select_related("tier", "owner"), pk=pk)
     today = timezone.localdate()
@@ -83,13 +80,13 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "web/account.html", context)
 
 
-@staff_member_required
+@staff_required
 def agreements(request: HttpRequest) -> HttpResponse:
     rows = Agreement.objects.select_related("tier", "account", "calendar").annotate(n_objectives=Count("objectives"))
     return render(request, "web/agreements.html", {"agreements": rows.order_by("tier__rank", "name")})
 
 
-@staff_member_required
+@staff_required
 def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     ag = get_object_or_404(Agreement.objects.select_related("tier", "account", "calendar"), pk=pk)
     schedule = CreditSchedule.objects.filter(agreement=ag).first()
@@ -108,13 +105,13 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 def services(request: HttpRequest) -> HttpResponse:
     rows = Service.objects.annotate(n_operations=Count("operations", distinct=True), n_pools=Count("pools", distinct=True))
     return render(request, "web/services.html", {"services": rows})
 
 
-@staff_member_required
+@staff_required
 def service(request: HttpRequest, pk: int) -> HttpResponse:
     svc = get_object_or_404(Service, pk=pk)
     return render(
