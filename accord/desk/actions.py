@@ -83,7 +83,8 @@ def do_open_ticket(
     """Create a ticket from a customer's first message and start its clocks."""
     at = inbound.received_at or timezone.now()
     _nul_free(inbound)
-    with transaction.atomic():
+    # No savepoint: a caller's transaction (a mail import) already isolates each message.
+    with transaction.atomic(savepoint=False):
         if contact is None and inbound.from_address:
             kind = ContactPoint.Kind.PHONE if inbound.channel == Ticket.Channel.PHONE else ContactPoint.Kind.EMAIL
             contact, matched_account = match_sender(inbound.from_address, inbound.from_name, kind)
@@ -91,7 +92,7 @@ def do_open_ticket(
         if account is None and contact is not None:
             account = contact.account
         agreement = Agreement.for_account(account, timezone.localdate(at)) if account else None
-        ticket = Ticket.objects.create(
+        ticket = Ticket(
             account=account,
             contact=contact,
             channel=inbound.channel,
@@ -100,9 +101,16 @@ def do_open_ticket(
             agreement=agreement,
             created_at=at,
         )
+        # Plan the clocks first, so the ticket is written once with its due instant and the clocks in one go.
+        objectives = clocks.targets(agreement, ticket.priority, ticket.channel)
+        planned = [clocks.plan(ticket, k, objectives[k], at) for k in (K.FIRST_RESPONSE, K.RESOLUTION) if k in objectives]
+        clocks.summarise(ticket, max(at, timezone.now()), planned)
+        ticket.save()
+        for clock in planned:
+            clock.ticket = ticket
+        SlaClock.objects.bulk_create(planned)
         ticket.first_message = _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact)  # type: ignore[attr-defined]
-        ticket.new_clocks = _start_clocks(ticket, at, (K.FIRST_RESPONSE, K.RESOLUTION))  # type: ignore[attr-defined]
-        _refresh(ticket, at, known=ticket.new_clocks)  # type: ignore[attr-defined]
+        ticket.new_clocks = planned  # type: ignore[attr-defined]
     return ticket
 
 

@@ -83,6 +83,13 @@ def schedule(clock: SlaClock) -> None:
 
 def start(ticket: Ticket, kind: str, objective: Objective, at: dt.datetime, cycle: int = 1) -> SlaClock:
     """Start a clock of a kind on a ticket from an objective (saved)."""
+    clock = plan(ticket, kind, objective, at, cycle)
+    clock.save()
+    return clock
+
+
+def plan(ticket: Ticket, kind: str, objective: Objective, at: dt.datetime, cycle: int = 1) -> SlaClock:
+    """A clock as `start` would create it, not saved (a new ticket saves its clocks in one statement)."""
     assert ticket.agreement is not None
     clock = SlaClock(
         ticket=ticket,
@@ -97,7 +104,6 @@ def start(ticket: Ticket, kind: str, objective: Objective, at: dt.datetime, cycl
         clock.status = SlaClock.Status.PAUSED
         clock.paused_since = at
     schedule(clock)
-    clock.save()
     return clock
 
 
