@@ -127,7 +127,7 @@ def _nul_free(inbound: Inbound) -> None:
 
 
 def _store_message(
-    ticket: Ticket, inbound: Inbound, kind: str, at: dt.datetime, *, contact: Contact | None = None, **extra: Any
+    ticket: Ticket, inbound: Inbound, kind: str, at: dt.datetime, *, contact: Contact | None = None
 ) -> Message:
     _nul_free(inbound)
     return Message.objects.create(
@@ -150,7 +150,6 @@ def _store_message(
         meta=inbound.meta,
         raw=inbound.raw,
         created_at=at,
-        **extra,
     )
 
 
