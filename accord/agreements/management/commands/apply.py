@@ -9,51 +9,56 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.agreements.manifest import ManifestError, apply_manifest
+from accord.agreements.manifest import ManifestError, ManifestSyntaxError, apply_manifests
 
 
 class Command(BaseCommand):
     help = (
-        "Apply a YAML manifest (see docs/agreements-as-code.md): everything is validated first and written in one "
-        "transaction; on any error nothing changes and every error is printed with its path. Exit codes: 0 applied, "
-        "1 unreadable file, 2 invalid manifest."
+        "Apply YAML manifests (see docs/agreements-as-code.md): every file is validated first and everything is "
+        "written in one transaction; on any error nothing changes and every error is printed with its path. "
+        "Exit codes: 0 applied or nothing to do, 1 a file cannot be read or is not valid YAML, 2 invalid manifest."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-f", "--file", action="append", required=True, help="a YAML file, or - for stdin")
-        parser.add_argument("--dry-run", action="store_true", help="validate and show what would change")
+        parser.add_argument(
+            "-f", "--file", action="append", required=True, metavar="FILE",
+            help="a YAML manifest, or - for standard input; give -f several times to apply files together",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="validate and show what would change, write nothing")
+        parser.add_argument(
+            "--prune", action="store_true",
+            help="also delete stored objects of the sections the files name that the files do not list",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        texts = []
+        sources: list[tuple[str, str]] = []
         for name in options["file"]:
+            if name == "-" and any(label == "<stdin>" for label, _ in sources):
+                raise CommandError("-f - is given twice: standard input can be read once", returncode=1)
             try:
-                text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise CommandError(f"{name}: {e}", returncode=1) from e
-            texts.append((name, text))
-        results = []
-        errors: list[str] = []
-        # Validate every file before writing any.
-        from accord.agreements.manifest import load_manifest
-
-        for name, text in texts:
-            try:
-                load_manifest(text, source=name)
-            except ManifestError as e:
-                errors.extend(f"{name}: {line}" if len(texts) > 1 else line for line in e.errors)
-        if errors:
-            for line in errors:
+                if name == "-":
+                    sources.append(("<stdin>", sys.stdin.read()))
+                else:
+                    sources.append((name, Path(name).read_text(encoding="utf-8")))
+            except UnicodeDecodeError as e:
+                raise CommandError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})", returncode=1) from e
+            except OSError as e:
+                raise CommandError(f"{name}: {e.strerror or e}", returncode=1) from e
+        try:
+            result = apply_manifests(sources, dry_run=options["dry_run"], prune=options["prune"])
+        except ManifestSyntaxError as e:
+            for line in e.errors:
                 self.stderr.write(line)
-            raise CommandError(f"{len(errors)} error(s); nothing was changed", returncode=2)
-        for name, text in texts:
-            try:
-                results.append(apply_manifest(text, dry_run=options["dry_run"], source=name))
-            except ManifestError as e:  # a later file may depend on an earlier one being applied
-                for line in e.errors:
-                    self.stderr.write(line)
-                raise CommandError("nothing more was changed", returncode=2) from e
-        for result in results:
-            for section, obj, outcome in result.outcomes:
-                if outcome != "unchanged" or options["verbosity"] > 1:
-                    self.stdout.write(f"{section} {obj}: {'would be ' if result.dry_run and outcome != 'unchanged' else ''}{outcome}")
-            self.stdout.write(result.summary())
+            raise CommandError("the file is not valid YAML; nothing was changed", returncode=1) from e
+        except ManifestError as e:
+            for line in e.errors:
+                self.stderr.write(line)
+            count = len(e.errors)
+            raise CommandError(f"{count} error{'s' if count != 1 else ''}; nothing was changed", returncode=2) from e
+        if not result.outcomes:
+            self.stdout.write("nothing to do: no calendars, tiers, services, partners or agreements in "
+                              + ", ".join(label for label, _ in sources))
+            return
+        for line in result.lines():
+            self.stdout.write(line)
+        self.stdout.write(result.summary() + (" (dry run: nothing was written)" if result.dry_run else ""))
