@@ -8,3 +8,8 @@ class GatewayConfig(AppConfig):
 
     name = "accord.gateway"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import signals
+
+        signals.connect()

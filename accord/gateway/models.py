@@ -1,1 +1,105 @@
-"""Gateway models: measurement rollups and governance actions the gateway enforces."""
+"""Gateway models: measurement rollups, the actions the gateway enforces, and the snapshot version."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Rollup(models.Model):
+    """Requests of one account to one operation through one pool with one outcome in one time window.
+
+    Rows from several workers and hosts merge exactly: counts add up and the latency sketches merge bucket by
+    bucket (see `measure.Sketch`), so a rollup row is the same whatever the order of the flushes.
+    """
+
+    window_start = models.DateTimeField()
+    window_seconds = models.PositiveIntegerField(default=60)
+    account = models.CharField(max_length=100, help_text="What X-Accord-Account says: external id, id, or 'anonymous'.")
+    service = models.CharField(max_length=80, help_text="Service name; '' when no service matched.")
+    operation = models.CharField(max_length=80, blank=True, help_text="Operation name; '' when none matched.")
+    pool = models.CharField(max_length=80, blank=True)
+    outcome = models.CharField(max_length=20, help_text="ok, client_error, server_error or what the gateway decided.")
+    count = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0, help_text="Answers with a 5xx status.")
+    bytes_in = models.BigIntegerField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0.0)
+    latency_sketch = models.BinaryField(help_text="measure.Sketch.encode(): a DDSketch with 1% relative accuracy.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-window_start", "service", "account"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["window_start", "window_seconds", "account", "service", "operation", "pool", "outcome"],
+                name="gateway_rollup_unique_key",
+            )
+        ]
+        indexes = [models.Index(fields=["service", "window_start"]), models.Index(fields=["account", "window_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.window_start:%Y-%m-%d %H:%M} {self.account} {self.service}/{self.operation} {self.outcome}: {self.count}"
+
+
+class GatewayAction(models.Model):
+    """Something the gateway enforces while active, scoped to tiers, accounts, services or operations.
+
+    An empty scope list matches everything; several non-empty lists must all match. Governance switches
+    actions on and off; people can set them by hand for testing (`accord gateway-action`).
+    """
+
+    class Kind(models.TextChoices):
+        ROUTE = "route", "route to a named pool"
+        RATE_LIMIT = "rate_limit", "rate limit (token bucket)"
+        SHED = "shed", "shed load (503)"
+        ADMISSION = "admission", "priority admission at pool capacity"
+
+    name = models.SlugField(max_length=80, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    tiers = models.JSONField(default=list, blank=True, help_text="Tier names; empty = any.")
+    accounts = models.JSONField(default=list, blank=True, help_text="Account keys (external id or id); empty = any.")
+    services = models.JSONField(default=list, blank=True, help_text="Service names; empty = any.")
+    operations = models.JSONField(default=list, blank=True, help_text="Operation names; empty = any.")
+    params = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True)
+    reason = models.CharField(max_length=300, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    set_by = models.CharField(max_length=150, blank=True, help_text="A user name, or the governance policy that set it.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["active", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}{'' if self.active else ', inactive'})"
+
+    def clean(self) -> None:
+        from .actions import action_errors
+
+        errors: dict[str, list[str]] = {}
+        for field, message in action_errors(self.kind, self.params, self.tiers, self.accounts, self.services,
+                                            self.operations):
+            errors.setdefault(field or "__all__", []).append(message)
+        if errors:
+            raise ValidationError(errors)
+
+    @classmethod
+    def live(cls) -> models.QuerySet[GatewayAction]:
+        now = timezone.now()
+        return cls.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), active=True)
+
+
+class SnapshotVersion(models.Model):
+    """One row whose counter goes up whenever something the gateway's snapshot holds changes."""
+
+    version = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"snapshot version {self.version}"
+

@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 
@@ -31,3 +32,12 @@ def accord_command() -> list[str]:
     """How to run the `accord` console script of this environment."""
     script = Path(sys.executable).with_name("accord")
     return [str(script)] if script.exists() else [shutil.which("accord") or "accord"]
+
+
+def run_in_thread(main: Any) -> Any:
+    """`asyncio.run(main)` in a thread of its own: the session's browser keeps an event loop on the main thread."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main).result()

@@ -41,8 +41,13 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._body()
-        self.server.connections.add(self.client_address)
-        self.server.count += 1
+        with self.server.lock:
+            self.server.connections.add(self.client_address)
+            self.server.count += 1
+            self.server.order.append(self.path)
+        if self.path.startswith("/bookings/hold"):
+            self.server.holding.set()
+            self.server.release.wait(30)
         if self.path.startswith("/bookings/slow"):
             import time
 
@@ -82,6 +87,10 @@ class EchoServer(ThreadingHTTPServer):
         self.name = name
         self.count = 0
         self.connections: set[Any] = set()
+        self.order: list[str] = []
+        self.lock = threading.Lock()
+        self.holding = threading.Event()  # a /bookings/hold request has arrived
+        self.release = threading.Event()  # lets /bookings/hold requests answer
 
     @property
     def url(self) -> str:
@@ -96,6 +105,7 @@ def upstreams() -> Iterator[list[EchoServer]]:
         t.start()
     yield servers
     for s in servers:
+        s.release.set()
         s.shutdown()
         s.server_close()
 
@@ -141,8 +151,11 @@ def stop_gateway(running: RunningGateway) -> None:
     async def shutdown() -> None:
         running.server.close()
         for conn in list(running.gateway.connections):
-            if conn.transport is not None:
-                conn.transport.close()
+            conn._close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         running.gateway.pool.close()
         await asyncio.sleep(0)
 
@@ -150,6 +163,25 @@ def stop_gateway(running: RunningGateway) -> None:
     running.loop.call_soon_threadsafe(running.loop.stop)
     running.thread.join(10)
     running.loop.close()
+
+
+def on_loop(running: RunningGateway, fn: Any) -> Any:
+    """Run fn() on the gateway's event loop and return its result (reads state without racing it)."""
+
+    async def call() -> Any:
+        return fn()
+
+    return asyncio.run_coroutine_threadsafe(call(), running.loop).result(10)
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll a condition about state (not about time) until it holds; fail after a generous timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def raw_request(port: int, data: bytes, timeout: float = 10.0) -> bytes:

@@ -1,21 +1,16 @@
-"""`accord gateway --listen HOST:PORT [--workers N]`: the customer-aware HTTP gateway."""
+"""`accord gateway --listen HOST:PORT [--workers N] [--admin HOST:PORT]`: the customer-aware HTTP gateway."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import os
-import signal
+import socket
 import sys
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
 
-from accord.gateway.proxy import Gateway, Limits, serve
-from accord.gateway.snapshot import load_snapshot
+from accord.gateway.proxy import Limits
+from accord.gateway.server import Supervisor, WorkerConfig
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -25,47 +20,15 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def run_worker(host: str, port: int, reuse_port: bool, reload_seconds: float, grace: float) -> None:
-    """One worker: serve, reload the snapshot every `reload_seconds`, stop gracefully on SIGTERM/SIGINT."""
-    loop = asyncio.get_running_loop()
-    gateway = Gateway(await loop.run_in_executor(None, _fresh_snapshot), Limits())
-    server = await serve(gateway, host, port, reuse_port=reuse_port)
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-
-    async def reload() -> None:
-        while not stopping.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stopping.wait(), reload_seconds)
-            if stopping.is_set():
-                return
-            try:
-                gateway.snapshot = await loop.run_in_executor(None, _fresh_snapshot)
-            except Exception as e:  # the database may be restarting: keep serving the last snapshot
-                print(f"gateway: snapshot reload failed, keeping the last one: {e}", file=sys.stderr, flush=True)
-
-    reloader = loop.create_task(reload())
-    await stopping.wait()
-    server.close()  # stop accepting; requests in flight finish
-    deadline = time.monotonic() + grace
-    while any((c.task is not None and not c.task.done() and not c.queue.empty()) or (c.current is not None and not c.closed)
-              for c in gateway.connections) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        if all(c.queue.empty() for c in gateway.connections):
-            break
-    for conn in list(gateway.connections):
-        if conn.transport is not None:
-            conn.transport.close()
-    gateway.pool.close()
-    reloader.cancel()
-
-
-def _fresh_snapshot() -> Any:
-    try:
-        return load_snapshot()
-    finally:
-        connections.close_all()
+def _check_bindable(host: str, port: int, what: str) -> None:
+    """Fail before forking when the address cannot be listened on (taken, or not an address of this host)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise CommandError(f"cannot listen on {host}:{port} ({what}): {e.strerror or e}") from e
 
 
 class Command(BaseCommand):
@@ -74,44 +37,42 @@ class Command(BaseCommand):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on")
         parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (SO_REUSEPORT)")
-        parser.add_argument("--reload", type=float, default=1.0, help="seconds between snapshot reloads")
+        parser.add_argument("--admin", default="", help="HOST:PORT for /healthz, /readyz and /metrics")
+        parser.add_argument("--poll", type=float, default=0.25, help="seconds between snapshot version checks")
+        parser.add_argument("--reload", type=float, default=10.0,
+                            help="seconds between full snapshot reloads (catches bulk writes that send no signal)")
+        parser.add_argument("--flush", type=float, default=2.0, help="seconds between writes of measurements")
         parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+        parser.add_argument("--max-body", type=int, default=Limits.max_body_bytes, help="largest request body (bytes)")
+        parser.add_argument("--header-timeout", type=float, default=Limits.header_timeout,
+                            help="seconds a client has to send its request head")
+        parser.add_argument("--upstream-timeout", type=float, default=Limits.upstream_timeout,
+                            help="seconds an upstream has to answer")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = _address(options["listen"])
+        admin = _address(options["admin"]) if options["admin"] else None
         workers = options["workers"]
         if not 1 <= workers <= 64:
             raise CommandError("--workers must be between 1 and 64")
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
-            pass
-        connections.close_all()  # never share a database connection across fork
-        if workers == 1:
-            self.stdout.write(f"gateway listening on {host}:{port}")
-            self.stdout.flush()
-            asyncio.run(run_worker(host, port, False, options["reload"], options["grace"]))
-            return
-        children = []
-        for _ in range(workers):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    asyncio.run(run_worker(host, port, True, options["reload"], options["grace"]))
-                finally:
-                    os._exit(0)
-            children.append(pid)
-        self.stdout.write(f"gateway listening on {host}:{port} with {workers} workers")
+        for name in ("poll", "reload", "flush", "grace", "header_timeout", "upstream_timeout"):
+            if not 0 < options[name] <= 86_400:
+                raise CommandError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
+        if options["max_body"] < 0:
+            raise CommandError("--max-body must be 0 or more")
+        _check_bindable(host, port, "--listen")
+        if admin is not None:
+            if admin == (host, port):
+                raise CommandError("--admin must differ from --listen")
+            _check_bindable(*admin, "--admin")
+        limits = Limits(max_body_bytes=options["max_body"], header_timeout=options["header_timeout"],
+                        upstream_timeout=options["upstream_timeout"])
+        config = WorkerConfig(host, port, reuse_port=True, workers=workers, poll=options["poll"],
+                              full_reload=options["reload"], grace=options["grace"],
+                              flush_interval=options["flush"], limits=limits)
+        self.stdout.write(f"gateway listening on {host}:{port} with {workers} worker(s)"
+                          + (f", admin on {admin[0]}:{admin[1]}" if admin else ""))
         self.stdout.flush()
-
-        def forward(signum: int, frame: object) -> None:
-            for child in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        for child in children:
-            os.waitpid(child, 0)
+        code = Supervisor(config, workers, admin).run()
+        if code:
+            sys.exit(code)

@@ -1,0 +1,96 @@
+"""Rollups in memory: exact counts and a latency sketch that merges exactly and stays within 1%."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from accord.gateway.measure import Accumulator, Sketch, Tally
+
+
+def values(seed: int, n: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.lognormvariate(2.0, 1.2) for _ in range(n)]
+
+
+def test_quantiles_are_within_one_percent_of_the_true_values() -> None:
+    data = values(1, 20_000)
+    sketch = Sketch()
+    for v in data:
+        sketch.add(v)
+    ordered = sorted(data)
+    for q in (0.5, 0.9, 0.95, 0.99, 0.999):
+        true = ordered[int(q * (len(ordered) - 1))]
+        got = sketch.quantile(q)
+        assert got is not None and abs(got - true) <= 0.0101 * true, (q, got, true)
+
+
+def test_it_agrees_with_the_ddsketch_package() -> None:
+    from ddsketch import DDSketch
+
+    data = values(2, 5000)
+    ours, theirs = Sketch(), DDSketch(0.01)
+    for v in data:
+        ours.add(v)
+        theirs.add(v)
+    for q in (0.5, 0.95, 0.99):
+        expected = theirs.get_quantile_value(q)
+        assert ours.quantile(q) == pytest.approx(expected, rel=1e-9)
+        assert ours.to_ddsketch().get_quantile_value(q) == pytest.approx(expected, rel=1e-9)
+
+
+def test_merging_is_exact_and_order_does_not_matter() -> None:
+    data = values(3, 3000)
+    whole = Sketch()
+    for v in data:
+        whole.add(v)
+    parts = [Sketch() for _ in range(3)]
+    for i, v in enumerate(data):
+        parts[i % 3].add(v)
+    forward, backward = Sketch(), Sketch()
+    for p in parts:
+        forward.merge(p)
+    for p in reversed(parts):
+        backward.merge(p)
+    assert forward == whole == backward and whole.count == 3000
+
+
+def test_encoding_round_trips_and_is_compact() -> None:
+    sketch = Sketch()
+    for v in [*values(4, 10_000), 0.0, 0.0]:
+        sketch.add(v)
+    data = sketch.encode()
+    assert Sketch.decode(data) == sketch
+    assert len(data) < 2000  # a few hundred buckets, not ten thousand values
+    assert Sketch.decode(b"") == Sketch() and Sketch().quantile(0.5) is None
+
+
+@pytest.mark.parametrize("junk", [b"\x07", b"\x01\x80", b"\x01\x00\x02\x02", b"\x01\x00\x00\x00", b"\x01" + b"\xff" * 20])
+def test_decoding_bytes_that_are_not_a_sketch_raises_value_error(junk: bytes) -> None:
+    with pytest.raises(ValueError):
+        Sketch.decode(junk)
+
+
+def test_the_accumulator_counts_every_request_in_its_window_and_key() -> None:
+    acc = Accumulator(window_seconds=60)
+    for i in range(1000):
+        acc.record(1_800_000_000 + i * 0.1, "GLOBEX", "booking", "read", "primary", "ok", 200, 10, 100, 1.5)
+    acc.record(1_800_000_059.9, "GLOBEX", "booking", "read", "primary", "server_error", 503, 0, 50, 3.0)
+    tallies = acc.take()
+    assert acc.tallies == {} and acc.recorded == 1001
+    ok = {k[0]: t.count for k, t in tallies.items() if k[5] == "ok"}
+    assert ok == {1_800_000_000: 600, 1_800_000_060: 400}  # 60-second windows on epoch boundaries
+    errors = next(t for k, t in tallies.items() if k[5] == "server_error")
+    assert (errors.count, errors.errors, errors.bytes_out) == (1, 1, 50)
+
+
+def test_rollups_given_back_after_a_failed_flush_merge_with_new_ones() -> None:
+    acc = Accumulator()
+    acc.record(1_800_000_000, "a", "s", "", "p", "ok", 200, 1, 2, 1.0)
+    taken = acc.take()
+    acc.record(1_800_000_001, "a", "s", "", "p", "ok", 200, 1, 2, 2.0)
+    acc.give_back(taken)
+    (tally,) = acc.tallies.values()
+    assert isinstance(tally, Tally) and (tally.count, tally.bytes_in, tally.sketch.count) == (2, 2, 2)
+    assert acc.pending == 2
