@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "accord.agreements",
     "accord.catalog",
     "accord.gateway",
+    "accord.governance",
     "accord.desk",
     "accord.web",
 ]
@@ -200,3 +202,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+
+# Governance alerts (error-budget burn rates) go to these addresses and signed webhooks.
+ACCORD_ALERT_EMAILS = [e.strip() for e in os.environ.get("ACCORD_ALERT_EMAILS", "").split(",") if e.strip()]
+ACCORD_ALERT_WEBHOOKS = json.loads(os.environ.get("ACCORD_ALERT_WEBHOOKS", "[]"))  # [{"url": ..., "secret": ...}]

@@ -66,7 +66,7 @@ def action_errors(kind: str, params: Any, *scopes: Any) -> list[tuple[str, str]]
 def do_set_action(
     name: str, kind: str, *, params: dict[str, Any] | None = None, tiers: list[str] | None = None,
     accounts: list[str] | None = None, services: list[str] | None = None, operations: list[str] | None = None,
-    reason: str = "", expires_at: dt.datetime | None = None, set_by: str = "",
+    reason: str = "", expires_at: dt.datetime | None = None, set_by: str = "", priority: int = 100,
 ) -> GatewayAction:
     """Create or replace the action called `name` and switch it on; raises ValidationError on bad input."""
     with transaction.atomic():
@@ -76,6 +76,7 @@ def do_set_action(
         action.tiers, action.accounts = tiers or [], accounts or []
         action.services, action.operations = services or [], operations or []
         action.reason, action.expires_at, action.set_by = reason, expires_at, set_by
+        action.priority = priority
         action.active = True
         if expires_at is not None and expires_at <= timezone.now():
             raise ValidationError({"expires_at": ["is in the past"]})

@@ -55,7 +55,7 @@ def _write_batch(tallies: dict[RollupKey, Tally], window_seconds: int) -> None:
     with transaction.atomic():
         Rollup.objects.bulk_create(
             [Rollup(window_start=_when(k[0]), window_seconds=window_seconds, account=k[1], service=k[2],
-                    operation=k[3], pool=k[4], outcome=k[5], latency_sketch=empty) for k in tallies],
+                    operation=k[3], pool=k[4], outcome=k[5], tier=k[6], latency_sketch=empty) for k in tallies],
             ignore_conflicts=True,
         )
         windows = {_when(k[0]) for k in tallies}
@@ -69,7 +69,8 @@ def _write_batch(tallies: dict[RollupKey, Tally], window_seconds: int) -> None:
         )
         changed = []
         for row in rows:
-            key = (int(row.window_start.timestamp()), row.account, row.service, row.operation, row.pool, row.outcome)
+            key = (int(row.window_start.timestamp()), row.account, row.service, row.operation, row.pool, row.outcome,
+                   row.tier)
             tally = tallies.get(key)
             if tally is None:
                 continue

@@ -17,8 +17,10 @@ MIN_VALUE = 1e-6  # ms; anything at or below counts in the zero bucket
 WINDOW_SECONDS = 60
 _FORMAT = 1
 
-# key: (window start in epoch seconds, account, service, operation, pool, outcome)
-RollupKey = tuple[int, str, str, str, str, str]
+# key: (window start in epoch seconds, account, service, operation, pool, outcome, tier)
+RollupKey = tuple[int, str, str, str, str, str, str]
+# live key: (second, service, operation, pool, tier)
+LiveKey = tuple[int, str, str, str, str]
 
 
 class Sketch:
@@ -62,6 +64,16 @@ class Sketch:
             if seen > rank:
                 return 2 * GAMMA**key / (GAMMA + 1)
         return 2 * GAMMA ** max(self.bins) / (GAMMA + 1)
+
+    def count_above(self, threshold: float) -> int:
+        """Values above `threshold`, counting a bucket as above when its representative value is (1% accuracy)."""
+        above = 0
+        for key, n in self.bins.items():
+            if 2 * GAMMA**key / (GAMMA + 1) > threshold:
+                above += n
+        if threshold < 0:
+            above += self.zero
+        return above
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sketch) and self.bins == other.bins and self.zero == other.zero
@@ -165,15 +177,28 @@ class Accumulator:
     def __init__(self, window_seconds: int = WINDOW_SECONDS) -> None:
         self.window_seconds = window_seconds
         self.tallies: dict[RollupKey, Tally] = {}
+        # Per-second tallies without the account, for the live signals governance reacts to within seconds.
+        self.live: dict[LiveKey, Tally] = {}
         self.recorded = 0  # requests recorded since start, for /metrics
 
     def record(self, now: float, account: str, service: str, operation: str, pool: str, outcome: str,
-               status: int, bytes_in: int, bytes_out: int, latency_ms: float) -> None:
+               status: int, bytes_in: int, bytes_out: int, latency_ms: float, tier: str = "") -> None:
         start = int(now)
-        key = (start - start % self.window_seconds, account, service, operation, pool, outcome)
+        key = (start - start % self.window_seconds, account, service, operation, pool, outcome, tier)
         tally = self.tallies.get(key)
         if tally is None:
             tally = self.tallies[key] = Tally()
+        self._add(tally, status, bytes_in, bytes_out, latency_ms)
+        if service:
+            live_key = (start, service, operation, pool, tier)
+            live = self.live.get(live_key)
+            if live is None:
+                live = self.live[live_key] = Tally()
+            self._add(live, status, bytes_in, bytes_out, latency_ms)
+        self.recorded += 1
+
+    @staticmethod
+    def _add(tally: Tally, status: int, bytes_in: int, bytes_out: int, latency_ms: float) -> None:
         tally.count += 1
         if status >= 500:
             tally.errors += 1
@@ -181,7 +206,13 @@ class Accumulator:
         tally.bytes_out += bytes_out
         tally.latency_sum += latency_ms
         tally.sketch.add(latency_ms)
-        self.recorded += 1
+
+    def take_live(self, before: int) -> dict[LiveKey, Tally]:
+        """The live tallies of whole seconds before `before` (epoch seconds); later ones stay to fill up."""
+        done = {k: t for k, t in self.live.items() if k[0] < before}
+        for k in done:
+            del self.live[k]
+        return done
 
     def take(self) -> dict[RollupKey, Tally]:
         """Everything recorded since the last take, leaving the accumulator empty."""

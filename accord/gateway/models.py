@@ -22,6 +22,7 @@ class Rollup(models.Model):
     operation = models.CharField(max_length=80, blank=True, help_text="Operation name; '' when none matched.")
     pool = models.CharField(max_length=80, blank=True)
     outcome = models.CharField(max_length=20, help_text="ok, client_error, server_error or what the gateway decided.")
+    tier = models.CharField(max_length=80, blank=True, help_text="The caller's tier when it called; '' for none.")
     count = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0, help_text="Answers with a 5xx status.")
     bytes_in = models.BigIntegerField(default=0)
@@ -34,11 +35,12 @@ class Rollup(models.Model):
         ordering = ["-window_start", "service", "account"]
         constraints = [
             models.UniqueConstraint(
-                fields=["window_start", "window_seconds", "account", "service", "operation", "pool", "outcome"],
+                fields=["window_start", "window_seconds", "account", "service", "operation", "pool", "outcome", "tier"],
                 name="gateway_rollup_unique_key",
             )
         ]
-        indexes = [models.Index(fields=["service", "window_start"]), models.Index(fields=["account", "window_start"])]
+        indexes = [models.Index(fields=["service", "window_start"]), models.Index(fields=["account", "window_start"]),
+                   models.Index(fields=["tier", "window_start"]), models.Index(fields=["window_start"])]
 
     def __str__(self) -> str:
         return f"{self.window_start:%Y-%m-%d %H:%M} {self.account} {self.service}/{self.operation} {self.outcome}: {self.count}"
@@ -64,6 +66,7 @@ class GatewayAction(models.Model):
     services = models.JSONField(default=list, blank=True, help_text="Service names; empty = any.")
     operations = models.JSONField(default=list, blank=True, help_text="Operation names; empty = any.")
     params = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(default=100, help_text="When actions of one kind overlap, the lowest number wins.")
     active = models.BooleanField(default=True)
     reason = models.CharField(max_length=300, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -72,7 +75,7 @@ class GatewayAction(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["priority", "name"]
         indexes = [models.Index(fields=["active", "expires_at"])]
 
     def __str__(self) -> str:
@@ -92,6 +95,52 @@ class GatewayAction(models.Model):
     def live(cls) -> models.QuerySet[GatewayAction]:
         now = timezone.now()
         return cls.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), active=True)
+
+
+class LiveTraffic(models.Model):
+    """One worker's requests in one second for one (service, operation, pool, tier): the fast signal.
+
+    Governance reads the last few seconds of these to react within seconds; rollups stay the exact record.
+    Rows are kept for `live.RETENTION_SECONDS` and may be lost when the database is down (rollups are not).
+    """
+
+    at = models.DateTimeField(db_index=True, help_text="The second the requests started in.")
+    worker = models.CharField(max_length=80, help_text="host:pid of the gateway worker.")
+    service = models.CharField(max_length=80)
+    operation = models.CharField(max_length=80, blank=True)
+    pool = models.CharField(max_length=80, blank=True)
+    tier = models.CharField(max_length=80, blank=True)
+    count = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    latency_sum_ms = models.FloatField(default=0.0)
+    latency_sketch = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["service", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.worker} {self.service}/{self.pool}/{self.tier}: {self.count}"
+
+
+class LivePool(models.Model):
+    """How busy one worker kept one pool over one interval: busy seconds (in-flight integrated over time)."""
+
+    at = models.DateTimeField(db_index=True, help_text="End of the interval.")
+    worker = models.CharField(max_length=80)
+    service = models.CharField(max_length=80)
+    pool = models.CharField(max_length=80)
+    interval_ms = models.IntegerField(help_text="Length of the interval.")
+    busy_ms = models.FloatField(help_text="In-flight requests integrated over the interval (request-milliseconds).")
+    capacity = models.IntegerField(help_text="This worker's share of the pool's concurrency capacity.")
+    in_flight = models.IntegerField(default=0, help_text="In flight at the end of the interval.")
+    waiting = models.IntegerField(default=0, help_text="Waiting for admission at the end of the interval.")
+    peak = models.IntegerField(default=0, help_text="Most requests in flight at once during the interval.")
+
+    class Meta:
+        indexes = [models.Index(fields=["service", "pool", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.worker} {self.service}/{self.pool}: {self.busy_ms:.0f} busy ms"
 
 
 class SnapshotVersion(models.Model):

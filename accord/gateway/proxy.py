@@ -101,6 +101,7 @@ class Request:
     status: int = 0
     outcome: str = ""
     account: str = ""
+    tier: str = ""
     service: str = ""
     operation: str = ""
     pool: str = ""
@@ -147,21 +148,40 @@ class UpstreamPool:
 class PoolGate:
     """Requests in flight in one pool; with admission, callers wait by tier priority when it is full."""
 
-    __slots__ = ("capacity", "in_flight", "seq", "waiters")
+    __slots__ = ("busy", "capacity", "in_flight", "last", "peak", "seq", "waiters")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.in_flight = 0
         self.seq = 0
         self.waiters: list[tuple[int, int, asyncio.Future[bool]]] = []
+        # Utilisation: in-flight integrated over time (request-seconds) since the last sample, and the peak.
+        self.busy = 0.0
+        self.last = time.monotonic()
+        self.peak = 0
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.busy += self.in_flight * (now - self.last)
+        self.last = now
 
     def enter(self) -> None:
+        self._tick()
         self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
+
+    def sample(self) -> tuple[float, int]:
+        """Busy request-seconds and the peak in flight since the previous sample; starts the next interval."""
+        self._tick()
+        busy, peak = self.busy, self.peak
+        self.busy, self.peak = 0.0, self.in_flight
+        return busy, peak
 
     async def admit(self, priority: int, max_wait: float) -> bool:
         """Take a slot, waiting up to `max_wait` seconds behind callers of higher priority (lower number)."""
         if self.in_flight < self.capacity and not self.waiters:
-            self.in_flight += 1
+            self.enter()
             return True
         if max_wait <= 0:
             return False
@@ -183,6 +203,7 @@ class PoolGate:
             if not future.done():
                 future.set_result(True)  # the slot passes on: in_flight stays the same
                 return
+        self._tick()
         self.in_flight -= 1
 
     @property
@@ -296,7 +317,8 @@ class Gateway:
         gate = self.gates.get((service, pool.name))
         if gate is None:
             gate = self.gates[(service, pool.name)] = PoolGate(pool.capacity)
-        gate.capacity = pool.capacity  # follows the snapshot
+        # follows the snapshot; each worker of a host admits its share of the pool's capacity
+        gate.capacity = max(1, -(-pool.capacity // self.workers))
         return gate
 
     def started(self) -> None:
@@ -314,6 +336,7 @@ class Gateway:
         self.accumulator.record(
             wall, request.account, request.service, request.operation, request.pool, outcome,
             request.status or 499, request.bytes_in, request.bytes_out, (time.monotonic() - start) * 1000.0,
+            request.tier,
         )
 
     def record_rejected(self, status: int, outcome: str) -> None:
@@ -633,6 +656,7 @@ class ClientConnection(asyncio.Protocol):
             return await self._reply(request, 401, "unauthorized",
                                      "A valid API key is required (Authorization: Bearer <key>).", request_id)
         request.account = identity.key
+        request.tier = identity.tier_name
         operation = route.operation(request.method, path) if route.operations else ""
         request.operation = operation
         policy = snapshot.policy(identity, route.name, operation) if snapshot.actions else NO_POLICY

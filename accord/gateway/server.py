@@ -25,6 +25,7 @@ from typing import Any
 from django.db import connections
 
 from .flusher import Flusher
+from .live import LiveReporter
 from .measure import Accumulator
 from .proxy import Gateway, Limits, serve
 from .snapshot import current_version, load_snapshot
@@ -42,6 +43,7 @@ class WorkerConfig:
     full_reload: float = 10.0  # seconds between unconditional reloads (bulk writes send no signals)
     grace: float = 30.0
     flush_interval: float = 2.0
+    live_interval: float = 1.0  # seconds between live signal writes; 0 turns them off
     limits: Limits = field(default_factory=Limits)
 
 
@@ -136,6 +138,9 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
 
     tasks = [loop.create_task(keeper.run(stopping)), loop.create_task(flusher.run(stopping)),
              loop.create_task(reporter())]
+    live = LiveReporter(gateway, config.live_interval) if config.live_interval > 0 else None
+    if live is not None:
+        tasks.append(loop.create_task(live.run(stopping)))
     await stopping.wait()
     server.close()  # stop accepting
     gateway.start_draining()
@@ -150,6 +155,8 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     await asyncio.gather(*tasks, return_exceptions=True)
     written = await flusher.close()
     await keeper.close()
+    if live is not None:
+        await live.close()
     gateway.pool.close()
     if report is not None:
         report(worker_stats(gateway, flusher, keeper, False))

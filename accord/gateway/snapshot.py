@@ -119,6 +119,10 @@ class Identity:
         return self.account.decode()
 
     @property
+    def tier_name(self) -> str:
+        return self.tier.decode()
+
+    @property
     def priority(self) -> int:
         """Admission order: lower goes first; no tier goes last."""
         return self.tier_rank if self.tier_rank > 0 else 1 << 30
@@ -266,7 +270,7 @@ def load_snapshot() -> Snapshot:
         credentials[cred.key_hash] = Identity(account, tier.name.encode() if tier else b"", tier.rank if tier else 0)
     actions = []
     next_expiry = math.inf
-    for action in GatewayAction.live():
+    for action in GatewayAction.live().order_by("priority", "name"):
         actions.append(ActionRule.from_action(action))
         if action.expires_at is not None:
             next_expiry = min(next_expiry, action.expires_at.timestamp())

@@ -42,6 +42,8 @@ class Command(BaseCommand):
         parser.add_argument("--reload", type=float, default=10.0,
                             help="seconds between full snapshot reloads (catches bulk writes that send no signal)")
         parser.add_argument("--flush", type=float, default=2.0, help="seconds between writes of measurements")
+        parser.add_argument("--live", type=float, default=1.0,
+                            help="seconds between writes of live signals for governance (0: off)")
         parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
         parser.add_argument("--max-body", type=int, default=Limits.max_body_bytes, help="largest request body (bytes)")
         parser.add_argument("--header-timeout", type=float, default=Limits.header_timeout,
@@ -58,6 +60,8 @@ class Command(BaseCommand):
         for name in ("poll", "reload", "flush", "grace", "header_timeout", "upstream_timeout"):
             if not 0 < options[name] <= 86_400:
                 raise CommandError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
+        if not 0 <= options["live"] <= 3600:
+            raise CommandError("--live must be a number of seconds between 0 (off) and 3600")
         if options["max_body"] < 0:
             raise CommandError("--max-body must be 0 or more")
         _check_bindable(host, port, "--listen")
@@ -69,7 +73,7 @@ class Command(BaseCommand):
                         upstream_timeout=options["upstream_timeout"])
         config = WorkerConfig(host, port, reuse_port=True, workers=workers, poll=options["poll"],
                               full_reload=options["reload"], grace=options["grace"],
-                              flush_interval=options["flush"], limits=limits)
+                              flush_interval=options["flush"], live_interval=options["live"], limits=limits)
         self.stdout.write(f"gateway listening on {host}:{port} with {workers} worker(s)"
                           + (f", admin on {admin[0]}:{admin[1]}" if admin else ""))
         self.stdout.flush()
