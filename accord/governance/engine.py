@@ -1,0 +1,277 @@
+"""The governor: evaluate every policy on the live indicators, switch gateway actions, record why.
+
+One evaluation (`evaluate_policies`) reads each enabled policy's signals, moves its state machine
+
+    idle --condition held hold_seconds (outside cooldown, inside schedule)--> active
+    active --clear condition held clear_seconds, and active min_active_seconds--> idle (cooldown starts)
+
+and turns an activation into a `GatewayAction` named after the policy (the gateways pick it up with their next
+snapshot, within a second), or, in dry-run mode, only into an audit event. Manual overrides win over the
+condition until they expire. `evaluate_budgets` checks multiwindow burn-rate alerts on the error budgets of
+agreement objectives. `accord governor` runs both in a loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accord.gateway.actions import do_clear_action, do_set_action
+from accord.gateway.models import GatewayAction
+from accord.lib.businesstime import BusinessTime
+
+from . import expr
+from .indicators import (
+    budget_status,
+    burn_rate,
+    burn_rules,
+    objective_window,
+    rule_label,
+    runtime_objectives,
+    signal_values,
+)
+from .models import AuditEvent, BurnAlert, Override, Policy, PolicyState
+from .notify import enqueue
+
+ACTOR = "governor"
+
+
+@lru_cache(maxsize=512)
+def parsed(text: str) -> expr.Node:
+    return expr.parse(text)
+
+
+def _values_json(values: expr.Values) -> dict[str, float | None]:
+    return {str(k): (None if v is None else round(v, 6)) for k, v in values.items()}
+
+
+@dataclass
+class Transition:
+    policy: str
+    kind: str
+    reason: str
+
+
+def _in_schedule(policy: Policy, now: dt.datetime) -> bool:
+    if policy.schedule is None:
+        return True
+    return BusinessTime.from_calendar(policy.schedule).is_working(now)
+
+
+def _switch_on(policy: Policy, state: PolicyState, now: dt.datetime, actor: str, reason: str,
+               values: dict[str, Any]) -> Transition:
+    state.active = True
+    state.activated_at = now
+    state.true_since = state.clear_since = None
+    dry = policy.mode == Policy.Mode.DRY_RUN
+    if not dry and policy.action != Policy.Action.NOTIFY:
+        do_set_action(
+            policy.action_name, policy.action, params=dict(policy.params), tiers=list(policy.tiers),
+            accounts=list(policy.accounts), services=list(policy.services), operations=list(policy.operations),
+            reason=reason[:300], set_by=f"policy {policy.name}"[:150], priority=policy.priority,
+        )
+    kind = AuditEvent.Kind.WOULD_ACTIVATE if dry else AuditEvent.Kind.ACTIVATED
+    event = AuditEvent.objects.create(at=now, kind=kind, policy=policy, subject=policy.name, actor=actor,
+                                      reason=reason, values=values)
+    if not dry:
+        enqueue(event, policy.notify_emails, policy.notify_webhooks)
+    return Transition(policy.name, kind, reason)
+
+
+def _switch_off(policy: Policy, state: PolicyState, now: dt.datetime, actor: str, reason: str,
+                values: dict[str, Any], cooldown: bool = True) -> Transition:
+    state.active = False
+    state.deactivated_at = now
+    state.true_since = state.clear_since = None
+    if cooldown:
+        state.cooldown_until = now + dt.timedelta(seconds=policy.cooldown_seconds)
+    dry = policy.mode == Policy.Mode.DRY_RUN
+    if not dry:
+        do_clear_action(policy.action_name)
+    kind = AuditEvent.Kind.WOULD_DEACTIVATE if dry else AuditEvent.Kind.DEACTIVATED
+    event = AuditEvent.objects.create(at=now, kind=kind, policy=policy, subject=policy.name, actor=actor,
+                                      reason=reason, values=values)
+    if not dry:
+        enqueue(event, policy.notify_emails, policy.notify_webhooks)
+    return Transition(policy.name, kind, reason)
+
+
+def evaluate_policy(policy: Policy, now: dt.datetime) -> Transition | None:
+    """One step of one policy's state machine; the caller holds a transaction."""
+    state, _ = PolicyState.objects.select_for_update().get_or_create(policy=policy)
+    state.evaluated_at = now
+    try:
+        condition = parsed(policy.condition)
+        clear = parsed(policy.clear_condition) if policy.clear_condition.strip() else None
+        wanted = expr.signals(condition) + [s for s in (expr.signals(clear) if clear else []) if s]
+        values = signal_values(dict.fromkeys(wanted), now)
+    except (expr.ExprError, LookupError) as e:
+        message = f"{type(e).__name__}: {e}"[:300]
+        if state.error != message:
+            AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.ERROR, policy=policy, subject=policy.name,
+                                      actor=ACTOR, reason=message)
+        state.error = message
+        state.save()
+        return None
+    state.error = ""
+    holds = expr.evaluate(condition, values)
+    clears = expr.evaluate(clear, values) if clear is not None else not holds
+    shown = _values_json(values)
+    state.values = {"signals": shown, "condition": holds, "clear": clears}
+    transition = None
+    override = Override.current(policy, now)
+    if override is not None:
+        if override.force_on and not state.active:
+            transition = _switch_on(policy, state, now, override.created_by,
+                                    f"switched on by hand: {override.reason}", {"signals": shown})
+        elif not override.force_on and state.active:
+            transition = _switch_off(policy, state, now, override.created_by,
+                                     f"switched off by hand: {override.reason}", {"signals": shown}, cooldown=False)
+    elif not state.active:
+        state.clear_since = None
+        if holds and _in_schedule(policy, now):
+            state.true_since = state.true_since or now
+            held = (now - state.true_since).total_seconds()
+            cooling = state.cooldown_until is not None and now < state.cooldown_until
+            if held >= policy.hold_seconds and not cooling:
+                transition = _switch_on(
+                    policy, state, now, ACTOR,
+                    f"{policy.condition} held for {held:.0f}s (hold {policy.hold_seconds}s)", {"signals": shown},
+                )
+        else:
+            state.true_since = None
+    else:
+        state.true_since = None
+        active_for = (now - state.activated_at).total_seconds() if state.activated_at else 1e9
+        if not _in_schedule(policy, now):
+            transition = _switch_off(policy, state, now, ACTOR, "outside the policy's schedule", {"signals": shown})
+        elif clears:
+            state.clear_since = state.clear_since or now
+            cleared = (now - state.clear_since).total_seconds()
+            if cleared >= policy.clear_seconds and active_for >= policy.min_active_seconds:
+                what = policy.clear_condition or f"not ({policy.condition})"
+                transition = _switch_off(
+                    policy, state, now, ACTOR,
+                    f"{what} held for {cleared:.0f}s after {active_for:.0f}s active", {"signals": shown},
+                )
+        else:
+            state.clear_since = None
+    state.save()
+    return transition
+
+
+def _end_expired_overrides(now: dt.datetime) -> None:
+    for override in Override.objects.filter(expires_at__lte=now, ended_at__isnull=True).select_related("policy"):
+        override.ended_at = override.expires_at
+        override.save(update_fields=["ended_at"])
+        AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.OVERRIDE_ENDED, policy=override.policy,
+                                  subject=override.policy.name, actor=ACTOR,
+                                  reason=f"override by {override.created_by} expired: {override.reason}")
+
+
+def _retire_orphans(now: dt.datetime) -> list[Transition]:
+    """Switch off policy actions whose policy was disabled, deleted or put in dry-run while active."""
+    out = []
+    enforcing = {p.action_name for p in Policy.objects.filter(enabled=True, mode=Policy.Mode.ENFORCE)}
+    for action in GatewayAction.objects.filter(active=True, name__startswith="policy-"):
+        if action.name not in enforcing:
+            do_clear_action(action.name)
+            AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.DEACTIVATED, subject=action.name, actor=ACTOR,
+                                      reason="its policy is disabled, deleted or in dry-run")
+            out.append(Transition(action.name, AuditEvent.Kind.DEACTIVATED, "policy gone"))
+    for state in PolicyState.objects.filter(active=True, policy__enabled=False):
+        state.active, state.deactivated_at = False, now
+        state.save(update_fields=["active", "deactivated_at"])
+    return out
+
+
+def evaluate_policies(now: dt.datetime | None = None) -> list[Transition]:
+    """Evaluate every enabled policy once; returns the switches made."""
+    now = now or timezone.now()
+    transitions: list[Transition] = []
+    with transaction.atomic():
+        _end_expired_overrides(now)
+        transitions += _retire_orphans(now)
+    for policy in Policy.objects.filter(enabled=True).select_related("schedule").order_by("priority", "name"):
+        with transaction.atomic():
+            t = evaluate_policy(policy, now)
+        if t is not None:
+            transitions.append(t)
+    return transitions
+
+
+def set_override(policy: Policy, force_on: bool, reason: str, until: dt.datetime, user: str) -> Override:
+    """Switch a policy's action on or off by hand until `until`; applied at once."""
+    if not reason.strip():
+        raise ValueError("an override needs a reason")
+    now = timezone.now()
+    if until <= now:
+        raise ValueError("an override must expire in the future")
+    with transaction.atomic():
+        Override.objects.filter(policy=policy, ended_at__isnull=True, expires_at__gt=now).update(ended_at=now)
+        override = Override.objects.create(policy=policy, force_on=force_on, reason=reason, expires_at=until,
+                                           created_by=user)
+        AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.OVERRIDE, policy=policy, subject=policy.name,
+                                  actor=user, reason=f"forced {'on' if force_on else 'off'} until "
+                                  f"{until.isoformat(timespec='seconds')}: {reason}")
+        evaluate_policy(policy, now)
+    return override
+
+
+def end_override(policy: Policy, user: str) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        n = Override.objects.filter(policy=policy, ended_at__isnull=True, expires_at__gt=now).update(ended_at=now)
+        if n:
+            AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.OVERRIDE_ENDED, policy=policy,
+                                      subject=policy.name, actor=user, reason="override cancelled by hand")
+    return bool(n)
+
+
+# -- error-budget burn alerts -------------------------------------------------------------------------------------
+
+
+def evaluate_budgets(now: dt.datetime | None = None) -> list[Transition]:
+    """Open or close multiwindow burn-rate alerts for every run-time objective."""
+    now = now or timezone.now()
+    out = []
+    emails = [e for e in getattr(settings, "ACCORD_ALERT_EMAILS", []) if e]
+    hooks = list(getattr(settings, "ACCORD_ALERT_WEBHOOKS", []))
+    for objective in runtime_objectives():
+        _start, _end, days = objective_window(objective, now)
+        for rule in burn_rules(days):
+            severity, rate, long_s, short_s = rule
+            label = rule_label(rule)
+            long_rate = burn_rate(objective, now, long_s)
+            short_rate = burn_rate(objective, now, short_s) if long_rate is not None and long_rate > rate else None
+            firing = short_rate is not None and short_rate > rate
+            values = {"long": long_rate, "short": short_rate, "threshold": rate}
+            subject = f"{objective.agreement.name}/{objective.name}"
+            with transaction.atomic():
+                open_alert = BurnAlert.objects.select_for_update().filter(objective=objective, rule=label,
+                                                                          closed_at__isnull=True).first()
+                if firing and open_alert is None:
+                    BurnAlert.objects.create(objective=objective, rule=label, severity=severity, opened_at=now,
+                                             values=values)
+                    status = budget_status(objective, now)
+                    reason = (f"{severity}: error budget burning at {long_rate:.1f}x over "
+                              f"{label.split()[-1].split('/')[0]} and {short_rate:.1f}x over the short window "
+                              f"(threshold {rate:g}x); {100 * (status.remaining or 0):.1f}% of the budget left")
+                    event = AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.BURN_ALERT, subject=subject,
+                                                      actor=ACTOR, reason=reason, values={**values, "rule": label})
+                    enqueue(event, emails, hooks)
+                    out.append(Transition(subject, AuditEvent.Kind.BURN_ALERT, reason))
+                elif not firing and open_alert is not None:
+                    open_alert.closed_at = now
+                    open_alert.save(update_fields=["closed_at"])
+                    AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.BURN_RESOLVED, subject=subject,
+                                              actor=ACTOR, reason=f"{label}: the burn rate is back under {rate:g}x",
+                                              values={**values, "rule": label})
+                    out.append(Transition(subject, AuditEvent.Kind.BURN_RESOLVED, label))
+    return out

@@ -1,0 +1,294 @@
+"""Service-level indicators from the gateway's measurements, and error budgets of agreement objectives.
+
+Two sources: live signals (per second, per worker, no account: `LiveTraffic`, `LivePool`) for the last
+minutes, and rollups (per minute, per account, exact) for any window. Latency percentiles come from merged
+DDSketches, so they are within 1% of the exact value whatever the number of workers, hosts and windows.
+
+Availability is good / total where bad means answered with a 5xx (by the upstream or by the gateway, e.g. a
+shed request); 4xx answers are the caller's doing and count as good.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accord.agreements.models import Agreement, Objective
+from accord.gateway.measure import Sketch
+from accord.gateway.models import LivePool, LiveTraffic, Rollup
+from accord.gateway.snapshot import account_key
+
+from .expr import Signal, Values
+
+RUNTIME_KINDS = (Objective.Kind.AVAILABILITY, Objective.Kind.LATENCY, Objective.Kind.ERROR_RATE)
+# Multiwindow, multi-burn-rate alerts for a 30-day objective (Google SRE workbook): severity, burn rate,
+# long window, short window; the windows scale with the objective's own window. ACCORD_BURN_RULES overrides
+# them with JSON like [["page", 14.4, 3600, 300], ...].
+DEFAULT_BURN_RULES: list[tuple[str, float, int, int]] = [
+    ("page", 14.4, 3600, 300),
+    ("page", 6.0, 6 * 3600, 1800),
+    ("ticket", 1.0, 3 * 86400, 6 * 3600),
+]
+
+
+@dataclass
+class Stats:
+    """Merged measurements of some traffic over a window."""
+
+    count: int = 0
+    errors: int = 0
+    latency_sum: float = 0.0
+    sketch: Sketch = field(default_factory=Sketch)
+
+    def add(self, count: int, errors: int, latency_sum: float, sketch: bytes | memoryview) -> None:
+        self.count += count
+        self.errors += errors
+        self.latency_sum += latency_sum
+        self.sketch.merge(Sketch.decode(sketch))
+
+    def metric(self, name: str, seconds: float) -> float | None:
+        if name == "count":
+            return float(self.count)
+        if name == "errors":
+            return float(self.errors)
+        if name == "rps":
+            return self.count / seconds if seconds > 0 else None
+        if self.count == 0:
+            return None
+        if name == "error_rate":
+            return self.errors / self.count
+        if name == "availability":
+            return 1 - self.errors / self.count
+        if name == "mean_ms":
+            return self.latency_sum / self.count
+        if name.startswith("p") and name.endswith("_ms"):
+            return self.sketch.quantile(int(name[1:-3]) / 100)
+        raise ValueError(f"unknown metric {name}")
+
+    def as_dict(self, seconds: float) -> dict[str, float | None]:
+        return {m: self.metric(m, seconds) for m in ("count", "rps", "availability", "error_rate", "p50_ms",
+                                                     "p95_ms", "p99_ms")}
+
+
+def _filtered(qs: QuerySet[Any], **filters: str | None) -> QuerySet[Any]:
+    return qs.filter(**{k: v for k, v in filters.items() if v})
+
+
+def live_traffic(now: dt.datetime, seconds: float, *, service: str | None = None, operation: str | None = None,
+                 pool: str | None = None, tier: str | None = None) -> Stats:
+    """What the gateways served in the last `seconds` (live signals)."""
+    stats = Stats()
+    rows = _filtered(LiveTraffic.objects.filter(at__gt=now - dt.timedelta(seconds=seconds), at__lte=now),
+                     service=service, operation=operation, pool=pool, tier=tier)
+    for count, errors, latency_sum, sketch in rows.values_list("count", "errors", "latency_sum_ms", "latency_sketch"):
+        stats.add(count, errors, latency_sum, sketch)
+    return stats
+
+
+@dataclass
+class PoolLoad:
+    utilisation: float | None
+    in_flight: int
+    waiting: int
+
+
+def live_pool(now: dt.datetime, seconds: float, service: str, pool: str) -> PoolLoad:
+    """How busy the gateways kept a pool: busy time over capacity time, summed over workers."""
+    rows = list(
+        LivePool.objects.filter(service=service, pool=pool, at__gt=now - dt.timedelta(seconds=seconds), at__lte=now)
+        .order_by("at").values_list("worker", "busy_ms", "interval_ms", "capacity", "in_flight", "waiting")
+    )
+    if not rows:
+        return PoolLoad(None, 0, 0)
+    busy = sum(r[1] for r in rows)
+    capacity_time = sum(r[2] * r[3] for r in rows)
+    latest: dict[str, tuple[int, int]] = {}
+    for worker, _b, _i, _c, in_flight, waiting in rows:
+        latest[worker] = (in_flight, waiting)
+    return PoolLoad(busy / capacity_time if capacity_time else None, sum(v[0] for v in latest.values()),
+                    sum(v[1] for v in latest.values()))
+
+
+def rollup_stats(start: dt.datetime, end: dt.datetime, *, account: str | None = None, tier: str | None = None,
+                 service: str | None = None, operation: str | None = None, pool: str | None = None) -> Stats:
+    """Exact measurements from rollups whose window starts in [start, end)."""
+    stats = Stats()
+    rows = _filtered(Rollup.objects.filter(window_start__gte=start, window_start__lt=end),
+                     account=account, tier=tier, service=service, operation=operation, pool=pool)
+    for count, errors, latency_sum, sketch in rows.values_list("count", "errors", "latency_sum_ms", "latency_sketch"):
+        stats.add(count, errors, latency_sum, sketch)
+    return stats
+
+
+# -- error budgets ----------------------------------------------------------------------------------------------
+
+
+def objective_scope(objective: Objective) -> dict[str, str | None]:
+    """Which rollups an objective is about: its agreement's tier or account, its service and operation."""
+    agreement = objective.agreement
+    return {
+        "tier": agreement.tier.name if agreement.tier_id and agreement.tier else None,
+        "account": account_key(agreement.account.external_id, agreement.account.pk) if agreement.account_id
+        and agreement.account else None,
+        "service": objective.service.name if objective.service_id and objective.service else None,
+        "operation": objective.operation.name if objective.operation_id and objective.operation else None,
+    }
+
+
+def objective_window(objective: Objective, now: dt.datetime) -> tuple[dt.datetime, dt.datetime, float]:
+    """The objective's current window (start, end) and its full length in days."""
+    if objective.window == Objective.Window.ROLLING:
+        days = float(objective.window_days or 30)
+        return now - dt.timedelta(days=days), now, days
+    local = timezone.localtime(now)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    nxt = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, now, (nxt - start).total_seconds() / 86400
+
+
+def allowed_bad(objective: Objective) -> float:
+    """The share of requests the objective allows to be bad (its error budget as a fraction)."""
+    target = float(objective.target)
+    if objective.kind == Objective.Kind.AVAILABILITY:
+        return max(0.0, 1 - target / 100)
+    if objective.kind == Objective.Kind.ERROR_RATE:
+        return target / 100
+    if objective.kind == Objective.Kind.LATENCY:
+        return max(0.0, 1 - float(objective.percentile or Decimal(95)) / 100)
+    raise ValueError(f"{objective.kind} is not a run-time objective")
+
+
+def bad_of(objective: Objective, stats: Stats) -> int:
+    if objective.kind == Objective.Kind.LATENCY:
+        return stats.sketch.count_above(float(objective.target))
+    return stats.errors
+
+
+def burn_rate(objective: Objective, now: dt.datetime, seconds: float) -> float | None:
+    """How fast the budget burns over the last `seconds`: 1.0 spends it exactly over the objective's window."""
+    stats = rollup_stats(now - dt.timedelta(seconds=seconds), now, **objective_scope(objective))
+    allowed = allowed_bad(objective)
+    if stats.count == 0 or allowed <= 0:
+        return None
+    return (bad_of(objective, stats) / stats.count) / allowed
+
+
+@dataclass
+class BudgetStatus:
+    objective: Objective
+    start: dt.datetime
+    end: dt.datetime
+    total: int
+    bad: int
+    sli: float | None
+    met: bool | None
+    allowed: float
+    consumed: float | None  # share of the budget spent (may exceed 1)
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.consumed is None else 1 - self.consumed
+
+    def as_dict(self) -> dict[str, Any]:
+        o = self.objective
+        return {
+            "agreement": o.agreement.name, "objective": o.name, "kind": o.kind, "target": float(o.target),
+            "percentile": float(o.percentile) if o.percentile is not None else None,
+            "window_start": self.start.isoformat(), "window_end": self.end.isoformat(), "requests": self.total,
+            "bad": self.bad, "sli": self.sli, "met": self.met, "budget": self.allowed, "consumed": self.consumed,
+            "remaining": self.remaining,
+        }
+
+
+def budget_status(objective: Objective, now: dt.datetime | None = None) -> BudgetStatus:
+    now = now or timezone.now()
+    start, end, _days = objective_window(objective, now)
+    stats = rollup_stats(start, end, **objective_scope(objective))
+    bad = bad_of(objective, stats)
+    allowed = allowed_bad(objective)
+    sli: float | None
+    if stats.count == 0:
+        sli, met, consumed = None, None, None
+    else:
+        share_bad = bad / stats.count
+        if objective.kind == Objective.Kind.AVAILABILITY:
+            sli = (1 - share_bad) * 100
+        elif objective.kind == Objective.Kind.ERROR_RATE:
+            sli = share_bad * 100
+        else:
+            sli = stats.sketch.quantile(float(objective.percentile or 95) / 100)
+        met = share_bad <= allowed
+        consumed = share_bad / allowed if allowed > 0 else (0.0 if bad == 0 else float("inf"))
+    return BudgetStatus(objective, start, end, stats.count, bad, sli, met, allowed, consumed)
+
+
+def burn_rules(window_days: float) -> list[tuple[str, float, float, float]]:
+    """The alert rules for an objective window: (severity, rate, long seconds, short seconds)."""
+    raw = os.environ.get("ACCORD_BURN_RULES")
+    rules = [tuple(r) for r in json.loads(raw)] if raw else DEFAULT_BURN_RULES
+    scale = window_days / 30
+    return [(str(sev), float(rate), float(long) * scale, float(short) * scale) for sev, rate, long, short in rules]
+
+
+def rule_label(rule: tuple[str, float, float, float]) -> str:
+    from .expr import _fmt_window
+
+    sev, rate, long, short = rule
+    return f"{sev} {rate:g}x {_fmt_window(round(long))}/{_fmt_window(round(short))}"
+
+
+def runtime_objectives() -> QuerySet[Objective]:
+    today = timezone.localdate()
+    return (
+        Objective.objects.filter(kind__in=RUNTIME_KINDS)
+        .filter(Q(agreement__effective_to__isnull=True) | Q(agreement__effective_to__gte=today),
+                agreement__effective_from__lte=today)
+        .select_related("agreement__tier", "agreement__account", "service", "operation")
+    )
+
+
+def find_objective(agreement: str, objective: str) -> Objective | None:
+    return (
+        Objective.objects.filter(agreement__name=agreement, name=objective)
+        .select_related("agreement__tier", "agreement__account", "service", "operation").first()
+    )
+
+
+# -- policy signals ---------------------------------------------------------------------------------------------
+
+
+def signal_value(signal: Signal, now: dt.datetime) -> float | None:
+    """The current value of one signal of a policy condition."""
+    seconds = signal.seconds
+    if signal.subject == "budget":
+        objective = find_objective(signal.args[0], signal.args[1])
+        if objective is None:
+            raise LookupError(f"no objective {signal.args[1]!r} in agreement {signal.args[0]!r}")
+        if signal.metric == "burn_rate":
+            return burn_rate(objective, now, seconds)
+        status = budget_status(objective, now)
+        return status.consumed if signal.metric == "consumed" else status.remaining
+    if signal.subject == "pool" and signal.metric in ("utilisation", "in_flight", "waiting"):
+        load = live_pool(now, seconds, signal.args[0], signal.args[1])
+        return {"utilisation": load.utilisation, "in_flight": float(load.in_flight),
+                "waiting": float(load.waiting)}[signal.metric]
+    stats = live_traffic(now, seconds, service=signal.arg("service") or None,
+                         operation=signal.arg("operation") or None, pool=signal.arg("pool") or None,
+                         tier=signal.arg("tier") or None)
+    return stats.metric(signal.metric, seconds)
+
+
+def signal_values(signals: Iterable[Signal], now: dt.datetime) -> Values:
+    return {s: signal_value(s, now) for s in signals}
+
+
+def objectives_of(agreements: Iterable[Agreement]) -> list[Objective]:
+    return [o for a in agreements for o in a.objectives.all() if o.kind in RUNTIME_KINDS]
