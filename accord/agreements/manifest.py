@@ -51,9 +51,9 @@ from .models import (
     objective_errors,
 )
 
-SECTIONS = ("calendars", "tiers", "services", "partners", "agreements")
+SECTIONS = ("calendars", "tiers", "services", "partners", "agreements", "policies")
 SINGULAR = {"calendars": "calendar", "tiers": "tier", "services": "service", "partners": "partner",
-            "agreements": "agreement"}
+            "agreements": "agreement", "policies": "policy"}
 
 
 class ManifestError(Exception):
@@ -345,6 +345,75 @@ class AgreementSpec(Spec):
     credits: CreditsSpec | None = None
 
 
+_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+
+
+def _seconds(value: object) -> object:
+    """30, '30s', '5m', '1h' or '2d' as whole seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{_show(value)} is not a duration like 30s, 5m or 1h")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (m := _DURATION.match(value.strip())):
+        return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    raise ValueError(f"{_show(value)} is not a duration like 30s, 5m or 1h")
+
+
+Seconds = Annotated[int, BeforeValidator(_seconds), Field(ge=0, le=7 * 86400)]
+
+
+class ScopeSpec(Spec):
+    """What a policy's action applies to; an empty list means any."""
+
+    tiers: list[TierName] = []
+    accounts: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
+    services: list[Name] = []
+    operations: list[Name] = []
+
+
+class WebhookSpec(Spec):
+    url: Annotated[str, StringConstraints(max_length=500)]
+    secret: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class NotifySpec(Spec):
+    emails: list[Annotated[str, StringConstraints(max_length=254)]] = []
+    webhooks: list[WebhookSpec] = []
+
+
+class PolicySpec(Spec):
+    """A governance policy: when a condition holds, enforce an action on a scope (docs/governance.md)."""
+
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=300)] = ""
+    enabled: StrictBool = True
+    mode: Literal["enforce", "dry_run"] = "enforce"
+    priority: StrictInt = Field(default=100, ge=-1000, le=1000)
+    when: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    hold: Seconds = 0
+    clear_when: Annotated[str, StringConstraints(max_length=2000)] = ""
+    clear_after: Seconds = 30
+    min_active: Seconds = 60
+    cooldown: Seconds = 60
+    scope: ScopeSpec = ScopeSpec()
+    action: Literal["route", "rate_limit", "shed", "admission", "notify"]
+    params: dict[str, Any] = {}
+    schedule: Name | None = None
+    notify: NotifySpec = NotifySpec()
+
+    def model_data(self) -> dict[str, Any]:
+        """The fields of the Policy model."""
+        return {
+            "description": self.description, "enabled": self.enabled, "mode": self.mode, "priority": self.priority,
+            "condition": self.when, "hold_seconds": self.hold, "clear_condition": self.clear_when,
+            "clear_seconds": self.clear_after, "min_active_seconds": self.min_active,
+            "cooldown_seconds": self.cooldown, "tiers": list(self.scope.tiers), "accounts": list(self.scope.accounts),
+            "services": list(self.scope.services), "operations": list(self.scope.operations), "action": self.action,
+            "params": dict(self.params), "schedule": self.schedule, "notify_emails": list(self.notify.emails),
+            "notify_webhooks": [w.model_dump() for w in self.notify.webhooks],
+        }
+
+
 class ManifestSpec(Spec):
     """A whole manifest: every section is optional."""
 
@@ -353,6 +422,7 @@ class ManifestSpec(Spec):
     services: list[ServiceSpec] = []
     partners: list[PartnerSpec] = []
     agreements: list[AgreementSpec] = []
+    policies: list[PolicySpec] = []
 
 
 def _path(loc: Iterable[Any]) -> str:
@@ -513,6 +583,7 @@ class _Checker:
         self.services()
         self.partners()
         self.agreements()
+        self.policies()
         return self.errors
 
     def calendars(self) -> None:
@@ -629,6 +700,31 @@ class _Checker:
             if ag.credits is not None:
                 for path, message in credit_errors(ag.credits.cap, [(b.below, b.credit) for b in ag.credits.bands]):
                     self.err(f"{p}.credits.{path}", message)
+
+    def policies(self) -> None:
+        from accord.governance.policies import policy_errors
+
+        calendars = {c.name for c in self.spec.calendars} | self.stored("calendars", BusinessCalendar)
+        tiers = {t.name for t in self.spec.tiers} | self.stored("tiers", Tier)
+        services = self._services_known()
+        names = {"condition": "when", "clear_condition": "clear_when", "hold_seconds": "hold",
+                 "clear_seconds": "clear_after", "min_active_seconds": "min_active", "cooldown_seconds": "cooldown",
+                 "tiers": "scope.tiers", "accounts": "scope.accounts", "services": "scope.services",
+                 "operations": "scope.operations", "notify_emails": "notify.emails",
+                 "notify_webhooks": "notify.webhooks"}
+        for i, policy in enumerate(self.spec.policies):
+            p = self.at("policies", i)
+            data = policy.model_data()
+            for fld, message in policy_errors(data):
+                self.err(f"{p}.{names.get(fld, fld)}", message)
+            if policy.schedule and policy.schedule not in calendars:
+                self.err(f"{p}.schedule", self.missing("calendars", BusinessCalendar, policy.schedule))
+            for j, tier in enumerate(policy.scope.tiers):
+                if tier not in tiers:
+                    self.err(f"{p}.scope.tiers[{j}]", self.missing("tiers", Tier, tier))
+            for j, service in enumerate(policy.scope.services):
+                if service not in services:
+                    self.err(f"{p}.scope.services[{j}]", self.missing("services", Service, service))
 
     def objective(self, p: str, o: ObjectiveSpec, services: set[str], operations: set[tuple[str, str]]) -> None:
         for fld, message in objective_errors(
@@ -1012,8 +1108,10 @@ def _blockers(e: ProtectedError | RestrictedError) -> str:
 def _prune(loaded: Loaded, result: ApplyResult) -> None:
     """Delete stored objects of the sections the files name that the files do not list (dependents first)."""
     errors: list[str] = []
+    from accord.governance.models import Policy
+
     order: list[tuple[str, type[models.Model]]] = [
-        ("agreements", Agreement), ("partners", PartnerService), ("services", Service), ("tiers", Tier),
+        ("policies", Policy), ("agreements", Agreement), ("partners", PartnerService), ("services", Service), ("tiers", Tier),
         ("calendars", BusinessCalendar),
     ]
     for section, model in order:
@@ -1092,6 +1190,15 @@ def _apply(spec: ManifestSpec, result: ApplyResult) -> None:
         if _outcome(result, "agreement", a.name, agreement_dict_from_db(ag) if ag else None, agreement_dict_from_spec(a)):
             _write_agreement(a)
 
+    from accord.governance.models import Policy
+    from accord.governance.policies import save_policy
+
+    for pol in spec.policies:
+        stored = Policy.objects.filter(name=pol.name).select_related("schedule").first()
+        if _outcome(result, "policy", pol.name, policy_dict_from_db(stored) if stored else None,
+                    policy_dict_from_spec(pol)):
+            save_policy(pol.name, pol.model_data())
+
 
 def _write_service(s: ServiceSpec) -> None:
     svc, _ = Service.objects.update_or_create(
@@ -1164,6 +1271,35 @@ def _write_agreement(a: AgreementSpec) -> None:
     CreditBand.objects.filter(pk__in=[band.pk for band in stored.values()]).delete()
 
 
+# -- policies (canonical form) ------------------------------------------------------------------------------
+
+
+def _policy_dict(d: dict[str, Any], name: str) -> dict[str, Any]:
+    scope = _drop_empty({k: list(d[k]) for k in ("tiers", "accounts", "services", "operations")})
+    notify = _drop_empty({"emails": list(d["notify_emails"]), "webhooks": list(d["notify_webhooks"])})
+    out = {
+        "name": name, "description": d["description"], "enabled": d["enabled"], "mode": d["mode"],
+        "priority": d["priority"], "when": d["condition"], "hold": d["hold_seconds"],
+        "clear_when": d["clear_condition"], "clear_after": d["clear_seconds"], "min_active": d["min_active_seconds"],
+        "cooldown": d["cooldown_seconds"], "scope": scope, "action": d["action"], "params": dict(d["params"]),
+        "schedule": d["schedule"], "notify": notify,
+    }
+    return _drop_empty(out, keep=("enabled", "hold", "clear_after", "min_active", "cooldown", "priority"))
+
+
+def policy_dict_from_spec(p: PolicySpec) -> dict[str, Any]:
+    return _policy_dict(p.model_data(), p.name)
+
+
+def policy_dict_from_db(p: Any) -> dict[str, Any]:
+    data = {k: getattr(p, k) for k in ("description", "enabled", "mode", "priority", "condition", "hold_seconds",
+                                       "clear_condition", "clear_seconds", "min_active_seconds", "cooldown_seconds",
+                                       "tiers", "accounts", "services", "operations", "action", "params",
+                                       "notify_emails", "notify_webhooks")}
+    data["schedule"] = p.schedule.name if p.schedule_id else None
+    return _policy_dict(data, p.name)
+
+
 # -- export ------------------------------------------------------------------------------------------------
 
 
@@ -1189,8 +1325,15 @@ def export_data() -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
             partner_dict_from_db(p) for p in PartnerService.objects.order_by("name").prefetch_related("services")
         ],
         "agreements": agreements,
+        "policies": [policy_dict_from_db(p) for p in _policies()],
     }
     return data, notes
+
+
+def _policies() -> Any:
+    from accord.governance.models import Policy
+
+    return Policy.objects.order_by("priority", "name").select_related("schedule")
 
 
 class _Dumper(yaml.SafeDumper):

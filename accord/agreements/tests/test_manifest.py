@@ -142,7 +142,7 @@ def test_a_rich_manifest_round_trips_through_export_exactly() -> None:
 
 def test_the_demo_manifest_applies_to_an_empty_database_and_round_trips() -> None:
     result = apply_manifest(DEMO.read_text())
-    assert result.count("created") == len(result.outcomes) == 16
+    assert result.count("created") == len(result.outcomes) == 19
     assert list(Tier.objects.values_list("name", flat=True)) == ["platinum", "gold", "silver", "standard"]
     assert {a.tier.name for a in Agreement.objects.all()} == {"platinum", "gold", "silver", "standard"}  # type: ignore[union-attr]
     assert set(BusinessCalendar.objects.values_list("name", "timezone")) == {
@@ -504,8 +504,8 @@ def test_every_error_is_listed_at_once_and_nothing_changes() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("- just\n- a list\n", ["(top level): must be a mapping with the sections calendars, tiers, services, partners, agreements"]),
-        ("policies: []\n", ["policies: unknown section (the sections are calendars, tiers, services, partners, agreements)"]),
+        ("- just\n- a list\n", ["(top level): must be a mapping with the sections calendars, tiers, services, partners, agreements, policies"]),
+        ("rules: []\n", ["rules: unknown section (the sections are calendars, tiers, services, partners, agreements, policies)"]),
         ("tiers:\n", ["tiers: must be a list (write [] for none)"]),
         ("tiers: {name: gold}\n", ["tiers: must be a list"]),
         ("tiers: [gold]\n", ["tiers[0]: must be a mapping of keys to values"]),
@@ -647,11 +647,11 @@ def test_the_real_commands_round_trip_through_files_and_stdin(tmp_path: Path) ->
     applied = subprocess.run([*accord_command(), "apply", "-f", "-"], input=DEMO.read_text(), env=env,
                              capture_output=True, text=True)
     assert applied.returncode == 0, applied.stderr
-    assert applied.stdout.splitlines()[-1] == "16 created, 0 updated, 0 unchanged"
+    assert applied.stdout.splitlines()[-1] == "19 created, 0 updated, 0 unchanged"
     exported = tmp_path / "export.yaml"
     subprocess.run([*accord_command(), "export", "-o", str(exported)], env=env, check=True)
     again = subprocess.run([*accord_command(), "apply", "-f", str(exported)], env=env, capture_output=True, text=True)
-    assert again.stdout.splitlines()[-1] == "0 created, 0 updated, 16 unchanged"
+    assert again.stdout.splitlines()[-1] == "0 created, 0 updated, 19 unchanged"
     bad = tmp_path / "bad.yaml"
     bad.write_text("calendars:\n  - {name: x, timezone: UTC, hours: {mon: ['10:00-09:00']}}\n")
     failed = subprocess.run([*accord_command(), "apply", "-f", str(bad)], env=env, capture_output=True, text=True)
@@ -661,3 +661,60 @@ def test_the_real_commands_round_trip_through_files_and_stdin(tmp_path: Path) ->
                             capture_output=True, text=True)
     assert broken.returncode == 1 and "<stdin>:2:1: expected the node content, but found '<stream end>'" in broken.stderr
     assert Operation.objects.count() == 7
+
+
+POLICY = """
+calendars:
+  - {name: office, timezone: Europe/Paris, hours: {mon: ["09:00-17:00"]}}
+tiers:
+  - {name: platinum, rank: 1}
+services:
+  - name: booking
+    base_path: /bookings
+    pools:
+      - {name: primary, role: primary, capacity: 10}
+      - {name: standby, role: standby, capacity: 2}
+policies:
+  - name: platinum-standby
+    when: pool(booking, primary).utilisation > 0.8
+    hold: 5s
+    clear_when: pool(booking, primary).utilisation < 0.5
+    clear_after: 1m
+    scope: {tiers: [platinum], services: [booking]}
+    action: route
+    params: {pool: standby}
+    schedule: office
+    notify: {emails: [ops@example.com], webhooks: [{url: "https://hooks.example.com/x", secret: s3}]}
+"""
+
+
+def test_policies_apply_reapply_unchanged_and_round_trip_through_export() -> None:
+    from accord.governance.models import Policy
+
+    result = apply_manifest(POLICY)
+    assert ("policy", "platinum-standby", "created") in result.outcomes
+    p = Policy.objects.get(name="platinum-standby")
+    assert (p.hold_seconds, p.clear_seconds, p.min_active_seconds, p.cooldown_seconds) == (5, 60, 60, 60)
+    assert p.tiers == ["platinum"] and p.params == {"pool": "standby"} and p.schedule is not None
+    assert p.notify_webhooks == [{"url": "https://hooks.example.com/x", "secret": "s3"}]
+    assert not apply_manifest(POLICY).changed
+    assert not apply_manifest(export_manifest()).changed
+    changed = apply_manifest(POLICY.replace("hold: 5s", "hold: 2m"))
+    assert changed.lines()[-1] == "policy platinum-standby: updated (hold: 5 -> 120)"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("utilisation > 0.8", "utilisation >"), "policies[0].when: column 37: expected a number, found the end"),
+    (("hold: 5s", "hold: soon"), "policies[0].hold: 'soon' is not a duration like 30s, 5m or 1h"),
+    (("tiers: [platinum]", "tiers: [platnum]"), "policies[0].scope.tiers[0]: "),
+    (("params: {pool: standby}", "params: {pool: standby, colour: red}"), "policies[0].params: unknown for route"),
+    (("schedule: office", "schedule: night"), "policies[0].schedule: "),
+    (("action: route", "action: reboot"), "policies[0].action: "),
+    (("url: \"https://hooks", "url: \"ftp://hooks"), "policies[0].notify.webhooks: [0].url must start with http"),
+])
+def test_bad_policies_are_reported_with_their_path_and_nothing_is_written(change: tuple[str, str], expected: str) -> None:
+    from accord.governance.models import Policy
+
+    errors = errors_of(POLICY.replace(*change))
+    assert any(e.startswith(expected) for e in errors), errors
+    assert not Policy.objects.exists()
