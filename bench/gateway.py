@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the gateway beside nginx: the same upstream, the same load generator, three paths.
 
-    python bench/gateway.py [--seconds 5] [--connections 16] [--write-docs]
+    python bench/gateway.py [--seconds 5] [--connections 16] [--rounds 3] [--profile FILE] [--write-docs]
 
 1. An upstream: nginx answering a small fixed body (fast, so it is not what is measured).
 2. Direct: wrk straight at the upstream (the floor).
@@ -10,17 +10,22 @@
    (flushed to a SQLite database every 2 s), in front of the same upstream.
 Goal: the gateway's throughput at least 0.5 x nginx's, and p50 added latency (its p50 minus the direct p50)
 under 0.3 ms. nginx and wrk are installed with apt-get when missing. Keep the load low on a shared machine.
-After the run, the gateway is stopped with SIGTERM and its stored rollups are compared with wrk's count.
+The three paths are measured in turn, `--rounds` times (interleaved, so machine noise hits each alike); the
+figures are the medians of the rounds. After the run, the gateway is stopped with SIGTERM and its stored
+rollups are compared with wrk's count. `--profile FILE` runs the gateway worker under cProfile and prints
+where its time goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pstats
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,6 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", help="write the gateway worker's cProfile stats here and print the top")
     parser.add_argument("--write-docs", action="store_true", help="append the figures to docs/benchmarks.md")
     args = parser.parse_args()
     ensure_tools()
@@ -145,24 +152,35 @@ def main() -> None:
         tier = Tier.objects.create(name="gold", rank=2)
         _cred, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
         accord = str(Path(sys.executable).with_name("accord"))
+        gw_env = {**env, **({"ACCORD_GATEWAY_PROFILE": str(Path(args.profile).resolve())} if args.profile else {})}
         gateway = subprocess.Popen([accord, "gateway", "--listen", f"127.0.0.1:{gateway_port}", "--workers", "1",
-                                    "--flush", "2"], env=env, stdout=subprocess.DEVNULL)
+                                    "--flush", "2"], env=gw_env, stdout=subprocess.DEVNULL)
         wait_for_port(gateway_port, gateway)
         auth = [f"Authorization: Bearer {key}"]
-        results = {}
-        for name, url, headers in [
+        paths = [
             ("direct", f"http://127.0.0.1:{upstream}/bookings/1", []),
             ("nginx", f"http://127.0.0.1:{proxy}/bookings/1", []),
             ("gateway", f"http://127.0.0.1:{gateway_port}/bookings/1", auth),
-        ]:
-            wrk(url, 1, args.connections, headers)  # warm up
-            results[name] = wrk(url, args.seconds, args.connections, headers)
-            print(f"{name:8} {results[name]['rps']:>10.0f} req/s  p50 {results[name]['p50']:.3f} ms  "
-                  f"p99 {results[name]['p99']:.3f} ms  non-2xx {results[name]['non2xx']:.0f}", flush=True)
+        ]
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
+        warmup_total = 0
+        for n in range(args.rounds):
+            for name, url, headers in paths:
+                warm = wrk(url, 1, args.connections, headers)  # warm up
+                if name == "gateway":
+                    warmup_total += int(warm["total"])
+                r = wrk(url, args.seconds, args.connections, headers)
+                rounds[name].append(r)
+                print(f"round {n + 1} {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  "
+                      f"p99 {r['p99']:.3f} ms  non-2xx {r['non2xx']:.0f}", flush=True)
+        results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rounds.items()}
+        for name, r in results.items():
+            print(f"median   {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms",
+                  flush=True)
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(60)
         counted = sum(Rollup.objects.filter(outcome="ok").values_list("count", flat=True))
-        sent = int(results["gateway"]["total"])
+        sent = int(sum(r["total"] for r in rounds["gateway"])) + warmup_total
     finally:
         if gateway is not None and gateway.poll() is None:
             gateway.kill()
@@ -177,7 +195,10 @@ def main() -> None:
     added_nginx = results["nginx"]["p50"] - results["direct"]["p50"]
     print(f"gateway / nginx throughput: {ratio:.2f} (goal >= 0.5)")
     print(f"p50 added latency: gateway {added_gw:.3f} ms, nginx {added_nginx:.3f} ms (goal for the gateway < 0.3)")
-    print(f"rollups counted {counted} ok requests; wrk completed {sent} (+ warm-up {counted - sent})")
+    print(f"rollups counted {counted} answered requests; wrk completed {sent} (rounds and warm-ups)")
+    if args.profile:
+        print(f"\ngateway worker profile ({args.profile}), top 25 by own time:")
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
     if args.write_docs:
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "unknown CPU")
@@ -190,7 +211,7 @@ def main() -> None:
 
 `python bench/gateway.py --seconds {args.seconds} --connections {args.connections} --write-docs` on {os.cpu_count()}
 shared cores ({cpu}), wrk with 1 thread and {args.connections} keep-alive connections, {args.seconds} s per path
-after a 1 s warm-up; the upstream is nginx returning a 34-byte JSON body; nginx proxies with an upstream
+after a 1 s warm-up, {args.rounds} interleaved rounds, medians shown; the upstream is nginx returning a 34-byte JSON body; nginx proxies with an upstream
 keep-alive pool and one worker; `accord gateway` runs one worker, identifies the caller by API key and measures
 every request into rollups flushed to SQLite every 2 s. wrk, nginx and the gateway share the same 2 cores, so
 the figures are lower bounds and move by ±15% between runs.
@@ -201,8 +222,8 @@ the figures are lower bounds and move by ±15% between runs.
 
 - Gateway throughput is **{ratio:.2f} x nginx's** (goal: at least 0.5).
 - p50 added latency over direct: gateway **{added_gw:.3f} ms**, nginx {added_nginx:.3f} ms (goal for the gateway: under 0.3 ms).
-- Exact measurement under load: after SIGTERM the stored rollups held {counted} answered requests for the
-  {sent} wrk completed plus its warm-up.
+- Exact measurement under load: after SIGTERM the stored rollups held {counted} answered requests; wrk
+  completed {sent} in the rounds and warm-ups.
 """
         with open(ROOT / "docs" / "benchmarks.md", "a") as f:
             f.write(text)

@@ -244,7 +244,15 @@ class Supervisor:
                         os.write(write_fd, json.dumps({"worker": index, **stats}).encode() + b"\n")
 
                 _install_uvloop()
-                code = asyncio.run(run_worker(self.config, report))
+                profile = os.environ.get("ACCORD_GATEWAY_PROFILE")
+                if profile:  # for bench/gateway.py --profile: where a worker's time goes
+                    import cProfile
+
+                    profiler = cProfile.Profile()
+                    code = profiler.runcall(asyncio.run, run_worker(self.config, report))
+                    profiler.dump_stats(profile if self.count == 1 else f"{profile}.{index}")
+                else:
+                    code = asyncio.run(run_worker(self.config, report))
             except BaseException as e:
                 print(f"gateway worker {index}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             finally:
