@@ -95,6 +95,25 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60)
     raise SystemExit(f"nothing listens on {port} after {seconds} s")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (from /proc; Linux)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -164,19 +183,24 @@ def main() -> None:
         ]
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
         warmup_total = 0
+        # CPU per request is steadier than requests/s on a shared machine: the gateway worker's, and nginx's
+        nginx_pids = [nginx.pid, *children(nginx.pid)]
+        cpu_pids = {"direct": nginx_pids, "nginx": nginx_pids, "gateway": [gateway.pid, *children(gateway.pid)]}
         for n in range(args.rounds):
             for name, url, headers in paths:
                 warm = wrk(url, 1, args.connections, headers)  # warm up
                 if name == "gateway":
                     warmup_total += int(warm["total"])
+                before = cpu_seconds(cpu_pids[name])
                 r = wrk(url, args.seconds, args.connections, headers)
+                r["cpu_us"] = (cpu_seconds(cpu_pids[name]) - before) / max(1, r["total"]) * 1e6
                 rounds[name].append(r)
                 print(f"round {n + 1} {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  "
-                      f"p99 {r['p99']:.3f} ms  non-2xx {r['non2xx']:.0f}", flush=True)
+                      f"p99 {r['p99']:.3f} ms  cpu {r['cpu_us']:.1f} us/req  non-2xx {r['non2xx']:.0f}", flush=True)
         results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rounds.items()}
         for name, r in results.items():
-            print(f"median   {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms",
-                  flush=True)
+            print(f"median   {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  "
+                  f"cpu {r['cpu_us']:.1f} us/req", flush=True)
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(60)
         counted = sum(Rollup.objects.filter(outcome="ok").values_list("count", flat=True))
@@ -194,6 +218,9 @@ def main() -> None:
     added_gw = results["gateway"]["p50"] - results["direct"]["p50"]
     added_nginx = results["nginx"]["p50"] - results["direct"]["p50"]
     print(f"gateway / nginx throughput: {ratio:.2f} (goal >= 0.5)")
+    proxy_cpu = results["nginx"]["cpu_us"] - results["direct"]["cpu_us"]
+    print(f"CPU per request: gateway worker {results['gateway']['cpu_us']:.1f} us; nginx as proxy "
+          f"{proxy_cpu:.1f} us (its proxy path minus the upstream's own {results['direct']['cpu_us']:.1f} us)")
     print(f"p50 added latency: gateway {added_gw:.3f} ms, nginx {added_nginx:.3f} ms (goal for the gateway < 0.3)")
     print(f"rollups counted {counted} answered requests; wrk completed {sent} (rounds and warm-ups)")
     if args.profile:

@@ -230,10 +230,12 @@ class Supervisor:
 
     def _fork(self, index: int) -> tuple[int, int]:
         read_fd, write_fd = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                _die_with_parent(parent)
                 os.close(read_fd)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -355,6 +357,17 @@ def _admin_server(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTP
         daemon_threads = True
 
     return Server((host, port), AdminHandler)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker whose supervisor is killed (SIGKILL, OOM) gets SIGTERM instead of serving on as an orphan."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the supervisor died before the line above ran
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _install_uvloop() -> None:

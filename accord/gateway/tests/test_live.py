@@ -4,6 +4,7 @@ and the real `accord gateway` command with 2 workers that loses no measurement o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,11 +175,12 @@ def test_the_command_with_two_workers_counts_everything_across_a_graceful_stop(u
     pool = Pool.objects.create(service=svc, name="primary", role="primary", capacity=10)
     Endpoint.objects.create(pool=pool, url=upstreams[0].url)
     port, admin = dead_port(), dead_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below; a pipe nobody reads could fill and block
+    log_path = f"{os.environ.get('TMPDIR', '/tmp')}/accord-gateway-test-{os.getpid()}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below; a pipe nobody reads could fill and block
     # --flush 3600: nothing is written before SIGTERM, so the final flush must carry every request
     proc = subprocess.Popen([*accord_command(), "gateway", "--listen", f"127.0.0.1:{port}", "--workers", "2",
                              "--admin", f"127.0.0.1:{admin}", "--flush", "3600"],
-                            env=subprocess_env(), stdout=log, stderr=log)
+                            env=subprocess_env(), stdout=log, stderr=log, start_new_session=True)
     holders: list[threading.Thread] = []
     try:
         wait_until(lambda: admin_status(admin, "/readyz") == 200 or proc.poll() is not None, timeout=60,
@@ -192,7 +195,8 @@ def test_the_command_with_two_workers_counts_everything_across_a_graceful_stop(u
         assert status == 200 and json.loads(body)["body_length"] == 50 * 1024 * 1024
         wait_until(lambda: metrics(admin)['accord_gateway_requests_total{outcome="ok"}'] == 241, what="a report")
         after = metrics(admin)
-        assert after["accord_gateway_max_rss_bytes"] - before["accord_gateway_max_rss_bytes"] < 20 * 1024 * 1024
+        grown = after["accord_gateway_max_rss_bytes"] - before["accord_gateway_max_rss_bytes"]
+        assert grown < 20 * 1024 * 1024, (before, after)
         # two requests in flight when SIGTERM arrives: they finish, and are counted
         holding: list[Any] = []
         for _ in range(2):
@@ -210,9 +214,41 @@ def test_the_command_with_two_workers_counts_everything_across_a_graceful_stop(u
     finally:
         upstreams[0].release.set()
         if proc.poll() is None:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its workers
             proc.wait(30)
         log.close()
-    assert code == 0
-    assert sum(Rollup.objects.values_list("count", flat=True)) == 243
+    assert code == 0, Path(log_path).read_text(errors="replace")[-3000:]
+    assert sum(Rollup.objects.values_list("count", flat=True)) == 243, list(Rollup.objects.values_list(
+        "account", "service", "outcome", "count"))
     assert set(Rollup.objects.values_list("account", "service", "outcome")) == {("anonymous", "booking", "ok")}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_workers_do_not_outlive_a_killed_supervisor() -> None:
+    from accord.lib.testing import accord_command, subprocess_env
+
+    port, admin = dead_port(), dead_port()
+    proc = subprocess.Popen([*accord_command(), "gateway", "--listen", f"127.0.0.1:{port}", "--workers", "2",
+                             "--admin", f"127.0.0.1:{admin}"], env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: admin_status(admin, "/readyz") == 200 or proc.poll() is not None, timeout=60,
+                   what="the gateway to be ready")
+        workers = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert len(workers) == 2
+        proc.kill()  # SIGKILL: no chance to pass anything on
+        proc.wait(30)
+
+        def alive(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            return state != "Z"
+
+        wait_until(lambda: not any(alive(w) for w in workers), timeout=30, what="the orphaned workers to exit")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
