@@ -42,9 +42,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium; CI sets ACCORD_REQUIRE_BROWSER=1 so a missing browser fails instead of skipping."""
+    """A headless Chromium; CI sets ACCORD_REQUIRE_BROWSER=1 so a missing browser fails instead of skipping.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running on the main thread while
+    it is open, and later tests that run asyncio themselves must not find one there.
+    """
     if not CHROMIUM.exists():
         if os.environ.get("ACCORD_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{CHROMIUM} is missing and ACCORD_REQUIRE_BROWSER=1 (apt-get install chromium)")

@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("accord.api.urls")),
     path("desk/", include("accord.desk.urls")),
+    path("governance/", include("accord.governance.urls")),
     path("support/", support_form, name="support-form"),
     path("", include("accord.web.urls")),
 ]

@@ -715,6 +715,8 @@ class _Checker:
         for i, policy in enumerate(self.spec.policies):
             p = self.at("policies", i)
             data = policy.model_data()
+            if len(policy.name) > 73:
+                self.err(f"{p}.name", "at most 73 characters (its gateway action is named policy-<name>)")
             for fld, message in policy_errors(data):
                 self.err(f"{p}.{names.get(fld, fld)}", message)
             if policy.schedule and policy.schedule not in calendars:

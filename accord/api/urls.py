@@ -12,6 +12,8 @@ from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
 from accord.desk.api import CallLogView, WebhookView
 from accord.desk.api import register as register_desk
+from accord.governance.api import IndicatorsView
+from accord.governance.api import register as register_governance
 from accord.lib.middleware import error_response
 
 router = DefaultRouter()
@@ -19,6 +21,7 @@ register_customers(router)
 register_agreements(router)
 register_catalog(router)
 register_desk(router)
+register_governance(router)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -26,6 +29,7 @@ urlpatterns = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("calls/", CallLogView.as_view(), name="desk-calls"),
     path("webhooks/<slug:channel>/", WebhookView.as_view(), name="desk-webhook"),
+    path("governance/indicators/", IndicatorsView.as_view(), name="governance-indicators"),
     path("", include(router.urls)),
 ]
 

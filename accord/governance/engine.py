@@ -178,16 +178,20 @@ def _end_expired_overrides(now: dt.datetime) -> None:
 def _retire_orphans(now: dt.datetime) -> list[Transition]:
     """Switch off policy actions whose policy was disabled, deleted or put in dry-run while active."""
     out = []
-    enforcing = {p.action_name for p in Policy.objects.filter(enabled=True, mode=Policy.Mode.ENFORCE)}
+    policies = {p.action_name: p for p in Policy.objects.all()}
     for action in GatewayAction.objects.filter(active=True, name__startswith="policy-"):
-        if action.name not in enforcing:
+        policy = policies.get(action.name)
+        if policy is None or not policy.enabled or policy.mode != Policy.Mode.ENFORCE:
             do_clear_action(action.name)
-            AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.DEACTIVATED, subject=action.name, actor=ACTOR,
-                                      reason="its policy is disabled, deleted or in dry-run")
-            out.append(Transition(action.name, AuditEvent.Kind.DEACTIVATED, "policy gone"))
-    for state in PolicyState.objects.filter(active=True, policy__enabled=False):
+            why = "deleted" if policy is None else "disabled" if not policy.enabled else "in dry run"
+            AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.DEACTIVATED, policy=policy,
+                                      subject=policy.name if policy else action.name, actor=ACTOR,
+                                      reason=f"the policy is {why}: its action is switched off")
+            out.append(Transition(policy.name if policy else action.name, AuditEvent.Kind.DEACTIVATED, why))
+    for state in PolicyState.objects.filter(active=True, policy__enabled=False).select_related("policy"):
         state.active, state.deactivated_at = False, now
-        state.save(update_fields=["active", "deactivated_at"])
+        state.true_since = state.clear_since = None
+        state.save()
     return out
 
 
@@ -231,6 +235,7 @@ def end_override(policy: Policy, user: str) -> bool:
         if n:
             AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.OVERRIDE_ENDED, policy=policy,
                                       subject=policy.name, actor=user, reason="override cancelled by hand")
+            evaluate_policy(policy, now)  # back to what the condition says, now rather than at the next pass
     return bool(n)
 
 

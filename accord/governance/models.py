@@ -25,7 +25,7 @@ class Policy(models.Model):
         ADMISSION = "admission", "priority admission"
         NOTIFY = "notify", "notify only"
 
-    name = models.SlugField(max_length=80, unique=True)
+    name = models.SlugField(max_length=73, unique=True, help_text="At most 73 characters: its action is policy-<name>.")
     description = models.CharField(max_length=300, blank=True)
     enabled = models.BooleanField(default=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ENFORCE)
@@ -61,7 +61,7 @@ class Policy(models.Model):
     @property
     def action_name(self) -> str:
         """The GatewayAction this policy owns."""
-        return f"policy-{self.name}"[:80]
+        return f"policy-{self.name}"
 
 
 class PolicyState(models.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +18,7 @@ FIELDS = ("description", "enabled", "mode", "priority", "condition", "hold_secon
           "clear_seconds", "min_active_seconds", "cooldown_seconds", "tiers", "accounts", "services", "operations",
           "action", "params", "schedule", "notify_emails", "notify_webhooks")
 MAX_SECONDS = 7 * 86400
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,73}$")
 
 
 def policy_errors(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -66,6 +68,8 @@ def save_policy(name: str, data: dict[str, Any]) -> tuple[Policy, bool]:
     """Create or update the policy `name` from plain data (schedule by calendar name); raises ValueError."""
     data = {k: v for k, v in data.items() if k in FIELDS}
     errors = policy_errors({"priority": 100, **data})
+    if not isinstance(name, str) or not NAME.match(name):
+        errors.insert(0, ("name", "must be 1-73 letters, digits, '-' or '_'"))
     schedule = data.get("schedule")
     calendar = None
     if schedule:

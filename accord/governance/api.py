@@ -1,0 +1,682 @@
+"""REST API of governance (policies, overrides, audit, error budgets, live indicators) and of the gateway's
+actions and rollups.
+
+Policies are validated by `policies.policy_errors` / `save_policy`, the same rules as `accord apply` and the
+admin, so the API answers every bad policy with a 400 naming the field (a condition that does not parse names
+its column). Webhook secrets are write-only: a policy shows its webhooks' URLs, and an update that sends a
+webhook without a `secret` keeps the secret stored for that URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import django_filters
+from django.db import transaction
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
+from rest_framework.views import APIView
+
+from accord.agreements.models import Agreement
+from accord.customers.models import Account
+from accord.gateway.actions import PARAMS, action_errors, do_clear_action, do_set_action
+from accord.gateway.measure import Sketch
+from accord.gateway.models import GatewayAction, Rollup
+from accord.lib.api import _has_nul
+
+from . import engine
+from .indicators import budget_status, live_pool, live_traffic, objective_scope, runtime_objectives
+from .models import AuditEvent, Override, Policy, PolicyState
+from .notify import webhook_list
+from .policies import FIELDS, PolicyError, save_policy
+
+NAME_REGEX = r"[-a-zA-Z0-9_]+"
+# A policy's gateway action is "policy-<name>" cut at 80 characters: longer names would share an action.
+POLICY_NAME_MAX = 80 - len("policy-")
+MAX_OVERRIDE_MINUTES = 7 * 24 * 60
+MAX_LIVE_WINDOW = 900
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity or NaN: such a number is shown as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _strict(serializer: serializers.Serializer[Any], data: Any) -> None:
+    """Refuse what StrictSerializer refuses: non-objects, unknown fields, NUL characters."""
+    if not isinstance(data, dict):
+        raise ValidationError({"_": [f"Expected a JSON object, got {type(data).__name__}."]})
+    writable = {name for name, f in serializer.fields.items() if not f.read_only}
+    unknown = sorted(set(data) - writable)
+    if unknown:
+        raise ValidationError(
+            {name: ["Unknown field." if name not in serializer.fields else "This field is read-only."]
+             for name in unknown}
+        )
+    nul = sorted(name for name, value in data.items() if _has_nul(value))
+    if nul:
+        raise ValidationError({name: ["NUL characters are not allowed."] for name in nul})
+
+
+def _errors(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for field, message in pairs:
+        out.setdefault(field or "_", []).append(message)
+    return out
+
+
+@extend_schema_field({"type": "string", "enum": list(Policy.Mode.values)})
+class ModeField(serializers.CharField):
+    """A policy mode; checked by policy_errors, so the message lists the modes."""
+
+
+@extend_schema_field({"type": "string", "enum": list(Policy.Action.values)})
+class PolicyActionField(serializers.CharField):
+    """A policy action; checked by policy_errors, so the message lists the actions."""
+
+
+def _names(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=200,
+                                 **kwargs)
+
+
+# -- policies -------------------------------------------------------------------------------------------------
+
+
+class PolicyStateSerializer(serializers.Serializer):
+    """Where a policy is in its cycle (written by the governor)."""
+
+    status = serializers.ChoiceField(
+        choices=["active", "idle", "dry_run_active", "dry_run_idle", "disabled"],
+        help_text="active/idle; dry_run_active: a dry-run policy that would be active; disabled.",
+    )
+    active = serializers.BooleanField()
+    since = serializers.DateTimeField(allow_null=True, help_text="When it last switched on (active) or off (idle).")
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    condition_since = serializers.DateTimeField(allow_null=True, help_text="Since when the condition holds (idle).")
+    clear_since = serializers.DateTimeField(allow_null=True, help_text="Since when the clear condition holds (active).")
+    cooldown_until = serializers.DateTimeField(allow_null=True)
+    values = serializers.DictField(help_text='The last evaluation: {"signals": {signal: value}, "condition": bool, '
+                                             '"clear": bool}.')
+    error = serializers.CharField(help_text="Why the last evaluation failed; empty when it did not.")
+
+
+class OverrideSerializer(serializers.Serializer):
+    on = serializers.BooleanField(help_text="True: forced on; false: forced off.")
+    reason = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    created_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+def policy_status(policy: Policy, state: PolicyState | None) -> str:
+    if not policy.enabled:
+        return "disabled"
+    active = bool(state and state.active)
+    if policy.mode == Policy.Mode.DRY_RUN:
+        return "dry_run_active" if active else "dry_run_idle"
+    return "active" if active else "idle"
+
+
+def state_dict(policy: Policy) -> dict[str, Any]:
+    state = state_of(policy)
+    since = None
+    if state is not None:
+        since = state.activated_at if state.active else state.deactivated_at
+    return {
+        "status": policy_status(policy, state),
+        "active": bool(state and state.active),
+        "since": since,
+        "evaluated_at": state.evaluated_at if state else None,
+        "condition_since": state.true_since if state else None,
+        "clear_since": state.clear_since if state else None,
+        "cooldown_until": state.cooldown_until if state else None,
+        "values": state.values if state else {},
+        "error": state.error if state else "",
+    }
+
+
+def state_of(policy: Policy) -> PolicyState | None:
+    try:
+        return policy.state
+    except PolicyState.DoesNotExist:
+        return None
+
+
+def current_override(policy: Policy) -> Override | None:
+    prefetched = getattr(policy, "live_overrides", None)
+    if prefetched is not None:
+        now = timezone.now()
+        return next((o for o in prefetched if o.expires_at > now), None)
+    return Override.current(policy)
+
+
+def live_overrides() -> Prefetch[Any]:
+    """Prefetch of the overrides that may still be in force (filtered again at display time)."""
+    return Prefetch("overrides", queryset=Override.objects.filter(ended_at__isnull=True,
+                                                                  expires_at__gt=timezone.now()),
+                    to_attr="live_overrides")
+
+
+def _policy_data(policy: Policy) -> dict[str, Any]:
+    """A policy as the plain data save_policy takes (schedule by calendar name)."""
+    data = {f: getattr(policy, f) for f in FIELDS if f != "schedule"}
+    data["schedule"] = policy.schedule.name if policy.schedule_id and policy.schedule else None
+    return data
+
+
+def _keep_secrets(hooks: Any, stored: list[dict[str, str]]) -> Any:
+    """Webhooks sent without a secret keep the one stored for the same URL; then normalised if valid."""
+    if not isinstance(hooks, list):
+        return hooks
+    secrets = {h.get("url"): h.get("secret", "") for h in stored if isinstance(h, dict)}
+    merged = [{**h, "secret": secrets[h["url"]]} if isinstance(h, dict) and "secret" not in h
+              and h.get("url") in secrets else h for h in hooks]
+    try:
+        return webhook_list(merged)
+    except ValueError:
+        return merged  # policy_errors reports it with the entry's index
+
+
+class PolicySerializer(serializers.Serializer):
+    """A governance policy and its current state."""
+
+    name = serializers.SlugField(max_length=POLICY_NAME_MAX, help_text="Unique; the policy's gateway action is "
+                                 "policy-<name>.")
+    description = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+    mode = ModeField(required=False, help_text="enforce, or dry_run: record what it would do, touch nothing.")
+    priority = serializers.IntegerField(required=False, help_text="-1000..1000; lower wins when actions overlap.")
+    condition = serializers.CharField(required=False, allow_blank=True,
+                                      help_text="e.g. pool(booking, primary).utilisation > 0.8")
+    hold_seconds = serializers.IntegerField(required=False)
+    clear_condition = serializers.CharField(required=False, allow_blank=True,
+                                            help_text="Default: the condition no longer holds.")
+    clear_seconds = serializers.IntegerField(required=False)
+    min_active_seconds = serializers.IntegerField(required=False)
+    cooldown_seconds = serializers.IntegerField(required=False)
+    tiers = _names(help_text="Tier names; empty: any.")
+    accounts = _names(help_text="Account external ids; empty: any.")
+    services = _names(help_text="Service names; empty: any.")
+    operations = _names(help_text="Operation names; empty: any.")
+    action = PolicyActionField(required=False)
+    params = serializers.DictField(required=False, help_text="Per action: " + "; ".join(
+        f"{kind}: {', '.join(names)}" for kind, names in PARAMS.items()))
+    schedule = serializers.CharField(max_length=80, required=False, allow_null=True, allow_blank=True,
+                                     help_text="A business calendar's name: only in its working time.")
+    notify_emails = serializers.ListField(child=serializers.CharField(max_length=254), required=False,
+                                          max_length=50)
+    notify_webhooks = serializers.ListField(
+        child=serializers.DictField(), required=False, max_length=20,
+        help_text='[{"url": ..., "secret": ...}]; secrets are write-only and kept when an update omits them.',
+    )
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    state = serializers.SerializerMethodField()
+    override = serializers.SerializerMethodField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance is not None and not isinstance(self.instance, list | QuerySet):
+            self.fields["name"].required = False
+
+    @extend_schema_field(PolicyStateSerializer)
+    def get_state(self, policy: Policy) -> dict[str, Any]:
+        return PolicyStateSerializer(state_dict(policy)).data
+
+    @extend_schema_field(OverrideSerializer(allow_null=True))
+    def get_override(self, policy: Policy) -> dict[str, Any] | None:
+        override = current_override(policy)
+        if override is None:
+            return None
+        return OverrideSerializer({"on": override.force_on, "reason": override.reason,
+                                   "expires_at": override.expires_at, "created_by": override.created_by,
+                                   "created_at": override.created_at}).data
+
+    def to_internal_value(self, data: Any) -> Any:
+        _strict(self, data)
+        return super().to_internal_value(data)
+
+    def to_representation(self, instance: Policy) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["schedule"] = instance.schedule.name if instance.schedule_id and instance.schedule else None
+        data["notify_webhooks"] = [{"url": h.get("url", "")} for h in instance.notify_webhooks
+                                   if isinstance(h, dict)]
+        return data
+
+    def validate_name(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.name:
+            raise ValidationError("A policy cannot be renamed; create a new one and delete this one.")
+        if self.instance is None and Policy.objects.filter(name=value).exists():
+            raise ValidationError(f"A policy named '{value}' already exists; PUT or PATCH "
+                                  f"/api/v1/governance/policies/{value}/ changes it.")
+        return value
+
+    def _save(self, name: str, base: dict[str, Any], given: dict[str, Any]) -> Policy:
+        data = {**base, **{k: v for k, v in given.items() if k in FIELDS}}
+        if "notify_webhooks" in given:
+            stored = self.instance.notify_webhooks if isinstance(self.instance, Policy) else []
+            data["notify_webhooks"] = _keep_secrets(given["notify_webhooks"], stored)
+        try:
+            policy, _created = save_policy(name, data)
+        except PolicyError as e:
+            raise ValidationError(_errors(e.errors)) from e
+        return policy
+
+    def create(self, validated_data: dict[str, Any]) -> Policy:
+        return self._save(validated_data["name"], _policy_data(Policy()), validated_data)
+
+    def update(self, instance: Policy, validated_data: dict[str, Any]) -> Policy:
+        base = _policy_data(instance) if self.partial else _policy_data(Policy())
+        return self._save(instance.name, base, validated_data)
+
+
+class OverrideRequestSerializer(serializers.Serializer):
+    on = serializers.BooleanField(help_text="True: force the policy's action on; false: force it off.")
+    reason = serializers.CharField(max_length=300, help_text="Why; shown in the audit trail.")
+    minutes = serializers.FloatField(help_text=f"How long the override lasts: above 0, at most "
+                                               f"{MAX_OVERRIDE_MINUTES} (a week).")
+
+    def to_internal_value(self, data: Any) -> Any:
+        _strict(self, data)
+        return super().to_internal_value(data)
+
+    def validate_minutes(self, value: float) -> float:
+        if not math.isfinite(value) or not 0 < value <= MAX_OVERRIDE_MINUTES:
+            raise ValidationError(f"Must be above 0 and at most {MAX_OVERRIDE_MINUTES} (a week).")
+        return value
+
+
+class PolicyViewSet(viewsets.ModelViewSet):
+    """Governance policies, by name: when a condition on live indicators holds, switch a gateway action on.
+
+    Each policy shows its state (written by `accord governor`) and the manual override in force, if any.
+    Deleting a policy whose action is on switches the action off at once.
+    """
+
+    serializer_class = PolicySerializer
+    lookup_field = "name"
+    lookup_value_regex = NAME_REGEX
+    filterset_fields = ["enabled", "mode", "action"]
+    ordering_fields = ["name", "priority", "created_at"]
+
+    def get_queryset(self) -> QuerySet[Policy]:
+        return Policy.objects.select_related("state", "schedule").prefetch_related(live_overrides())
+
+    def _fresh(self, policy: Policy) -> Policy:
+        return self.get_queryset().get(pk=policy.pk)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = serializer.save()
+        return Response(self.get_serializer(self._fresh(policy)).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=kwargs.pop("partial", False))
+        serializer.is_valid(raise_exception=True)
+        policy = serializer.save()
+        return Response(self.get_serializer(self._fresh(policy)).data)
+
+    def perform_destroy(self, instance: Policy) -> None:
+        user = self.request.user.get_username()
+        with transaction.atomic():
+            if do_clear_action(instance.action_name):
+                AuditEvent.objects.create(
+                    kind=AuditEvent.Kind.DEACTIVATED, policy=instance, subject=instance.name, actor=user,
+                    reason=f"policy deleted by {user}: its action {instance.action_name} is off",
+                )
+            instance.delete()
+
+    @extend_schema(methods=["POST"], request=OverrideRequestSerializer, responses={200: PolicySerializer},
+                   description="Force the policy's action on or off until it expires; applied at once.")
+    @extend_schema(methods=["DELETE"], request=None, responses={200: PolicySerializer},
+                   description="End the override in force; the governor takes over again at its next "
+                               "evaluation. 404 when there is none.")
+    @action(detail=True, methods=["post", "delete"], url_path="override", filter_backends=[])
+    def override(self, request: Request, name: str | None = None) -> Response:
+        policy = self.get_object()
+        user = request.user.get_username()
+        if request.method == "DELETE":
+            if not engine.end_override(policy, user):
+                raise NotFound(f"Policy '{policy.name}' has no override in force.")
+            return Response(self.get_serializer(self._fresh(policy)).data)
+        body = OverrideRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if not policy.enabled:
+            raise ValidationError({"_": [f"Policy '{policy.name}' is disabled: enable it before overriding it."]})
+        d = body.validated_data
+        until = timezone.now() + dt.timedelta(minutes=d["minutes"])
+        try:
+            engine.set_override(policy, d["on"], d["reason"], until, user)
+        except ValueError as e:
+            raise ValidationError({"_": [str(e)]}) from e
+        return Response(self.get_serializer(self._fresh(policy)).data)
+
+
+# -- audit ------------------------------------------------------------------------------------------------------
+
+
+class AuditFilterSet(django_filters.FilterSet):
+    policy = django_filters.CharFilter(method="by_policy", label="Policy name (also finds deleted policies' events)")
+    kind = django_filters.ChoiceFilter(choices=AuditEvent.Kind.choices)
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", label="At or after (ISO 8601)")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", label="Before (ISO 8601)")
+    actor = django_filters.CharFilter()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["policy", "kind", "since", "until", "actor"]
+
+    def by_policy(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
+        return queryset.filter(Q(policy__name=value) | Q(policy__isnull=True, subject__in=[value, f"policy-{value}"]))
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    policy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    kind = serializers.CharField(help_text=", ".join(AuditEvent.Kind.values))
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "kind", "policy", "subject", "actor", "reason", "values"]
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Every activation, deactivation, override, burn alert and error: who or what, why, with the values."""
+
+    queryset = AuditEvent.objects.select_related("policy").order_by("-at", "-id")
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditFilterSet
+    ordering_fields = ["at"]
+
+
+# -- error budgets ----------------------------------------------------------------------------------------------
+
+
+class BudgetSerializer(serializers.Serializer):
+    """The error budget of one run-time objective over its current window."""
+
+    id = serializers.IntegerField(help_text="The objective's id.")
+    agreement = serializers.CharField()
+    objective = serializers.CharField()
+    kind = serializers.CharField(help_text="availability, latency or error_rate")
+    target = serializers.FloatField()
+    percentile = serializers.FloatField(allow_null=True)
+    scope = serializers.DictField(help_text="The rollups it is about: tier, account, service, operation.")
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    bad = serializers.IntegerField()
+    sli = serializers.FloatField(allow_null=True, help_text="% good, % errors, or the percentile in ms; null: "
+                                                            "no traffic.")
+    met = serializers.BooleanField(allow_null=True)
+    budget = serializers.FloatField(help_text="The share of requests allowed to be bad.")
+    consumed = serializers.FloatField(allow_null=True, help_text="Share of the budget spent (may exceed 1).")
+    remaining = serializers.FloatField(allow_null=True)
+
+
+class SloQuerySerializer(serializers.Serializer):
+    agreement = serializers.CharField(required=False, max_length=200)
+    account = serializers.CharField(required=False, max_length=100)
+    tier = serializers.CharField(required=False, max_length=80)
+
+
+def budget_dict(objective: Any, now: dt.datetime) -> dict[str, Any]:
+    data = {k: _finite(v) for k, v in budget_status(objective, now).as_dict().items()}
+    return {"id": objective.pk, **data, "scope": objective_scope(objective)}
+
+
+class SloViewSet(viewsets.GenericViewSet):
+    """Error budgets of the run-time objectives (availability, latency, error rate) in force today."""
+
+    serializer_class = BudgetSerializer
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return runtime_objectives().order_by("agreement__name", "name", "id")
+
+    @extend_schema(parameters=[
+        OpenApiParameter("agreement", str, description="An agreement's name."),
+        OpenApiParameter("account", str, description="An account's external id: the objectives of the "
+                                                     "agreement that applies to it today."),
+        OpenApiParameter("tier", str, description="A tier's name: the objectives of its agreements."),
+    ])
+    def list(self, request: Request) -> Response:
+        query = SloQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        qs = self.get_queryset()
+        if q.get("agreement"):
+            qs = qs.filter(agreement__name=q["agreement"])
+        if q.get("tier"):
+            qs = qs.filter(agreement__tier__name=q["tier"])
+        if q.get("account"):
+            account = Account.objects.filter(external_id=q["account"]).first()
+            if account is None:
+                raise ValidationError({"account": [f"No account with external id '{q['account']}'."]})
+            agreement = Agreement.for_account(account, timezone.localdate())
+            qs = qs.filter(agreement=agreement) if agreement is not None else qs.none()
+        page = self.paginate_queryset(qs)
+        now = timezone.now()
+        return self.get_paginated_response([budget_dict(o, now) for o in page or []])
+
+
+# -- live indicators --------------------------------------------------------------------------------------------
+
+
+class IndicatorQuerySerializer(serializers.Serializer):
+    service = serializers.CharField(required=False, max_length=80)
+    operation = serializers.CharField(required=False, max_length=80)
+    pool = serializers.CharField(required=False, max_length=80)
+    tier = serializers.CharField(required=False, max_length=80)
+    window = serializers.IntegerField(required=False, default=30, min_value=1, max_value=MAX_LIVE_WINDOW)
+
+
+class IndicatorsSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    window = serializers.IntegerField(help_text="Seconds looked back.")
+    filters = serializers.DictField(help_text="The filters applied.")
+    count = serializers.FloatField()
+    rps = serializers.FloatField(allow_null=True)
+    availability = serializers.FloatField(allow_null=True, help_text="0..1; null without traffic.")
+    error_rate = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+    utilisation = serializers.FloatField(allow_null=True, help_text="Busy time over capacity time (needs "
+                                                                    "service and pool).")
+    in_flight = serializers.IntegerField(allow_null=True)
+    waiting = serializers.IntegerField(allow_null=True)
+
+
+class IndicatorsView(APIView):
+    """Live indicators from the gateways' per-second signals over the last `window` seconds."""
+
+    @extend_schema(parameters=[IndicatorQuerySerializer], responses={200: IndicatorsSerializer})
+    def get(self, request: Request) -> Response:
+        query = IndicatorQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        window = q["window"]
+        filters = {k: q[k] for k in ("service", "operation", "pool", "tier") if q.get(k)}
+        now = timezone.now()
+        data: dict[str, Any] = {"at": now, "window": window, "filters": filters}
+        data.update({k: _finite(v) for k, v in live_traffic(now, window, **filters).as_dict(window).items()})
+        load = live_pool(now, window, filters["service"], filters["pool"]) if {"service", "pool"} <= set(filters) \
+            else None
+        data.update({"utilisation": _finite(load.utilisation) if load else None,
+                     "in_flight": load.in_flight if load else None, "waiting": load.waiting if load else None})
+        return Response(IndicatorsSerializer(data).data)
+
+
+# -- gateway actions --------------------------------------------------------------------------------------------
+
+
+class GatewayActionSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(help_text=", ".join(PARAMS))
+    live = serializers.SerializerMethodField(help_text="Active and not expired: the gateways enforce it.")
+
+    class Meta:
+        model = GatewayAction
+        fields = ["name", "kind", "params", "tiers", "accounts", "services", "operations", "priority", "active",
+                  "live", "reason", "expires_at", "set_by", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_live(self, obj: GatewayAction) -> bool:
+        return obj.active and (obj.expires_at is None or obj.expires_at > timezone.now())
+
+
+class GatewayActionRequestSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=80)
+    kind = serializers.CharField(max_length=12, help_text=", ".join(PARAMS))
+    params = serializers.DictField(required=False, default=dict, help_text="Per kind: " + "; ".join(
+        f"{kind}: {', '.join(names)}" for kind, names in PARAMS.items()))
+    tiers = _names(default=list, help_text="Tier names; empty: any.")
+    accounts = _names(default=list, help_text="Account keys (external id or id); empty: any.")
+    services = _names(default=list, help_text="Service names; empty: any.")
+    operations = _names(default=list, help_text="Operation names; empty: any.")
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    priority = serializers.IntegerField(required=False, default=100, min_value=-1000, max_value=1000)
+
+    def to_internal_value(self, data: Any) -> Any:
+        _strict(self, data)
+        return super().to_internal_value(data)
+
+    def validate_name(self, value: str) -> str:
+        if value.startswith("policy-"):
+            raise ValidationError(f"'{value}' belongs to policy '{value[7:]}': override the policy instead "
+                                  f"(/api/v1/governance/policies/{value[7:]}/override/).")
+        return value
+
+    def validate_expires_at(self, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value <= timezone.now():
+            raise ValidationError("The expiry must be in the future.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors = action_errors(attrs["kind"], attrs["params"], attrs["tiers"], attrs["accounts"], attrs["services"],
+                               attrs["operations"])
+        if errors:
+            raise ValidationError(_errors(errors))
+        return attrs
+
+
+class GatewayActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """What the gateways enforce, active and inactive. POST creates or replaces an action by name and switches
+    it on; DELETE switches it off (the row stays, inactive). Policies' own actions (policy-*) are changed
+    through their policy's override."""
+
+    queryset = GatewayAction.objects.all()
+    serializer_class = GatewayActionSerializer
+    lookup_field = "name"
+    lookup_value_regex = NAME_REGEX
+    filterset_fields = ["active", "kind"]
+    ordering_fields = ["name", "priority", "updated_at"]
+
+    @extend_schema(request=GatewayActionRequestSerializer, responses={200: GatewayActionSerializer,
+                                                                       201: GatewayActionSerializer})
+    def create(self, request: Request) -> Response:
+        body = GatewayActionRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = dict(body.validated_data)
+        existed = GatewayAction.objects.filter(name=d["name"]).exists()
+        saved = do_set_action(d.pop("name"), d.pop("kind"), set_by=request.user.get_username()[:150], **d)
+        return Response(GatewayActionSerializer(saved).data, status=status.HTTP_200_OK if existed
+                        else status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, name: str | None = None) -> Response:
+        gateway_action = self.get_object()
+        if gateway_action.name.startswith("policy-"):
+            raise ValidationError({"_": [f"'{gateway_action.name}' belongs to a policy: override the policy instead."]})
+        do_clear_action(gateway_action.name)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- rollups ----------------------------------------------------------------------------------------------------
+
+
+class RollupFilterSet(django_filters.FilterSet):
+    account = django_filters.CharFilter()
+    tier = django_filters.CharFilter()
+    service = django_filters.CharFilter()
+    operation = django_filters.CharFilter()
+    pool = django_filters.CharFilter()
+    outcome = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="window_start", lookup_expr="gte",
+                                             label="Windows starting at or after (ISO 8601)")
+    until = django_filters.IsoDateTimeFilter(field_name="window_start", lookup_expr="lt",
+                                             label="Windows starting before (ISO 8601)")
+
+    class Meta:
+        model = Rollup
+        fields = ["account", "tier", "service", "operation", "pool", "outcome", "since", "until"]
+
+
+class RollupSerializer(serializers.ModelSerializer):
+    mean_ms = serializers.SerializerMethodField()
+    p50_ms = serializers.SerializerMethodField()
+    p95_ms = serializers.SerializerMethodField()
+    p99_ms = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Rollup
+        fields = ["id", "window_start", "window_seconds", "account", "tier", "service", "operation", "pool",
+                  "outcome", "count", "errors", "bytes_in", "bytes_out", "latency_sum_ms", "mean_ms", "p50_ms",
+                  "p95_ms", "p99_ms"]
+
+    def _sketch(self, obj: Rollup) -> Sketch | None:
+        cache: dict[int, Sketch | None] = self.context.setdefault("sketches", {})
+        if obj.pk not in cache:
+            try:
+                cache[obj.pk] = Sketch.decode(obj.latency_sketch)
+            except ValueError:
+                cache[obj.pk] = None
+        return cache[obj.pk]
+
+    def _quantile(self, obj: Rollup, q: float) -> float | None:
+        sketch = self._sketch(obj)
+        return sketch.quantile(q) if sketch is not None else None
+
+    def get_mean_ms(self, obj: Rollup) -> float | None:
+        return obj.latency_sum_ms / obj.count if obj.count else None
+
+    def get_p50_ms(self, obj: Rollup) -> float | None:
+        return self._quantile(obj, 0.50)
+
+    def get_p95_ms(self, obj: Rollup) -> float | None:
+        return self._quantile(obj, 0.95)
+
+    def get_p99_ms(self, obj: Rollup) -> float | None:
+        return self._quantile(obj, 0.99)
+
+
+class RollupViewSet(viewsets.ReadOnlyModelViewSet):
+    """The gateways' per-minute measurements per account, operation, pool, outcome and tier; latency
+    percentiles from the merged sketch (within 1%)."""
+
+    queryset = Rollup.objects.all()
+    serializer_class = RollupSerializer
+    filterset_class = RollupFilterSet
+    ordering_fields = ["window_start", "count", "errors"]
+
+
+def register(router: DefaultRouter) -> None:
+    """Register this app's viewsets."""
+    router.register("governance/policies", PolicyViewSet, basename="governance-policy")
+    router.register("governance/audit", AuditEventViewSet, basename="governance-audit")
+    router.register("governance/slo", SloViewSet, basename="governance-slo")
+    router.register("gateway/actions", GatewayActionViewSet, basename="gateway-action")
+    router.register("gateway/rollups", RollupViewSet, basename="gateway-rollup")
