@@ -58,15 +58,32 @@ def demo(args: argparse.Namespace) -> int:
     run(accord, "seed-demo", "--if-empty", env=env)
     run(accord, "worker", "--once", env=env)  # raise the warnings and breaches the demo's past tickets have
     host, _, port = args.listen.rpartition(":")
+    background = []
+    if not args.no_scenario:
+        # The governance scenario, live: simulated services behind a real gateway, traffic of every tier with a
+        # peak every minute, the governor rerouting platinum to standby; /governance/ shows it as it happens.
+        (ROOT / "var" / "scenario").mkdir(parents=True, exist_ok=True)
+        log = (ROOT / "var" / "scenario" / "live.log").open("wb")
+        background.append(subprocess.Popen([str(accord), "scenario", "rta", "--live", "--duration", "60"], cwd=ROOT,
+                                           env=env, stdout=log, stderr=subprocess.STDOUT))
     print(
         f"\nAccord demo: open http://{host}:{port}/ and log in as demo / demo"
+        f"\n  Governance, live: http://{host}:{port}/governance/  (a peak every minute; log in var/scenario/live.log)"
         f"\n  API:  http://{host}:{port}/api/v1/  (docs at /api/v1/docs/)"
         f"\n  Desk: http://{host}:{port}/desk/   web form: http://{host}:{port}/support/"
         f"\n  Admin: http://{host}:{port}/admin/\n  Mail the demo sends is written to var/sent-mail/."
         f"\n  Stop with Ctrl-C.\n",
         flush=True,
     )
-    return run(accord, "runserver", "--noreload", args.listen, env=env, check=False)
+    try:
+        return run(accord, "runserver", "--noreload", args.listen, env=env, check=False)
+    finally:
+        for proc in background:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def test(args: argparse.Namespace) -> int:
@@ -100,6 +117,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="set up and run the demo")
     p_demo.add_argument("--listen", default="127.0.0.1:8000")
+    p_demo.add_argument("--no-scenario", action="store_true", help="do not run the live governance scenario")
     p_demo.set_defaults(func=demo)
     p_test = sub.add_parser("test", help="set up and run lint, types and tests")
     p_test.add_argument(
