@@ -357,6 +357,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.got_bytes = False
         self.used = False  # has carried a request before (a reuse may find it closed by the server)
+        self.head = False  # the request is a HEAD: the answer has no body, whatever its headers say
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -365,6 +366,7 @@ class _Connection(asyncio.Protocol):
     def send(self, sample: Sample, data: bytes, deadline: float) -> None:
         assert self.transport is not None
         self.sample, self.data, self.status, self.got_bytes = sample, data, 0, False
+        self.head = data.startswith(b"HEAD ")
         now = time.monotonic()
         if sample.sent < 0:
             sample.sent = now - self.gen.t0
@@ -388,6 +390,8 @@ class _Connection(asyncio.Protocol):
         if status >= 200:
             self.status = status
             self.keep_alive = bool(self.parser.should_keep_alive())
+            if self.head:  # the parser would wait for a body: done here, and the connection is not reused
+                self.finish(status, "", reusable=False)
 
     def on_message_complete(self) -> None:
         if self.status:  # not a 1xx

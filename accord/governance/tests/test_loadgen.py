@@ -181,6 +181,15 @@ def test_requests_over_the_connection_cap_are_dropped_not_lost() -> None:
     assert all(s.status == 0 and s.error == "dropped" and s.sent == -1 for s in dropped)
 
 
+def test_other_methods_head_and_post() -> None:
+    with start_sims_in_thread([SimSpec("fast", 0, capacity=4, service_ms=1)]) as sims:
+        result = load(sims.ports[0], [TrafficClass("head", 1, [], ["/"], method="HEAD"),
+                                      TrafficClass("post", 1, ["k"], ["/"], method="POST")], [Phase("p", 0.4, 20)])
+    assert [(r.traffic_class, r.count, r.ok) for r in result.summary()] == [("head", 4, 4), ("post", 4, 4)]
+    with pytest.raises(ValueError, match="method 'get'"):
+        TrafficClass("a", 1, [], ["/"], method="get")
+
+
 def test_a_closed_port_counts_as_errors_with_status_0() -> None:
     result = load(free_port(), [TrafficClass("all", 1, ["k"], ["/"])], [Phase("p", 0.5, 20)], timeout=2)
     row = result.summary()[0]
