@@ -73,8 +73,10 @@ def _refresh(ticket: Ticket, at: dt.datetime, known: list[SlaClock] | None = Non
 
 
 def _start_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle: int = 1) -> list[SlaClock]:
-    objectives = clocks.targets(ticket.agreement, ticket.priority, ticket.channel)
-    return [clocks.start(ticket, kind, objectives[kind], at, cycle) for kind in kinds if kind in objectives]
+    started = _plan_clocks(ticket, at, kinds, cycle)
+    for clock in started:
+        clock.save()
+    return started
 
 
 def do_open_ticket(
@@ -82,7 +84,7 @@ def do_open_ticket(
 ) -> Ticket:
     """Create a ticket from a customer's first message and start its clocks."""
     at = inbound.received_at or timezone.now()
-    _nul_free(inbound)
+    nul_free(inbound)
     # No savepoint: a caller's transaction (a mail import) already isolates each message.
     with transaction.atomic(savepoint=False):
         if contact is None and inbound.from_address:
@@ -92,19 +94,7 @@ def do_open_ticket(
         if account is None and contact is not None:
             account = contact.account
         agreement = Agreement.for_account(account, timezone.localdate(at)) if account else None
-        ticket = Ticket(
-            account=account,
-            contact=contact,
-            channel=inbound.channel,
-            subject=(inbound.subject or "(no subject)")[:300],
-            priority=inbound.priority,
-            agreement=agreement,
-            created_at=at,
-        )
-        # Plan the clocks first, so the ticket is written once with its due instant and the clocks in one go.
-        objectives = clocks.targets(agreement, ticket.priority, ticket.channel)
-        planned = [clocks.plan(ticket, k, objectives[k], at) for k in (K.FIRST_RESPONSE, K.RESOLUTION) if k in objectives]
-        clocks.summarise(ticket, max(at, timezone.now()), planned)
+        ticket, planned = plan_ticket(inbound, at, contact=contact, account=account, agreement=agreement)
         ticket.save()
         for clock in planned:
             clock.ticket = ticket
@@ -114,7 +104,27 @@ def do_open_ticket(
     return ticket
 
 
-def _nul_free(inbound: Inbound) -> None:
+def plan_ticket(
+    inbound: Inbound, at: dt.datetime, *, contact: Contact | None, account: Account | None, agreement: Agreement | None
+) -> tuple[Ticket, list[SlaClock]]:
+    """A new ticket and its planned clocks, not saved: the ticket carries its due instant and SLA state already,
+    so it is written once, and its clocks in one statement (`do_open_ticket`, the batch e-mail import)."""
+    ticket = Ticket(
+        account=account,
+        contact=contact,
+        channel=inbound.channel,
+        subject=(inbound.subject or "(no subject)")[:300],
+        priority=inbound.priority,
+        agreement=agreement,
+        created_at=at,
+    )
+    objectives = clocks.targets(agreement, ticket.priority, ticket.channel)
+    planned = [clocks.plan(ticket, k, objectives[k], at) for k in (K.FIRST_RESPONSE, K.RESOLUTION) if k in objectives]
+    clocks.summarise(ticket, max(at, timezone.now()), planned)
+    return ticket, planned
+
+
+def nul_free(inbound: Inbound) -> None:
     """PostgreSQL text cannot hold NUL; the raw source keeps the exact bytes, the text gets U+FFFD."""
     for name in ("subject", "body_text", "body_html", "from_address", "from_name", "in_reply_to", "references"):
         value = getattr(inbound, name)
@@ -129,12 +139,21 @@ def _nul_free(inbound: Inbound) -> None:
 def _store_message(
     ticket: Ticket, inbound: Inbound, kind: str, at: dt.datetime, *, contact: Contact | None = None
 ) -> Message:
-    _nul_free(inbound)
-    return Message.objects.create(
+    message = new_message(ticket, inbound, kind, at, contact_id=contact.pk if contact is not None else None)
+    if contact is not None:
+        message.author_contact = contact
+    message.save(force_insert=True)
+    return message
+
+
+def new_message(ticket: Ticket, inbound: Inbound, kind: str, at: dt.datetime, *, contact_id: int | None) -> Message:
+    """The thread entry of a customer's message, not saved (NUL-free, as PostgreSQL text needs)."""
+    nul_free(inbound)
+    return Message(
         ticket=ticket,
         kind=kind,
         channel=inbound.channel,
-        author_contact=contact,
+        author_contact_id=contact_id,
         from_address=inbound.from_address,
         to_addresses=inbound.to_addresses,
         cc_addresses=inbound.cc_addresses,
@@ -159,20 +178,68 @@ def do_add_customer_message(ticket: Ticket, inbound: Inbound, contact: Contact |
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
         message = _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact or ticket.contact)
-        if ticket.status == Ticket.Status.CLOSED:
-            pass  # a closed ticket stays closed; the channel decides whether to open a follow-up
-        elif ticket.status == Ticket.Status.SOLVED:
-            _reopen(ticket, at)
-        elif ticket.status in Ticket.PAUSED_STATUSES:
-            _set_status(ticket, Ticket.Status.OPEN, at)
-        if ticket.status != Ticket.Status.CLOSED and not inbound.auto_generated:
-            answered = ticket.clocks.filter(kind=K.FIRST_RESPONSE, status=SlaClock.Status.MET).exists()
-            waiting = clocks.live(ticket.clocks.filter(kind__in=[K.FIRST_RESPONSE, K.NEXT_RESPONSE]))
-            if answered and not waiting:
-                cycle = ticket.clocks.filter(kind=K.NEXT_RESPONSE).count() + 1
-                _start_clocks(ticket, at, (K.NEXT_RESPONSE,), cycle)
-        _refresh(ticket, at)
+        known = list(ticket.clocks.select_related("calendar"))
+        change = customer_wrote(ticket, known, at, inbound.auto_generated)
+        if change.status_changed:
+            ticket.save(update_fields=["status", "solved_at"])
+        for clock in change.changed:
+            clock.save()
+        SlaClock.objects.bulk_create(change.started)
+        _refresh(ticket, at, known)
     return message
+
+
+@dataclass
+class CustomerWrote:
+    """What a customer's message did to a ticket and its clocks, in memory (see `customer_wrote`)."""
+
+    status_changed: bool = False
+    changed: list[SlaClock] = field(default_factory=list)  # existing clocks to save
+    started: list[SlaClock] = field(default_factory=list)  # new clocks to insert (also appended to `known`)
+
+
+def customer_wrote(ticket: Ticket, known: list[SlaClock], at: dt.datetime, auto_generated: bool) -> CustomerWrote:
+    """Apply the rules for a customer's message on an existing ticket to the ticket and its clocks, unsaved.
+
+    `known` are all the ticket's clocks (with their calendars); new clocks are appended to it. A solved ticket
+    reopens with a new resolution cycle, a pending or on-hold one opens and its clocks resume, and after an
+    agent's answer a next-response clock starts unless one is already waiting. A closed ticket stays closed.
+    Shared by `do_add_customer_message` and the batch e-mail import, which saves many tickets at once.
+    """
+    change = CustomerWrote()
+    if ticket.status == Ticket.Status.CLOSED:
+        return change  # the channel decides whether to open a follow-up
+    if ticket.status == Ticket.Status.SOLVED:
+        # Reopen: resolution restarts as a new cycle; the old cycle is kept (as _reopen does).
+        cycle = sum(1 for c in known if c.kind == K.RESOLUTION) + 1
+        ticket.status = Ticket.Status.OPEN
+        ticket.solved_at = None
+        change.status_changed = True
+        started = _plan_clocks(ticket, at, (K.RESOLUTION,), cycle)
+        change.started += started
+        known += started
+    elif ticket.status in Ticket.PAUSED_STATUSES:
+        for clock in clocks.live(known):
+            if clock.status == SlaClock.Status.PAUSED:
+                clocks.resume(clock, at, save=False)
+                if clock.status == SlaClock.Status.RUNNING:
+                    change.changed.append(clock)
+        ticket.status = Ticket.Status.OPEN
+        change.status_changed = True
+    if not auto_generated:
+        answered = any(c.kind == K.FIRST_RESPONSE and c.status == SlaClock.Status.MET for c in known)
+        waiting = clocks.live(c for c in known if c.kind in (K.FIRST_RESPONSE, K.NEXT_RESPONSE))
+        if answered and not waiting:
+            cycle = sum(1 for c in known if c.kind == K.NEXT_RESPONSE) + 1
+            started = _plan_clocks(ticket, at, (K.NEXT_RESPONSE,), cycle)
+            change.started += started
+            known += started
+    return change
+
+
+def _plan_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle: int = 1) -> list[SlaClock]:
+    objectives = clocks.targets(ticket.agreement, ticket.priority, ticket.channel)
+    return [clocks.plan(ticket, kind, objectives[kind], at, cycle) for kind in kinds if kind in objectives]
 
 
 def do_reply(

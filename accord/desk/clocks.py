@@ -130,7 +130,8 @@ def pause(clock: SlaClock, at: dt.datetime) -> None:
     clock.save()
 
 
-def resume(clock: SlaClock, at: dt.datetime) -> None:
+def resume(clock: SlaClock, at: dt.datetime, *, save: bool = True) -> None:
+    """Resume a paused clock: the pause is recorded and the due instant moves by the business time it covered."""
     if clock.status != SlaClock.Status.PAUSED or clock.paused_since is None:
         return
     if at > clock.paused_since:
@@ -138,7 +139,8 @@ def resume(clock: SlaClock, at: dt.datetime) -> None:
     clock.status = SlaClock.Status.RUNNING
     clock.paused_since = None
     schedule(clock)
-    clock.save()
+    if save:
+        clock.save()
 
 
 def cancel(clock: SlaClock) -> None:

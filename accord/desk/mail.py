@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import mailbox
 import re
 from collections.abc import Iterable, Iterator
@@ -18,17 +17,46 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from .actions import Inbound, do_add_customer_message, do_open_ticket
+from .actions import Inbound, do_add_customer_message, do_open_ticket, nul_free
 from .models import REFERENCE_PREFIX, Attachment, Message, RawMessage, Ticket
 
 MAX_BODY_CHARS = 1_000_000
 REFERENCE_RE = re.compile(rf"\[{REFERENCE_PREFIX}-(\d{{1,12}})\]")
 MSGID_RE = re.compile(r"<[^<>\s]+>")
-_PARSER = BytesParser(policy=policy.default)
+BATCH_MESSAGES = 200  # messages per transaction in a file import
+BATCH_BYTES = 16 * 1024 * 1024  # ... or fewer, when their raw sources add up to this
+
+
+class _ParseOncePolicy(policy.EmailPolicy):
+    """`policy.default`, except that a header value is parsed once, not on every read.
+
+    The email package parses a header each time it is read: Content-Type alone about a dozen times per
+    message (get_content_type, get_content_maintype, get_param, walk, the parser itself), each time building a
+    new header class. Header objects are immutable, so equal (name, value) pairs can share one; the cache is
+    bounded, and a value that cannot be parsed is not cached (it raises again, as before).
+    """
+
+    _cache: ClassVar[dict[tuple[str, str], Any]] = {}
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if not isinstance(value, str) or len(value) > 1000:
+            return super().header_fetch_parse(name, value)
+        key = (name, value)
+        header = self._cache.get(key)
+        if header is None:
+            header = super().header_fetch_parse(name, value)
+            if len(self._cache) >= 5000:
+                self._cache.clear()
+            self._cache[key] = header
+        return header
+
+
+_PARSER = BytesParser(policy=_ParseOncePolicy())
 
 
 def max_message_bytes() -> int:
@@ -50,8 +78,8 @@ def _header(msg: EmailMessage, name: str, problems: list[str]) -> str:
         return str(value).strip() if value is not None else ""
     except Exception as e:  # malformed headers raise many types deep inside the email package
         problems.append(f"unreadable {name} header ({type(e).__name__})")
-        raw = msg.get_all(name, failobj=[]) if hasattr(msg, "get_all") else []
-        return str(raw[0]).strip() if raw else ""
+        # The value as sent: reading it through get_all() would parse it, and raise, again.
+        return next((str(v).strip() for k, v in msg.raw_items() if k.lower() == name.lower()), "")
 
 
 def raw_headers(msg: EmailMessage) -> dict[str, str]:
@@ -176,9 +204,14 @@ def _bodies(msg: EmailMessage, problems: list[str]) -> tuple[str, str, list[tupl
     return "\n".join(text_parts), "\n".join(html_parts), attachments
 
 
+def thread_ids(inbound: Inbound) -> list[str]:
+    """The Message-IDs a message answers: In-Reply-To first, then References, newest first."""
+    return [*inbound.in_reply_to.split(), *reversed(inbound.references.split())]
+
+
 def find_ticket(inbound: Inbound) -> Ticket | None:
     """Thread by In-Reply-To / References first, then by a ticket reference in the subject."""
-    ids = [*inbound.in_reply_to.split(), *reversed(inbound.references.split())]
+    ids = thread_ids(inbound)
     if ids:
         hit = Message.objects.filter(message_id__in=ids).select_related("ticket").first()
         if hit is not None:
@@ -199,19 +232,47 @@ class StoreResult:
     ticket: Ticket | None
 
 
-def store(raw: bytes, source: str = "") -> StoreResult:
-    """Store one raw message: raw bytes first, then the parsed message on its ticket. Idempotent by Message-ID."""
+@dataclass
+class Prepared:
+    """A raw message parsed and ready to store: its Message-ID is set (derived from the bytes when missing)."""
+
+    raw: bytes
+    source: str
+    digest: str
+    parsed: ParsedMail
+
+    @property
+    def inbound(self) -> Inbound:
+        return self.parsed.inbound
+
+
+def prepare(raw: bytes, source: str = "") -> Prepared:
+    """Parse a raw message (never raises) and give it a Message-ID, with no database work."""
     parsed = parse(raw)
     inbound = parsed.inbound
     digest = hashlib.sha256(raw).hexdigest()
     if not inbound.message_id:
         # No Message-ID: derive one from the content so importing the same bytes twice stores them once.
         inbound.message_id = f"<{digest}@no-message-id.accord>"
+    # The text as it will be stored (PostgreSQL text holds no NUL), so the look-ups by Message-ID find it again.
+    nul_free(inbound)
+    return Prepared(raw, source[:300], digest, parsed)
+
+
+def store(raw: bytes, source: str = "") -> StoreResult:
+    """Store one raw message: raw bytes first, then the parsed message on its ticket. Idempotent by Message-ID."""
+    return store_prepared(prepare(raw, source))
+
+
+def store_prepared(prepared: Prepared) -> StoreResult:
+    """Store one prepared message in its own savepoint (see `store`)."""
+    parsed, raw = prepared.parsed, prepared.raw
+    inbound = parsed.inbound
     if Message.objects.filter(message_id=inbound.message_id).exists():
         return StoreResult(None, True, inbound.flagged, None)
     try:
         with transaction.atomic():
-            inbound.raw = RawMessage.objects.create(sha256=digest, data=raw, size=len(raw), source=source[:300])
+            inbound.raw = RawMessage.objects.create(sha256=prepared.digest, data=raw, size=len(raw), source=prepared.source)
             ticket = find_ticket(inbound)
             opened = ticket is None or ticket.status == Ticket.Status.CLOSED
             if opened:
@@ -221,12 +282,7 @@ def store(raw: bytes, source: str = "") -> StoreResult:
                 assert ticket is not None
                 message = do_add_customer_message(ticket, inbound)
             if parsed.attachments:
-                Attachment.objects.bulk_create(
-                    [
-                        Attachment(message=message, filename=name, content_type=ctype, size=len(data), data=data)
-                        for name, ctype, data in parsed.attachments
-                    ]
-                )
+                Attachment.objects.bulk_create(attachments(message, parsed))
             if opened and not inbound.auto_generated:
                 from .outbound import queue_acknowledgement
 
@@ -239,20 +295,51 @@ def store(raw: bytes, source: str = "") -> StoreResult:
     return StoreResult(message, False, inbound.flagged, ticket)
 
 
-def store_many(messages: Iterable[tuple[str, bytes]], batch: int = 100) -> Iterator[tuple[str, StoreResult]]:
-    """Store messages, committing every `batch` of them: one commit per batch instead of per message.
+def attachments(message: Message, parsed: ParsedMail) -> list[Attachment]:
+    """The attachments of a stored message, not saved."""
+    return [
+        Attachment(message=message, filename=name, content_type=ctype, size=len(data), data=data)
+        for name, ctype, data in parsed.attachments
+    ]
 
-    Each message still runs in its own savepoint, so a failure loses nothing else; a file import can simply
-    be run again (it is idempotent). IMAP polling stores one by one, because it marks each message seen.
+
+def store_many(
+    messages: Iterable[tuple[str, bytes]], batch: int = BATCH_MESSAGES, max_bytes: int = BATCH_BYTES
+) -> Iterator[tuple[str, StoreResult]]:
+    """Store (source, raw bytes) pairs in order, one transaction per batch, as storing them one by one would.
+
+    A batch is `batch` messages, or fewer when their raw sources reach `max_bytes`. It is parsed first, then
+    stored with a few statements per table (see mailbatch.py); messages that answer each other in one batch
+    thread as they would one by one. Should another importer store one of the same messages meanwhile, the
+    batch is stored again one message at a time. Results are yielded once their batch has committed; a file
+    import can simply be run again (it is idempotent). IMAP polling stores one by one, as it marks each
+    message seen after its commit.
     """
-    iterator = iter(messages)
-    while True:
-        chunk = list(itertools.islice(iterator, batch))
-        if not chunk:
-            return
-        with transaction.atomic():
-            results = [(source, store(raw, source=source)) for source, raw in chunk]
-        yield from results
+    from .mailbatch import store_batch
+
+    for chunk in _chunks(messages, batch, max_bytes):
+        prepared = [prepare(raw, source) for source, raw in chunk]
+        try:
+            with transaction.atomic():
+                results = store_batch(prepared)
+        except IntegrityError:
+            # A Message-ID or a new sender's address was stored by someone else after our look-ups.
+            with transaction.atomic():
+                results = [store_prepared(p) for p in prepared]
+        yield from zip([source for source, _raw in chunk], results, strict=True)
+
+
+def _chunks(messages: Iterable[tuple[str, bytes]], batch: int, max_bytes: int) -> Iterator[list[tuple[str, bytes]]]:
+    chunk: list[tuple[str, bytes]] = []
+    size = 0
+    for item in messages:
+        chunk.append(item)
+        size += len(item[1])
+        if len(chunk) >= batch or size >= max_bytes:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def iter_raw_messages(path: Path) -> Iterator[tuple[str, bytes]]:

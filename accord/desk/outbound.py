@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Iterable
 from email.utils import make_msgid
 
 from django.conf import settings
@@ -47,8 +49,8 @@ def _subject(ticket: Ticket) -> str:
     return base if tag in base else f"{base} {tag}"
 
 
-def _send_on_commit(message: Message, extra_headers: dict[str, str]) -> None:
-    email = EmailMessage(
+def _email(message: Message, extra_headers: dict[str, str]) -> EmailMessage:
+    return EmailMessage(
         subject=message.subject,
         body=message.body_text,
         from_email=message.from_address or settings.DEFAULT_FROM_EMAIL,
@@ -56,18 +58,32 @@ def _send_on_commit(message: Message, extra_headers: dict[str, str]) -> None:
         headers={"Message-ID": message.message_id or make_msgid(domain=mail_domain()), **extra_headers},
     )
 
+
+def _not_sent(message: Message, error: OSError) -> None:
+    Message.objects.filter(pk=message.pk).update(flagged=True, flag_reason=f"not sent: {error}"[:300])
+    log.error("could not send %s for ticket %s: %s", message.message_id, message.ticket_id, error)
+
+
+def send_on_commit(message: Message, extra_headers: dict[str, str]) -> None:
+    email = _email(message, extra_headers)
+
     def send() -> None:
         try:
             email.send()
         except OSError as e:
-            Message.objects.filter(pk=message.pk).update(flagged=True, flag_reason=f"not sent: {e}"[:300])
-            log.error("could not send %s for ticket %s: %s", message.message_id, message.ticket_id, e)
+            _not_sent(message, e)
 
     transaction.on_commit(send)
 
 
-def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock] | None = None) -> Message | None:
-    """Acknowledge a new ticket by e-mail, quoting its reference and the promised first response."""
+def acknowledgement(
+    ticket: Ticket, inbound: Message, known: Iterable[SlaClock] | None = None, *, at: dt.datetime | None = None
+) -> tuple[Message, dict[str, str]] | None:
+    """The acknowledgement of a new ticket, not saved, and the headers to send it with; None without an address.
+
+    It quotes the ticket's reference (so the ticket must be saved) and the first response promised by the
+    first-response clock among `known` (the ticket's clocks; read from the database when not given).
+    """
     if "@" not in inbound.from_address:
         return None
     clocks = known if known is not None else ticket.clocks.select_related("calendar")
@@ -85,7 +101,7 @@ def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock
         f"{promise}\n\nPlease keep {ticket.reference} in the subject when you write about this request.\n"
     )
     headers = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All", **_thread_headers(ticket, inbound)}
-    message = Message.objects.create(
+    message = Message(
         ticket=ticket,
         kind=Message.Kind.REPLY,
         channel=ticket.channel,
@@ -97,8 +113,19 @@ def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock
         in_reply_to=headers.get("In-Reply-To", ""),
         references=headers.get("References", ""),
         auto_generated=True,
+        created_at=at or timezone.now(),
     )
-    _send_on_commit(message, headers)
+    return message, headers
+
+
+def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock] | None = None) -> Message | None:
+    """Acknowledge a new ticket by e-mail, quoting its reference and the promised first response."""
+    built = acknowledgement(ticket, inbound, known)
+    if built is None:
+        return None
+    message, headers = built
+    message.save(force_insert=True)
+    send_on_commit(message, headers)
     return message
 
 
@@ -119,4 +146,4 @@ def queue_reply_email(reply: Message) -> None:
         references=headers.get("References", ""),
     )
     reply.refresh_from_db()
-    _send_on_commit(reply, headers)
+    send_on_commit(reply, headers)
