@@ -230,7 +230,7 @@ def main() -> None:
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "unknown CPU")
         rows = "\n".join(
-            f"| {name} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} |"
+            f"| {name} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} | {r['cpu_us']:.1f} |"
             for name, r in results.items()
         )
         text = f"""
@@ -243,11 +243,14 @@ keep-alive pool and one worker; `accord gateway` runs one worker, identifies the
 every request into rollups flushed to SQLite every 2 s. wrk, nginx and the gateway share the same 2 cores, so
 the figures are lower bounds and move by ±15% between runs.
 
-| path | requests/s | p50 ms | p90 ms | p99 ms |
-|---|---:|---:|---:|---:|
+| path | requests/s | p50 ms | p90 ms | p99 ms | CPU us/request (server side) |
+|---|---:|---:|---:|---:|---:|
 {rows}
 
 - Gateway throughput is **{ratio:.2f} x nginx's** (goal: at least 0.5).
+- CPU per request: the gateway worker {results['gateway']['cpu_us']:.1f} us; nginx as a proxy
+  {results['nginx']['cpu_us'] - results['direct']['cpu_us']:.1f} us (its proxy path minus the upstream's own
+  {results['direct']['cpu_us']:.1f} us, both served by the one nginx worker).
 - p50 added latency over direct: gateway **{added_gw:.3f} ms**, nginx {added_nginx:.3f} ms (goal for the gateway: under 0.3 ms).
 - Exact measurement under load: after SIGTERM the stored rollups held {counted} answered requests; wrk
   completed {sent} in the rounds and warm-ups.
