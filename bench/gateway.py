@@ -203,7 +203,7 @@ def main() -> None:
                   f"cpu {r['cpu_us']:.1f} us/req", flush=True)
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(60)
-        counted = sum(Rollup.objects.filter(outcome="ok").values_list("count", flat=True))
+        counted = sum(Rollup.objects.per_account_minutes().filter(outcome="ok").values_list("count", flat=True))
         sent = int(sum(r["total"] for r in rounds["gateway"])) + warmup_total
     finally:
         if gateway is not None and gateway.poll() is None:

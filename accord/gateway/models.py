@@ -7,17 +7,40 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# The longest account key the gateway records: an account's external id (at most 100 characters), else its id,
+# 'anonymous', or '' for a request nobody was identified for (see `snapshot.account_key`).
+ACCOUNT_KEY_LENGTH = 100
+# The account of the rows that add up every account: longer than any account key, so no account can be it
+# (an external id may well be "*").
+ALL_ACCOUNTS = "*" * (ACCOUNT_KEY_LENGTH + 1)
+MINUTE = 60
+HOUR = 3600
+
+
+class RollupQuerySet(models.QuerySet["Rollup"]):
+    def per_account_minutes(self) -> RollupQuerySet:
+        """What the gateway measured per account and minute: the rows as they were before hour and
+        all-accounts rows existed (lists, exports, the API by default)."""
+        return self.filter(window_seconds=MINUTE).exclude(account=ALL_ACCOUNTS)
+
 
 class Rollup(models.Model):
     """Requests of one account to one operation through one pool with one outcome in one time window.
 
     Rows from several workers and hosts merge exactly: counts add up and the latency sketches merge bucket by
     bucket (see `measure.Sketch`), so a rollup row is the same whatever the order of the flushes.
+
+    The flusher writes four rows per measured key, in one transaction: the minute row of the account, the
+    hour row of the account (window_seconds=3600, the window truncated to the hour), and the same two for all
+    accounts (account=ALL_ACCOUNTS). Indicators over long windows read the coarsest rows that are exact; lists
+    of rows show the per-account minute rows (`Rollup.objects.per_account_minutes()`).
     """
 
     window_start = models.DateTimeField()
     window_seconds = models.PositiveIntegerField(default=60)
-    account = models.CharField(max_length=100, help_text="What X-Accord-Account says: external id, id, or 'anonymous'.")
+    account = models.CharField(max_length=len(ALL_ACCOUNTS), help_text=(
+        "What X-Accord-Account says: external id, id, 'anonymous', or '' when unidentified; ALL_ACCOUNTS "
+        "(101 asterisks) on the rows that add up every account."))
     service = models.CharField(max_length=80, help_text="Service name; '' when no service matched.")
     operation = models.CharField(max_length=80, blank=True, help_text="Operation name; '' when none matched.")
     pool = models.CharField(max_length=80, blank=True)
@@ -31,6 +54,8 @@ class Rollup(models.Model):
     latency_sketch = models.BinaryField(help_text="measure.Sketch.encode(): a DDSketch with 1% relative accuracy.")
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = RollupQuerySet.as_manager()
+
     class Meta:
         ordering = ["-window_start", "service", "account"]
         constraints = [
@@ -39,7 +64,11 @@ class Rollup(models.Model):
                 name="gateway_rollup_unique_key",
             )
         ]
-        indexes = [models.Index(fields=["service", "window_start"]), models.Index(fields=["account", "window_start"]),
+        # Indicators read one range of (account, window_seconds, window_start) per resolution; on PostgreSQL
+        # migration 0003 also creates statistics of (account, window_seconds) together for the planner.
+        indexes = [models.Index(fields=["service", "window_start"]),
+                   models.Index(fields=["account", "window_seconds", "window_start"],
+                                name="gateway_rollup_account_res_idx"),
                    models.Index(fields=["tier", "window_start"]), models.Index(fields=["window_start"])]
 
     def __str__(self) -> str:

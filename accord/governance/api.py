@@ -30,7 +30,7 @@ from accord.agreements.models import Agreement
 from accord.customers.models import Account
 from accord.gateway.actions import PARAMS, action_errors, do_clear_action, do_set_action
 from accord.gateway.measure import Sketch
-from accord.gateway.models import GatewayAction, Rollup
+from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, GatewayAction, Rollup
 from accord.lib.api import _has_nul
 
 from . import engine
@@ -609,6 +609,9 @@ class GatewayActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
 
 class RollupFilterSet(django_filters.FilterSet):
+    resolution = django_filters.ChoiceFilter(
+        choices=[("minute", "minute"), ("hour", "hour")], method="filter_resolution", empty_label=None,
+        label="minute (default): the gateways' per-minute rows; hour: the same per hour")
     account = django_filters.CharFilter()
     tier = django_filters.CharFilter()
     service = django_filters.CharFilter()
@@ -622,7 +625,14 @@ class RollupFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Rollup
-        fields = ["account", "tier", "service", "operation", "pool", "outcome", "since", "until"]
+        fields = ["resolution", "account", "tier", "service", "operation", "pool", "outcome", "since", "until"]
+
+    def filter_resolution(self, queryset: QuerySet[Rollup], name: str, value: str) -> QuerySet[Rollup]:
+        return queryset  # applied in filter_queryset, which also sets the default
+
+    def filter_queryset(self, queryset: QuerySet[Rollup]) -> QuerySet[Rollup]:
+        seconds = HOUR if self.form.cleaned_data.get("resolution") == "hour" else MINUTE
+        return super().filter_queryset(queryset.filter(window_seconds=seconds))
 
 
 class RollupSerializer(serializers.ModelSerializer):
@@ -664,10 +674,11 @@ class RollupSerializer(serializers.ModelSerializer):
 
 
 class RollupViewSet(viewsets.ReadOnlyModelViewSet):
-    """The gateways' per-minute measurements per account, operation, pool, outcome and tier; latency
-    percentiles from the merged sketch (within 1%)."""
+    """The gateways' per-minute measurements per account, operation, pool, outcome and tier (`resolution=hour`:
+    per hour); latency percentiles from the merged sketch (within 1%)."""
 
-    queryset = Rollup.objects.all()
+    queryset = Rollup.objects.exclude(account=ALL_ACCOUNTS)  # the rows adding up all accounts are the indicators'
+
     serializer_class = RollupSerializer
     filterset_class = RollupFilterSet
     ordering_fields = ["window_start", "count", "errors"]

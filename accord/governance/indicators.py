@@ -1,8 +1,13 @@
 """Service-level indicators from the gateway's measurements, and error budgets of agreement objectives.
 
 Two sources: live signals (per second, per worker, no account: `LiveTraffic`, `LivePool`) for the last
-minutes, and rollups (per minute, per account, exact) for any window. Latency percentiles come from merged
-DDSketches, so they are within 1% of the exact value whatever the number of workers, hosts and windows.
+minutes, and rollups (exact) for any window. Latency percentiles come from merged DDSketches, so they are within
+1% of the exact value whatever the number of workers, hosts and windows.
+
+Rollups come per minute and per hour, per account and for all accounts (`accord.gateway.flusher.rollup_rows`):
+a query over days reads whole hours from the hour rows and only its ragged ends from minute rows, and without
+an account filter it reads the all-accounts rows. Counts, errors and latency sums are a SQL aggregate; the
+sketches are fetched and merged only when a percentile or a count above a latency threshold is asked for.
 
 Availability is good / total where bad means answered with a 5xx (by the upstream or by the gateway, e.g. a
 shed request); 4xx answers are the caller's doing and count as good.
@@ -12,18 +17,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from accord.agreements.models import Agreement, Objective
 from accord.gateway.measure import Sketch
-from accord.gateway.models import LivePool, LiveTraffic, Rollup
+from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, LivePool, LiveTraffic, Rollup
 from accord.gateway.snapshot import account_key
 
 from .expr import Signal, Values
@@ -39,20 +46,40 @@ DEFAULT_BURN_RULES: list[tuple[str, float, int, int]] = [
 ]
 
 
-@dataclass
 class Stats:
-    """Merged measurements of some traffic over a window."""
+    """Merged measurements of some traffic over a window.
 
-    count: int = 0
-    errors: int = 0
-    latency_sum: float = 0.0
-    sketch: Sketch = field(default_factory=Sketch)
+    The latency sketch is merged on first use: `sketches` yields the encoded sketches of the rows to merge, so
+    counts, availability and error rates never touch a sketch. (Read later than the counts, it may hold
+    requests flushed in between; a caller that knows it needs a percentile asks for `sketch=True` up front,
+    and gets counts and sketch from the same rows.)
+    """
+
+    __slots__ = ("_sketch", "_sketches", "count", "errors", "latency_sum")
+
+    def __init__(self, count: int = 0, errors: int = 0, latency_sum: float = 0.0, sketch: Sketch | None = None,
+                 sketches: Callable[[], Iterable[bytes | memoryview]] | None = None) -> None:
+        self.count = count
+        self.errors = errors
+        self.latency_sum = latency_sum
+        self._sketch = sketch
+        self._sketches = sketches
+
+    @property
+    def sketch(self) -> Sketch:
+        if self._sketch is None:
+            self._sketch = Sketch.merged(self._sketches()) if self._sketches is not None else Sketch()
+            self._sketches = None
+        return self._sketch
 
     def add(self, count: int, errors: int, latency_sum: float, sketch: bytes | memoryview) -> None:
         self.count += count
         self.errors += errors
         self.latency_sum += latency_sum
-        self.sketch.merge(Sketch.decode(sketch))
+        self.sketch.merge_encoded(sketch)
+
+    def __repr__(self) -> str:
+        return f"Stats(count={self.count}, errors={self.errors}, latency_sum={self.latency_sum:g})"
 
     def metric(self, name: str, seconds: float) -> float | None:
         if name == "count":
@@ -69,7 +96,7 @@ class Stats:
             return 1 - self.errors / self.count
         if name == "mean_ms":
             return self.latency_sum / self.count
-        if name.startswith("p") and name.endswith("_ms"):
+        if needs_sketch(name):
             return self.sketch.quantile(int(name[1:-3]) / 100)
         raise ValueError(f"unknown metric {name}")
 
@@ -82,15 +109,50 @@ def _filtered(qs: QuerySet[Any], **filters: str | None) -> QuerySet[Any]:
     return qs.filter(**{k: v for k, v in filters.items() if v})
 
 
+def needs_sketch(metric: str) -> bool:
+    """Whether a traffic metric is a latency percentile (p50_ms, p95_ms, ...)."""
+    return metric.startswith("p") and metric.endswith("_ms")
+
+
 def live_traffic(now: dt.datetime, seconds: float, *, service: str | None = None, operation: str | None = None,
-                 pool: str | None = None, tier: str | None = None) -> Stats:
+                 pool: str | None = None, tier: str | None = None, sketch: bool = False) -> Stats:
     """What the gateways served in the last `seconds` (live signals)."""
-    stats = Stats()
     rows = _filtered(LiveTraffic.objects.filter(at__gt=now - dt.timedelta(seconds=seconds), at__lte=now),
                      service=service, operation=operation, pool=pool, tier=tier)
-    for count, errors, latency_sum, sketch in rows.values_list("count", "errors", "latency_sum_ms", "latency_sketch"):
-        stats.add(count, errors, latency_sum, sketch)
-    return stats
+    return _aggregate([rows], sketch)
+
+
+def _aggregate(parts: list[QuerySet[Any]], sketch: bool = False) -> Stats:
+    """Counts, errors and latency sum of the rows: with `sketch`, the rows themselves with their sketches
+    merged; else SQL aggregates, and the sketches merged only if they are asked for later."""
+    if sketch:
+        stats = Stats(sketch=Sketch())
+        merge = stats.sketch.merge_encoded
+        for rows in parts:
+            for count, errors, latency_sum, data in rows.order_by().values_list(
+                    "count", "errors", "latency_sum_ms", "latency_sketch"):
+                stats.count += count
+                stats.errors += errors
+                stats.latency_sum += latency_sum
+                merge(data)
+        return stats
+    count = errors = 0
+    latency_sum = 0.0
+    found = []
+    for rows in parts:
+        totals = rows.order_by().aggregate(count=Sum("count"), errors=Sum("errors"),
+                                           latency_sum=Sum("latency_sum_ms"))
+        if totals["count"] is not None:  # some rows
+            found.append(rows)
+            count += int(totals["count"])
+            errors += int(totals["errors"] or 0)
+            latency_sum += float(totals["latency_sum"] or 0.0)
+
+    def sketches() -> Iterable[bytes | memoryview]:
+        for rows in found:
+            yield from rows.order_by().values_list("latency_sketch", flat=True)
+
+    return Stats(count, errors, latency_sum, sketches=sketches)
 
 
 @dataclass
@@ -117,15 +179,63 @@ def live_pool(now: dt.datetime, seconds: float, service: str, pool: str) -> Pool
                     sum(v[1] for v in latest.values()))
 
 
+def rollup_windows(start: dt.datetime, end: dt.datetime) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """The rollup windows that add up to exactly the minute windows starting in [start, end): a list of
+    (window_seconds, from, to), each meaning the rows of that resolution whose window starts in [from, to).
+
+    The range splits into a head of minute rows up to the first whole hour, the whole hours in between (hour
+    rows), and a tail of minute rows from the last whole hour on (windows are aligned to the minute and the
+    hour in UTC). A range of less than a whole hour reads minute rows only.
+    """
+    first = math.ceil(start.timestamp() / MINUTE) * MINUTE  # the first minute window starting in the range
+    after = math.ceil(end.timestamp() / MINUTE) * MINUTE  # the first minute window starting after it
+    hour_first = math.ceil(first / HOUR) * HOUR
+    hour_after = after // HOUR * HOUR
+    if hour_first >= hour_after:
+        return [(MINUTE, start, end)] if first < after else []
+    head, tail = _when(hour_first), _when(hour_after)
+    windows = [(HOUR, head, tail)]
+    if first < hour_first:
+        windows.insert(0, (MINUTE, start, head))
+    if hour_after < after:
+        windows.append((MINUTE, tail, end))
+    return windows
+
+
+def _when(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+
+
+def rollup_rows(start: dt.datetime, end: dt.datetime, *, account: str | None = None, tier: str | None = None,
+                service: str | None = None, operation: str | None = None,
+                pool: str | None = None) -> list[QuerySet[Rollup]]:
+    """The coarsest rollup rows that hold exactly the traffic whose minute window starts in [start, end), one
+    query per resolution (each an index range: account, window_seconds, window_start): hour rows for whole
+    hours, minute rows for the rest; an account's own rows, else the all-accounts rows."""
+    parts: list[QuerySet[Rollup]] = []
+    for seconds, low, high in rollup_windows(start, end):
+        rows = Rollup.objects.filter(account=account or ALL_ACCOUNTS, window_seconds=seconds, window_start__gte=low,
+                                     window_start__lt=high)
+        for name, value in (("tier", tier), ("service", service), ("operation", operation), ("pool", pool)):
+            if value:
+                # Compared as an expression, so that no database picks an index by it: without statistics
+                # SQLite prefers the narrower (tier, window_start) index and would read every row of the tier.
+                rows = rows.alias(**{f"{name}_": Concat(F(name), Value(""))}).filter(**{f"{name}_": value})
+        parts.append(rows)
+    return parts
+
+
 def rollup_stats(start: dt.datetime, end: dt.datetime, *, account: str | None = None, tier: str | None = None,
-                 service: str | None = None, operation: str | None = None, pool: str | None = None) -> Stats:
-    """Exact measurements from rollups whose window starts in [start, end)."""
-    stats = Stats()
-    rows = _filtered(Rollup.objects.filter(window_start__gte=start, window_start__lt=end),
-                     account=account, tier=tier, service=service, operation=operation, pool=pool)
-    for count, errors, latency_sum, sketch in rows.values_list("count", "errors", "latency_sum_ms", "latency_sketch"):
-        stats.add(count, errors, latency_sum, sketch)
-    return stats
+                 service: str | None = None, operation: str | None = None, pool: str | None = None,
+                 sketch: bool = False) -> Stats:
+    """Exact measurements from rollups whose window starts in [start, end).
+
+    SQL aggregates for counts, errors and the latency sum; the sketches of the same rows are merged only when
+    the result's `sketch` is used (a percentile, requests over a latency target), or read with the counts when
+    `sketch` is true.
+    """
+    return _aggregate(rollup_rows(start, end, account=account, tier=tier, service=service, operation=operation,
+                                  pool=pool), sketch)
 
 
 # -- error budgets ----------------------------------------------------------------------------------------------
@@ -174,7 +284,8 @@ def bad_of(objective: Objective, stats: Stats) -> int:
 
 def burn_rate(objective: Objective, now: dt.datetime, seconds: float) -> float | None:
     """How fast the budget burns over the last `seconds`: 1.0 spends it exactly over the objective's window."""
-    stats = rollup_stats(now - dt.timedelta(seconds=seconds), now, **objective_scope(objective))
+    stats = rollup_stats(now - dt.timedelta(seconds=seconds), now, **objective_scope(objective),
+                         sketch=objective.kind == Objective.Kind.LATENCY)
     allowed = allowed_bad(objective)
     if stats.count == 0 or allowed <= 0:
         return None
@@ -211,7 +322,7 @@ class BudgetStatus:
 def budget_status(objective: Objective, now: dt.datetime | None = None) -> BudgetStatus:
     now = now or timezone.now()
     start, end, _days = objective_window(objective, now)
-    stats = rollup_stats(start, end, **objective_scope(objective))
+    stats = rollup_stats(start, end, **objective_scope(objective), sketch=objective.kind == Objective.Kind.LATENCY)
     bad = bad_of(objective, stats)
     allowed = allowed_bad(objective)
     sli: float | None
@@ -282,7 +393,7 @@ def signal_value(signal: Signal, now: dt.datetime) -> float | None:
                 "waiting": float(load.waiting)}[signal.metric]
     stats = live_traffic(now, seconds, service=signal.arg("service") or None,
                          operation=signal.arg("operation") or None, pool=signal.arg("pool") or None,
-                         tier=signal.arg("tier") or None)
+                         tier=signal.arg("tier") or None, sketch=needs_sketch(signal.metric))
     return stats.metric(signal.metric, seconds)
 
 

@@ -66,10 +66,56 @@ def test_encoding_round_trips_and_is_compact() -> None:
     assert Sketch.decode(b"") == Sketch() and Sketch().quantile(0.5) is None
 
 
-@pytest.mark.parametrize("junk", [b"\x07", b"\x01\x80", b"\x01\x00\x02\x02", b"\x01\x00\x00\x00", b"\x01" + b"\xff" * 20])
+@pytest.mark.parametrize("junk", [
+    b"\x07", b"\x01\x80", b"\x01\x00\x02\x02", b"\x01\x00\x00\x00", b"\x01" + b"\xff" * 20,
+    b"\x02\x00", b"\x02\x00\x00\x00", b"\x02\x00\x01\x02", b"\x02\x00\x01\x02\x11", b"\x02\x00\x01\x02\x31\x05",
+    b"\x02\x00\x01\x02\x11\x05\x06", b"\x02\x00\x02\x02\x11\x00\x05\x06",  # widths, lengths, repeated keys
+])
 def test_decoding_bytes_that_are_not_a_sketch_raises_value_error(junk: bytes) -> None:
     with pytest.raises(ValueError):
         Sketch.decode(junk)
+    with pytest.raises(ValueError):
+        Sketch().merge_encoded(junk)
+
+
+def random_sketch(rng: random.Random) -> Sketch:
+    sketch = Sketch()
+    kind = rng.randrange(4)
+    for _ in range(rng.choice([0, 1, 3, 50, 2000])):
+        if kind == 0:
+            sketch.add(rng.lognormvariate(4, 0.5))
+        elif kind == 1:
+            sketch.add(rng.choice([0.0, 1e-9, 1e-3, 0.5, 1e6, 1e12]))  # the zero bucket, negative and huge keys
+        else:
+            sketch.add(rng.lognormvariate(rng.uniform(-3, 9), rng.uniform(0.1, 3)))
+    if rng.random() < 0.2:  # counts that need 2, 4 and 8 bytes
+        for key in list(sketch.bins)[:3]:
+            sketch.bins[key] += rng.choice([300, 70_000, 5_000_000_000])
+    return sketch
+
+
+def test_both_formats_round_trip_and_merge_encoded_equals_merge() -> None:
+    from accord.gateway.measure import _encode_varints
+
+    rng = random.Random(9)
+    merged, by_bytes, by_old_bytes = Sketch(), Sketch(), Sketch()
+    for _ in range(300):
+        sketch = random_sketch(rng)
+        new, old = sketch.encode(), _encode_varints(sketch)
+        assert new[0] == 2 and old[0] == 1
+        assert Sketch.decode(new) == sketch == Sketch.decode(old) == Sketch.decode(memoryview(new))
+        merged.merge(sketch)
+        by_bytes.merge_encoded(new)
+        by_old_bytes.merge_encoded(old)
+    assert merged == by_bytes == by_old_bytes
+    assert Sketch.merged([merged.encode(), Sketch().encode(), b""]) == merged
+
+
+def test_format_one_rows_written_before_still_decode() -> None:
+    # bytes as format 1 wrote them for 10 ms x 3, 0 ms x 1: zero count 1, one bucket (key 116) of 3
+    old = bytes([1, 1, 1, 232, 1, 3])
+    sketch = Sketch.decode(old)
+    assert sketch.zero == 1 and sketch.bins == {116: 3} and sketch.quantile(0.9) == pytest.approx(10, rel=0.01)
 
 
 def test_the_accumulator_counts_every_request_in_its_window_and_key() -> None:

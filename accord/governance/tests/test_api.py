@@ -19,10 +19,12 @@ from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import Service
 from accord.customers.models import Account, Tier
 from accord.gateway.measure import Sketch
-from accord.gateway.models import GatewayAction, LivePool, LiveTraffic, Rollup
+from accord.gateway.models import GatewayAction, LivePool, LiveTraffic
 from accord.governance import expr
 from accord.governance.engine import evaluate_policies
 from accord.governance.models import AuditEvent, Override, Policy
+
+from .rollups import add_rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -299,10 +301,8 @@ def agreements() -> dict[str, Any]:
 
 def rollup(tier: str, count: int, errors: int, latencies: list[float], minutes_ago: int = 60,
            account: str = "ACME") -> None:
-    start = (timezone.now() - dt.timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
-    Rollup.objects.create(window_start=start, account=account, service="booking", operation="", pool="primary",
-                          outcome="server_error" if errors else "ok", tier=tier, count=count, errors=errors,
-                          latency_sum_ms=sum(latencies), latency_sketch=sketch_of(*latencies))
+    add_rollup(timezone.now() - dt.timedelta(minutes=minutes_ago), count=count, errors=errors, latencies=latencies,
+               account=account, tier=tier)
 
 
 def test_error_budgets_come_from_real_rollups(api: APIClient, agreements: dict[str, Any]) -> None:

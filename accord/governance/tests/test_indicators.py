@@ -13,11 +13,13 @@ from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import Service
 from accord.customers.models import Tier
 from accord.gateway.measure import Sketch
-from accord.gateway.models import LiveTraffic, Rollup
+from accord.gateway.models import LiveTraffic
 from accord.governance import indicators
 from accord.governance.engine import evaluate_budgets
 from accord.governance.models import AuditEvent, BurnAlert, Notification
 from accord.governance.notify import deliver_due
+
+from .rollups import add_rollup
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
@@ -25,13 +27,8 @@ NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 def rollup(minutes_ago: float, count: int, errors: int = 0, tier: str = "platinum", latencies: list[float] | None = None,
            account: str = "ACME", worker: int = 0) -> None:
-    sketch = Sketch()
-    for v in latencies or [10.0] * count:
-        sketch.add(v)
-    start = (NOW - dt.timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
-    Rollup.objects.create(window_start=start, account=account, service="booking", operation="", pool=f"p{worker}",
-                          outcome="server_error" if errors else "ok", tier=tier, count=count, errors=errors, latency_sum_ms=sum(latencies or []),
-                          latency_sketch=sketch.encode())
+    add_rollup(NOW - dt.timedelta(minutes=minutes_ago), count=count, errors=errors, latencies=latencies or [10.0] * count,
+               latency_sum=sum(latencies or []), account=account, tier=tier, pool=f"p{worker}")
 
 
 def test_percentiles_of_merged_sketches_from_many_workers_are_within_one_percent_of_exact() -> None:

@@ -15,11 +15,13 @@ from django.utils import timezone
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.customers.models import Tier
 from accord.gateway.measure import Sketch
-from accord.gateway.models import GatewayAction, LivePool, LiveTraffic, Rollup
+from accord.gateway.models import GatewayAction, LivePool, LiveTraffic
 from accord.governance import views
 from accord.governance.engine import evaluate_policies
 from accord.governance.models import AuditEvent, Override, Policy
 from accord.governance.policies import save_policy
+
+from .rollups import add_rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -88,9 +90,8 @@ def test_the_page_shows_policies_their_state_actions_budgets_and_the_audit(staff
                                          effective_from=timezone.localdate() - dt.timedelta(days=10))
     Objective.objects.create(agreement=agreement, name="availability", kind="availability", target=Decimal("99.9"),
                              window="rolling", window_days=30)
-    Rollup.objects.create(window_start=(now - dt.timedelta(hours=1)).replace(second=0, microsecond=0),
-                          account="ACME", service="booking", outcome="ok", tier="platinum", count=9998, errors=2,
-                          latency_sum_ms=0, latency_sketch=sketch_of(10.0))
+    add_rollup(now - dt.timedelta(hours=1), account="ACME", pool="", outcome="ok", tier="platinum", count=9998, errors=2,
+               latencies=[10.0], latency_sum=0)
 
     response = staff.get("/governance/")
     assert response.status_code == 200
