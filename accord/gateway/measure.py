@@ -287,49 +287,78 @@ class Tally:
 
 
 class Accumulator:
-    """Rollups of one process since the last flush; only the event loop's thread touches it."""
+    """Rollups of one process since the last flush; only the event loop's thread touches it.
+
+    A request adds to one tally: its key with the second it started in (`record`). Whole seconds are folded, a
+    key at a time, into the rollups of their window (per account) and the live tallies of their second (without
+    the account) when either is taken, so the request path pays for one tally, not two, and the folding costs
+    per key and second, not per request.
+    """
 
     def __init__(self, window_seconds: int = WINDOW_SECONDS) -> None:
         self.window_seconds = window_seconds
-        self.tallies: dict[RollupKey, Tally] = {}
+        self._tallies: dict[RollupKey, Tally] = {}
+        # (second, account, service, operation, pool, outcome, tier): what `record` adds to
+        self._seconds: dict[RollupKey, Tally] = {}
         # Per-second tallies without the account, for the live signals governance reacts to within seconds.
         self.live: dict[LiveKey, Tally] = {}
         self.recorded = 0  # requests recorded since start, for /metrics
 
     def record(self, now: float, account: str, service: str, operation: str, pool: str, outcome: str,
                status: int, bytes_in: int, bytes_out: int, latency_ms: float, tier: str = "") -> None:
-        start = int(now)
-        key = (start - start % self.window_seconds, account, service, operation, pool, outcome, tier)
-        tally = self.tallies.get(key)
+        key = (int(now), account, service, operation, pool, outcome, tier)
+        tally = self._seconds.get(key)
         if tally is None:
-            tally = self.tallies[key] = Tally()
-        self._add(tally, status, bytes_in, bytes_out, latency_ms)
-        if service:
-            live_key = (start, service, operation, pool, tier)
-            live = self.live.get(live_key)
-            if live is None:
-                live = self.live[live_key] = Tally()
-            self._add(live, status, bytes_in, bytes_out, latency_ms)
-        self.recorded += 1
-
-    @staticmethod
-    def _add(tally: Tally, status: int, bytes_in: int, bytes_out: int, latency_ms: float) -> None:
+            tally = self._seconds[key] = Tally()
         tally.count += 1
         if status >= 500:
             tally.errors += 1
         tally.bytes_in += bytes_in
         tally.bytes_out += bytes_out
         tally.latency_sum += latency_ms
-        sketch = tally.sketch
-        if latency_ms > MIN_VALUE:  # Sketch.add inlined: this runs twice per request
-            key = math.ceil(math.log(latency_ms) * _MULTIPLIER)
-            bins = sketch.bins
-            bins[key] = bins.get(key, 0) + 1
+        if latency_ms > MIN_VALUE:  # Sketch.add inlined: this runs on every request
+            bucket = math.ceil(math.log(latency_ms) * _MULTIPLIER)
+            bins = tally.sketch.bins
+            bins[bucket] = bins.get(bucket, 0) + 1
         else:
-            sketch.zero += 1
+            tally.sketch.zero += 1
+        self.recorded += 1
+
+    def _fold(self, before: int | None = None) -> None:
+        """Move the per-second tallies of seconds before `before` (all with None) into the rollups of their
+        window and the live tallies of their second."""
+        seconds = self._seconds
+        if not seconds:
+            return
+        if before is None:
+            done, self._seconds = seconds, {}
+        else:
+            done = {k: t for k, t in seconds.items() if k[0] < before}
+            for k in done:
+                del seconds[k]
+        window, tallies, live = self.window_seconds, self._tallies, self.live
+        for (second, account, service, operation, pool, outcome, tier), tally in done.items():
+            key = (second - second % window, account, service, operation, pool, outcome, tier)
+            mine = tallies.get(key)
+            if mine is None:
+                tallies[key] = mine = Tally()
+            mine.merge(tally)
+            if service:
+                live_key = (second, service, operation, pool, tier)
+                mine = live.get(live_key)
+                if mine is None:
+                    live[live_key] = mine = Tally()
+                mine.merge(tally)
+
+    @property
+    def tallies(self) -> dict[RollupKey, Tally]:
+        """The rollups so far, by window (every second recorded folded in)."""
+        self._fold()
+        return self._tallies
 
     def take_live(self, before: int) -> dict[LiveKey, Tally]:
         """The live tallies of whole seconds before `before` (epoch seconds); later ones stay to fill up."""
+        self._fold(before)
         done = {k: t for k, t in self.live.items() if k[0] < before}
         for k in done:
             del self.live[k]
@@ -337,19 +366,21 @@ class Accumulator:
 
     def take(self) -> dict[RollupKey, Tally]:
         """Everything recorded since the last take, leaving the accumulator empty."""
-        taken, self.tallies = self.tallies, {}
+        self._fold()
+        taken, self._tallies = self._tallies, {}
         return taken
 
     def give_back(self, taken: dict[RollupKey, Tally]) -> None:
         """Put back rollups a flush could not write, so that nothing is lost."""
+        tallies = self._tallies
         for key, tally in taken.items():
-            mine = self.tallies.get(key)
+            mine = tallies.get(key)
             if mine is None:
-                self.tallies[key] = tally
+                tallies[key] = tally
             else:
                 mine.merge(tally)
 
     @property
     def pending(self) -> int:
-        return sum(t.count for t in self.tallies.values())
+        return sum(t.count for t in self._tallies.values()) + sum(t.count for t in self._seconds.values())
 

@@ -1,8 +1,12 @@
 """The gateway's HTTP/1.1 data plane: asyncio protocols and httptools, no ORM and no framework per request.
 
-Per client connection one task forwards requests in order (pipelining is safe); request and response bodies
-stream chunk by chunk with flow control in both directions; upstream connections are kept alive and reused.
-Every request that got as far as a complete head is measured exactly once, whatever its fate.
+Everything on the request path is a callback: the client connection's parser callbacks start a request, the
+upstream connection's parser callbacks relay the answer, and no task, future or stream is created for a
+request unless it has to wait (for an admission slot or a new upstream connection). Requests on one
+connection are answered in order (pipelining is safe); request and response bodies stream chunk by chunk with
+flow control in both directions; upstream connections are kept alive and reused. Timeouts are deadlines that
+one lazy timer per connection checks, so a request arms no timer of its own. Every request that got as far as
+a complete head is measured exactly once, whatever its fate.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
+from http import HTTPStatus
 from typing import cast
 
 import httptools
@@ -29,12 +35,26 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
      b"trailer", b"trailers", b"transfer-encoding", b"upgrade"}
 )
-# Not hop-by-hop, but the gateway sets them itself (or answers `Expect` itself).
-_REPLACED = frozenset({b"x-request-id", b"host", b"x-forwarded-proto", b"expect", b"content-length"})
+# Request headers the gateway reads or replaces (lower-case name -> what to do); any other goes upstream as it
+# came, except X-Accord-* (the gateway's own, never taken from a client).
+(_H_DROP, _H_AUTHORIZATION, _H_API_KEY, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_EXPECT, _H_REQUEST_ID,
+ _H_FORWARDED_FOR) = range(8)
+_REQUEST_HEADERS = {
+    **dict.fromkeys(HOP_BY_HOP, _H_DROP), b"host": _H_DROP, b"x-forwarded-proto": _H_DROP,
+    b"authorization": _H_AUTHORIZATION, b"x-api-key": _H_API_KEY, b"content-length": _H_CONTENT_LENGTH,
+    b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"x-request-id": _H_REQUEST_ID,
+    b"x-forwarded-for": _H_FORWARDED_FOR,
+}
+# Response headers the client does not get from the upstream: hop-by-hop, and the request id (the gateway's).
+_RESPONSE_DROPPED = HOP_BY_HOP | {b"x-request-id"}
 REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
+# Reason phrases; the gateway's own errors keep the phrases their error codes are made of (413 payload_too_large).
+REASONS = {**{s.value: s.phrase for s in HTTPStatus},
+           400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
            413: "Payload Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+# "HTTP/1.1 200 OK\r\n" and the like, built once
+STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase.encode()) for code, phrase in REASONS.items()}
 CODES = {429: "throttled"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -69,119 +89,6 @@ def error_response(status: int, message: str, request_id: bytes = b"", close: bo
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-def outcome_of(status: int) -> str:
-    """The outcome of an answer the upstream gave."""
-    if status >= 500:
-        return "server_error"
-    if status >= 400:
-        return "client_error"
-    return "ok"
-
-
-class BodyQueue:
-    """The chunks of one request body (None ends it): a deque and at most one waiting reader.
-
-    asyncio.Queue does the same with locks, an event and three deques, which a proxy pays on every request.
-    """
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: deque[bytes | None] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: bytes | None) -> None:
-        self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def get_nowait(self) -> bytes | None:
-        return self._items.popleft()
-
-    async def get(self) -> bytes | None:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.popleft()
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-
-@dataclass(eq=False)
-class Request:
-    """One parsed request head, with a queue its body chunks arrive on (None ends it), and what became of it."""
-
-    method: bytes
-    url: bytes
-    headers: list[tuple[bytes, bytes]]
-    keep_alive: bool
-    chunked: bool
-    content_length: int | None
-    http10: bool = False
-    expect_continue: bool = False
-    body: BodyQueue = field(default_factory=BodyQueue)
-    too_large: bool = False
-    complete: bool = False  # the whole body has arrived
-    aborted: bool = False  # the client went away before the body ended
-    body_ended: bool = False  # the forwarding task has taken the end of the body off the queue
-    # what the measurement needs
-    bytes_in: int = 0
-    bytes_out: int = 0
-    status: int = 0
-    outcome: str = ""
-    account: str = ""
-    tier: str = ""
-    service: str = ""
-    operation: str = ""
-    pool: str = ""
-
-
-class UpstreamPool:
-    """Idle keep-alive connections per upstream."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.idle: dict[Upstream, deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
-        self.opened = 0
-
-    async def get(
-        self, upstream: Upstream, fresh: bool = False
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
-        """A connection to the upstream (an idle one unless `fresh`) and whether it was reused."""
-        idle = None if fresh else self.idle.get(upstream)
-        while idle:
-            reader, writer = idle.pop()
-            if not writer.is_closing() and not reader.at_eof():
-                return reader, writer, True
-            writer.close()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(upstream.host, upstream.port), self.limits.connect_timeout
-        )
-        self.opened += 1
-        return reader, writer, False
-
-    def put(self, upstream: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        idle = self.idle.setdefault(upstream, deque())
-        if len(idle) >= self.limits.max_idle_upstream:
-            writer.close()
-            return
-        idle.append((reader, writer))
-
-    def close(self) -> None:
-        for conns in self.idle.values():
-            for _r, w in conns:
-                w.close()
-        self.idle.clear()
-
-
 class PoolGate:
     """Requests in flight in one pool; with admission, callers wait by tier priority when it is full."""
 
@@ -203,10 +110,13 @@ class PoolGate:
         self.last = now
 
     def enter(self) -> None:
-        self._tick()
-        self.in_flight += 1
-        if self.in_flight > self.peak:
-            self.peak = self.in_flight
+        now = time.monotonic()  # _tick, inlined: this runs on every request
+        in_flight = self.in_flight
+        self.busy += in_flight * (now - self.last)
+        self.last = now
+        self.in_flight = in_flight = in_flight + 1
+        if in_flight > self.peak:
+            self.peak = in_flight
 
     def sample(self) -> tuple[float, int]:
         """Busy request-seconds and the peak in flight since the previous sample; starts the next interval."""
@@ -215,22 +125,34 @@ class PoolGate:
         self.busy, self.peak = 0.0, self.in_flight
         return busy, peak
 
-    async def admit(self, priority: int, max_wait: float) -> bool:
-        """Take a slot, waiting up to `max_wait` seconds behind callers of higher priority (lower number)."""
+    def try_enter(self) -> bool:
+        """Take a slot if one is free and nobody waits for one."""
         if self.in_flight < self.capacity and not self.waiters:
             self.enter()
             return True
-        if max_wait <= 0:
-            return False
+        return False
+
+    def wait(self, priority: int, max_wait: float) -> asyncio.Future[bool]:
+        """Queue for a slot behind callers of higher priority (lower number): the future turns True when a leaving
+        request hands its slot over, False after `max_wait` seconds. Cancel it to leave the queue."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self.seq += 1
         heapq.heappush(self.waiters, (priority, self.seq, future))
         timer = loop.call_later(max_wait, _give_up, future)
+        future.add_done_callback(lambda _f: timer.cancel())
+        return future
+
+    async def admit(self, priority: int, max_wait: float) -> bool:
+        """Take a slot, waiting up to `max_wait` seconds behind callers of higher priority (lower number)."""
+        if self.try_enter():
+            return True
+        if max_wait <= 0:
+            return False
+        future = self.wait(priority, max_wait)
         try:
-            return await future  # True: a leaving request handed its slot over
+            return await future
         finally:
-            timer.cancel()
             if not future.done():
                 future.cancel()
 
@@ -240,7 +162,9 @@ class PoolGate:
             if not future.done():
                 future.set_result(True)  # the slot passes on: in_flight stays the same
                 return
-        self._tick()
+        now = time.monotonic()
+        self.busy += self.in_flight * (now - self.last)
+        self.last = now
         self.in_flight -= 1
 
     @property
@@ -275,43 +199,261 @@ class TokenBucket:
         return (1 - tokens) / self.rate
 
 
-class _ResponseHead:
-    """Callbacks for httptools' response parser: the head, then body chunks into a queue."""
+class Request:
+    """One request from its parsed head to its answer: what it asked, where it went, and what became of it.
+
+    Most fields start at their class default and are only written when they change (a plain instance dict:
+    cheaper per request than initialising forty slots).
+    """
+
+    # measurement
+    bytes_in = 0
+    bytes_out = 0
+    status = 0
+    outcome = ""
+    account = ""
+    tier = ""
+    service = ""
+    operation = ""
+    pool = ""
+    too_large = False
+    complete = False  # the whole body has arrived
+    finished = False  # answered (or given up) and measured
+    # forwarding
+    head = b""  # the upstream request head up to (not including) the Host line
+    upstream: Upstream | None = None
+    conn: UpstreamConnection | None = None
+    connecting: asyncio.Task[UpstreamConnection] | None = None
+    retried = False
+    body_sent = False  # a body byte went to the upstream: the request cannot be sent again
+    streaming = False  # the head went upstream: body chunks follow it directly
+    continued = False  # 100 Continue was sent
+    gate: PoolGate | None = None
+    waiter: asyncio.Future[bool] | None = None
+    reply: tuple[int, str, bytes] | None = None  # the gateway's answer, once the body has been read
+    # the answer
+    resp_status = 0
+    resp_keep_alive = False
+    resp_delimited = False  # the body ends when the upstream closes (no length, not chunked)
+    resp_done = False
+    head_sent = False
+    chunked_out = False
+
+    # the head, as the parser callbacks fill it in
+    method = b""
+    url = b""
+    keep_alive = False
+    chunked = False
+    content_length: int | None = None
+    http10 = False
+    expect_continue = False
+    key = b""  # the API key it presented, b"" for none
+    request_id = b""  # a valid X-Request-Id it sent, else b"" until _start gives it one
+    forwarded_for = b""  # the X-Forwarded-For it sent, b"" for none
+    header_bytes = 0
+    start = 0.0
+    wall = 0.0
 
     def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = None
-        self.keep_alive = False
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.status = 0
-        self.head_done = False
-        self.delimited = False  # the body ends when the upstream closes (no length, not chunked)
-        self.done = False
-        self.chunks: deque[bytes] = deque()
+        self.lines: list[bytes] = []  # the client's header lines the upstream gets, each ending in CRLF
+        self.body: list[bytes] = []  # chunks that arrived before the upstream could take them
+        self.endpoints: list[Upstream] = []
+        self.out: list[bytes] = []  # what the current upstream read gives the client, written at once
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A kept-alive connection to one upstream; it relays the answer of the request it carries to that client."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.client: ClientConnection | None = None
+        self.request: Request | None = None
+        # the response head being parsed: the lines the client gets, and how the body is framed
+        self.lines: list[bytes] = []
+        self.has_length = self.has_encoding = False
+        self.closed = False
+        self.stray = False  # the upstream sent more than one answer: never reuse
+        self.reading_paused = False
+
+    # -- transport ----------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes of the answer: parse them, pass on what the client gets, finish when it is whole."""
+        client, request = self.client, self.request
+        if client is None or request is None:
+            self.close()  # nobody asked: the connection is out of step, not reusable
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            client._upstream_failed(request, "The upstream sent a malformed response.")
+            return
+        out = request.out
+        if request.resp_done:
+            if request.chunked_out:
+                out.append(b"0\r\n\r\n")
+            if out:
+                transport = client.transport
+                if transport is not None and not transport.is_closing():
+                    transport.write(out[0] if len(out) == 1 else b"".join(out))
+                out.clear()
+            client._answered(request, self)
+            return
+        if client.upstream_deadline is not None:
+            client.upstream_deadline = time.monotonic() + client.limits.upstream_timeout
+        if out:
+            client._write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+
+    def eof_received(self) -> bool:
+        self._lost()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def _lost(self) -> None:
+        self.closed = True
+        client, request = self.client, self.request
+        if client is not None and request is not None:
+            client.upstream_gone(request, self)
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.pause_reading(_PAUSE_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.resume_reading(_PAUSE_UPSTREAM)
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not self.closed and not transport.is_closing():
+            transport.write(data)
+
+    def pause(self, paused: bool) -> None:
+        if paused != self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        self.client = self.request = None
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- response parser callbacks ------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        lower = name.lower()
+        if lower in _RESPONSE_DROPPED:
+            if lower == b"transfer-encoding":
+                self.has_encoding = True
+            return
+        if lower == b"content-length":
+            self.has_length = True
+        self.lines.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
-        assert self.parser is not None
-        status = self.parser.get_status_code()
-        if status < 200:  # 1xx (e.g. 103 Early Hints): not the answer; the real head follows
-            self.headers = []
+        """The response head: the one the client gets (into request.out), and whether its body goes chunked."""
+        lines, has_length, has_encoding = self.lines, self.has_length, self.has_encoding
+        self.lines = []  # for the next head (after a 1xx, or the next answer): no on_message_begin needed
+        self.has_length = self.has_encoding = False
+        request, client = self.request, self.client
+        if request is None or client is None or request.head_sent:
+            self.stray = True
             return
-        self.status = status
-        self.head_done = True
+        parser = self.parser
+        status = parser.get_status_code()
+        if status < 200:  # 1xx (e.g. 103 Early Hints): not the answer; the real head follows
+            return
+        request.resp_status = request.status = status
+        request.outcome = "server_error" if status >= 500 else "client_error" if status >= 400 else "ok"
         # llhttp forgets keep-alive once the message completes: read it now.
-        self.keep_alive = self.parser.should_keep_alive()
-        names = {name.lower() for name, _v in self.headers}
-        self.delimited = (b"content-length" not in names and b"transfer-encoding" not in names
-                          and status not in (204, 304))
+        request.resp_keep_alive = parser.should_keep_alive()
+        no_body = request.method == b"HEAD" or status == 204 or status == 304
+        if no_body:
+            request.resp_done = request.method == b"HEAD"  # the answer to HEAD has no body, whatever it says
+        else:
+            request.resp_delimited = not has_length and not has_encoding
+        chunked = not has_length and not no_body and not request.http10
+        tail = b"X-Request-Id: " + request.request_id + b"\r\n"
+        if chunked:
+            tail = b"Transfer-Encoding: chunked\r\n" + tail
+        if not request.keep_alive or client.gateway.draining or (request.http10 and not has_length and not no_body):
+            tail += b"Connection: close\r\n"
+            request.keep_alive = False
+        request.out.append(b"%s%s%s\r\n" % (STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
+                                              b"".join(lines), tail))
+        request.head_sent = True
+        request.chunked_out = chunked
 
     def on_body(self, body: bytes) -> None:
-        if body:
-            self.chunks.append(bytes(body))
+        request = self.request
+        if request is None or request.resp_done or not body:
+            return
+        request.bytes_out += len(body)
+        request.out.append(b"%x\r\n%s\r\n" % (len(body), body) if request.chunked_out else body)
 
     def on_message_complete(self) -> None:
-        if self.head_done:
-            self.done = True
+        request = self.request
+        if request is not None and request.head_sent:
+            request.resp_done = True
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per upstream."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.idle: dict[Upstream, list[UpstreamConnection]] = {}
+        self.opened = 0
+
+    def take(self, upstream: Upstream) -> UpstreamConnection | None:
+        """An idle connection to the upstream that is still open, or None."""
+        idle = self.idle.get(upstream)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def open(self, upstream: Upstream) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _transport, conn = await asyncio.wait_for(
+            loop.create_connection(partial(UpstreamConnection, upstream), upstream.host, upstream.port),
+            self.limits.connect_timeout,
+        )
+        self.opened += 1
+        return conn
+
+    def put(self, conn: UpstreamConnection) -> None:
+        conn.client = conn.request = None
+        if conn.closed:
+            return
+        if conn.reading_paused:
+            conn.pause(False)  # an idle connection must notice when the upstream closes it
+        idle = self.idle.get(conn.upstream)
+        if idle is None:
+            idle = self.idle[conn.upstream] = []
+        if len(idle) >= self.limits.max_idle_upstream:
+            conn.close()
+            return
+        idle.append(conn)
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.close()
+        self.idle.clear()
 
 
 class Gateway:
@@ -332,54 +474,48 @@ class Gateway:
         self.outcomes: dict[str, int] = {}
         self.draining = False
         # Request ids: a random prefix per process and a counter (unique across workers and hosts, and cheap)
-        self._id_prefix = os.urandom(8).hex().encode()
+        self._id_prefix = os.urandom(8).hex().encode() + b"-"
         self._id_counter = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def protocol(self) -> ClientConnection:
         return ClientConnection(self)
 
     def next_request_id(self) -> bytes:
-        self._id_counter += 1
-        return b"%s-%x" % (self._id_prefix, self._id_counter)
+        self._id_counter = counter = self._id_counter + 1
+        return self._id_prefix + b"%x" % counter
 
-    def identify(self, request: Request) -> Identity | None:
-        """The caller's identity from `Authorization: Bearer` or `X-Api-Key`; None for a wrong key."""
-        key = b""
-        for name, value in request.headers:
-            lower = name.lower()
-            if lower == b"authorization" and value[:7].lower() == b"bearer ":
-                key = value[7:].strip()
-            elif lower == b"x-api-key":
-                key = value.strip()
+    def identify(self, key: bytes, snapshot: Snapshot | None = None) -> Identity | None:
+        """Who an API key belongs to (b"": anonymous); None for a key that is unknown or revoked.
+
+        Keys are looked up by their SHA-256, as they are stored, so no comparison runs over a secret."""
         if not key:
             return ANONYMOUS
-        return self.snapshot.credentials.get(hashlib.sha256(key).hexdigest())
+        return (snapshot or self.snapshot).credentials.get(hashlib.sha256(key).hexdigest())
 
     def gate(self, service: str, pool: PoolTarget) -> PoolGate:
+        """The gate of a pool: one per (service, pool name), kept across snapshots; remembered on the snapshot's
+        PoolTarget, so that a request finds it with one attribute read."""
+        cached = pool.gate
+        if cached is not None and cached[0] is self:
+            return cast(PoolGate, cached[1])
         gate = self.gates.get((service, pool.name))
         if gate is None:
             gate = self.gates[(service, pool.name)] = PoolGate(pool.capacity)
         # follows the snapshot; each worker of a host admits its share of the pool's capacity
         gate.capacity = max(1, -(-pool.capacity // self.workers))
+        pool.gate = (self, gate)
         return gate
 
-    def started(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
-
-    def finished(self, request: Request, start: float, wall: float) -> None:
-        """Count a request exactly once."""
+    def finished(self, request: Request) -> None:
+        """Count a request exactly once (a request is in flight from its complete head on)."""
         self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
         self.requests += 1
         outcome = request.outcome or "client_gone"
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        outcomes = self.outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
         self.accumulator.record(
-            wall, request.account, request.service, request.operation, request.pool, outcome,
-            request.status or 499, request.bytes_in, request.bytes_out, (time.monotonic() - start) * 1000.0,
+            request.wall, request.account, request.service, request.operation, request.pool, outcome,
+            request.status or 499, request.bytes_in, request.bytes_out, (time.monotonic() - request.start) * 1000.0,
             request.tier,
         )
 
@@ -397,38 +533,57 @@ class Gateway:
                 conn._close()
 
     async def drained(self, timeout: float) -> bool:
-        """Wait until no request is in flight (or the timeout passes)."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
+        """Wait until no request is in flight (or the timeout passes). Polled: an event set and cleared on every
+        request would cost the request path more than this costs a draining gateway."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
         return True
 
 
+# Why a client connection stopped reading (it reads again when no reason is left).
+_PAUSE_BUFFER = 1  # body chunks pile up before the upstream can take them
+_PAUSE_UPSTREAM = 2  # the upstream does not take the body as fast as the client sends it
+_PAUSE_PIPELINE = 4  # too many requests queued behind the one being answered
+_PAUSE_BROKEN = 8  # unparseable input: nothing more is read
+MAX_BUFFERED_CHUNKS = 16
+MAX_QUEUED = 32
+
+
 class ClientConnection(asyncio.Protocol):
-    """One client connection: parse requests, forward them in order, stream responses back."""
+    """One client connection: parse requests, forward them in order, relay the answers."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.limits = gateway.limits
+        self.pool = gateway.pool
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = b""
-        self.queue: deque[Request] = deque()
-        self.wakeup: asyncio.Event = asyncio.Event()
-        self.current: Request | None = None
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
+        self.queue: deque[Request] = deque()  # parsed, waiting for the requests before them
+        self.active: Request | None = None  # being forwarded or answered
+        self.current: Request | None = None  # the one whose body the parser reads
+        self.parsing = Request()  # the one whose head the parser reads
+        # the last key presented on this connection and who it is (in the snapshot it was looked up in)
+        self.known: tuple[bytes, Snapshot, Identity | None] | None = None
         self.in_head = False
-        self.can_write = asyncio.Event()
-        self.can_write.set()
-        self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.idle = True  # no request is being parsed or forwarded
         self.closed = False
         self.broken = False  # unparseable input arrived: answer what is queued, then the error, then close
         self.error: tuple[int, str, str] | None = None
-        self.idle = True  # no request is being parsed or forwarded
+        self.paused = 0  # _PAUSE_* reasons
+        self.write_paused = False
+        self.in_feed = False
+        self.advancing = False
+        # Deadlines (time.monotonic()) that one lazy timer checks; None when not running.
+        self.head_deadline: float | None = None
+        self.body_deadline: float | None = None
+        self.upstream_deadline: float | None = None
+        self.idle_deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     # -- transport callbacks --------------------------------------------------------------------------
 
@@ -444,29 +599,53 @@ class ClientConnection(asyncio.Protocol):
         self.gateway.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b""
-        self.task = asyncio.get_running_loop().create_task(self.serve())
-        self._arm(self.limits.header_timeout, 0)  # nothing sent yet: close quietly when it stays so
+        self.idle_deadline = time.monotonic() + self.limits.header_timeout  # nothing sent yet: close quietly
+        self._watch(self.idle_deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.gateway.connections.discard(self)
-        self._disarm()
-        self.can_write.set()
-        current = self.current
-        if current is not None and not current.complete:
-            current.aborted = True
-            current.body.put_nowait(None)
-        self.wakeup.set()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        request = self.active
+        if request is not None:
+            if not request.outcome:
+                request.outcome = "client_gone"
+            self._finish(request, False)
+        while self.queue:  # parsed but never forwarded: still counted, once
+            request = self.queue.popleft()
+            request.finished = True
+            self.gateway.finished(request)
 
     def pause_writing(self) -> None:
-        self.can_write.clear()
+        self.write_paused = True
+        request = self.active
+        if request is not None and request.conn is not None:
+            request.conn.pause(True)  # the client reads slower than the upstream answers
 
     def resume_writing(self) -> None:
-        self.can_write.set()
+        self.write_paused = False
+        request = self.active
+        if request is not None and request.conn is not None:
+            request.conn.pause(False)
+
+    def pause_reading(self, reason: int) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.broken:
             return
+        self.in_feed = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -480,258 +659,339 @@ class ClientConnection(asyncio.Protocol):
             current = self.current
             if current is not None and not current.complete:
                 # the body broke off in the middle (bad chunk framing): the upstream must not see it end well
-                current.aborted = True
                 if not current.outcome:
                     current.status, current.outcome = 400, "bad_request"
-                current.body.put_nowait(None)
                 self._fail(0, "", "")
+                if current is self.active:
+                    self._finish(current, False)
             else:
                 self._fail(400, "bad_request", f"Malformed request: {str(e)[:200]}")
+        finally:
+            self.in_feed = False
+        if self.active is None and not self.closed:
+            self._advance()
 
-    # -- parser callbacks -------------------------------------------------------------------------------
+    # -- request parser callbacks ---------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.header_bytes = 0
+        self.parsing = Request()
         self.in_head = True
         self.idle = False
-        self._arm(self.limits.header_timeout, 408)
+        self.idle_deadline = None
+        self.head_deadline = when = time.monotonic() + self.limits.header_timeout
+        if self.timer is None or self.timer_at > when:
+            self._watch(when)
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.header_bytes += len(url)
-        if self.header_bytes > self.limits.max_header_bytes:
+        request = self.parsing
+        request.url += url
+        request.header_bytes += len(url)
+        if request.header_bytes > self.limits.max_header_bytes:
             raise _TooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.limits.max_header_bytes:
+        """One pass over the headers: what the gateway needs from them, and the lines the upstream gets."""
+        request = self.parsing
+        request.header_bytes += len(name) + len(value) + 4
+        if request.header_bytes > self.limits.max_header_bytes:
             raise _TooLarge
-        self.headers.append((bytes(name), bytes(value)))
+        lower = name.lower()
+        kind = _REQUEST_HEADERS.get(lower)
+        if kind is None:
+            if not lower.startswith(b"x-accord-"):  # the gateway's own headers are never taken from a client
+                request.lines.append(name + b": " + value + b"\r\n")
+        elif kind == _H_AUTHORIZATION:
+            if value[:7].lower() == b"bearer ":
+                request.key = value[7:].strip()
+            request.lines.append(name + b": " + value + b"\r\n")
+        elif kind == _H_API_KEY:
+            request.key = value.strip()
+            request.lines.append(name + b": " + value + b"\r\n")
+        elif kind == _H_CONTENT_LENGTH:
+            request.content_length = int(value)
+        elif kind == _H_TRANSFER_ENCODING:
+            request.chunked = True  # llhttp only accepts chunked as the final coding
+        elif kind == _H_EXPECT:
+            request.expect_continue = request.expect_continue or value.lower() == b"100-continue"
+        elif kind == _H_REQUEST_ID:
+            if not request.request_id and REQUEST_ID_RE.match(value):
+                request.request_id = value  # the first valid one is kept; the upstream gets exactly one
+        elif kind == _H_FORWARDED_FOR:
+            request.forwarded_for = request.forwarded_for + b", " + value if request.forwarded_for else value
+        # _H_DROP: hop-by-hop, or set by the gateway itself (Host, X-Forwarded-Proto)
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         self.in_head = False
-        length = None
-        chunked = expect = False
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                length = int(value)
-            elif lower == b"transfer-encoding":
-                chunked = True  # llhttp only accepts chunked as the final coding
-            elif lower == b"expect" and value.lower() == b"100-continue":
-                expect = True
+        self.head_deadline = None
         parser = self.parser
-        request = Request(
-            method=parser.get_method(), url=self.url, headers=self.headers, keep_alive=parser.should_keep_alive(),
-            chunked=chunked, content_length=length, http10=parser.get_http_version() == "1.0",
-            expect_continue=expect,
-        )
+        request = self.parsing
+        request.method = parser.get_method()
+        request.keep_alive = parser.should_keep_alive()
+        if parser.get_http_version() == "1.0":
+            request.http10 = True
+        request.start = time.monotonic()
+        request.wall = time.time()
+        length = request.content_length
         if length is not None and length > self.limits.max_body_bytes:
             request.too_large = True
-        if not chunked and not length:
+        if not request.chunked and not length:
             request.complete = True
-            request.body.put_nowait(None)
         self.current = request
-        self.gateway.started()
-        self.queue.append(request)
-        self.wakeup.set()
+        self.gateway.in_flight += 1
+        queue = self.queue
+        queue.append(request)
+        if len(queue) > MAX_QUEUED:
+            self.pause_reading(_PAUSE_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
         request = self.current
-        if request is None or request.too_large:
+        if request is None or request.too_large or request.finished:
             return
         request.bytes_in += len(body)
         if request.bytes_in > self.limits.max_body_bytes:
             request.too_large = True
-            request.body.put_nowait(None)
+            if request is self.active:
+                self._too_large(request)
             return
-        request.body.put_nowait(bytes(body))
-        if request.body.qsize() > 16 and self.transport is not None:
-            self.transport.pause_reading()  # the upstream is slower than the client: stop reading
+        if request.reply is not None:
+            return  # answered already: the rest of the body is read and dropped
+        if request is self.active:
+            self.body_deadline = time.monotonic() + self.limits.idle_timeout
+        conn = request.conn
+        if request.streaming and conn is not None:
+            conn.write(b"%x\r\n%s\r\n" % (len(body), body) if request.chunked else body)
+            request.body_sent = True
+        else:
+            request.body.append(body)
+            if len(request.body) > MAX_BUFFERED_CHUNKS:
+                self.pause_reading(_PAUSE_BUFFER)  # the upstream is not there yet: stop reading
 
     def on_message_complete(self) -> None:
         request = self.current
-        if request is not None and not request.complete:
-            request.complete = True
-            if not request.too_large:
-                request.body.put_nowait(None)
-
-    # -- helpers ----------------------------------------------------------------------------------------
-
-    def _arm(self, seconds: float, status: int) -> None:
-        self._disarm()
-        self.timer = asyncio.get_running_loop().call_later(seconds, self._timeout, status)
-
-    def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _timeout(self, status: int) -> None:
-        self.timer = None
-        if status and self.in_head:
-            self._fail(status, "request_timeout", "The request head did not arrive in time.")
-        elif self.idle and not self.closed:
-            self._close()  # an idle keep-alive connection, or one that never sent anything
-
-    def _fail(self, status: int, outcome: str, message: str) -> None:
-        """Stop reading; the serving task answers the requests before this one, then this error, and closes."""
-        if self.closed or self.broken:
+        if request is None or request.complete:
             return
-        self.broken = True
-        self.in_head = False
-        self._disarm()
-        if status:
-            self.error = (status, outcome, message)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
-        self.wakeup.set()
+        request.complete = True
+        if request is not self.active or request.finished:
+            return
+        self.body_deadline = None
+        if request.reply is not None:
+            self._send_reply(request)
+        elif request.streaming and request.conn is not None and request.chunked and not request.too_large:
+            request.conn.write(b"0\r\n\r\n")
 
-    def _close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+    # -- deadlines ----------------------------------------------------------------------------------------
 
-    async def _write(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("client gone")
-        self.transport.write(data)
-        if not self.can_write.is_set():
-            await self.can_write.wait()
-            if self.transport.is_closing():
-                raise ConnectionResetError("client gone")
+    def _watch(self, when: float) -> None:
+        """Make sure the timer fires by `when`."""
+        if self.timer is not None:
+            if self.timer_at <= when:
+                return
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = asyncio.get_running_loop().call_later(max(0.0, when - time.monotonic()), self._on_timer)
 
-    # -- forwarding --------------------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        if self.head_deadline is not None and now >= self.head_deadline:
+            self.head_deadline = None
+            if self.in_head:
+                self._fail(408, "request_timeout", "The request head did not arrive in time.")
+                if self.active is None:
+                    self._advance()
+        if self.idle_deadline is not None and now >= self.idle_deadline:
+            self.idle_deadline = None
+            if self.idle and not self.in_head and self.active is None:
+                self._close()  # an idle keep-alive connection, or one that never sent anything
+                return
+        request = self.active
+        if request is not None and self.body_deadline is not None and now >= self.body_deadline:
+            self.body_deadline = None
+            if not request.complete and not request.finished:
+                self._body_timeout(request)
+        request = self.active
+        if request is not None and self.upstream_deadline is not None and now >= self.upstream_deadline:
+            self.upstream_deadline = None
+            if request.conn is not None and not request.resp_done and not request.finished:
+                self._upstream_timeout(request)
+        if self.closed:
+            return
+        pending = [d for d in (self.head_deadline, self.idle_deadline, self.body_deadline, self.upstream_deadline)
+                   if d is not None]
+        if pending:
+            self._watch(min(pending))
 
-    async def serve(self) -> None:
+    # -- the order of requests ------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Start the next queued request when none is being answered; close or idle when none is left."""
+        if self.advancing:
+            return
+        self.advancing = True
         try:
-            while True:
-                while not self.queue:
-                    if self.broken:
-                        if self.error is not None and self.transport is not None and not self.transport.is_closing():
-                            status, outcome, message = self.error
-                            self.gateway.record_rejected(status, outcome)
-                            self.transport.write(error_response(status, message, close=True))
-                        self._close()
-                        return
-                    if self.closed:
-                        return
-                    self.wakeup.clear()
-                    await self.wakeup.wait()
-                request = self.queue.popleft()
-                keep = await self.forward(request)
-                if not keep or (self.gateway.draining and not self.queue):
+            while self.active is None and not self.closed:
+                if self.queue:
+                    request = self.queue.popleft()
+                    if len(self.queue) <= MAX_QUEUED // 2:
+                        self.resume_reading(_PAUSE_PIPELINE)
+                    if self.broken and not request.complete:
+                        request.finished = True  # its body was cut off: nothing goes upstream
+                        self.gateway.finished(request)
+                        continue
+                    self.active = request
+                    self._start(request)
+                    continue
+                if self.broken:
+                    if self.error is not None and self.transport is not None and not self.transport.is_closing():
+                        status, outcome, message = self.error
+                        self.gateway.record_rejected(status, outcome)
+                        self.transport.write(error_response(status, message, close=True))
                     self._close()
-                    return
-                if self.transport is not None and not self.closed and not self.broken:
-                    self.transport.resume_reading()
-                if not self.queue and not self.closed:
+                elif self.gateway.draining and not self.in_head:
+                    self._close()
+                else:
                     self.idle = not self.in_head
                     if self.idle:
-                        self._arm(self.limits.idle_timeout, 0)
+                        self.idle_deadline = when = time.monotonic() + self.limits.idle_timeout
+                        self._watch(when)
+                return
         finally:
-            # requests parsed but never forwarded (the client left): still counted, once
-            while self.queue:
-                request = self.queue.popleft()
-                self.gateway.finished(request, time.monotonic(), time.time())
+            self.advancing = False
 
-    async def _drain_body(self, request: Request) -> None:
-        if not request.body_ended:
-            while await request.body.get() is not None:
-                if request.body.qsize() < 4 and self.transport is not None and not self.closed:
-                    self.transport.resume_reading()
-            request.body_ended = True
-
-    def _request_id(self, request: Request) -> bytes:
-        for name, value in request.headers:
-            if name.lower() == b"x-request-id" and REQUEST_ID_RE.match(value):
-                return value
-        return self.gateway.next_request_id()
-
-    async def _reply(self, request: Request, status: int, outcome: str, message: str, request_id: bytes,
-                     extra: bytes = b"") -> bool:
-        """Answer with an error of the gateway's own; keeps the connection when the body could be read."""
-        request.status, request.outcome = status, outcome
-        keep = request.keep_alive and not self.gateway.draining
-        if request.expect_continue and not request.complete:
-            keep = False  # the client waits to send its body: do not read it, close
-        elif not request.too_large:
-            await self._drain_body(request)
-            keep = keep and not request.aborted and not request.too_large
-        data = error_response(status, message, request_id, close=not keep, extra=extra)
-        request.bytes_out = len(data)
-        await self._write(data)
-        return keep
-
-    async def forward(self, request: Request) -> bool:
-        """Forward one request and measure it; returns whether the client connection stays open."""
+    def _finish(self, request: Request, keep: bool) -> None:
+        """The request is answered (or given up): release what it held, measure it, go on or close."""
+        if request.finished:
+            return
+        request.finished = True
+        if request.waiter is not None:
+            request.waiter.cancel()
+            request.waiter = None
+        if request.gate is not None:
+            request.gate.leave()
+            request.gate = None
+        conn = request.conn
+        if conn is not None:
+            request.conn = None
+            conn.close()  # in the middle of an exchange: never reuse it
+        if self.active is request:
+            self.active = None
+            self.body_deadline = self.upstream_deadline = None
         gw = self.gateway
-        start = time.monotonic()
-        wall = time.time()
-        try:
-            return await self._forward(request)
-        except ConnectionError:
-            if not request.outcome:
-                request.outcome = "client_gone"
-            return False
-        finally:
-            gw.finished(request, start, wall)
+        gw.finished(request)
+        if self.closed:
+            return
+        if not keep or (gw.draining and not self.queue):
+            self._close()
+            return
+        if self.paused & (_PAUSE_BUFFER | _PAUSE_UPSTREAM):
+            self.resume_reading(_PAUSE_BUFFER | _PAUSE_UPSTREAM)
+        if self.in_feed:
+            return
+        if self.active is None and not self.queue and not self.broken and not self.in_head and not self.advancing:
+            # _advance's usual end, inlined: nothing else to answer, the connection is idle until the next one
+            self.idle = True
+            self.idle_deadline = when = time.monotonic() + self.limits.idle_timeout
+            if self.timer is None or self.timer_at > when:
+                self._watch(when)
+            return
+        self._advance()
 
-    async def _forward(self, request: Request) -> bool:
+    # -- deciding -----------------------------------------------------------------------------------------
+
+    def _start(self, request: Request) -> None:
         gw = self.gateway
         snapshot = gw.snapshot  # one snapshot for the whole request, even if a reload lands meanwhile
-        request_id = self._request_id(request)
+        if not request.request_id:
+            request.request_id = gw.next_request_id()
+        if not request.complete:
+            self.body_deadline = when = time.monotonic() + self.limits.idle_timeout
+            self._watch(when)
         if request.too_large:
-            request.status, request.outcome = 413, "too_large"
-            data = error_response(413, "The request body is too large.", request_id, close=True)
-            request.bytes_out = len(data)
-            await self._write(data)
-            return False
-        path = request.url.split(b"?", 1)[0]
+            self._too_large(request)
+            return
+        url = request.url
+        query = url.find(b"?")
+        path = url if query < 0 else url[:query]
         route = snapshot.route(path)
         if route is None:
-            return await self._reply(request, 404, "not_found", "No service is routed at this path.", request_id)
+            self._reply(request, 404, "not_found", "No service is routed at this path.")
+            return
         request.service = route.name
-        identity = gw.identify(request)
+        key = request.key
+        if not key:
+            identity: Identity | None = ANONYMOUS
+        else:
+            known = self.known  # a connection mostly sends one key: hash it once per connection and snapshot
+            if known is not None and known[0] == key and known[1] is snapshot:
+                identity = known[2]
+            else:
+                identity = gw.identify(key, snapshot)
+                self.known = (key, snapshot, identity)
         if identity is None or (identity is ANONYMOUS and not route.allow_anonymous):
-            return await self._reply(request, 401, "unauthorized",
-                                     "A valid API key is required (Authorization: Bearer <key>).", request_id)
+            self._reply(request, 401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
+            return
         request.account = identity.key
         request.tier = identity.tier_name
-        operation = route.operation(request.method, path) if route.operations else ""
-        request.operation = operation
-        policy = snapshot.policy(identity, route.name, operation) if snapshot.actions else NO_POLICY
-        if policy.shed is not None:
-            return await self._reply(request, 503, "shed", "The service is shedding load; retry later.",
-                                     request_id, b"Retry-After: %d" % policy.shed.retry_after)
-        for rule in policy.rate_limits:
-            wait = self._take_token(rule.name, identity.account, rule.rps, rule.burst)
-            if wait:
-                return await self._reply(request, 429, "rate_limited", "Too many requests; slow down.",
-                                         request_id, b"Retry-After: %d" % max(1, math.ceil(wait)))
+        if route.operations:
+            request.operation = operation = route.operation(request.method, path)
+        else:
+            operation = ""
         pool = route.primary
-        if policy.pool:
-            chosen = route.pools.get(policy.pool)
-            if chosen is not None and chosen.endpoints:
-                pool = chosen
+        policy = NO_POLICY
+        if snapshot.actions:
+            policy = snapshot.policy(identity, route.name, operation)
+            if policy.shed is not None:
+                self._reply(request, 503, "shed", "The service is shedding load; retry later.",
+                            b"Retry-After: %d" % policy.shed.retry_after)
+                return
+            for rule in policy.rate_limits:
+                wait = self._take_token(rule.name, identity.account, rule.rps, rule.burst)
+                if wait:
+                    self._reply(request, 429, "rate_limited", "Too many requests; slow down.",
+                                b"Retry-After: %d" % max(1, math.ceil(wait)))
+                    return
+            if policy.pool:
+                chosen = route.pools.get(policy.pool)
+                if chosen is not None and chosen.endpoints:
+                    pool = chosen
         if pool is None or not pool.endpoints:
-            return await self._reply(request, 503, "no_endpoint", "The service has no available endpoint.",
-                                     request_id)
+            self._reply(request, 503, "no_endpoint", "The service has no available endpoint.")
+            return
         request.pool = pool.name
-        gate = gw.gate(route.name, pool)
+        request.endpoints = pool.order()
+        request.head = self._upstream_head(request, identity)
+        cached = pool.gate
+        gate = cast(PoolGate, cached[1]) if cached is not None and cached[0] is gw else gw.gate(route.name, pool)
         admission = policy.admission
         if admission is None:
             gate.enter()
-        elif not await gate.admit(identity.priority, admission.max_wait):
-            return await self._reply(request, 503, "queue_timeout", "The service is at capacity; retry later.",
-                                     request_id, b"Retry-After: %d" % admission.retry_after)
-        try:
-            return await self._to_upstream(request, identity, pool, request_id)
-        finally:
-            gate.leave()
+        elif not gate.try_enter():
+            if admission.max_wait <= 0:
+                self._reply(request, 503, "queue_timeout", "The service is at capacity; retry later.",
+                            b"Retry-After: %d" % admission.retry_after)
+                return
+            request.waiter = gate.wait(identity.priority, admission.max_wait)
+            request.waiter.add_done_callback(partial(self._admitted, request, gate, admission.retry_after))
+            return
+        request.gate = gate
+        self._connect(request)
+
+    def _admitted(self, request: Request, gate: PoolGate, retry_after: int, future: asyncio.Future[bool]) -> None:
+        request.waiter = None
+        if future.cancelled():
+            return  # the client left while it waited
+        if request.finished:
+            if future.result():
+                gate.leave()
+            return
+        if not future.result():
+            self._reply(request, 503, "queue_timeout", "The service is at capacity; retry later.",
+                        b"Retry-After: %d" % retry_after)
+            return
+        request.gate = gate  # a leaving request handed its slot over
+        self._connect(request)
 
     def _take_token(self, name: str, account: bytes, rps: float, burst: float) -> float:
         gw = self.gateway
@@ -743,232 +1003,220 @@ class ClientConnection(asyncio.Protocol):
             bucket = gw.buckets[(name, account)] = TokenBucket(rate, burst, now)
         return bucket.take(now)
 
-    async def _to_upstream(self, request: Request, identity: Identity, pool: PoolTarget, request_id: bytes) -> bool:
-        gw = self.gateway
-        head = self._upstream_head(request, identity, request_id)
-        if request.expect_continue and not request.complete:
-            await self._write(CONTINUE)
-        for upstream in pool.order():
-            try:
-                reader, writer, _reused = await gw.pool.get(upstream)
-            except (TimeoutError, OSError):
-                continue  # connect failure: try the next endpoint
-            try:
-                return await self._exchange(request, upstream, head, reader, writer, request_id)
-            except _RetryFresh:
-                writer.close()
-                try:
-                    reader, writer, _ = await gw.pool.get(upstream, fresh=True)
-                except (TimeoutError, OSError):
-                    continue
-                return await self._exchange(request, upstream, head, reader, writer, request_id, retry=False)
-        return await self._reply(request, 503, "no_endpoint", "No endpoint of the service accepted the connection.",
-                                 request_id)
-
-    def _upstream_head(self, request: Request, identity: Identity, request_id: bytes) -> bytes:
-        upstream_headers = []
-        forwarded_for = self.peer
-        for name, value in request.headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in _REPLACED or lower.startswith(b"x-accord-"):
-                continue
-            if lower == b"x-forwarded-for":
-                forwarded_for = value + b", " + self.peer
-                continue
-            upstream_headers.append(name + b": " + value)
-        upstream_headers += [
-            b"X-Request-Id: " + request_id,
-            b"X-Forwarded-For: " + forwarded_for,
-            b"X-Forwarded-Proto: http",
-            b"X-Accord-Account: " + identity.account,
-            b"X-Accord-Tier: " + identity.tier,
-        ]
+    def _upstream_head(self, request: Request, identity: Identity) -> bytes:
+        """The request line and headers for the upstream, all but the Host line and the blank line after it."""
         if request.chunked:
-            upstream_headers.append(b"Transfer-Encoding: chunked")
+            framing = b"Transfer-Encoding: chunked\r\n"
         elif request.content_length is not None:
-            upstream_headers.append(b"Content-Length: %d" % request.content_length)
-        return b"%s %s HTTP/1.1\r\n" % (request.method, request.url) + b"\r\n".join(upstream_headers)
-
-    async def _exchange(
-        self, request: Request, upstream: Upstream, head: bytes, reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter, request_id: bytes, retry: bool = True,
-    ) -> bool:
-        writer.write(head + b"\r\nHost: " + upstream.host_header + b"\r\n\r\n")
-        body_sent = False
-        try:
-            while True:
-                if request.body.empty():
-                    try:
-                        async with asyncio.timeout(self.limits.idle_timeout):
-                            chunk = await request.body.get()
-                    except TimeoutError:
-                        writer.close()
-                        request.status, request.outcome = 408, "request_timeout"
-                        data = error_response(408, "The request body did not arrive in time.", request_id,
-                                              close=True)
-                        request.bytes_out = len(data)
-                        await self._write(data)
-                        return False
-                else:
-                    chunk = request.body.get_nowait()
-                if chunk is None:
-                    request.body_ended = True
-                    break
-                body_sent = True
-                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if request.chunked else chunk)
-                await writer.drain()
-                if self.transport is not None and request.body.qsize() < 4 and not self.closed:
-                    self.transport.resume_reading()
-            if request.aborted or request.too_large:
-                writer.close()  # never let the upstream take a cut-off body for a whole one
-                if request.too_large:
-                    request.status, request.outcome = 413, "too_large"
-                    data = error_response(413, "The request body is too large.", request_id, close=True)
-                    request.bytes_out = len(data)
-                    await self._write(data)
-                    return False
-                raise ConnectionResetError("the client left in the middle of its body")
-            if request.chunked:
-                writer.write(b"0\r\n\r\n")
-            await writer.drain()
-        except ConnectionResetError:
-            raise
-        except ConnectionError:
-            writer.close()
-            if retry and not body_sent:
-                request.body.put_nowait(None)  # the (empty) body again for the retry
-                request.body_ended = False
-                raise _RetryFresh from None
-            return await self._reply(request, 502, "bad_gateway", "The upstream closed the connection.", request_id)
-        return await self._relay_response(request, upstream, reader, writer, request_id, retry and not body_sent)
-
-    async def _relay_response(
-        self, request: Request, upstream: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        request_id: bytes, can_retry: bool,
-    ) -> bool:
-        state = _ResponseHead()
-        parser = httptools.HttpResponseParser(state)
-        state.parser = parser
-        sent_head = False
-        chunked_to_client = False
-        ended = False  # the terminating chunk was written
-        is_head = request.method == b"HEAD"
-        timeout = self.limits.upstream_timeout
-        try:
-            while not state.done:
-                try:
-                    async with asyncio.timeout(timeout):
-                        data = await reader.read(65536)
-                except TimeoutError:
-                    writer.close()
-                    if sent_head:
-                        request.outcome = "timeout"
-                        return False
-                    return await self._reply(request, 504, "timeout", "The upstream did not answer in time.",
-                                             request_id)
-                except ConnectionError:
-                    data = b""
-                if not data:
-                    if not sent_head and not state.head_done and can_retry:
-                        request.body.put_nowait(None)
-                        request.body_ended = False
-                        raise _RetryFresh  # a kept-alive connection the upstream had closed
-                    if state.head_done and state.delimited:
-                        state.done = True  # a body that ends when the connection does
-                        state.keep_alive = False
-                    if not state.done:
-                        writer.close()
-                        if not sent_head and not state.head_done:
-                            return await self._reply(request, 502, "bad_gateway",
-                                                     "The upstream closed the connection early.", request_id)
-                        if not sent_head:
-                            chunked_to_client = await self._send_head(state, request_id, request)
-                            sent_head = True
-                        while state.chunks:
-                            await self._send_chunk(request, state.chunks.popleft(), chunked_to_client)
-                        request.outcome = "bad_gateway"
-                        return False  # cut mid-body: the client must see the connection end
-                    break
-                parser.feed_data(data)
-                out = []  # what this read gives the client, written at once (head and a small body: one write)
-                if state.head_done and not sent_head:
-                    if is_head:
-                        state.done = True  # the answer to HEAD has no body, whatever Content-Length says
-                        state.chunks.clear()
-                    head, chunked_to_client = self._head(state, request_id, request)
-                    out.append(head)
-                    sent_head = True
-                while state.chunks:
-                    chunk = state.chunks.popleft()
-                    if chunk:
-                        request.bytes_out += len(chunk)
-                        out.append(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked_to_client else chunk)
-                if state.done and chunked_to_client:
-                    out.append(b"0\r\n\r\n")
-                    ended = True
-                if out:
-                    await self._write(out[0] if len(out) == 1 else b"".join(out))
-        except httptools.HttpParserError:
-            writer.close()
-            if sent_head:
-                request.outcome = "bad_gateway"
-                return False
-            return await self._reply(request, 502, "bad_gateway", "The upstream sent a malformed response.",
-                                     request_id)
-        except BaseException:
-            writer.close()
-            raise
-        if not sent_head:
-            chunked_to_client = await self._send_head(state, request_id, request)
-        while state.chunks:
-            await self._send_chunk(request, state.chunks.popleft(), chunked_to_client)
-        if chunked_to_client and not ended:
-            await self._write(b"0\r\n\r\n")
-        if state.keep_alive and state.done and not is_head:  # after HEAD a stray body could follow: close
-            self.gateway.pool.put(upstream, reader, writer)
+            framing = b"Content-Length: %d\r\n" % request.content_length
         else:
-            writer.close()
-        return request.keep_alive and not self.gateway.draining and not request.http10
+            framing = b""
+        forwarded_for = request.forwarded_for + b", " + self.peer if request.forwarded_for else self.peer
+        return b"%s %s HTTP/1.1\r\n%sX-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s%s" % (
+            request.method, request.url, b"".join(request.lines), request.request_id, forwarded_for,
+            identity.header_lines, framing)
 
-    async def _send_chunk(self, request: Request, chunk: bytes, chunked: bool) -> None:
-        if not chunk:
-            return  # an empty chunk would end a chunked body
-        request.bytes_out += len(chunk)
-        await self._write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+    # -- the upstream side ----------------------------------------------------------------------------------
 
-    async def _send_head(self, state: _ResponseHead, request_id: bytes, request: Request) -> bool:
-        head, chunked = self._head(state, request_id, request)
-        await self._write(head)
-        return chunked
+    def _connect(self, request: Request) -> None:
+        """Send the request to the next endpoint: an idle connection if there is one, else a new one."""
+        if request.expect_continue and not request.complete and not request.continued:
+            request.continued = True
+            self._write(CONTINUE)
+        if request.endpoints:
+            upstream = request.endpoints.pop(0)
+            conn = None
+            idle = self.pool.idle.get(upstream)  # UpstreamPool.take, inlined
+            while idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    break
+                conn = None
+            if conn is not None:
+                self._send(request, upstream, conn)
+            else:
+                self._open(request, upstream)
+            return
+        self._reply(request, 503, "no_endpoint", "No endpoint of the service accepted the connection.")
 
-    def _head(self, state: _ResponseHead, request_id: bytes, request: Request) -> tuple[bytes, bool]:
-        """The response head for the client, and whether the body goes to it chunked."""
-        status = state.status
-        request.status, request.outcome = status, outcome_of(status)
-        lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, "").encode() or b"Status")]
-        has_length = False
-        for name, value in state.headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower == b"x-request-id":
-                continue
-            if lower == b"content-length":
-                has_length = True
-            lines.append(name + b": " + value)
-        no_body = request.method == b"HEAD" or status in (204, 304)
-        chunked = not has_length and not no_body and not request.http10
-        if chunked:
-            lines.append(b"Transfer-Encoding: chunked")
-        lines.append(b"X-Request-Id: " + request_id)
-        close = not request.keep_alive or self.gateway.draining or (
-            request.http10 and not has_length and not no_body)
-        if close:
-            lines.append(b"Connection: close")
-            request.keep_alive = False
-        return b"\r\n".join(lines) + b"\r\n\r\n", chunked
+    def _open(self, request: Request, upstream: Upstream) -> None:
+        task = asyncio.get_running_loop().create_task(self.gateway.pool.open(upstream))
+        request.connecting = task
+        task.add_done_callback(partial(self._opened, request, upstream))
 
+    def _opened(self, request: Request, upstream: Upstream, task: asyncio.Task[UpstreamConnection]) -> None:
+        request.connecting = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if request.finished:
+            if error is None:
+                self.gateway.pool.put(task.result())  # the client left meanwhile: keep it for the next one
+            return
+        if error is not None:
+            self._connect(request)  # connect failure: try the next endpoint
+            return
+        self._send(request, upstream, task.result())
 
-class _RetryFresh(Exception):
-    """A reused upstream connection turned out closed before anything was exchanged: retry on a new one."""
+    def _send(self, request: Request, upstream: Upstream, conn: UpstreamConnection) -> None:
+        request.upstream = upstream
+        request.conn = conn
+        conn.client, conn.request = self, request
+        request.streaming = True
+        if request.body or request.chunked:
+            parts = [request.head, upstream.host_line]
+            if request.body:
+                for chunk in request.body:
+                    parts.append(b"%x\r\n%s\r\n" % (len(chunk), chunk) if request.chunked else chunk)
+                request.body = []
+                request.body_sent = True
+                self.resume_reading(_PAUSE_BUFFER)
+            if request.complete and request.chunked:
+                parts.append(b"0\r\n\r\n")
+            conn.write(b"".join(parts))
+        else:
+            conn.write(request.head + upstream.host_line)
+        if self.write_paused:
+            conn.pause(True)
+        self.upstream_deadline = when = time.monotonic() + self.limits.upstream_timeout
+        if self.timer is None or self.timer_at > when:
+            self._watch(when)
+
+    def _answered(self, request: Request, conn: UpstreamConnection) -> None:
+        request.conn = None
+        reusable = (request.resp_keep_alive and request.complete and not request.too_large
+                    and request.method != b"HEAD" and not conn.stray and not conn.closed)
+        if reusable:
+            self.pool.put(conn)
+        else:
+            conn.close()  # after HEAD a stray body could follow; a body cut short leaves it out of step
+        keep = request.keep_alive and not self.gateway.draining and not request.http10 and request.complete
+        self._finish(request, keep)
+
+    def upstream_gone(self, request: Request, conn: UpstreamConnection) -> None:
+        """The upstream closed the connection while this request was on it."""
+        if request.finished or request.conn is not conn:
+            return
+        if request.resp_done:
+            return
+        if request.head_sent and request.resp_delimited:
+            request.resp_done = True  # a body that ends when the connection does
+            request.resp_keep_alive = False
+            if request.chunked_out:
+                self._write(b"0\r\n\r\n")
+            self._answered(request, conn)
+            return
+        request.conn = None
+        conn.close()
+        if not request.head_sent:
+            if not request.retried and not request.body_sent and request.upstream is not None:
+                # a kept-alive connection the upstream had closed: the same request once more, on a new one
+                request.retried = True
+                request.streaming = False
+                self._open(request, request.upstream)
+                return
+            self._reply(request, 502, "bad_gateway", "The upstream closed the connection early.")
+            return
+        request.outcome = "bad_gateway"
+        self._finish(request, False)  # cut mid-body: the client must see the connection end
+
+    def _upstream_failed(self, request: Request, message: str) -> None:
+        conn = request.conn
+        request.conn = None
+        if conn is not None:
+            conn.close()
+        if not request.head_sent:
+            self._reply(request, 502, "bad_gateway", message)
+        else:
+            request.outcome = "bad_gateway"
+            self._finish(request, False)
+
+    def _upstream_timeout(self, request: Request) -> None:
+        conn = request.conn
+        request.conn = None
+        if conn is not None:
+            conn.close()
+        if not request.head_sent:
+            self._reply(request, 504, "timeout", "The upstream did not answer in time.")
+        else:
+            request.outcome = "timeout"
+            self._finish(request, False)
+
+    # -- the gateway's own answers ----------------------------------------------------------------------------
+
+    def _reply(self, request: Request, status: int, outcome: str, message: str, extra: bytes = b"") -> None:
+        """Answer with an error of the gateway's own, once the request body has been read (and dropped)."""
+        request.status, request.outcome = status, outcome
+        request.reply = (status, message, extra)
+        request.body = []
+        if request.complete or (request.expect_continue and not request.continued):
+            self._send_reply(request)  # nothing to wait for, or the client waits to send its body: close
+            return
+        self.resume_reading(_PAUSE_BUFFER)  # let the rest of the body arrive, to drop it
+
+    def _send_reply(self, request: Request) -> None:
+        assert request.reply is not None
+        status, message, extra = request.reply
+        keep = request.keep_alive and not self.gateway.draining and request.complete and not request.too_large
+        data = error_response(status, message, request.request_id, close=not keep, extra=extra)
+        request.bytes_out = len(data)
+        self._write(data)
+        self._finish(request, keep)
+
+    def _too_large(self, request: Request) -> None:
+        """The body passed the limit: 413 unless an answer is on its way already, then close."""
+        conn = request.conn
+        request.conn = None
+        if conn is not None:
+            conn.close()  # never let the upstream take a cut-off body for a whole one
+        if request.head_sent:
+            request.outcome = "too_large"
+            self._finish(request, False)
+            return
+        request.status, request.outcome = 413, "too_large"
+        data = error_response(413, "The request body is too large.", request.request_id, close=True)
+        request.bytes_out = len(data)
+        self._write(data)
+        self._finish(request, False)
+
+    def _body_timeout(self, request: Request) -> None:
+        conn = request.conn
+        request.conn = None
+        if conn is not None:
+            conn.close()
+        if request.head_sent:
+            request.outcome = "request_timeout"
+            self._finish(request, False)
+            return
+        request.status, request.outcome = 408, "request_timeout"
+        data = error_response(408, "The request body did not arrive in time.", request.request_id, close=True)
+        request.bytes_out = len(data)
+        self._write(data)
+        self._finish(request, False)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _fail(self, status: int, outcome: str, message: str) -> None:
+        """Stop reading; the requests before this one are answered, then this error, then the connection closes."""
+        if self.closed or self.broken:
+            return
+        self.broken = True
+        self.in_head = False
+        self.head_deadline = None
+        if status:
+            self.error = (status, outcome, message)
+        if self.transport is not None and not self.transport.is_closing():
+            self.pause_reading(_PAUSE_BROKEN)
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
 
 class _TooLarge(Exception):

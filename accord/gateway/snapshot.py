@@ -35,6 +35,11 @@ class Upstream:
     host: str
     port: int
     host_header: bytes
+    # The Host line and the blank line that end a request head sent to it, built once.
+    host_line: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host_line", b"Host: " + self.host_header + b"\r\n\r\n")
 
 
 @dataclass
@@ -46,11 +51,15 @@ class PoolTarget:
     capacity: int
     endpoints: tuple[Upstream, ...]
     _cycle: itertools.cycle[Upstream] | None = field(default=None, repr=False)
+    # (gateway, its PoolGate for this pool), set by `Gateway.gate` on first use
+    gate: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     def order(self) -> list[Upstream]:
         """Endpoints to try, starting at the next one in weighted round robin, each distinct one once."""
         if not self.endpoints:
             return []
+        if len(self.endpoints) == 1:
+            return [self.endpoints[0]]
         if self._cycle is None:
             self._cycle = itertools.cycle(self.endpoints)
         first = next(self._cycle)
@@ -108,24 +117,26 @@ class Route:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: an account and its tier (rank 1 is the highest), or anonymous."""
+    """Who is calling: an account and its tier (rank 1 is the highest), or anonymous.
+
+    What every request of the caller needs is built once, with the snapshot: the account and tier as text (for
+    the measurements), the admission priority, and the `X-Accord-Account`/`X-Accord-Tier` lines for the upstream.
+    """
 
     account: bytes
     tier: bytes
     tier_rank: int
+    key: str = field(init=False, repr=False, compare=False)
+    tier_name: str = field(init=False, repr=False, compare=False)
+    priority: int = field(init=False, repr=False, compare=False)  # admission order: lower first, no tier last
+    header_lines: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return self.account.decode()
-
-    @property
-    def tier_name(self) -> str:
-        return self.tier.decode()
-
-    @property
-    def priority(self) -> int:
-        """Admission order: lower goes first; no tier goes last."""
-        return self.tier_rank if self.tier_rank > 0 else 1 << 30
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "key", self.account.decode())
+        set_(self, "tier_name", self.tier.decode())
+        set_(self, "priority", self.tier_rank if self.tier_rank > 0 else 1 << 30)
+        set_(self, "header_lines", b"X-Accord-Account: " + self.account + b"\r\nX-Accord-Tier: " + self.tier + b"\r\n")
 
 
 ANONYMOUS = Identity(b"anonymous", b"", 0)

@@ -140,3 +140,42 @@ def test_rollups_given_back_after_a_failed_flush_merge_with_new_ones() -> None:
     (tally,) = acc.tallies.values()
     assert isinstance(tally, Tally) and (tally.count, tally.bytes_in, tally.sketch.count) == (2, 2, 2)
     assert acc.pending == 2
+
+
+def test_seconds_fold_into_the_same_rollups_and_live_tallies_whatever_is_taken_first() -> None:
+    rng = random.Random(7)
+    calls = [(1_800_000_000 + rng.uniform(0, 130), rng.choice(["a", "b"]), rng.choice(["ok", "server_error"]),
+              rng.lognormvariate(2, 1)) for _ in range(3000)]
+    expected_live: dict[tuple[int, str], int] = {}
+    expected_rollups: dict[tuple[int, str, str], int] = {}
+    acc = Accumulator(window_seconds=60)
+    live: dict[tuple[int, str, str, str, str], Tally] = {}
+    for i, (now, account, outcome, latency) in enumerate(sorted(calls)):
+        acc.record(now, account, "booking", "read", "primary", outcome, 503 if outcome != "ok" else 200, 1, 2,
+                   latency, "gold")
+        second = int(now)
+        expected_live[(second, outcome)] = expected_live.get((second, outcome), 0) + 1
+        window = second - second % 60
+        expected_rollups[(window, account, outcome)] = expected_rollups.get((window, account, outcome), 0) + 1
+        if i % 250 == 0:  # the live writer takes whole seconds now and then, the current one included
+            for key, tally in acc.take_live(second + 1).items():
+                live.setdefault(key, Tally()).merge(tally)
+    for key, tally in acc.take_live(1_900_000_000).items():
+        live.setdefault(key, Tally()).merge(tally)
+    rollups = acc.take()
+    assert acc.pending == 0 and acc.tallies == {} and acc.recorded == 3000
+    assert {(k[0], k[1], k[5]): t.count for k, t in rollups.items()} == {
+        (w, a, o): n for (w, a, o), n in expected_rollups.items()}
+    # live tallies have neither account nor outcome: per second, their counts and errors add up to what was recorded
+    per_second: dict[int, list[int]] = {}
+    for (second, _service, _operation, _pool, _tier), tally in live.items():
+        got = per_second.setdefault(second, [0, 0])
+        got[0] += tally.count
+        got[1] += tally.errors
+    wanted: dict[int, list[int]] = {}
+    for (second, outcome), n in expected_live.items():
+        got = wanted.setdefault(second, [0, 0])
+        got[0] += n
+        got[1] += n if outcome == "server_error" else 0
+    assert per_second == wanted
+    assert sum(t.sketch.count for t in rollups.values()) == sum(t.sketch.count for t in live.values()) == 3000

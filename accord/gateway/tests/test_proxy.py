@@ -114,6 +114,21 @@ def test_spoofed_accord_headers_are_stripped_and_forwarding_headers_added(gw: Ru
     assert headers["x-request-id"] == "abc"
 
 
+def test_repeated_headers_are_combined_or_taken_once_and_the_status_line_keeps_its_phrase(
+        gw: RunningGateway) -> None:
+    answer = raw_request(gw.port, (
+        b"GET /bookings/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY + b"\r\n"
+        b"X-Forwarded-For: 198.51.100.1\r\nx-forwarded-for: 203.0.113.9\r\n"
+        b"X-Request-Id: not valid\r\nX-Request-Id: first-valid\r\nX-Request-Id: second-valid\r\n"
+        b"x-ACCORD-tier: gold\r\nConnection: close\r\n\r\n"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert head.lower().count(b"\r\nx-request-id: first-valid") == 1
+    echoed = json.loads(body)["headers"]
+    assert echoed["x-forwarded-for"] == "198.51.100.1, 203.0.113.9, 127.0.0.1"
+    assert echoed["x-request-id"] == "first-valid" and echoed["x-accord-tier"] == "platinum"
+
+
 def test_a_large_body_streams_through(gw: RunningGateway) -> None:
     body = random.Random(1).randbytes(12 * 1024 * 1024)
     status, _h, data = call(gw.port, "POST", "/bookings/upload", body=body)
