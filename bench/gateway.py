@@ -9,7 +9,9 @@
 4. `accord gateway` with one worker, identifying the caller by API key, measuring every request into rollups
    (flushed to a SQLite database every 2 s), in front of the same upstream.
 Goal: the gateway's throughput at least 0.5 x nginx's, and p50 added latency (its p50 minus the direct p50)
-under 0.3 ms. nginx and wrk are installed with apt-get when missing. Keep the load low on a shared machine.
+under 0.3 ms. Latency is measured twice: at `--connections` (the throughput runs, which saturate the proxy, so
+their latency is mostly queueing behind the busy core) and with one connection (one request at a time: what a
+request pays for passing through the proxy when it is not queued behind others). nginx and wrk are installed with apt-get when missing. Keep the load low on a shared machine.
 The three paths are measured in turn, `--rounds` times (interleaved, so machine noise hits each alike); the
 figures are the medians of the rounds. After the run, the gateway is stopped with SIGTERM and its stored
 rollups are compared with wrk's count. `--profile FILE` runs the gateway worker under cProfile and prints
@@ -19,6 +21,7 @@ where its time goes.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import pstats
 import re
@@ -138,6 +141,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-connections", type=int, default=1,
+                        help="connections for the latency runs (default 1: one request at a time)")
     parser.add_argument("--profile", help="write the gateway worker's cProfile stats here and print the top")
     parser.add_argument("--write-docs", action="store_true", help="append the figures to docs/benchmarks.md")
     args = parser.parse_args()
@@ -182,22 +187,30 @@ def main() -> None:
             ("gateway", f"http://127.0.0.1:{gateway_port}/bookings/1", auth),
         ]
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
+        latency: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
         warmup_total = 0
+        wrk_runs = 0
         # CPU per request is steadier than requests/s on a shared machine: the gateway worker's, and nginx's
         nginx_pids = [nginx.pid, *children(nginx.pid)]
         cpu_pids = {"direct": nginx_pids, "nginx": nginx_pids, "gateway": [gateway.pid, *children(gateway.pid)]}
         for n in range(args.rounds):
             for name, url, headers in paths:
                 warm = wrk(url, 1, args.connections, headers)  # warm up
-                if name == "gateway":
-                    warmup_total += int(warm["total"])
                 before = cpu_seconds(cpu_pids[name])
                 r = wrk(url, args.seconds, args.connections, headers)
                 r["cpu_us"] = (cpu_seconds(cpu_pids[name]) - before) / max(1, r["total"]) * 1e6
                 rounds[name].append(r)
                 print(f"round {n + 1} {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  "
                       f"p99 {r['p99']:.3f} ms  cpu {r['cpu_us']:.1f} us/req  non-2xx {r['non2xx']:.0f}", flush=True)
+                one = wrk(url, args.seconds, args.latency_connections, headers)
+                latency[name].append(one)
+                print(f"        {name:8} {args.latency_connections} connection(s): p50 {one['p50']:.3f} ms  "
+                      f"p99 {one['p99']:.3f} ms  ({one['rps']:.0f} req/s)", flush=True)
+                if name == "gateway":
+                    warmup_total += int(warm["total"]) + int(one["total"])
+                    wrk_runs += 3
         results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rounds.items()}
+        unloaded = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in latency.items()}
         for name, r in results.items():
             print(f"median   {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  "
                   f"cpu {r['cpu_us']:.1f} us/req", flush=True)
@@ -217,12 +230,22 @@ def main() -> None:
     ratio = results["gateway"]["rps"] / results["nginx"]["rps"]
     added_gw = results["gateway"]["p50"] - results["direct"]["p50"]
     added_nginx = results["nginx"]["p50"] - results["direct"]["p50"]
+    one_gw = unloaded["gateway"]["p50"] - unloaded["direct"]["p50"]
+    one_nginx = unloaded["nginx"]["p50"] - unloaded["direct"]["p50"]
+    # wrk counts the requests answered before its deadline; the gateway also answers (and counts) those in flight
+    # at that moment: at most one per connection per wrk run
+    in_flight_max = wrk_runs * max(args.connections, args.latency_connections)
     print(f"gateway / nginx throughput: {ratio:.2f} (goal >= 0.5)")
     proxy_cpu = results["nginx"]["cpu_us"] - results["direct"]["cpu_us"]
     print(f"CPU per request: gateway worker {results['gateway']['cpu_us']:.1f} us; nginx as proxy "
           f"{proxy_cpu:.1f} us (its proxy path minus the upstream's own {results['direct']['cpu_us']:.1f} us)")
-    print(f"p50 added latency: gateway {added_gw:.3f} ms, nginx {added_nginx:.3f} ms (goal for the gateway < 0.3)")
-    print(f"rollups counted {counted} answered requests; wrk completed {sent} (rounds and warm-ups)")
+    print(f"p50 added latency at {args.connections} connections (saturated): gateway {added_gw:.3f} ms, "
+          f"nginx {added_nginx:.3f} ms")
+    print(f"p50 added latency at {args.latency_connections} connection(s): gateway {one_gw:.3f} ms, "
+          f"nginx {one_nginx:.3f} ms (goal for the gateway < 0.3)")
+    exact = 0 <= counted - sent <= in_flight_max
+    print(f"rollups counted {counted} answered requests; wrk completed {sent} (all runs) plus up to "
+          f"{in_flight_max} in flight at wrk's deadlines: {'exact' if exact else 'MISMATCH'}")
     if args.profile:
         print(f"\ngateway worker profile ({args.profile}), top 25 by own time:")
         pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
@@ -230,30 +253,39 @@ def main() -> None:
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "unknown CPU")
         rows = "\n".join(
-            f"| {name} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} | {r['cpu_us']:.1f} |"
+            f"| {name} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} | {r['cpu_us']:.1f} | "
+            f"{unloaded[name]['p50']:.3f} | {unloaded[name]['p99']:.3f} |"
             for name, r in results.items()
         )
+        per_round = "; ".join(
+            f"{name} " + ", ".join(f"{r['rps'] / 1000:.1f}k" for r in rs) for name, rs in rounds.items())
         text = f"""
 ## Gateway
 
-`python bench/gateway.py --seconds {args.seconds} --connections {args.connections} --write-docs` on {os.cpu_count()}
-shared cores ({cpu}), wrk with 1 thread and {args.connections} keep-alive connections, {args.seconds} s per path
-after a 1 s warm-up, {args.rounds} interleaved rounds, medians shown; the upstream is nginx returning a 34-byte JSON body; nginx proxies with an upstream
-keep-alive pool and one worker; `accord gateway` runs one worker, identifies the caller by API key and measures
-every request into rollups flushed to SQLite every 2 s. wrk, nginx and the gateway share the same 2 cores, so
-the figures are lower bounds and move by ±15% between runs.
+`python bench/gateway.py --seconds {args.seconds} --connections {args.connections} --rounds {args.rounds} --write-docs`
+on {datetime.date.today()}, {os.cpu_count()} shared cores ({cpu}). wrk with 1 thread; per path and round a 1 s
+warm-up, {args.seconds} s at {args.connections} keep-alive connections (throughput, CPU), then {args.seconds} s at
+{args.latency_connections} connection(s) (latency unloaded); {args.rounds} interleaved rounds, medians shown. The
+upstream is nginx returning a 34-byte JSON body; nginx proxies with an upstream keep-alive pool and one worker;
+`accord gateway` runs one worker, identifies the caller by API key and measures every request into rollups
+flushed to SQLite every 2 s. wrk, the upstream and the proxy share the 2 cores.
 
-| path | requests/s | p50 ms | p90 ms | p99 ms | CPU us/request (server side) |
-|---|---:|---:|---:|---:|---:|
+| path | requests/s | p50 ms | p90 ms | p99 ms | CPU µs/request (server side) | p50 ms, {args.latency_connections} conn. | p99 ms, {args.latency_connections} conn. |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
+Requests/s per round: {per_round}.
+
 - Gateway throughput is **{ratio:.2f} x nginx's** (goal: at least 0.5).
-- CPU per request: the gateway worker {results['gateway']['cpu_us']:.1f} us; nginx as a proxy
-  {results['nginx']['cpu_us'] - results['direct']['cpu_us']:.1f} us (its proxy path minus the upstream's own
-  {results['direct']['cpu_us']:.1f} us, both served by the one nginx worker).
-- p50 added latency over direct: gateway **{added_gw:.3f} ms**, nginx {added_nginx:.3f} ms (goal for the gateway: under 0.3 ms).
-- Exact measurement under load: after SIGTERM the stored rollups held {counted} answered requests; wrk
-  completed {sent} in the rounds and warm-ups.
+- CPU per request: the gateway worker {results['gateway']['cpu_us']:.1f} µs; nginx as a proxy
+  {results['nginx']['cpu_us'] - results['direct']['cpu_us']:.1f} µs (its proxy path minus the upstream's own
+  {results['direct']['cpu_us']:.1f} µs, both served by the one nginx worker).
+- p50 added latency over direct, one request at a time: gateway **{one_gw:.3f} ms**, nginx {one_nginx:.3f} ms
+  (goal for the gateway: under 0.3 ms). At {args.connections} connections, where the gateway's core is saturated
+  and a request waits behind the others: gateway {added_gw:.3f} ms, nginx {added_nginx:.3f} ms.
+- Exact measurement under load: after SIGTERM the stored rollups held {counted:,} answered requests; wrk
+  completed {sent:,} before its deadlines in the gateway's runs and warm-ups, with at most {in_flight_max} more in
+  flight at those deadlines ({'exact' if exact else 'MISMATCH'}).
 """
         with open(ROOT / "docs" / "benchmarks.md", "a") as f:
             f.write(text)
