@@ -1165,31 +1165,24 @@ class ClientConnection(asyncio.Protocol):
 
     def _too_large(self, request: Request) -> None:
         """The body passed the limit: 413 unless an answer is on its way already, then close."""
-        conn = request.conn
-        request.conn = None
-        if conn is not None:
-            conn.close()  # never let the upstream take a cut-off body for a whole one
-        if request.head_sent:
-            request.outcome = "too_large"
-            self._finish(request, False)
-            return
-        request.status, request.outcome = 413, "too_large"
-        data = error_response(413, "The request body is too large.", request.request_id, close=True)
-        request.bytes_out = len(data)
-        self._write(data)
-        self._finish(request, False)
+        self._abort(request, 413, "too_large", "The request body is too large.")
 
     def _body_timeout(self, request: Request) -> None:
+        self._abort(request, 408, "request_timeout", "The request body did not arrive in time.")
+
+    def _abort(self, request: Request, status: int, outcome: str, message: str) -> None:
+        """Give up on a request whose body cannot be read to its end: drop its upstream connection (a cut-off
+        exchange is never reused), answer `status` unless the answer's head went out already, and close."""
         conn = request.conn
         request.conn = None
         if conn is not None:
             conn.close()
+        request.outcome = outcome
         if request.head_sent:
-            request.outcome = "request_timeout"
             self._finish(request, False)
             return
-        request.status, request.outcome = 408, "request_timeout"
-        data = error_response(408, "The request body did not arrive in time.", request.request_id, close=True)
+        request.status = status
+        data = error_response(status, message, request.request_id, close=True)
         request.bytes_out = len(data)
         self._write(data)
         self._finish(request, False)
