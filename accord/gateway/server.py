@@ -279,13 +279,6 @@ class Supervisor:
             self.children[pid] = index
             self.alive.add(index)
             readers.append((index, read_fd))
-        # Threads only after every fork: a fork copies no other thread and no lock they hold.
-        for index, read_fd in readers:
-            threading.Thread(target=self._read_reports, args=(index, read_fd), daemon=True).start()
-        if self.admin is not None:
-            self.admin_server = _admin_server(self, *self.admin)
-            threading.Thread(target=self.admin_server.serve_forever, daemon=True).start()
-
         def stop(signum: int, frame: object) -> None:
             self.stopping = True
             for pid in list(self.children):
@@ -294,6 +287,19 @@ class Supervisor:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # Threads only after every fork: a fork copies no other thread and no lock they hold. They start with
+        # SIGTERM and SIGINT blocked, so the kernel always hands those to the main thread: its os.wait() then
+        # returns EINTR and the handler runs. Caught by another thread, the signal would only set a flag that
+        # the main thread, blocked in wait() until a worker exits, never gets to look at.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            for index, read_fd in readers:
+                threading.Thread(target=self._read_reports, args=(index, read_fd), daemon=True).start()
+            if self.admin is not None:
+                self.admin_server = _admin_server(self, *self.admin)
+                threading.Thread(target=self.admin_server.serve_forever, daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         code = 0
         while self.children:
             pid, status = os.wait()

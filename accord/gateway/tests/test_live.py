@@ -151,6 +151,18 @@ def metrics(admin_port: int) -> dict[str, float]:
             if line and not line.startswith("#")}
 
 
+def supervisor_threads_blocking(pid: int, signum: int) -> str:
+    """Which of a process's threads block a signal, from /proc (Linux)."""
+    blocking = {}
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        mask = next(line for line in (task / "status").read_text().splitlines() if line.startswith("SigBlk:"))
+        blocking[int(task.name)] = bool(int(mask.split()[1], 16) >> (signum - 1) & 1)
+    others = [blocked for tid, blocked in blocking.items() if tid != pid]
+    if not blocking[pid] and others and all(others):
+        return "all but the main thread"
+    return f"main thread blocks: {blocking[pid]}; others: {others}"
+
+
 def admin_status(admin_port: int, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
     try:
@@ -204,6 +216,9 @@ def test_the_command_with_two_workers_counts_everything_across_a_graceful_stop(u
             t.start()
             holders.append(t)
         wait_until(lambda: upstreams[0].order.count("/bookings/hold") == 2, what="two held requests")
+        # SIGTERM must reach the supervisor's main thread (blocked in wait() for its workers): its other
+        # threads block it, or a signal one of them caught would wait for a worker to exit, which never comes
+        assert supervisor_threads_blocking(proc.pid, signal.SIGTERM) == "all but the main thread"
         proc.send_signal(signal.SIGTERM)
         wait_until(lambda: admin_status(admin, "/readyz") == 503, what="draining")
         upstreams[0].release.set()
