@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,12 +55,10 @@ class PoolTarget:
     # (gateway, its PoolGate for this pool), set by `Gateway.gate` on first use
     gate: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
-    def order(self) -> list[Upstream]:
+    def order(self) -> Sequence[Upstream]:
         """Endpoints to try, starting at the next one in weighted round robin, each distinct one once."""
-        if not self.endpoints:
-            return []
-        if len(self.endpoints) == 1:
-            return [self.endpoints[0]]
+        if len(self.endpoints) <= 1:
+            return self.endpoints
         if self._cycle is None:
             self._cycle = itertools.cycle(self.endpoints)
         first = next(self._cycle)
