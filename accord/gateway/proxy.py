@@ -35,18 +35,36 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
      b"trailer", b"trailers", b"transfer-encoding", b"upgrade"}
 )
-# Request headers the gateway reads or replaces (lower-case name -> what to do); any other goes upstream as it
-# came, except X-Accord-* (the gateway's own, never taken from a client).
-(_H_DROP, _H_AUTHORIZATION, _H_API_KEY, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_EXPECT, _H_REQUEST_ID,
- _H_FORWARDED_FOR) = range(8)
-_REQUEST_HEADERS = {
-    **dict.fromkeys(HOP_BY_HOP, _H_DROP), b"host": _H_DROP, b"x-forwarded-proto": _H_DROP,
-    b"authorization": _H_AUTHORIZATION, b"x-api-key": _H_API_KEY, b"content-length": _H_CONTENT_LENGTH,
-    b"transfer-encoding": _H_TRANSFER_ENCODING, b"expect": _H_EXPECT, b"x-request-id": _H_REQUEST_ID,
-    b"x-forwarded-for": _H_FORWARDED_FOR,
-}
+# Request headers the gateway reads or replaces (name -> what to do); any other goes upstream as it came, except
+# X-Accord-* (the gateway's own, never taken from a client). Keyed by the lower-case names and by the usual
+# spellings of these and of common headers, so that most headers are looked up once, without lower-casing.
+(_H_KEEP, _H_DROP, _H_AUTHORIZATION, _H_API_KEY, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_EXPECT,
+ _H_REQUEST_ID, _H_FORWARDED_FOR) = range(9)
+_REQUEST_HEADERS: dict[bytes, int] = {}
+for _name, _kind in (
+    *((n, _H_DROP) for n in HOP_BY_HOP), (b"host", _H_DROP), (b"x-forwarded-proto", _H_DROP),
+    (b"authorization", _H_AUTHORIZATION), (b"x-api-key", _H_API_KEY), (b"content-length", _H_CONTENT_LENGTH),
+    (b"transfer-encoding", _H_TRANSFER_ENCODING), (b"expect", _H_EXPECT), (b"x-request-id", _H_REQUEST_ID),
+    (b"x-forwarded-for", _H_FORWARDED_FOR),
+    *((n, _H_KEEP) for n in (b"user-agent", b"accept", b"accept-encoding", b"accept-language", b"content-type",
+                             b"cookie", b"origin", b"referer", b"cache-control", b"if-none-match",
+                             b"if-modified-since", b"pragma", b"traceparent")),
+):
+    for _spelling in (_name, _name.title()):
+        _REQUEST_HEADERS[_spelling] = _kind
 # Response headers the client does not get from the upstream: hop-by-hop, and the request id (the gateway's).
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"x-request-id"}
+# What to do with a response header, by name as sent: its lower-case form and the usual spellings of the
+# common ones (looked up before lower-casing; anything else is lower-cased and looked up again).
+_R_KEEP, _R_DROP, _R_LENGTH, _R_ENCODING = range(4)
+_RESPONSE_HEADERS: dict[bytes, int] = {}
+for _name in (*_RESPONSE_DROPPED, b"content-length", b"server", b"date", b"content-type", b"cache-control",
+              b"etag", b"last-modified", b"vary", b"location", b"set-cookie", b"expires", b"content-encoding",
+              b"x-request-id", b"x-content-type-options", b"strict-transport-security", b"access-control-allow-origin"):
+    _kind = (_R_LENGTH if _name == b"content-length" else _R_ENCODING if _name == b"transfer-encoding"
+             else _R_DROP if _name in _RESPONSE_DROPPED else _R_KEEP)
+    for _spelling in {_name, _name.title(), _name.title().replace(b"Etag", b"ETag")}:
+        _RESPONSE_HEADERS[_spelling] = _kind
 REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 # Reason phrases; the gateway's own errors keep the phrases their error codes are made of (413 payload_too_large).
 REASONS = {**{s.value: s.phrase for s in HTTPStatus},
@@ -360,14 +378,17 @@ class UpstreamConnection(asyncio.Protocol):
     # -- response parser callbacks ------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
-        if lower in _RESPONSE_DROPPED:
-            if lower == b"transfer-encoding":
-                self.has_encoding = True
-            return
-        if lower == b"content-length":
+        kind = _RESPONSE_HEADERS.get(name)  # the usual spellings, without lower-casing
+        if kind is None:
+            kind = _RESPONSE_HEADERS.get(name.lower(), _R_KEEP)
+        if kind == _R_KEEP:
+            self.lines += (name, b": ", value, b"\r\n")
+        elif kind == _R_LENGTH:
             self.has_length = True
-        self.lines.append(name + b": " + value + b"\r\n")
+            self.lines += (name, b": ", value, b"\r\n")
+        elif kind == _R_ENCODING:
+            self.has_encoding = True
+        # _R_DROP: hop-by-hop, or X-Request-Id (the gateway's)
 
     def on_headers_complete(self) -> None:
         """The response head: the one the client gets (into self.out), and whether its body goes chunked."""
@@ -702,18 +723,21 @@ class ClientConnection(asyncio.Protocol):
         request.header_bytes += len(name) + len(value) + 4
         if request.header_bytes > self.limits.max_header_bytes:
             raise _TooLarge
-        lower = name.lower()
-        kind = _REQUEST_HEADERS.get(lower)
+        kind = _REQUEST_HEADERS.get(name)
         if kind is None:
-            if not lower.startswith(b"x-accord-"):  # the gateway's own headers are never taken from a client
-                request.lines.append(name + b": " + value + b"\r\n")
+            lower = name.lower()
+            kind = _REQUEST_HEADERS.get(lower)
+            if kind is None:  # the gateway's own headers are never taken from a client
+                kind = _H_DROP if lower.startswith(b"x-accord-") else _H_KEEP
+        if kind == _H_KEEP:
+            request.lines += (name, b": ", value, b"\r\n")
         elif kind == _H_AUTHORIZATION:
             if value[:7].lower() == b"bearer ":
                 request.key = value[7:].strip()
-            request.lines.append(name + b": " + value + b"\r\n")
+            request.lines += (name, b": ", value, b"\r\n")
         elif kind == _H_API_KEY:
             request.key = value.strip()
-            request.lines.append(name + b": " + value + b"\r\n")
+            request.lines += (name, b": ", value, b"\r\n")
         elif kind == _H_CONTENT_LENGTH:
             request.content_length = int(value)
         elif kind == _H_TRANSFER_ENCODING:
