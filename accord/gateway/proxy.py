@@ -174,13 +174,15 @@ class PoolGate:
             if not future.done():
                 future.cancel()
 
-    def leave(self) -> None:
+    def leave(self, now: float | None = None) -> None:
+        """Give the slot back (to the first waiter, if any); `now` is time.monotonic() if the caller has it."""
         while self.waiters:
             _p, _s, future = heapq.heappop(self.waiters)
             if not future.done():
                 future.set_result(True)  # the slot passes on: in_flight stays the same
                 return
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         self.busy += self.in_flight * (now - self.last)
         self.last = now
         self.in_flight -= 1
@@ -534,8 +536,11 @@ class Gateway:
         pool.gate = (self, gate)
         return gate
 
-    def finished(self, request: Request) -> None:
-        """Count a request exactly once (a request is in flight from its complete head on)."""
+    def finished(self, request: Request, now: float | None = None) -> None:
+        """Count a request exactly once (a request is in flight from its complete head on); `now` is
+        time.monotonic() if the caller has it."""
+        if now is None:
+            now = time.monotonic()
         self.in_flight -= 1
         self.requests += 1
         outcome = request.outcome or "client_gone"
@@ -543,8 +548,7 @@ class Gateway:
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         self.accumulator.record(
             request.wall, request.account, request.service, request.operation, request.pool, outcome,
-            request.status or 499, request.bytes_in, request.bytes_out, (time.monotonic() - request.start) * 1000.0,
-            request.tier,
+            request.status or 499, request.bytes_in, request.bytes_out, (now - request.start) * 1000.0, request.tier,
         )
 
     def record_rejected(self, status: int, outcome: str) -> None:
@@ -899,11 +903,12 @@ class ClientConnection(asyncio.Protocol):
         if request.finished:
             return
         request.finished = True
+        now = time.monotonic()  # one clock read for the gate, the measurement and the idle deadline
         if request.waiter is not None:
             request.waiter.cancel()
             request.waiter = None
         if request.gate is not None:
-            request.gate.leave()
+            request.gate.leave(now)
             request.gate = None
         conn = request.conn
         if conn is not None:
@@ -913,7 +918,7 @@ class ClientConnection(asyncio.Protocol):
             self.active = None
             self.body_deadline = self.upstream_deadline = None
         gw = self.gateway
-        gw.finished(request)
+        gw.finished(request, now)
         if self.closed:
             return
         if not keep or (gw.draining and not self.queue):
@@ -926,7 +931,7 @@ class ClientConnection(asyncio.Protocol):
         if self.active is None and not self.queue and not self.broken and not self.in_head and not self.advancing:
             # _advance's usual end, inlined: nothing else to answer, the connection is idle until the next one
             self.idle = True
-            self.idle_deadline = when = time.monotonic() + self.limits.idle_timeout
+            self.idle_deadline = when = now + self.limits.idle_timeout
             if self.timer is None or self.timer_at > when:
                 self._watch(when)
             return
@@ -996,7 +1001,17 @@ class ClientConnection(asyncio.Protocol):
             return
         request.pool = pool.name
         request.endpoints = pool.order()
-        request.head = self._upstream_head(request, identity)
+        # the request line and headers for the upstream, all but the Host line and the blank line after it
+        if request.chunked:
+            framing = b"Transfer-Encoding: chunked\r\n"
+        elif request.content_length is not None:
+            framing = b"Content-Length: %d\r\n" % request.content_length
+        else:
+            framing = b""
+        forwarded_for = request.forwarded_for + b", " + self.peer if request.forwarded_for else self.peer
+        request.head = b"%s %s HTTP/1.1\r\n%sX-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s%s" % (
+            request.method, request.url, b"".join(request.lines), request.request_id, forwarded_for,
+            identity.header_lines, framing)
         cached = pool.gate
         gate = cast(PoolGate, cached[1]) if cached is not None and cached[0] is gw else gw.gate(route.name, pool)
         admission = policy.admission
@@ -1037,19 +1052,6 @@ class ClientConnection(asyncio.Protocol):
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = gw.buckets[(name, account)] = TokenBucket(rate, burst, now)
         return bucket.take(now)
-
-    def _upstream_head(self, request: Request, identity: Identity) -> bytes:
-        """The request line and headers for the upstream, all but the Host line and the blank line after it."""
-        if request.chunked:
-            framing = b"Transfer-Encoding: chunked\r\n"
-        elif request.content_length is not None:
-            framing = b"Content-Length: %d\r\n" % request.content_length
-        else:
-            framing = b""
-        forwarded_for = request.forwarded_for + b", " + self.peer if request.forwarded_for else self.peer
-        return b"%s %s HTTP/1.1\r\n%sX-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s%s" % (
-            request.method, request.url, b"".join(request.lines), request.request_id, forwarded_for,
-            identity.header_lines, framing)
 
     # -- the upstream side ----------------------------------------------------------------------------------
 
@@ -1112,7 +1114,9 @@ class ClientConnection(asyncio.Protocol):
                 parts.append(b"0\r\n\r\n")
             conn.write(b"".join(parts))
         else:
-            conn.write(request.head + upstream.host_line)
+            transport = conn.transport  # UpstreamConnection.write, inlined
+            if transport is not None and not conn.closed and not transport.is_closing():
+                transport.write(request.head + upstream.host_line)
         if self.write_paused:
             conn.pause(True)
         self.upstream_deadline = when = time.monotonic() + self.limits.upstream_timeout
