@@ -3,9 +3,9 @@
 
     python bench/gateway.py [--seconds 5] [--connections 16] [--rounds 3] [--profile FILE] [--write-docs]
 
-1. An upstream: nginx answering a small fixed body (fast, so it is not what is measured).
+1. An upstream: an nginx process answering a small fixed body (fast, so it is not what is measured).
 2. Direct: wrk straight at the upstream (the floor).
-3. nginx as a reverse proxy (proxy_pass with an upstream keep-alive pool), one worker process.
+3. nginx as a reverse proxy (proxy_pass with an upstream keep-alive pool), one worker, in a process of its own.
 4. `accord gateway` with one worker, identifying the caller by API key, measuring every request into rollups
    (flushed to a SQLite database every 2 s), in front of the same upstream.
 Goal: the gateway's throughput at least 0.5 x nginx's, and p50 added latency (its p50 minus the direct p50)
@@ -41,22 +41,29 @@ sys.path.insert(0, str(ROOT))
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+    client_body_temp_path {tmp}/{name}-body;
+    proxy_temp_path {tmp}/{name}-proxy;
+    fastcgi_temp_path {tmp}/{name}-fastcgi;
+    uwsgi_temp_path {tmp}/{name}-uwsgi;
+    scgi_temp_path {tmp}/{name}-scgi;
     keepalive_requests 1000000;
-    upstream backend {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+{servers}
+}}
+"""
+# The upstream and the nginx proxy are two nginx processes, so that every path reaches the same upstream
+# process over loopback (served by the proxy's own worker, nginx would skip a process wake-up per request).
+UPSTREAM_SERVER = """
     server {{
         listen 127.0.0.1:{upstream} reuseport;
         location / {{ default_type application/json; return 200 '{{"ok": true, "service": "booking"}}'; }}
-    }}
+    }}"""
+PROXY_SERVER = """
+    upstream backend {{ server 127.0.0.1:{upstream}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{proxy};
         location / {{
@@ -65,9 +72,7 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
-    }}
-}}
-"""
+    }}"""
 
 
 def free_port() -> int:
@@ -149,14 +154,17 @@ def main() -> None:
     ensure_tools()
     tmp = tempfile.mkdtemp(prefix="accord-gw-bench-")
     upstream, proxy, gateway_port = free_port(), free_port(), free_port()
-    conf = Path(tmp, "nginx.conf")
-    conf.write_text(NGINX_CONF.format(tmp=tmp, upstream=upstream, proxy=proxy))
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    nginx = subprocess.Popen([nginx_bin, "-c", str(conf), "-p", tmp], stderr=subprocess.DEVNULL)
+    nginxes = {}
+    for name, servers in (("upstream", UPSTREAM_SERVER), ("proxy", PROXY_SERVER)):
+        conf = Path(tmp, f"{name}.conf")
+        conf.write_text(NGINX_CONF.format(tmp=tmp, name=name,
+                                          servers=servers.format(upstream=upstream, proxy=proxy)))
+        nginxes[name] = subprocess.Popen([nginx_bin, "-c", str(conf), "-p", tmp], stderr=subprocess.DEVNULL)
     gateway: subprocess.Popen[bytes] | None = None
     try:
-        wait_for_port(upstream, nginx)
-        wait_for_port(proxy, nginx)
+        wait_for_port(upstream, nginxes["upstream"])
+        wait_for_port(proxy, nginxes["proxy"])
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ACCORD_VAR_DIR": tmp,
                "DJANGO_SETTINGS_MODULE": "accord.settings"}
         os.environ.update(env)
@@ -191,8 +199,9 @@ def main() -> None:
         warmup_total = 0
         wrk_runs = 0
         # CPU per request is steadier than requests/s on a shared machine: the gateway worker's, and nginx's
-        nginx_pids = [nginx.pid, *children(nginx.pid)]
-        cpu_pids = {"direct": nginx_pids, "nginx": nginx_pids, "gateway": [gateway.pid, *children(gateway.pid)]}
+        cpu_pids = {"direct": [nginxes["upstream"].pid, *children(nginxes["upstream"].pid)],
+                    "nginx": [nginxes["proxy"].pid, *children(nginxes["proxy"].pid)],
+                    "gateway": [gateway.pid, *children(gateway.pid)]}
         for n in range(args.rounds):
             for name, url, headers in paths:
                 warm = wrk(url, 1, args.connections, headers)  # warm up
@@ -221,11 +230,12 @@ def main() -> None:
     finally:
         if gateway is not None and gateway.poll() is None:
             gateway.kill()
-        nginx.send_signal(signal.SIGQUIT)
-        try:
-            nginx.wait(20)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
+        for nginx in nginxes.values():
+            nginx.send_signal(signal.SIGQUIT)
+            try:
+                nginx.wait(20)
+            except subprocess.TimeoutExpired:
+                nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     ratio = results["gateway"]["rps"] / results["nginx"]["rps"]
     added_gw = results["gateway"]["p50"] - results["direct"]["p50"]
@@ -235,10 +245,10 @@ def main() -> None:
     # wrk counts the requests answered before its deadline; the gateway also answers (and counts) those in flight
     # at that moment: at most one per connection per wrk run
     in_flight_max = wrk_runs * max(args.connections, args.latency_connections)
-    print(f"gateway / nginx throughput: {ratio:.2f} (goal >= 0.5)")
-    proxy_cpu = results["nginx"]["cpu_us"] - results["direct"]["cpu_us"]
+    print(f"gateway / nginx throughput: {ratio:.3f} (goal >= 0.5); per round "
+          + ", ".join(f"{g['rps'] / n['rps']:.3f}" for g, n in zip(rounds["gateway"], rounds["nginx"], strict=True)))
     print(f"CPU per request: gateway worker {results['gateway']['cpu_us']:.1f} us; nginx as proxy "
-          f"{proxy_cpu:.1f} us (its proxy path minus the upstream's own {results['direct']['cpu_us']:.1f} us)")
+          f"{results['nginx']['cpu_us']:.1f} us; the upstream {results['direct']['cpu_us']:.1f} us")
     print(f"p50 added latency at {args.connections} connections (saturated): gateway {added_gw:.3f} ms, "
           f"nginx {added_nginx:.3f} ms")
     print(f"p50 added latency at {args.latency_connections} connection(s): gateway {one_gw:.3f} ms, "
@@ -257,6 +267,8 @@ def main() -> None:
             f"{unloaded[name]['p50']:.3f} | {unloaded[name]['p99']:.3f} |"
             for name, r in results.items()
         )
+        per_round_ratio = ", ".join(f"{g['rps'] / n['rps']:.3f}" for g, n in zip(rounds["gateway"], rounds["nginx"],
+                                                                                strict=True))
         per_round = "; ".join(
             f"{name} " + ", ".join(f"{r['rps'] / 1000:.1f}k" for r in rs) for name, rs in rounds.items())
         text = f"""
@@ -266,7 +278,8 @@ def main() -> None:
 on {datetime.date.today()}, {os.cpu_count()} shared cores ({cpu}). wrk with 1 thread; per path and round a 1 s
 warm-up, {args.seconds} s at {args.connections} keep-alive connections (throughput, CPU), then {args.seconds} s at
 {args.latency_connections} connection(s) (latency unloaded); {args.rounds} interleaved rounds, medians shown. The
-upstream is nginx returning a 34-byte JSON body; nginx proxies with an upstream keep-alive pool and one worker;
+upstream is an nginx process returning a 34-byte JSON body; nginx proxies from a second nginx process (an upstream
+keep-alive pool, one worker);
 `accord gateway` runs one worker, identifies the caller by API key and measures every request into rollups
 flushed to SQLite every 2 s. wrk, the upstream and the proxy share the 2 cores.
 
@@ -276,10 +289,13 @@ flushed to SQLite every 2 s. wrk, the upstream and the proxy share the 2 cores.
 
 Requests/s per round: {per_round}.
 
-- Gateway throughput is **{ratio:.2f} x nginx's** (goal: at least 0.5).
+- Gateway throughput is **{ratio:.3f} x nginx's** (medians; per round {per_round_ratio}; goal: at least 0.5).
 - CPU per request: the gateway worker {results['gateway']['cpu_us']:.1f} µs; nginx as a proxy
-  {results['nginx']['cpu_us'] - results['direct']['cpu_us']:.1f} µs (its proxy path minus the upstream's own
-  {results['direct']['cpu_us']:.1f} µs, both served by the one nginx worker).
+  {results['nginx']['cpu_us']:.1f} µs; the upstream (a separate nginx process, the same for every path)
+  {results['direct']['cpu_us']:.1f} µs. Busy share of one core during the throughput runs (CPU per request x
+  requests/s): gateway {results['gateway']['cpu_us'] * results['gateway']['rps'] / 1e6:.2f}, nginx
+  {results['nginx']['cpu_us'] * results['nginx']['rps'] / 1e6:.2f} (below 1, nginx is held back by the load generator and the
+  upstream on the other core rather than by its own CPU).
 - p50 added latency over direct, one request at a time: gateway **{one_gw:.3f} ms**, nginx {one_nginx:.3f} ms
   (goal for the gateway: under 0.3 ms). At {args.connections} connections, where the gateway's core is saturated
   and a request waits behind the others: gateway {added_gw:.3f} ms, nginx {added_nginx:.3f} ms.
