@@ -65,6 +65,14 @@ class EchoHandler(BaseHTTPRequestHandler):
                 sent += len(part)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path.startswith("/bookings/empty"):
+            self.send_response(204)
+            self.end_headers()
+            return
+        if self.path.startswith("/bookings/early"):  # an interim 103 Early Hints before the answer
+            self.send_response_only(103)
+            self.send_header("Link", "</style.css>; rel=preload")
+            self.end_headers()
         payload = json.dumps({
             "server": self.server.name, "method": self.command, "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -77,6 +85,16 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def do_HEAD(self) -> None:
+        with self.server.lock:
+            self.server.connections.add(self.client_address)
+            self.server.count += 1
+            self.server.order.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1234")  # what a GET would carry; a HEAD answer has no body
+        self.end_headers()
 
 
 class EchoServer(ThreadingHTTPServer):

@@ -129,6 +129,38 @@ def test_repeated_headers_are_combined_or_taken_once_and_the_status_line_keeps_i
     assert echoed["x-request-id"] == "first-valid" and echoed["x-accord-tier"] == "platinum"
 
 
+def test_head_204_and_interim_answers_keep_the_connection_in_step(gw: RunningGateway,
+                                                                   upstreams: list[EchoServer]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    status, headers, body = call(gw.port, "HEAD", "/bookings/1", conn=conn)
+    assert (status, headers["content-length"], body) == (200, "1234", b"")
+    status, headers, body = call(gw.port, "GET", "/bookings/empty", conn=conn)
+    assert (status, body) == (204, b"") and "transfer-encoding" not in headers
+    status, _h, body = call(gw.port, "GET", "/bookings/early", conn=conn)  # 103 first: not the answer
+    assert status == 200 and json.loads(body)["path"] == "/bookings/early"
+    status, _h, body = call(gw.port, "GET", "/bookings/after", conn=conn)  # the same connection, still in step
+    assert status == 200 and json.loads(body)["path"] == "/bookings/after"
+    conn.close()
+    assert upstreams[0].order[-4:] == ["/bookings/1", "/bookings/empty", "/bookings/early", "/bookings/after"]
+
+
+def test_expect_100_continue_is_answered_by_the_gateway_before_the_body(gw: RunningGateway) -> None:
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(b"POST /bookings/new HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY + b"\r\n"
+                     b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        answer = b""
+        while b"}" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(body)["body_length"] == 5
+    assert "expect" not in json.loads(body)["headers"]
+
+
 def test_a_large_body_streams_through(gw: RunningGateway) -> None:
     body = random.Random(1).randbytes(12 * 1024 * 1024)
     status, _h, data = call(gw.port, "POST", "/bookings/upload", body=body)
