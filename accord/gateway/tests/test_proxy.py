@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -18,7 +19,7 @@ import pytest
 from accord.gateway.proxy import Limits
 from accord.gateway.snapshot import Identity, PoolTarget, Route, Snapshot, Upstream, load_snapshot
 
-from .conftest import EchoServer, RunningGateway, raw_request, start_gateway, stop_gateway
+from .conftest import EchoServer, RunningGateway, raw_request, start_gateway, stop_gateway, wait_until
 
 KEY = b"acc_test-key-of-globex"
 KEY_HASH = hashlib.sha256(KEY).hexdigest()
@@ -283,6 +284,66 @@ def test_malformed_and_adversarial_requests_never_take_it_down(gw: RunningGatewa
         assert reply == b"" or reply.startswith(b"HTTP/1.1 "), reply[:80]
         assert not reply.startswith(b"HTTP/1.1 5") or b"504" in reply[:12] or b"502" in reply[:12] or b"503" in reply[:12]
     assert call(gw.port, "GET", "/bookings/after-the-storm")[0] == 200
+
+
+def _mutated(rng: random.Random, data: bytes, valid: list[bytes]) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randrange(0, 4)):
+        op = rng.random()
+        if op < 0.3 and out:
+            out[rng.randrange(len(out))] = rng.randrange(256)
+        elif op < 0.5 and out:
+            del out[rng.randrange(len(out))]
+        elif op < 0.7:
+            out.insert(rng.randrange(len(out) + 1), rng.choice(b"\r\n :0123456789abcdef"))
+        elif op < 0.85 and out:
+            at = rng.randrange(len(out))
+            out[at:at] = out[at : at + rng.randrange(1, 40)]
+        else:
+            out += rng.choice(valid)  # pipelined
+    return bytes(out)
+
+
+@pytest.mark.slow
+def test_mutated_split_and_pipelined_requests_leave_nothing_behind(gw: RunningGateway) -> None:
+    """Valid requests of every kind the data plane handles, mutated a few bytes at a time, sent in random pieces,
+    several on one connection, sometimes half-closed: every answer is HTTP, the event loop never sees an
+    exception, nothing stays in flight, and the next good request is answered."""
+    errors: list[dict[str, Any]] = []
+    gw.loop.call_soon_threadsafe(gw.loop.set_exception_handler, lambda _loop, context: errors.append(context))
+    auth = b"Authorization: Bearer " + KEY + b"\r\n"
+    valid = [
+        b"GET /bookings/1 HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n",
+        b"POST /bookings/2 HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 11\r\n\r\nhello world",
+        b"POST /bookings/3 HTTP/1.1\r\nHost: x\r\n" + auth
+        + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        b"HEAD /bookings/4 HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n",
+        b"GET /bookings/empty HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n",
+        b"GET /bookings/early HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n",
+        b"POST /bookings/5 HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+        b"GET /fares/x HTTP/1.0\r\n\r\n",
+    ]
+    rng = random.Random(11)
+    for _ in range(60):
+        data = b"".join(_mutated(rng, rng.choice(valid), valid) if rng.random() < 0.7 else rng.choice(valid)
+                        for _ in range(rng.randrange(1, 4)))
+        answer = b""
+        try:
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=3) as sock:
+                for at in range(0, len(data), step := rng.randrange(1, 120)):
+                    sock.sendall(data[at : at + step])
+                if rng.random() < 0.2:
+                    sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(0.3)
+                with contextlib.suppress(TimeoutError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
+    assert call(gw.port, "GET", "/bookings/after-the-mutations")[0] == 200
+    wait_until(lambda: gw.gateway.in_flight == 0 and not gw.gateway.connections, what="every connection done")
+    assert errors == []
 
 
 @pytest.mark.django_db
