@@ -60,7 +60,7 @@ _R_KEEP, _R_DROP, _R_LENGTH, _R_ENCODING = range(4)
 _RESPONSE_HEADERS: dict[bytes, int] = {}
 for _name in (*_RESPONSE_DROPPED, b"content-length", b"server", b"date", b"content-type", b"cache-control",
               b"etag", b"last-modified", b"vary", b"location", b"set-cookie", b"expires", b"content-encoding",
-              b"x-request-id", b"x-content-type-options", b"strict-transport-security", b"access-control-allow-origin"):
+              b"x-content-type-options", b"strict-transport-security", b"access-control-allow-origin"):
     _kind = (_R_LENGTH if _name == b"content-length" else _R_ENCODING if _name == b"transfer-encoding"
              else _R_DROP if _name in _RESPONSE_DROPPED else _R_KEEP)
     for _spelling in {_name, _name.title(), _name.title().replace(b"Etag", b"ETag")}:
@@ -122,19 +122,17 @@ class PoolGate:
         self.last = time.monotonic()
         self.peak = 0
 
-    def _tick(self) -> None:
-        now = time.monotonic()
+    def _tick(self, now: float | None = None) -> None:
+        if now is None:
+            now = time.monotonic()
         self.busy += self.in_flight * (now - self.last)
         self.last = now
 
     def enter(self) -> None:
-        now = time.monotonic()  # _tick, inlined: this runs on every request
-        in_flight = self.in_flight
-        self.busy += in_flight * (now - self.last)
-        self.last = now
-        self.in_flight = in_flight = in_flight + 1
-        if in_flight > self.peak:
-            self.peak = in_flight
+        self._tick()
+        self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
 
     def sample(self) -> tuple[float, int]:
         """Busy request-seconds and the peak in flight since the previous sample; starts the next interval."""
@@ -181,10 +179,7 @@ class PoolGate:
             if not future.done():
                 future.set_result(True)  # the slot passes on: in_flight stays the same
                 return
-        if now is None:
-            now = time.monotonic()
-        self.busy += self.in_flight * (now - self.last)
-        self.last = now
+        self._tick(now)
         self.in_flight -= 1
 
     @property
@@ -239,7 +234,7 @@ class Request:
         # the head, as the parser callbacks fill it in
         self.method = b""
         self.url = b""
-        self.lines: list[bytes] = []  # the client's header lines the upstream gets, each ending in CRLF
+        self.lines: list[bytes] = []  # the client's header lines the upstream gets, in pieces to join
         self.header_bytes = 0
         self.keep_alive = False
         self.chunked = False
@@ -318,16 +313,14 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            client._upstream_failed(request, "The upstream sent a malformed response.")
+            client._upstream_error(request, 502, "bad_gateway", "The upstream sent a malformed response.")
             return
         out = self.out
         if request.resp_done:
             if request.chunked_out:
                 out.append(b"0\r\n\r\n")
             if out:
-                transport = client.transport
-                if transport is not None and not transport.is_closing():
-                    transport.write(out[0] if len(out) == 1 else b"".join(out))
+                client._write(out[0] if len(out) == 1 else b"".join(out))
                 out.clear()
             client._answered(request, self)
             return
@@ -711,8 +704,7 @@ class ClientConnection(asyncio.Protocol):
         self.idle = False
         self.idle_deadline = None
         self.head_deadline = when = time.monotonic() + self.limits.header_timeout
-        if self.timer is None or self.timer_at > when:
-            self._watch(when)
+        self._watch(when)
 
     def on_url(self, url: bytes) -> None:
         request = self.parsing
@@ -853,7 +845,7 @@ class ClientConnection(asyncio.Protocol):
         if request is not None and self.upstream_deadline is not None and now >= self.upstream_deadline:
             self.upstream_deadline = None
             if request.conn is not None and not request.resp_done and not request.finished:
-                self._upstream_timeout(request)
+                self._upstream_error(request, 504, "timeout", "The upstream did not answer in time.")
         if self.closed:
             return
         pending = [d for d in (self.head_deadline, self.idle_deadline, self.body_deadline, self.upstream_deadline)
@@ -863,8 +855,9 @@ class ClientConnection(asyncio.Protocol):
 
     # -- the order of requests ------------------------------------------------------------------------------
 
-    def _advance(self) -> None:
-        """Start the next queued request when none is being answered; close or idle when none is left."""
+    def _advance(self, now: float | None = None) -> None:
+        """Start the next queued request when none is being answered; close or idle when none is left.
+        `now` is time.monotonic() if the caller has it."""
         if self.advancing:
             return
         self.advancing = True
@@ -892,7 +885,7 @@ class ClientConnection(asyncio.Protocol):
                 else:
                     self.idle = not self.in_head
                     if self.idle:
-                        self.idle_deadline = when = time.monotonic() + self.limits.idle_timeout
+                        self.idle_deadline = when = (now or time.monotonic()) + self.limits.idle_timeout
                         self._watch(when)
                 return
         finally:
@@ -926,16 +919,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.paused & (_PAUSE_BUFFER | _PAUSE_UPSTREAM):
             self.resume_reading(_PAUSE_BUFFER | _PAUSE_UPSTREAM)
-        if self.in_feed:
-            return
-        if self.active is None and not self.queue and not self.broken and not self.in_head and not self.advancing:
-            # _advance's usual end, inlined: nothing else to answer, the connection is idle until the next one
-            self.idle = True
-            self.idle_deadline = when = now + self.limits.idle_timeout
-            if self.timer is None or self.timer_at > when:
-                self._watch(when)
-            return
-        self._advance()
+        if not self.in_feed:
+            self._advance(now)
 
     # -- deciding -----------------------------------------------------------------------------------------
 
@@ -943,8 +928,7 @@ class ClientConnection(asyncio.Protocol):
         gw = self.gateway
         snapshot = gw.snapshot  # one snapshot for the whole request, even if a reload lands meanwhile
         if not request.request_id:
-            gw._id_counter = counter = gw._id_counter + 1  # Gateway.next_request_id, inlined
-            request.request_id = gw._id_prefix + b"%x" % counter
+            request.request_id = gw.next_request_id()
         if not request.complete:
             self.body_deadline = when = time.monotonic() + self.limits.idle_timeout
             self._watch(when)
@@ -1012,8 +996,7 @@ class ClientConnection(asyncio.Protocol):
         request.head = b"%s %s HTTP/1.1\r\n%sX-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s%s" % (
             request.method, request.url, b"".join(request.lines), request.request_id, forwarded_for,
             identity.header_lines, framing)
-        cached = pool.gate
-        gate = cast(PoolGate, cached[1]) if cached is not None and cached[0] is gw else gw.gate(route.name, pool)
+        gate = gw.gate(route.name, pool)
         admission = policy.admission
         if admission is None:
             gate.enter()
@@ -1064,13 +1047,7 @@ class ClientConnection(asyncio.Protocol):
         if endpoints:
             upstream = endpoints[0]
             request.endpoints = endpoints[1:]
-            conn = None
-            idle = self.pool.idle.get(upstream)  # UpstreamPool.take, inlined
-            while idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    break
-                conn = None
+            conn = self.pool.take(upstream)
             if conn is not None:
                 self._send(request, upstream, conn)
             else:
@@ -1114,14 +1091,11 @@ class ClientConnection(asyncio.Protocol):
                 parts.append(b"0\r\n\r\n")
             conn.write(b"".join(parts))
         else:
-            transport = conn.transport  # UpstreamConnection.write, inlined
-            if transport is not None and not conn.closed and not transport.is_closing():
-                transport.write(request.head + upstream.host_line)
+            conn.write(request.head + upstream.host_line)
         if self.write_paused:
             conn.pause(True)
         self.upstream_deadline = when = time.monotonic() + self.limits.upstream_timeout
-        if self.timer is None or self.timer_at > when:
-            self._watch(when)
+        self._watch(when)
 
     def _answered(self, request: Request, conn: UpstreamConnection) -> None:
         request.conn = None
@@ -1161,26 +1135,17 @@ class ClientConnection(asyncio.Protocol):
         request.outcome = "bad_gateway"
         self._finish(request, False)  # cut mid-body: the client must see the connection end
 
-    def _upstream_failed(self, request: Request, message: str) -> None:
+    def _upstream_error(self, request: Request, status: int, outcome: str, message: str) -> None:
+        """The upstream failed this request (bad answer 502, timeout 504): drop the connection, then answer
+        `status` if no head went to the client yet, else cut the answer short."""
         conn = request.conn
         request.conn = None
         if conn is not None:
             conn.close()
         if not request.head_sent:
-            self._reply(request, 502, "bad_gateway", message)
+            self._reply(request, status, outcome, message)
         else:
-            request.outcome = "bad_gateway"
-            self._finish(request, False)
-
-    def _upstream_timeout(self, request: Request) -> None:
-        conn = request.conn
-        request.conn = None
-        if conn is not None:
-            conn.close()
-        if not request.head_sent:
-            self._reply(request, 504, "timeout", "The upstream did not answer in time.")
-        else:
-            request.outcome = "timeout"
+            request.outcome = outcome
             self._finish(request, False)
 
     # -- the gateway's own answers ----------------------------------------------------------------------------

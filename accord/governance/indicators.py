@@ -72,12 +72,6 @@ class Stats:
             self._sketches = None
         return self._sketch
 
-    def add(self, count: int, errors: int, latency_sum: float, sketch: bytes | memoryview) -> None:
-        self.count += count
-        self.errors += errors
-        self.latency_sum += latency_sum
-        self.sketch.merge_encoded(sketch)
-
     def __repr__(self) -> str:
         return f"Stats(count={self.count}, errors={self.errors}, latency_sum={self.latency_sum:g})"
 
