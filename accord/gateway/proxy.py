@@ -21,13 +21,13 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from typing import cast
 
 import httptools
 
+from .limits import Limits
 from .measure import Accumulator
 from .snapshot import ANONYMOUS, NO_POLICY, Identity, PoolTarget, Snapshot, Upstream
 
@@ -75,20 +75,6 @@ REASONS = {**{s.value: s.phrase for s in HTTPStatus},
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase.encode()) for code, phrase in REASONS.items()}
 CODES = {429: "throttled"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@dataclass
-class Limits:
-    """What a client may send, and how long the gateway waits."""
-
-    max_header_bytes: int = 32 * 1024
-    max_body_bytes: int = 64 * 1024 * 1024
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    connect_timeout: float = 3.0
-    upstream_timeout: float = 30.0
-    max_connections: int = 10_000
-    max_idle_upstream: int = 256  # idle kept-alive connections per upstream
 
 
 def error_response(status: int, message: str, request_id: bytes = b"", close: bool = False,
@@ -433,16 +419,16 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per upstream."""
+    """Idle keep-alive connections per upstream address (host:port)."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.idle: dict[Upstream, list[UpstreamConnection]] = {}
+        self.idle: dict[str, list[UpstreamConnection]] = {}
         self.opened = 0
 
     def take(self, upstream: Upstream) -> UpstreamConnection | None:
         """An idle connection to the upstream that is still open, or None."""
-        idle = self.idle.get(upstream)
+        idle = self.idle.get(upstream.address)
         while idle:
             conn = idle.pop()
             if not conn.closed:
@@ -464,9 +450,10 @@ class UpstreamPool:
             return
         if conn.reading_paused:
             conn.pause(False)  # an idle connection must notice when the upstream closes it
-        idle = self.idle.get(conn.upstream)
+        address = conn.upstream.address
+        idle = self.idle.get(address)
         if idle is None:
-            idle = self.idle[conn.upstream] = []
+            idle = self.idle[address] = []
         if len(idle) >= self.limits.max_idle_upstream:
             conn.close()
             return

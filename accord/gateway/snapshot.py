@@ -38,9 +38,13 @@ class Upstream:
     host_header: bytes
     # The Host line and the blank line that end a request head sent to it, built once.
     host_line: bytes = field(init=False, repr=False, compare=False)
+    # "host:port", what kept-alive connections are pooled by: a str caches its hash, where this frozen
+    # dataclass's own __hash__ is a Python call (twice a request: take and put back)
+    address: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "host_line", b"Host: " + self.host_header + b"\r\n\r\n")
+        object.__setattr__(self, "address", f"{self.host}:{self.port}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from accord.gateway.proxy import Limits
+from accord.gateway.limits import Limits
 from accord.gateway.snapshot import Identity, PoolTarget, Route, Snapshot, Upstream, load_snapshot
 
 from .conftest import EchoServer, RunningGateway, raw_request, start_gateway, stop_gateway, wait_until
@@ -333,7 +333,10 @@ def test_mutated_split_and_pipelined_requests_leave_nothing_behind(gw: RunningGa
                 for at in range(0, len(data), step := rng.randrange(1, 120)):
                     sock.sendall(data[at : at + step])
                 if rng.random() < 0.2:
-                    sock.shutdown(socket.SHUT_WR)
+                    # ENOTCONN when the gateway has already answered an error, closed, and been sent more
+                    # (the kernel resets such a connection): nothing left to half-close
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
                 sock.settimeout(0.3)
                 with contextlib.suppress(TimeoutError):
                     while chunk := sock.recv(65536):
