@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the gateway beside nginx: the same upstream, the same load generator, three paths.
+"""Benchmark the gateway beside nginx: the same upstream, the same load generator, four paths.
 
     python bench/gateway.py [--seconds 5] [--connections 16] [--rounds 3] [--profile FILE] [--write-docs]
 
@@ -7,13 +7,15 @@
 2. Direct: wrk straight at the upstream (the floor).
 3. nginx as a reverse proxy (proxy_pass with an upstream keep-alive pool), one worker, in a process of its own.
 4. `accord gateway` with one worker, identifying the caller by API key, measuring every request into rollups
-   (flushed to a SQLite database every 2 s), in front of the same upstream.
+   (flushed to a SQLite database every 2 s), in front of the same upstream: twice, as two processes, one
+   running the data plane compiled by mypyc (`accord gateway-compile`, run first if the build is stale) and one
+   running it as Python (ACCORD_DATAPLANE=python). `--python-only` skips the compiled one.
 Goal: the gateway's throughput at least 0.5 x nginx's, and p50 added latency (its p50 minus the direct p50)
 under 0.3 ms. Latency is measured twice: at `--connections` (the throughput runs, which saturate the proxy, so
 their latency is mostly queueing behind the busy core) and with one connection (one request at a time: what a
 request pays for passing through the proxy when it is not queued behind others). nginx and wrk are installed with apt-get when missing. Keep the load low on a shared machine.
-The three paths are measured in turn, `--rounds` times (interleaved, so machine noise hits each alike); the
-figures are the medians of the rounds. After the run, the gateway is stopped with SIGTERM and its stored
+The paths are measured in turn, `--rounds` times (interleaved, so machine noise hits each alike); the
+figures are the medians of the rounds. After the run, the gateways are stopped with SIGTERM and their stored
 rollups are compared with wrk's count. `--profile FILE` runs the gateway worker under cProfile and prints
 where its time goes.
 """
@@ -150,10 +152,18 @@ def main() -> None:
                         help="connections for the latency runs (default 1: one request at a time)")
     parser.add_argument("--profile", help="write the gateway worker's cProfile stats here and print the top")
     parser.add_argument("--write-docs", action="store_true", help="append the figures to docs/benchmarks.md")
+    parser.add_argument("--python-only", action="store_true", help="only the Python data plane, not the compiled one")
     args = parser.parse_args()
     ensure_tools()
     tmp = tempfile.mkdtemp(prefix="accord-gw-bench-")
-    upstream, proxy, gateway_port = free_port(), free_port(), free_port()
+    upstream, proxy = free_port(), free_port()
+    accord = str(Path(sys.executable).with_name("accord"))
+    # the gateways: name -> ACCORD_DATAPLANE; the compiled one is built (or found current) first
+    planes = {"gateway": "compiled", "gateway-python": "python"}
+    if args.python_only:
+        planes = {"gateway-python": "python"}
+    elif subprocess.call([accord, "gateway-compile", "--if-stale"]) != 0:
+        raise SystemExit("the data plane did not compile (see above); --python-only runs without it")
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     nginxes = {}
     for name, servers in (("upstream", UPSTREAM_SERVER), ("proxy", PROXY_SERVER)):
@@ -161,7 +171,7 @@ def main() -> None:
         conf.write_text(NGINX_CONF.format(tmp=tmp, name=name,
                                           servers=servers.format(upstream=upstream, proxy=proxy)))
         nginxes[name] = subprocess.Popen([nginx_bin, "-c", str(conf), "-p", tmp], stderr=subprocess.DEVNULL)
-    gateway: subprocess.Popen[bytes] | None = None
+    gateways: dict[str, subprocess.Popen[bytes]] = {}
     try:
         wait_for_port(upstream, nginxes["upstream"])
         wait_for_port(proxy, nginxes["proxy"])
@@ -183,17 +193,20 @@ def main() -> None:
         Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{upstream}")
         tier = Tier.objects.create(name="gold", rank=2)
         _cred, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
-        accord = str(Path(sys.executable).with_name("accord"))
-        gw_env = {**env, **({"ACCORD_GATEWAY_PROFILE": str(Path(args.profile).resolve())} if args.profile else {})}
-        gateway = subprocess.Popen([accord, "gateway", "--listen", f"127.0.0.1:{gateway_port}", "--workers", "1",
-                                    "--flush", "2"], env=gw_env, stdout=subprocess.DEVNULL)
-        wait_for_port(gateway_port, gateway)
         auth = [f"Authorization: Bearer {key}"]
         paths = [
             ("direct", f"http://127.0.0.1:{upstream}/bookings/1", []),
             ("nginx", f"http://127.0.0.1:{proxy}/bookings/1", []),
-            ("gateway", f"http://127.0.0.1:{gateway_port}/bookings/1", auth),
         ]
+        for name, plane in planes.items():
+            port = free_port()
+            gw_env = {**env, "ACCORD_DATAPLANE": plane,
+                      **({"ACCORD_GATEWAY_PROFILE": str(Path(f"{args.profile}.{plane}").resolve())}
+                         if args.profile else {})}
+            gateways[name] = subprocess.Popen([accord, "gateway", "--listen", f"127.0.0.1:{port}", "--workers", "1",
+                                               "--flush", "2"], env=gw_env, stdout=subprocess.DEVNULL)
+            wait_for_port(port, gateways[name])
+            paths.append((name, f"http://127.0.0.1:{port}/bookings/1", auth))
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
         latency: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
         warmup_total = 0
@@ -201,7 +214,7 @@ def main() -> None:
         # CPU per request is steadier than requests/s on a shared machine: the gateway worker's, and nginx's
         cpu_pids = {"direct": [nginxes["upstream"].pid, *children(nginxes["upstream"].pid)],
                     "nginx": [nginxes["proxy"].pid, *children(nginxes["proxy"].pid)],
-                    "gateway": [gateway.pid, *children(gateway.pid)]}
+                    **{name: [gw.pid, *children(gw.pid)] for name, gw in gateways.items()}}
         for n in range(args.rounds):
             for name, url, headers in paths:
                 warm = wrk(url, 1, args.connections, headers)  # warm up
@@ -215,7 +228,7 @@ def main() -> None:
                 latency[name].append(one)
                 print(f"        {name:8} {args.latency_connections} connection(s): p50 {one['p50']:.3f} ms  "
                       f"p99 {one['p99']:.3f} ms  ({one['rps']:.0f} req/s)", flush=True)
-                if name == "gateway":
+                if name in gateways:
                     warmup_total += int(warm["total"]) + int(one["total"])
                     wrk_runs += 3
         results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rounds.items()}
@@ -223,13 +236,16 @@ def main() -> None:
         for name, r in results.items():
             print(f"median   {name:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  "
                   f"cpu {r['cpu_us']:.1f} us/req", flush=True)
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(60)
+        for gw in gateways.values():
+            gw.send_signal(signal.SIGTERM)
+        for gw in gateways.values():
+            gw.wait(60)
         counted = sum(Rollup.objects.per_account_minutes().filter(outcome="ok").values_list("count", flat=True))
-        sent = int(sum(r["total"] for r in rounds["gateway"])) + warmup_total
+        sent = int(sum(r["total"] for name in gateways for r in rounds[name])) + warmup_total
     finally:
-        if gateway is not None and gateway.poll() is None:
-            gateway.kill()
+        for gw in gateways.values():
+            if gw.poll() is None:
+                gw.kill()
         for nginx in nginxes.values():
             nginx.send_signal(signal.SIGQUIT)
             try:
@@ -237,40 +253,47 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    ratio = results["gateway"]["rps"] / results["nginx"]["rps"]
-    added_gw = results["gateway"]["p50"] - results["direct"]["p50"]
-    added_nginx = results["nginx"]["p50"] - results["direct"]["p50"]
-    one_gw = unloaded["gateway"]["p50"] - unloaded["direct"]["p50"]
-    one_nginx = unloaded["nginx"]["p50"] - unloaded["direct"]["p50"]
+    labels = {"gateway": "gateway, compiled", "gateway-python": "gateway, Python"}
+    added = {name: results[name]["p50"] - results["direct"]["p50"] for name in ("nginx", *gateways)}
+    one = {name: unloaded[name]["p50"] - unloaded["direct"]["p50"] for name in ("nginx", *gateways)}
+    ratios = {name: results[name]["rps"] / results["nginx"]["rps"] for name in gateways}
+    per_round_ratio = {name: ", ".join(f"{g['rps'] / n['rps']:.3f}" for g, n in zip(rounds[name], rounds["nginx"],
+                                                                                  strict=True)) for name in gateways}
     # wrk counts the requests answered before its deadline; the gateway also answers (and counts) those in flight
     # at that moment: at most one per connection per wrk run
     in_flight_max = wrk_runs * max(args.connections, args.latency_connections)
-    print(f"gateway / nginx throughput: {ratio:.3f} (goal >= 0.5); per round "
-          + ", ".join(f"{g['rps'] / n['rps']:.3f}" for g, n in zip(rounds["gateway"], rounds["nginx"], strict=True)))
-    print(f"CPU per request: gateway worker {results['gateway']['cpu_us']:.1f} us; nginx as proxy "
-          f"{results['nginx']['cpu_us']:.1f} us; the upstream {results['direct']['cpu_us']:.1f} us")
-    print(f"p50 added latency at {args.connections} connections (saturated): gateway {added_gw:.3f} ms, "
-          f"nginx {added_nginx:.3f} ms")
-    print(f"p50 added latency at {args.latency_connections} connection(s): gateway {one_gw:.3f} ms, "
-          f"nginx {one_nginx:.3f} ms (goal for the gateway < 0.3)")
+    for name in gateways:
+        print(f"{labels[name]} / nginx throughput: {ratios[name]:.3f} (goal >= 0.5); per round "
+              f"{per_round_ratio[name]}")
+    print("CPU per request: " + "; ".join(f"{labels[name]} {results[name]['cpu_us']:.1f} us" for name in gateways)
+          + f"; nginx as proxy {results['nginx']['cpu_us']:.1f} us; the upstream {results['direct']['cpu_us']:.1f} us")
+    print(f"p50 added latency at {args.connections} connections (saturated): "
+          + "; ".join(f"{labels.get(name, name)} {added[name]:.3f} ms" for name in added))
+    print(f"p50 added latency at {args.latency_connections} connection(s): "
+          + "; ".join(f"{labels.get(name, name)} {one[name]:.3f} ms" for name in one) + " (goal for the gateway < 0.3)")
     exact = 0 <= counted - sent <= in_flight_max
-    print(f"rollups counted {counted} answered requests; wrk completed {sent} (all runs) plus up to "
+    print(f"rollups counted {counted} answered requests; wrk completed {sent} (all gateway runs) plus up to "
           f"{in_flight_max} in flight at wrk's deadlines: {'exact' if exact else 'MISMATCH'}")
     if args.profile:
-        print(f"\ngateway worker profile ({args.profile}), top 25 by own time:")
-        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
+        for plane in planes.values():
+            print(f"\ngateway worker profile ({args.profile}.{plane}), top 25 by own time:")
+            pstats.Stats(f"{args.profile}.{plane}").sort_stats("tottime").print_stats(25)
     if args.write_docs:
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "unknown CPU")
         rows = "\n".join(
-            f"| {name} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} | {r['cpu_us']:.1f} | "
-            f"{unloaded[name]['p50']:.3f} | {unloaded[name]['p99']:.3f} |"
+            f"| {labels.get(name, name)} | {r['rps']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} | "
+            f"{r['cpu_us']:.1f} | {unloaded[name]['p50']:.3f} | {unloaded[name]['p99']:.3f} |"
             for name, r in results.items()
         )
-        per_round_ratio = ", ".join(f"{g['rps'] / n['rps']:.3f}" for g, n in zip(rounds["gateway"], rounds["nginx"],
-                                                                                strict=True))
         per_round = "; ".join(
-            f"{name} " + ", ".join(f"{r['rps'] / 1000:.1f}k" for r in rs) for name, rs in rounds.items())
+            f"{labels.get(name, name)} " + ", ".join(f"{r['rps'] / 1000:.1f}k" for r in rs) for name, rs in rounds.items())
+        throughput = "\n".join(
+            f"- {labels[name]}: throughput **{ratios[name]:.3f} x nginx's** (medians; per round {per_round_ratio[name]};"
+            f" goal: at least 0.5); CPU {results[name]['cpu_us']:.1f} µs per request; busy share of one core "
+            f"{results[name]['cpu_us'] * results[name]['rps'] / 1e6:.2f}." for name in gateways)
+        latency = "; ".join(f"{labels.get(name, name)} **{one[name]:.3f} ms**" for name in one)
+        saturated = "; ".join(f"{labels.get(name, name)} {added[name]:.3f} ms" for name in added)
         text = f"""
 ## Gateway
 
@@ -281,7 +304,8 @@ warm-up, {args.seconds} s at {args.connections} keep-alive connections (throughp
 upstream is an nginx process returning a 34-byte JSON body; nginx proxies from a second nginx process (an upstream
 keep-alive pool, one worker);
 `accord gateway` runs one worker, identifies the caller by API key and measures every request into rollups
-flushed to SQLite every 2 s. wrk, the upstream and the proxy share the 2 cores.
+flushed to SQLite every 2 s, once with the data plane compiled by mypyc and once as Python (two processes).
+wrk, the upstream and the proxy under test share the 2 cores.
 
 | path | requests/s | p50 ms | p90 ms | p99 ms | CPU µs/request (server side) | p50 ms, {args.latency_connections} conn. | p99 ms, {args.latency_connections} conn. |
 |---|---:|---:|---:|---:|---:|---:|---:|
@@ -289,18 +313,16 @@ flushed to SQLite every 2 s. wrk, the upstream and the proxy share the 2 cores.
 
 Requests/s per round: {per_round}.
 
-- Gateway throughput is **{ratio:.3f} x nginx's** (medians; per round {per_round_ratio}; goal: at least 0.5).
-- CPU per request: the gateway worker {results['gateway']['cpu_us']:.1f} µs; nginx as a proxy
-  {results['nginx']['cpu_us']:.1f} µs; the upstream (a separate nginx process, the same for every path)
-  {results['direct']['cpu_us']:.1f} µs. Busy share of one core during the throughput runs (CPU per request x
-  requests/s): gateway {results['gateway']['cpu_us'] * results['gateway']['rps'] / 1e6:.2f}, nginx
-  {results['nginx']['cpu_us'] * results['nginx']['rps'] / 1e6:.2f} (below 1, nginx is held back by the load generator and the
-  upstream on the other core rather than by its own CPU).
-- p50 added latency over direct, one request at a time: gateway **{one_gw:.3f} ms**, nginx {one_nginx:.3f} ms
-  (goal for the gateway: under 0.3 ms). At {args.connections} connections, where the gateway's core is saturated
-  and a request waits behind the others: gateway {added_gw:.3f} ms, nginx {added_nginx:.3f} ms.
+{throughput}
+- nginx as a proxy: {results['nginx']['cpu_us']:.1f} µs per request, busy share
+  {results['nginx']['cpu_us'] * results['nginx']['rps'] / 1e6:.2f} (below 1, nginx is held back by the load generator
+  and the upstream on the other core rather than by its own CPU); the upstream (a separate nginx process, the same
+  for every path) {results['direct']['cpu_us']:.1f} µs.
+- p50 added latency over direct, one request at a time: {latency} (goal for the gateway: under 0.3 ms). At
+  {args.connections} connections, where the proxy's core is saturated and a request waits behind the others:
+  {saturated}.
 - Exact measurement under load: after SIGTERM the stored rollups held {counted:,} answered requests; wrk
-  completed {sent:,} before its deadlines in the gateway's runs and warm-ups, with at most {in_flight_max} more in
+  completed {sent:,} before its deadlines in the gateways' runs and warm-ups, with at most {in_flight_max} more in
   flight at those deadlines ({'exact' if exact else 'MISMATCH'}).
 """
         with open(ROOT / "docs" / "benchmarks.md", "a") as f:

@@ -22,6 +22,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ django.setup()
 
 import httptools  # noqa: E402
 
-from accord.gateway import proxy  # noqa: E402
+from accord.gateway import dataplane, proxy  # noqa: E402
 from accord.gateway.snapshot import Identity, PoolTarget, Route, Snapshot, Upstream  # noqa: E402
 
 KEY = b"acc_bench-key-0123456789abcdefghij"
@@ -71,8 +73,8 @@ class MemoryTransport:
         raise AssertionError("the gateway closed a connection it should have kept")
 
 
-def gateway_side(n: int) -> list[float]:
-    """µs per request through the gateway's protocols, per batch."""
+def gateway_side(n: int, plane: Any = proxy) -> list[float]:
+    """µs per request through the gateway's protocols (proxy.py, or its compiled build), per batch."""
     upstream = Upstream("127.0.0.1", 9, b"127.0.0.1:9")
     pool = PoolTarget("primary", "primary", 1000, (upstream,))
     snapshot = Snapshot((Route("booking", b"/bookings", False, {"primary": pool}, pool),),
@@ -80,12 +82,12 @@ def gateway_side(n: int) -> list[float]:
     times: list[float] = []
 
     async def run() -> None:
-        gateway = proxy.Gateway(snapshot)
-        client, client_t = proxy.ClientConnection(gateway), MemoryTransport()
+        gateway = plane.Gateway(snapshot)
+        client, client_t = plane.ClientConnection(gateway), MemoryTransport()
         client.connection_made(client_t)  # type: ignore[arg-type]
-        conn, conn_t = proxy.UpstreamConnection(upstream), MemoryTransport()
+        conn, conn_t = plane.UpstreamConnection(upstream), MemoryTransport()
         conn.connection_made(conn_t)  # type: ignore[arg-type]
-        gateway.pool.idle[upstream] = [conn]
+        gateway.pool.idle[upstream.address] = [conn]
         for _ in range(200):  # warm up, and check that it proxies
             client.data_received(REQUEST)
             conn.data_received(RESPONSE)
@@ -156,14 +158,27 @@ def main() -> None:
         profiler.runcall(gateway_side, args.requests // 5)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
         return
+    sides: list[tuple[str, Callable[[int], list[float]]]] = [("gateway, Python", gateway_side)]
+    compiled = dataplane.choose("auto")
+    if compiled.compiled:
+        sides.append(("gateway, compiled", partial(gateway_side, plane=compiled.module)))
+    else:
+        print(f"(no compiled data plane: {compiled.reason})", flush=True)
+    sides.append(("httptools floor", parsing_floor))
     results = {}
-    for name, fn in (("gateway", gateway_side), ("httptools floor", parsing_floor)):
+    for name, fn in sides:
         times = fn(args.requests)
         results[name] = times
-        print(f"{name:16} median {statistics.median(times):6.2f} µs/request  min {min(times):6.2f}  "
+        print(f"{name:18} median {statistics.median(times):6.2f} µs/request  min {min(times):6.2f}  "
               f"({len(times)} batches of {args.requests // BATCHES:,})", flush=True)
-    ratio = statistics.median(results["gateway"]) / statistics.median(results["httptools floor"])
-    print(f"gateway / parsing floor: {ratio:.1f}x")
+    floor = statistics.median(results["httptools floor"])
+    for name, times in results.items():
+        if name != "httptools floor":
+            print(f"{name} / parsing floor: {statistics.median(times) / floor:.1f}x; "
+                  f"above the floor: {statistics.median(times) - floor:.2f} µs")
+    if "gateway, compiled" in results:
+        python, machine = (statistics.median(results[k]) - floor for k in ("gateway, Python", "gateway, compiled"))
+        print(f"compiled / Python, above the floor: {machine / python:.2f}")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,12 @@ from typing import Any
 
 from django.db import connections
 
+from . import dataplane
 from .flusher import Flusher
+from .limits import Limits
 from .live import LiveReporter
 from .measure import Accumulator
-from .proxy import Gateway, Limits, serve
+from .proxy import Gateway
 from .snapshot import current_version, load_snapshot
 
 
@@ -99,7 +101,8 @@ class SnapshotKeeper:
         self.executor.shutdown(wait=True)
 
 
-def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool) -> dict[str, Any]:
+def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool,
+                 compiled: bool = False) -> dict[str, Any]:
     """What a worker reports to the supervisor for /metrics and /readyz."""
     return {
         "pid": os.getpid(), "ready": ready, "draining": gateway.draining,
@@ -109,6 +112,7 @@ def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | No
         "measured": gateway.accumulator.recorded, "flushed": flusher.flushed, "flush_failures": flusher.failures,
         "pending": gateway.accumulator.pending, "upstream_connections_opened": gateway.pool.opened,
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
+        "compiled_workers": int(compiled),
     }
 
 
@@ -121,10 +125,11 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     finally:
         await loop.run_in_executor(keeper_thread, connections.close_all)
         keeper_thread.shutdown()
-    gateway = Gateway(snapshot, config.limits, Accumulator(), config.workers)
+    plane = dataplane.choose()  # proxy.py compiled by mypyc when a current build is there, else as Python
+    gateway: Gateway = plane.module.Gateway(snapshot, config.limits, Accumulator(), config.workers)
     flusher = Flusher(gateway.accumulator, config.flush_interval)
     keeper = SnapshotKeeper(gateway, config.poll, config.full_reload)
-    server = await serve(gateway, config.host, config.port, reuse_port=config.reuse_port)
+    server = await plane.module.serve(gateway, config.host, config.port, reuse_port=config.reuse_port)
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
@@ -132,7 +137,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     async def reporter() -> None:
         while not stopping.is_set():
             if report is not None:
-                report(worker_stats(gateway, flusher, keeper, True))
+                report(worker_stats(gateway, flusher, keeper, True, plane.compiled))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), 1.0)
 
@@ -145,7 +150,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     server.close()  # stop accepting
     gateway.start_draining()
     if report is not None:
-        report(worker_stats(gateway, flusher, keeper, False))
+        report(worker_stats(gateway, flusher, keeper, False, plane.compiled))
     drained = await gateway.drained(config.grace)
     for conn in list(gateway.connections):
         conn._close()
@@ -159,7 +164,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
         await live.close()
     gateway.pool.close()
     if report is not None:
-        report(worker_stats(gateway, flusher, keeper, False))
+        report(worker_stats(gateway, flusher, keeper, False, plane.compiled))
     if not drained:
         print("gateway: the grace period ended with requests in flight", file=sys.stderr, flush=True)
     if not written:
@@ -181,6 +186,7 @@ PROMETHEUS_GAUGES = {
     "in_flight": "Requests in flight.",
     "connections": "Open client connections.",
     "pending": "Measured requests not yet written.",
+    "compiled_workers": "Workers running the data plane compiled with mypyc (the others run it as Python).",
 }
 
 

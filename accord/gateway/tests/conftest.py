@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from accord.gateway.proxy import Gateway, Limits, serve
+from accord.gateway import dataplane
+from accord.gateway.limits import Limits
+from accord.gateway.proxy import Gateway
 from accord.gateway.snapshot import Snapshot
 
 
@@ -144,7 +146,8 @@ class RunningGateway:
 
 def start_gateway(snapshot: Snapshot, limits: Limits | None = None) -> RunningGateway:
     loop = asyncio.new_event_loop()
-    gateway = Gateway(snapshot, limits)
+    plane = dataplane.choose().module  # ACCORD_DATAPLANE: dev.py runs these tests on both builds
+    gateway = plane.Gateway(snapshot, limits)
     started = threading.Event()
     holder: dict[str, Any] = {}
 
@@ -152,7 +155,7 @@ def start_gateway(snapshot: Snapshot, limits: Limits | None = None) -> RunningGa
         asyncio.set_event_loop(loop)
 
         async def main() -> None:
-            holder["server"] = await serve(gateway, "127.0.0.1", 0)
+            holder["server"] = await plane.serve(gateway, "127.0.0.1", 0)
             started.set()
 
         loop.run_until_complete(main())

@@ -180,6 +180,7 @@ def admin_status(admin_port: int, path: str) -> int:
 @pytest.mark.django_db(transaction=True)
 def test_the_command_with_two_workers_counts_everything_across_a_graceful_stop(upstreams: list[EchoServer]) -> None:
     from accord.catalog.models import Endpoint, Pool, Service
+    from accord.gateway import dataplane
     from accord.gateway.models import Rollup
     from accord.lib.testing import accord_command, subprocess_env
 
@@ -207,6 +208,8 @@ def test_the_command_with_two_workers_counts_everything_across_a_graceful_stop(u
         assert status == 200 and json.loads(body)["body_length"] == 50 * 1024 * 1024
         wait_until(lambda: metrics(admin)['accord_gateway_requests_total{outcome="ok"}'] == 241, what="a report")
         after = metrics(admin)
+        # every worker runs the data plane this process would choose (compiled when a current build is there)
+        assert after["accord_gateway_compiled_workers"] == (2 if dataplane.choose().compiled else 0), after
         grown = after["accord_gateway_max_rss_bytes"] - before["accord_gateway_max_rss_bytes"]
         assert grown < 20 * 1024 * 1024, (before, after)
         # two requests in flight when SIGTERM arrives: they finish, and are counted

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.gateway.proxy import Limits
+from accord.gateway import dataplane
+from accord.gateway.limits import Limits
 from accord.gateway.server import Supervisor, WorkerConfig
 
 
@@ -64,6 +65,10 @@ class Command(BaseCommand):
             raise CommandError("--live must be a number of seconds between 0 (off) and 3600")
         if options["max_body"] < 0:
             raise CommandError("--max-body must be 0 or more")
+        try:
+            plane = dataplane.choose()  # each worker chooses the same way; a bad ACCORD_DATAPLANE fails here
+        except dataplane.DataPlaneError as e:
+            raise CommandError(str(e)) from e
         _check_bindable(host, port, "--listen")
         if admin is not None:
             if admin == (host, port):
@@ -75,7 +80,8 @@ class Command(BaseCommand):
                               full_reload=options["reload"], grace=options["grace"],
                               flush_interval=options["flush"], live_interval=options["live"], limits=limits)
         self.stdout.write(f"gateway listening on {host}:{port} with {workers} worker(s)"
-                          + (f", admin on {admin[0]}:{admin[1]}" if admin else ""))
+                          + (f", admin on {admin[0]}:{admin[1]}" if admin else "")
+                          + f"; data plane: {plane.name} ({plane.reason})")
         self.stdout.flush()
         code = Supervisor(config, workers, admin).run()
         if code:

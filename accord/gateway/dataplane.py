@@ -1,0 +1,172 @@
+"""Which build of the data plane a gateway runs: proxy.py compiled by mypyc, or proxy.py as it is.
+
+proxy.py is ordinary typed Python; `accord gateway-compile` turns a copy of it into the C extension
+`accord.gateway._proxy_compiled` with mypyc (the compiler mypy ships), which runs the same code with about
+half of the interpreter's cost per request (docs/benchmarks.md). The copy records the SHA-256 of the source
+it was made from, and a build whose source is not the proxy.py beside it is never used, so an edit to proxy.py
+can never run as stale machine code: until the next compile the gateway runs the Python.
+
+ACCORD_DATAPLANE picks: `auto` (the default: compiled when a current build is there, else Python),
+`python`, or `compiled` (fail rather than run the Python).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.machinery
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from . import proxy
+
+PACKAGE = Path(__file__).resolve().parent
+SOURCE = PACKAGE / "proxy.py"
+COMPILED = "accord.gateway._proxy_compiled"
+MODES = ("auto", "python", "compiled")
+# mypy's configuration for the build: the copy is checked on its own; what it imports from the rest of Accord
+# (snapshot, measure, limits) stays ordinary Python and is typed Any in the build.
+MYPY_INI = """[mypy]
+ignore_missing_imports = True
+follow_imports = skip
+"""
+SETUP_PY = """from setuptools import setup
+from mypyc.build import mypycify
+
+setup(name="accord-dataplane", ext_modules=mypycify({args!r}, opt_level="3", debug_level="0"))
+"""
+
+
+class DataPlaneError(Exception):
+    """The compiled data plane was asked for and cannot be had, or cannot be built."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The module a gateway runs, and why."""
+
+    module: ModuleType
+    compiled: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "compiled" if self.compiled else "python"
+
+
+def source_digest() -> str:
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+
+
+def compiled_files(directory: Path = PACKAGE) -> list[Path]:
+    """The extension files of a build (the module and mypyc's runtime library beside it)."""
+    return sorted(p for p in directory.glob("_proxy_compiled*") if p.name.endswith(tuple(_suffixes())))
+
+
+def _suffixes() -> list[str]:
+    return importlib.machinery.EXTENSION_SUFFIXES
+
+
+def _compiled_module() -> tuple[ModuleType | None, str]:
+    """The current compiled build, or None and why not."""
+    if not compiled_files():
+        return None, "no compiled build (run `accord gateway-compile`)"
+    try:
+        module = importlib.import_module(COMPILED)
+    except ImportError as e:
+        return None, f"the compiled build does not load: {e}"
+    if not str(module.__file__ or "").endswith(tuple(_suffixes())):
+        return None, f"{module.__file__} is not a compiled extension"
+    built_from = getattr(module, "SOURCE_SHA256", "")
+    if built_from != source_digest():
+        return None, "the compiled build is of an older proxy.py (run `accord gateway-compile`)"
+    return module, "compiled with mypyc from the current proxy.py"
+
+
+def choose(mode: str | None = None) -> Choice:
+    """The data plane to run: `mode` (else ACCORD_DATAPLANE, else auto)."""
+    mode = (mode if mode is not None else os.environ.get("ACCORD_DATAPLANE", "auto")).strip().lower() or "auto"
+    if mode not in MODES:
+        raise DataPlaneError(f"ACCORD_DATAPLANE must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "python":
+        return Choice(proxy, False, "ACCORD_DATAPLANE=python")
+    module, reason = _compiled_module()
+    if module is not None:
+        return Choice(module, True, reason)
+    if mode == "compiled":
+        raise DataPlaneError(f"ACCORD_DATAPLANE=compiled, but {reason}")
+    return Choice(proxy, False, reason)
+
+
+def current() -> bool:
+    """Whether a compiled build of the current proxy.py is in place (as this process first loaded it)."""
+    return _compiled_module()[0] is not None
+
+
+def loads_in_a_new_process() -> tuple[bool, str]:
+    """Whether a fresh process would run the compiled build, and why (an extension module loads once per
+    process, so a build made after this process loaded the previous one can only be checked in another)."""
+    code = ("import django; django.setup(); from accord.gateway import dataplane; c = dataplane.choose('auto'); "
+            "print(c.reason); raise SystemExit(0 if c.compiled else 1)")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "accord.settings")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return result.returncode == 0, (result.stdout.strip() or result.stderr.strip()[-500:])
+
+
+def build(progress: Callable[[str], None] = print, target: Path = PACKAGE) -> list[Path]:
+    """Compile proxy.py with mypyc into `target`; returns the files written. Raises DataPlaneError with the
+    compiler's own words when something needed is missing (mypy, a C compiler, Python's headers)."""
+    try:
+        import mypyc.build  # noqa: F401  (only to fail early with a clear message)
+    except ImportError as e:
+        raise DataPlaneError("mypyc is not installed: pip install 'accord[compiled]' (it comes with mypy)") from e
+    include = sysconfig.get_paths().get("include", "")
+    if not Path(include, "Python.h").exists():
+        raise DataPlaneError(f"Python's C headers are missing ({include}/Python.h): install python3-dev")
+    compiler = os.environ.get("CC", "cc").split()[0]
+    if shutil.which(compiler) is None and shutil.which("gcc") is None:
+        raise DataPlaneError("no C compiler found (cc or gcc; or set CC)")
+    digest = source_digest()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="accord-dataplane-") as tmp:
+        tree = Path(tmp)
+        package = tree / "accord" / "gateway"
+        package.mkdir(parents=True)
+        (tree / "accord" / "__init__.py").write_text("")
+        (package / "__init__.py").write_text("")
+        copy = package / "_proxy_compiled.py"
+        copy.write_text(SOURCE.read_text() + f'\n\nSOURCE_SHA256 = "{digest}"  # what this build was made from\n')
+        (tree / "mypy.ini").write_text(MYPY_INI)
+        (tree / "setup.py").write_text(SETUP_PY.format(
+            args=["accord/gateway/_proxy_compiled.py", "--config-file", "mypy.ini"]))
+        progress(f"compiling {SOURCE.name} with mypyc (type check, C generation, C compiler; about 10-60 s)")
+        result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+            raise DataPlaneError(f"mypyc failed (exit {result.returncode}):\n{tail}")
+        built = compiled_files(package)
+        if not built:
+            raise DataPlaneError("mypyc reported success but wrote no extension module")
+        target.mkdir(parents=True, exist_ok=True)
+        for old in compiled_files(target):
+            old.unlink()
+        written = []
+        for path in built:
+            destination = target / path.name
+            staging = target / (path.name + ".tmp")
+            shutil.copyfile(path, staging)
+            os.replace(staging, destination)  # a gateway starting meanwhile sees the old file or the new one
+            written.append(destination)
+    progress(f"built {len(written)} file(s) in {time.monotonic() - started:.1f} s: "
+             + ", ".join(p.name for p in written))
+    return written

@@ -1,0 +1,98 @@
+"""The choice between proxy.py compiled by mypyc and proxy.py as Python, and the build itself."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import io
+import os
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accord.gateway import dataplane, proxy
+
+WANT_COMPILED = os.environ.get("ACCORD_REQUIRE_COMPILED") == "1" and os.environ.get("ACCORD_DATAPLANE") != "python"
+
+
+def needs_build() -> None:
+    if dataplane.current():
+        return
+    if WANT_COMPILED:
+        pytest.fail("ACCORD_REQUIRE_COMPILED=1 but no current build of the data plane (accord gateway-compile)")
+    pytest.skip("no compiled build of the data plane here (accord gateway-compile)")
+
+
+def test_python_is_always_there_and_a_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    choice = dataplane.choose("python")
+    assert choice.module is proxy and not choice.compiled and choice.name == "python"
+    monkeypatch.setenv("ACCORD_DATAPLANE", "fast")
+    with pytest.raises(dataplane.DataPlaneError, match="one of auto, python, compiled, not 'fast'"):
+        dataplane.choose()
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="not 'fast'"):
+        call_command("gateway-compile", "--check", stdout=out)
+
+
+def test_auto_runs_the_current_build_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_build()
+    monkeypatch.setenv("ACCORD_DATAPLANE", "auto")
+    choice = dataplane.choose("auto")
+    assert choice.compiled and choice.name == "compiled"
+    assert str(choice.module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert dataplane.source_digest() == choice.module.SOURCE_SHA256
+    assert choice.module.Gateway is not proxy.Gateway  # machine code, not the Python class
+    out = io.StringIO()
+    call_command("gateway-compile", "--check", stdout=out)
+    assert out.getvalue().startswith("data plane: compiled")
+
+
+def test_an_edited_proxy_py_runs_as_python_until_compiled_again(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_build()
+    edited = tmp_path / "proxy.py"
+    edited.write_text(dataplane.SOURCE.read_text() + "\n# an edit after the build\n")
+    monkeypatch.setattr(dataplane, "SOURCE", edited)
+    choice = dataplane.choose("auto")
+    assert choice.module is proxy and not choice.compiled
+    assert "older proxy.py" in choice.reason
+    assert not dataplane.current()
+    with pytest.raises(dataplane.DataPlaneError, match=r"ACCORD_DATAPLANE=compiled, but the compiled build is of an "
+                                                       r"older proxy\.py"):
+        dataplane.choose("compiled")
+    monkeypatch.setenv("ACCORD_DATAPLANE", "auto")
+    with pytest.raises(CommandError, match="would run the Python data plane"):
+        call_command("gateway-compile", "--check", stdout=io.StringIO())
+
+
+def test_a_source_that_does_not_compile_is_reported_and_leaves_the_build_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "proxy.py"
+    broken.write_text(dataplane.SOURCE.read_text() + "\n\ndef broken() -> int:\n    return 'not an int'\n")
+    monkeypatch.setattr(dataplane, "SOURCE", broken)
+    target = tmp_path / "out"
+    target.mkdir()
+    earlier = target / f"_proxy_compiled{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    earlier.write_bytes(b"an earlier build")
+    lines: list[str] = []
+    with pytest.raises(dataplane.DataPlaneError, match=r"mypyc failed \(exit \d+\):[\s\S]*Incompatible return value"):
+        dataplane.build(progress=lines.append, target=target)
+    assert lines and lines[0].startswith("compiling proxy.py with mypyc")
+    assert earlier.read_bytes() == b"an earlier build"  # nothing replaced, nothing lost
+
+
+@pytest.mark.slow
+def test_a_build_writes_the_module_and_its_runtime_library(tmp_path: Path) -> None:
+    if os.environ.get("ACCORD_REQUIRE_COMPILED") != "1":
+        try:
+            import mypyc  # noqa: F401
+        except ImportError:
+            pytest.skip("mypyc is not installed")
+    lines: list[str] = []
+    written = dataplane.build(progress=lines.append, target=tmp_path)
+    names = sorted(p.name for p in written)
+    assert [n.split(".")[0] for n in names] == ["_proxy_compiled", "_proxy_compiled__mypyc"], names
+    assert max(p.stat().st_size for p in written) > 100_000  # the compiled code; the other is a small shim
+    assert lines[-1].startswith("built 2 file(s) in ")
+    assert not list(tmp_path.glob("*.tmp"))
