@@ -157,16 +157,33 @@ def build(progress: Callable[[str], None] = print, target: Path = PACKAGE) -> li
         built = compiled_files(package)
         if not built:
             raise DataPlaneError("mypyc reported success but wrote no extension module")
-        target.mkdir(parents=True, exist_ok=True)
-        for old in compiled_files(target):
-            old.unlink()
-        written = []
-        for path in built:
-            destination = target / path.name
-            staging = target / (path.name + ".tmp")
-            shutil.copyfile(path, staging)
-            os.replace(staging, destination)  # a gateway starting meanwhile sees the old file or the new one
-            written.append(destination)
+        try:
+            written = _install(built, target)
+        except OSError as e:
+            raise DataPlaneError(f"cannot write the build into {target}: {e.strerror or e}") from e
     progress(f"built {len(written)} file(s) in {time.monotonic() - started:.1f} s: "
              + ", ".join(p.name for p in written))
+    return written
+
+
+def _install(built: list[Path], target: Path) -> list[Path]:
+    """Move a build into place: each file renamed over its predecessor (a process starting meanwhile loads the old
+    file or the new one, never half of one), the runtime library before the module that loads it; files of an
+    earlier build that this one does not replace (another Python's) go."""
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(built, key=lambda p: "__mypyc" not in p.name):
+        fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=target)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, staging)
+            os.chmod(staging, 0o755)
+            os.replace(staging, target / path.name)
+        finally:
+            if os.path.exists(staging):
+                os.unlink(staging)
+        written.append(target / path.name)
+    for stale in compiled_files(target):
+        if stale not in written:
+            stale.unlink()
     return written

@@ -24,6 +24,22 @@ def needs_build() -> None:
     pytest.skip("no compiled build of the data plane here (accord gateway-compile)")
 
 
+def needs_mypyc() -> None:
+    """The build tests need mypyc (mypy) and a C compiler: required in CI, skipped where they are missing."""
+    import shutil
+
+    try:
+        import mypyc.build  # noqa: F401
+    except ImportError:
+        missing = "mypyc is not installed"
+    else:
+        missing = "" if shutil.which(os.environ.get("CC", "cc").split()[0]) or shutil.which("gcc") else "no C compiler"
+    if missing and os.environ.get("ACCORD_REQUIRE_COMPILED") == "1":
+        pytest.fail(f"ACCORD_REQUIRE_COMPILED=1 but {missing}")
+    if missing:
+        pytest.skip(missing)
+
+
 def test_python_is_always_there_and_a_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     choice = dataplane.choose("python")
     assert choice.module is proxy and not choice.compiled and choice.name == "python"
@@ -68,6 +84,7 @@ def test_an_edited_proxy_py_runs_as_python_until_compiled_again(tmp_path: Path,
 
 def test_a_source_that_does_not_compile_is_reported_and_leaves_the_build_in_place(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_mypyc()
     broken = tmp_path / "proxy.py"
     broken.write_text(dataplane.SOURCE.read_text() + "\n\ndef broken() -> int:\n    return 'not an int'\n")
     monkeypatch.setattr(dataplane, "SOURCE", broken)
@@ -82,17 +99,44 @@ def test_a_source_that_does_not_compile_is_reported_and_leaves_the_build_in_plac
     assert earlier.read_bytes() == b"an earlier build"  # nothing replaced, nothing lost
 
 
+def test_a_build_without_mypyc_or_a_compiler_says_what_is_missing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mypyc.build", None)  # as if mypy were not installed
+    with pytest.raises(dataplane.DataPlaneError, match=r"mypyc is not installed: pip install 'accord\[compiled\]'"):
+        dataplane.build(progress=lambda _line: None, target=tmp_path)
+    monkeypatch.delitem(sys.modules, "mypyc.build")
+    monkeypatch.setenv("CC", "no-such-cc")
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name in ("no-such-cc", "gcc")
+                        else real_which(name, *a, **k))
+    with pytest.raises(dataplane.DataPlaneError, match="no C compiler found"):
+        dataplane.build(progress=lambda _line: None, target=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.slow
+def test_a_target_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    needs_mypyc()
+    blocker = tmp_path / "target"
+    blocker.write_text("a file where the build should go")
+    with pytest.raises(dataplane.DataPlaneError, match=f"cannot write the build into {blocker}"):
+        dataplane.build(progress=lambda _line: None, target=blocker)
+    assert blocker.read_text() == "a file where the build should go"
+
+
 @pytest.mark.slow
 def test_a_build_writes_the_module_and_its_runtime_library(tmp_path: Path) -> None:
-    if os.environ.get("ACCORD_REQUIRE_COMPILED") != "1":
-        try:
-            import mypyc  # noqa: F401
-        except ImportError:
-            pytest.skip("mypyc is not installed")
+    needs_mypyc()
     lines: list[str] = []
     written = dataplane.build(progress=lines.append, target=tmp_path)
     names = sorted(p.name for p in written)
     assert [n.split(".")[0] for n in names] == ["_proxy_compiled", "_proxy_compiled__mypyc"], names
     assert max(p.stat().st_size for p in written) > 100_000  # the compiled code; the other is a small shim
     assert lines[-1].startswith("built 2 file(s) in ")
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no staging file left behind
+    # a second build replaces the files in place
+    again = dataplane.build(progress=lines.append, target=tmp_path)
+    assert sorted(p.name for p in again) == names and sorted(p.name for p in tmp_path.iterdir()) == names
