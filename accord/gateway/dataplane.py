@@ -122,19 +122,27 @@ def loads_in_a_new_process() -> tuple[bool, str]:
     return result.returncode == 0, (result.stdout.strip() or result.stderr.strip()[-500:])
 
 
+def missing_tools() -> str:
+    """What a build needs and this machine lacks, in words ('' when nothing is missing)."""
+    try:
+        import mypyc.build  # noqa: F401
+    except ImportError:
+        return "mypyc is not installed: pip install 'accord[compiled]' (it comes with mypy)"
+    include = sysconfig.get_paths().get("include", "")
+    if not Path(include, "Python.h").exists():
+        return f"Python's C headers are missing ({include}/Python.h): install python3-dev"
+    compiler = os.environ.get("CC", "cc").split()[0]
+    if shutil.which(compiler) is None and shutil.which("gcc") is None:
+        return "no C compiler found (cc or gcc; or set CC)"
+    return ""
+
+
 def build(progress: Callable[[str], None] = print, target: Path = PACKAGE) -> list[Path]:
     """Compile proxy.py with mypyc into `target`; returns the files written. Raises DataPlaneError with the
     compiler's own words when something needed is missing (mypy, a C compiler, Python's headers)."""
-    try:
-        import mypyc.build  # noqa: F401  (only to fail early with a clear message)
-    except ImportError as e:
-        raise DataPlaneError("mypyc is not installed: pip install 'accord[compiled]' (it comes with mypy)") from e
-    include = sysconfig.get_paths().get("include", "")
-    if not Path(include, "Python.h").exists():
-        raise DataPlaneError(f"Python's C headers are missing ({include}/Python.h): install python3-dev")
-    compiler = os.environ.get("CC", "cc").split()[0]
-    if shutil.which(compiler) is None and shutil.which("gcc") is None:
-        raise DataPlaneError("no C compiler found (cc or gcc; or set CC)")
+    missing = missing_tools()
+    if missing:
+        raise DataPlaneError(missing)
     digest = source_digest()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="accord-dataplane-") as tmp:

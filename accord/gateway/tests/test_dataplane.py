@@ -25,15 +25,8 @@ def needs_build() -> None:
 
 
 def needs_mypyc() -> None:
-    """The build tests need mypyc (mypy) and a C compiler: required in CI, skipped where they are missing."""
-    import shutil
-
-    try:
-        import mypyc.build  # noqa: F401
-    except ImportError:
-        missing = "mypyc is not installed"
-    else:
-        missing = "" if shutil.which(os.environ.get("CC", "cc").split()[0]) or shutil.which("gcc") else "no C compiler"
+    """The build tests need mypyc, Python's headers and a C compiler: required in CI, skipped where missing."""
+    missing = dataplane.missing_tools()
     if missing and os.environ.get("ACCORD_REQUIRE_COMPILED") == "1":
         pytest.fail(f"ACCORD_REQUIRE_COMPILED=1 but {missing}")
     if missing:
