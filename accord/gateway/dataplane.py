@@ -82,8 +82,8 @@ def _compiled_module() -> tuple[ModuleType | None, str]:
         return None, "no compiled build (run `accord gateway-compile`)"
     try:
         module = importlib.import_module(COMPILED)
-    except ImportError as e:
-        return None, f"the compiled build does not load: {e}"
+    except Exception as e:  # whatever a build fails with (another ABI, its module code): run the Python
+        return None, f"the compiled build does not load: {type(e).__name__}: {e}"
     if not str(module.__file__ or "").endswith(tuple(_suffixes())):
         return None, f"{module.__file__} is not a compiled extension"
     built_from = getattr(module, "SOURCE_SHA256", "")

@@ -44,6 +44,18 @@ def test_python_is_always_there_and_a_bad_setting_is_refused(monkeypatch: pytest
         call_command("gateway-compile", "--check", stdout=out)
 
 
+def test_a_build_that_does_not_load_falls_back_with_the_reason(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "_proxy_compiled.so").write_bytes(b"not an ELF file")
+    monkeypatch.setattr(dataplane, "compiled_files", lambda directory=None: [tmp_path / "_proxy_compiled.so"])
+    monkeypatch.setattr(dataplane, "COMPILED", "accord.gateway._proxy_not_built_here")
+    choice = dataplane.choose("auto")
+    assert choice.module is proxy and not choice.compiled
+    assert choice.reason.startswith("the compiled build does not load: ModuleNotFoundError"), choice.reason
+    with pytest.raises(dataplane.DataPlaneError, match="ACCORD_DATAPLANE=compiled, but the compiled build does not"):
+        dataplane.choose("compiled")
+
+
 def test_auto_runs_the_current_build_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     needs_build()
     monkeypatch.setenv("ACCORD_DATAPLANE", "auto")
