@@ -2,7 +2,7 @@
 
 proxy.py is ordinary typed Python; `accord gateway-compile` turns a copy of it into the C extension
 `accord.gateway._proxy_compiled` with mypyc (the compiler mypy ships), which runs the same code with about
-half of the interpreter's cost per request (docs/benchmarks.md). The copy records the SHA-256 of the source
+30 % less of the gateway's own work per request (docs/benchmarks.md, Gateway). The copy records the SHA-256 of the source
 it was made from, and a build whose source is not the proxy.py beside it is never used, so an edit to proxy.py
 can never run as stale machine code: until the next compile the gateway runs the Python.
 
@@ -33,6 +33,7 @@ PACKAGE = Path(__file__).resolve().parent
 SOURCE = PACKAGE / "proxy.py"
 COMPILED = "accord.gateway._proxy_compiled"
 MODES = ("auto", "python", "compiled")
+SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)  # what an extension module's file name ends with
 # mypy's configuration for the build: the copy is checked on its own; what it imports from the rest of Accord
 # (snapshot, measure, limits) stays ordinary Python and is typed Any in the build.
 MYPY_INI = """[mypy]
@@ -69,11 +70,12 @@ def source_digest() -> str:
 
 def compiled_files(directory: Path = PACKAGE) -> list[Path]:
     """The extension files of a build (the module and mypyc's runtime library beside it)."""
-    return sorted(p for p in directory.glob("_proxy_compiled*") if p.name.endswith(tuple(_suffixes())))
+    return sorted(p for p in directory.glob("_proxy_compiled*") if p.name.endswith(SUFFIXES))
 
 
-def _suffixes() -> list[str]:
-    return importlib.machinery.EXTENSION_SUFFIXES
+def runs_compiled(gateway: object) -> bool:
+    """Whether a gateway object comes from the compiled build."""
+    return type(gateway).__module__ == COMPILED
 
 
 def _compiled_module() -> tuple[ModuleType | None, str]:
@@ -84,7 +86,7 @@ def _compiled_module() -> tuple[ModuleType | None, str]:
         module = importlib.import_module(COMPILED)
     except Exception as e:  # whatever a build fails with (another ABI, its module code): run the Python
         return None, f"the compiled build does not load: {type(e).__name__}: {e}"
-    if not str(module.__file__ or "").endswith(tuple(_suffixes())):
+    if not str(module.__file__ or "").endswith(SUFFIXES):
         return None, f"{module.__file__} is not a compiled extension"
     built_from = getattr(module, "SOURCE_SHA256", "")
     if built_from != source_digest():

@@ -101,8 +101,7 @@ class SnapshotKeeper:
         self.executor.shutdown(wait=True)
 
 
-def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool,
-                 compiled: bool = False) -> dict[str, Any]:
+def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool) -> dict[str, Any]:
     """What a worker reports to the supervisor for /metrics and /readyz."""
     return {
         "pid": os.getpid(), "ready": ready, "draining": gateway.draining,
@@ -112,7 +111,7 @@ def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | No
         "measured": gateway.accumulator.recorded, "flushed": flusher.flushed, "flush_failures": flusher.failures,
         "pending": gateway.accumulator.pending, "upstream_connections_opened": gateway.pool.opened,
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
-        "compiled_workers": int(compiled),
+        "compiled_workers": int(dataplane.runs_compiled(gateway)),
     }
 
 
@@ -137,7 +136,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     async def reporter() -> None:
         while not stopping.is_set():
             if report is not None:
-                report(worker_stats(gateway, flusher, keeper, True, plane.compiled))
+                report(worker_stats(gateway, flusher, keeper, True))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), 1.0)
 
@@ -150,7 +149,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     server.close()  # stop accepting
     gateway.start_draining()
     if report is not None:
-        report(worker_stats(gateway, flusher, keeper, False, plane.compiled))
+        report(worker_stats(gateway, flusher, keeper, False))
     drained = await gateway.drained(config.grace)
     for conn in list(gateway.connections):
         conn._close()
@@ -164,7 +163,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
         await live.close()
     gateway.pool.close()
     if report is not None:
-        report(worker_stats(gateway, flusher, keeper, False, plane.compiled))
+        report(worker_stats(gateway, flusher, keeper, False))
     if not drained:
         print("gateway: the grace period ended with requests in flight", file=sys.stderr, flush=True)
     if not written:
