@@ -12,6 +12,31 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+CLOCK_KEY = pytest.StashKey[object]()
+CLOCKSHIFT = Path(__file__).resolve().parent / "accord" / "lib" / "tests" / "clockshift"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """ACCORD_TEST_CLOCK_SHIFT=200d runs the suite, and every process it starts, on a clock moved that far.
+
+    CI runs the suite once so: a test that mixes a fixed instant with the real clock fails there the day it
+    is written, instead of on `main` weeks later.
+    """
+    shift = os.environ.get("ACCORD_TEST_CLOCK_SHIFT")
+    if not shift:
+        return
+    from accord.lib.tests.clockshift.shift import start
+
+    moved = start(shift)
+    paths = [str(CLOCKSHIFT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    config.stash[CLOCK_KEY] = moved
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    moved = config.stash.get(CLOCK_KEY, None)
+    return f"clock moved by ACCORD_TEST_CLOCK_SHIFT={os.environ['ACCORD_TEST_CLOCK_SHIFT']}: now is {moved}" if moved else None
+
 
 @pytest.fixture
 def alice(db: None) -> User:

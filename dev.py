@@ -112,6 +112,11 @@ def test(args: argparse.Namespace) -> int:
     step("pytest (SQLite)", PY, "-m", "pytest", *pytest_args, env=base_env)
     if args.postgres:
         step("pytest (PostgreSQL)", PY, "-m", "pytest", *pytest_args, env={**base_env, "DATABASE_URL": args.postgres})
+    if args.clock_shift:
+        # The whole suite again on a clock moved months ahead (every process it starts too): a test that mixes a
+        # fixed instant with the real clock fails here on the day it is written, not on main weeks later.
+        step(f"pytest (SQLite, clock moved by {args.clock_shift})", PY, "-m", "pytest", *pytest_args,
+             env={**base_env, "ACCORD_TEST_CLOCK_SHIFT": args.clock_shift})
     if not args.pytest_args:  # the runs above used the compiled build when there is one: the Python one too
         step("pytest (SQLite, gateway tests on the Python data plane)", PY, "-m", "pytest", "-p", "no:cacheprovider",
              "accord/gateway", env={**base_env, "ACCORD_DATAPLANE": "python"})
@@ -134,6 +139,10 @@ def main() -> int:
         "--postgres",
         default=os.environ.get("ACCORD_TEST_POSTGRES"),
         help="also run the suite on this PostgreSQL URL (e.g. postgres://127.0.0.1:5432/test)",
+    )
+    p_test.add_argument(
+        "--clock-shift",
+        help="also run the suite on SQLite with the clock moved by this much (e.g. 200d), as CI does",
     )
     p_test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
     p_test.set_defaults(func=test)

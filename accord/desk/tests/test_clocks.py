@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
+import time_machine
 
 from accord.desk import actions
 from accord.desk.actions import Inbound
@@ -15,6 +17,14 @@ from .conftest import Desk, at
 pytestmark = pytest.mark.django_db
 
 # Monday 2026-11-23, London is on UTC+0 in November: working hours are 09:00-17:00 UTC.
+
+
+@pytest.fixture(autouse=True)
+def monday_morning() -> Iterator[None]:
+    """Every test here opens tickets on fixed instants: the clock stands still before them, at 08:00 on the
+    Monday, so whether a clock counts as breached never depends on the day the suite runs."""
+    with time_machine.travel(at("2026-11-23 08:00"), tick=False):
+        yield
 
 
 def open_ticket(desk: Desk, when: str, priority: str = "normal", sender: str = "grace@globetrotter.example") -> Ticket:
