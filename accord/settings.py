@@ -90,6 +90,17 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "accord.urls"
+
+# The kinds of object a manifest holds (`accord apply` / `accord export`), each declared by the app that owns it,
+# in the order they are exported; a kind comes after the kinds it refers to (accord.lib.manifest).
+ACCORD_MANIFEST_KINDS = [
+    "accord.agreements.manifest.CalendarKind",
+    "accord.customers.manifest.TierKind",
+    "accord.catalog.manifest.ServiceKind",
+    "accord.catalog.manifest.PartnerKind",
+    "accord.agreements.manifest.AgreementKind",
+    "accord.governance.manifest.PolicyKind",
+]
 WSGI_APPLICATION = "accord.wsgi.application"
 
 TEMPLATES = [

@@ -191,7 +191,7 @@ def _mail_stays_local() -> Iterator[None]:
 def _apply_manifest() -> str:
     """Calendars, tiers, services, partners and agreements from the demo manifest."""
     # Imported here: the manifest loader (pydantic models, YAML) is heavy and only the seed needs it.
-    from accord.agreements.manifest import apply_manifest
+    from accord.lib.manifest import apply_manifest
 
     return apply_manifest(MANIFEST.read_text(encoding="utf-8"), source=str(MANIFEST)).summary()
 

@@ -13,7 +13,10 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from accord.agreements.manifest import (
+from accord.agreements.models import Agreement, BusinessCalendar, CreditBand, Objective
+from accord.catalog.models import Endpoint, Operation, PartnerService, Pool, Service
+from accord.customers.models import Account, Tier
+from accord.lib.manifest import (
     ManifestError,
     ManifestSyntaxError,
     apply_manifest,
@@ -21,9 +24,6 @@ from accord.agreements.manifest import (
     export_manifest,
     load_manifest,
 )
-from accord.agreements.models import Agreement, BusinessCalendar, CreditBand, Objective
-from accord.catalog.models import Endpoint, Operation, PartnerService, Pool, Service
-from accord.customers.models import Account, Tier
 from accord.lib.testing import accord_command, subprocess_env
 
 pytestmark = pytest.mark.django_db

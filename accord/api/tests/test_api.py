@@ -12,9 +12,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accord.agreements.manifest import apply_manifest
 from accord.catalog.models import ApiCredential, hash_key
 from accord.customers.models import Account, Tier, TierChange
+from accord.lib.manifest import apply_manifest
 
 pytestmark = pytest.mark.django_db
 

@@ -351,9 +351,9 @@ def test_mutated_split_and_pipelined_requests_leave_nothing_behind(gw: RunningGa
 
 @pytest.mark.django_db
 def test_the_snapshot_comes_from_the_catalog_and_live_credentials() -> None:
-    from accord.agreements.manifest import apply_manifest
     from accord.catalog.models import ApiCredential
     from accord.customers.models import Account, Tier
+    from accord.lib.manifest import apply_manifest
 
     apply_manifest("""
 tiers: [{name: platinum, rank: 1}]

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.agreements.manifest import ManifestError, ManifestSyntaxError, apply_manifests
+from accord.lib.manifest import ManifestError, ManifestSyntaxError, apply_manifests
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.agreements.manifest import export_manifest
+from accord.lib.manifest import export_manifest
 
 
 class Command(BaseCommand):

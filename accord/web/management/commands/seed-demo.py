@@ -42,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{existing} accounts exist already; seed-demo fills an empty database (--if-empty skips quietly)"
             )
-        from accord.agreements.manifest import ManifestError
+        from accord.lib.manifest import ManifestError
 
         # On a terminal, a bar over the seed's phases (a large demo takes a minute); elsewhere nothing.
         bar = tqdm(total=demo.STEPS, desc="seeding", unit="step", file=sys.stderr, disable=None, leave=False)

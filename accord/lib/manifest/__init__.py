@@ -1,0 +1,25 @@
+"""Agreements as code: the engine that reads, checks, applies and exports manifests (docs/agreements-as-code.md).
+
+The kinds of object a manifest holds are declared by the apps that own them (`accord/<app>/manifest.py`) and
+registered in `settings.ACCORD_MANIFEST_KINDS`; this package knows none of them.
+"""
+
+from .engine import (
+    ApplyResult,
+    Check,
+    Kind,
+    Loaded,
+    apply_manifest,
+    apply_manifests,
+    export_data,
+    export_manifest,
+    kinds,
+    load_manifest,
+    load_manifests,
+)
+from .yamlio import ManifestError, ManifestSyntaxError, read_yaml
+
+__all__ = [
+    "ApplyResult", "Check", "Kind", "Loaded", "ManifestError", "ManifestSyntaxError", "apply_manifest",
+    "apply_manifests", "export_data", "export_manifest", "kinds", "load_manifest", "load_manifests", "read_yaml",
+]
