@@ -55,7 +55,7 @@ HOURS = {"mon": ["09:00-12:30", "13:30-17:30"], "tue": ["09:00-12:30", "13:30-17
 def bench_due(n: int) -> None:
     import holidays
 
-    from accord.lib.businesstime import BusinessTime
+    from accord.agreements.businesstime import BusinessTime
 
     table = holidays.country_holidays("GB", subdiv="ENG", years=range(2026, 2029))
     engine = BusinessTime("Europe/London", HOURS, lambda d: d in table)

@@ -21,8 +21,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils import timezone
 
+from accord.agreements.businesstime import BusinessTime
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
-from accord.lib.businesstime import BusinessTime
 
 from .models import FAR_FUTURE, SlaClock, Ticket
 

@@ -28,9 +28,9 @@ from rest_framework.views import APIView
 
 from accord.agreements.models import Agreement
 from accord.customers.models import Account
-from accord.gateway.actions import PARAMS, action_errors, do_clear_action, do_set_action
+from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.measure import Sketch
-from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, GatewayAction, Rollup
+from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, PARAMS, GatewayAction, Rollup, action_errors
 from accord.lib.api import _has_nul
 
 from . import engine

@@ -1,6 +1,6 @@
 """Server-rendered SVG charts of the governance page: budget bars, the policy timeline and live line charts.
 
-Like `accord.web.charts`: no JavaScript library and no CDN; every text that comes from data goes through
+Like `accord.customers.charts`: no JavaScript library and no CDN; every text that comes from data goes through
 format_html. The live charts are re-rendered on the server and swapped in by the page's few lines of script.
 """
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from accord.web.charts import PALETTE, TIER_COLOURS
+from accord.customers.charts import PALETTE, TIER_COLOURS
 
 
 def _f(value: float) -> str:

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accord.agreements.businesstime import BusinessTime
 from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.models import GatewayAction
-from accord.lib.businesstime import BusinessTime
 
 from . import expr
 from .indicators import (

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from accord.agreements.models import BusinessCalendar
-from accord.gateway.actions import action_errors
+from accord.gateway.models import action_errors
 
 from . import expr
 from .models import Policy

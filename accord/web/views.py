@@ -16,11 +16,10 @@ from django.utils import timezone
 from accord.agreements.hours import WEEKDAYS
 from accord.agreements.models import Agreement, CreditSchedule
 from accord.catalog.models import Pool, Service
+from accord.customers import charts
 from accord.customers.filters import AccountFilterSet
 from accord.customers.models import Account, Tier, TierChange
 from accord.lib.views import staff_required
-
-from . import charts
 
 PAGE_SIZE = 50
 # The account list's sort orders: the value in the URL, its label, and the ORM ordering.

@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accord.agreements.businesstime import BusinessTime, BusinessTimeError
 from accord.agreements.models import BusinessCalendar
-from accord.lib.businesstime import BusinessTime, BusinessTimeError
 
 
 def _instant(text: str, name: str) -> dt.datetime:

@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accord.gateway.actions import PARAMS, do_clear_action, do_set_action
-from accord.gateway.models import GatewayAction
+from accord.gateway.actions import do_clear_action, do_set_action
+from accord.gateway.models import PARAMS, GatewayAction
 
 
 def _names(text: str) -> list[str]:

@@ -1,6 +1,6 @@
 """The definition of business time, checked one real minute at a time: slow, plain, and obviously right.
 
-Used by the property tests and by bench/desk.py as the reference for `accord.lib.businesstime`.
+Used by the property tests and by bench/desk.py as the reference for `accord.agreements.businesstime`.
 An instant is working time if some non-holiday local date has a window whose local start and end, converted
 to UTC with zoneinfo and fold=0, hold it. The walk goes over real (UTC) minutes; window edges fall on whole
 UTC minutes in every zone used (all offsets are whole minutes), so a minute is working or not as a whole, and

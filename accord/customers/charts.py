@@ -1,4 +1,5 @@
-"""Small server-rendered SVG charts (no JavaScript, no CDN)."""
+"""The tier charts of the staff pages: accounts and revenue per tier, an account's tier history (server-rendered
+SVG, no JavaScript, no CDN)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from accord.customers.models import Tier, TierChange
+from .models import Tier, TierChange
 
 
 def _f(value: float) -> str:

@@ -41,10 +41,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from accord.agreements.hours import WEEKDAYS, WindowError, parse_window
+from .hours import WEEKDAYS, WindowError, parse_window
 
 if TYPE_CHECKING:
-    from accord.agreements.models import BusinessCalendar
+    from .models import BusinessCalendar
 
 Interval = tuple[int, int]
 Pause = tuple[dt.datetime, dt.datetime]

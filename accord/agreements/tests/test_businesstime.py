@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accord.agreements import businesstime
+from accord.agreements.businesstime import BusinessTime, BusinessTimeError, EmptyCalendarError
 from accord.agreements.models import BusinessCalendar
-from accord.lib import businesstime
-from accord.lib.businesstime import BusinessTime, BusinessTimeError, EmptyCalendarError
-from accord.lib.tests.reference import DAYS, MinuteReference, window_text
+from accord.agreements.tests.reference import DAYS, MinuteReference, window_text
 
 UTC = dt.UTC
 MINUTE = dt.timedelta(minutes=1)
