@@ -41,6 +41,7 @@ DEMO = _env_bool("ACCORD_DEMO", False)
 DEBUG = _env_bool("DEBUG", False)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+CSRF_FAILURE_VIEW = "accord.lib.middleware.csrf_failure"
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 # Secure defaults everywhere but the local demo and tests over plain HTTP.

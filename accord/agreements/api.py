@@ -36,6 +36,12 @@ class CreditScheduleSerializer(serializers.Serializer):
     bands = CreditBandSerializer(many=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A schedule is always replaced whole, also in a PATCH of its agreement (where DRF skips defaults and
+        # required fields of nested serializers): say what is missing instead of failing on it.
+        if "bands" not in attrs:
+            raise serializers.ValidationError({"bands": ["This field is required: a credit schedule is replaced "
+                                                         "whole, with all its bands."]})
+        attrs.setdefault("cap_percent", Decimal(100))
         bands = [(b["below_percent"], b["credit_percent"]) for b in attrs["bands"]]
         errors: dict[str, list[str]] = {}
         for path, message in credit_errors(attrs["cap_percent"], bands):

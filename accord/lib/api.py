@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from .db import in_use
+
+log = logging.getLogger(__name__)
 
 _CODES = {
     400: "invalid",
@@ -26,6 +32,13 @@ _CODES = {
     415: "unsupported_media_type",
     429: "throttled",
 }
+
+
+class Conflict(exceptions.APIException):
+    """409: the request is well-formed but conflicts with stored data (in use, taken)."""
+
+    status_code = 409
+    default_code = "conflict"
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -62,13 +75,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     elif isinstance(exc, DataError):  # a value the database cannot hold: the client's input, not our fault
         exc = exceptions.ValidationError({"_": ["A value is out of range or cannot be stored."]})
+    elif isinstance(exc, ProtectedError | RestrictedError):  # before IntegrityError, their base class
+        exc = Conflict(f"This object cannot be deleted: it is {in_use(exc)}.")
     elif isinstance(exc, IntegrityError):
-        exc = exceptions.ValidationError({"_": ["This change conflicts with existing data (a unique value is taken)."]})
+        exc = Conflict("This change conflicts with existing data (a unique value is taken, or a row it refers to "
+                       "is gone).")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        # A bug, not the client's fault: logged with its traceback, answered in the API's shape (never HTML).
+        view = context.get("view")
+        log.error("unhandled error in %s", type(view).__name__ if view else "the API", exc_info=exc)
+        return Response({"error": {"code": "server_error", "message": "The server failed to handle this request; "
+                                   "it has been logged.", "fields": {}}}, status=500)
     status = response.status_code
     code = _CODES.get(status, "error")
     fields: dict[str, list[str]] = {}

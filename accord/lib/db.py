@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, models
+from django.db.models import ProtectedError, RestrictedError
 
 
 def bulk_update_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
@@ -31,3 +32,14 @@ def bulk_update_rows(model: type[models.Model], fields: Sequence[str], rows: Seq
     with connection.cursor() as cursor:
         cursor.executemany(sql, prepared)
     return len(rows)
+
+
+
+def in_use(e: ProtectedError | RestrictedError) -> str:
+    """What stops a delete, counted by kind: 'still used by 2 accounts, 1 agreement'."""
+    objects = e.protected_objects if isinstance(e, ProtectedError) else e.restricted_objects
+    counts: dict[str, int] = {}
+    for obj in objects:
+        label = str(obj._meta.verbose_name)
+        counts[label] = counts.get(label, 0) + 1
+    return "still used by " + ", ".join(f"{n} {label}{'' if n == 1 else 's'}" for label, n in sorted(counts.items()))

@@ -230,3 +230,53 @@ def test_the_openapi_schema_and_docs_are_served_without_external_assets(api: API
     html = docs.content.decode()
     assert not re.findall(r"(?:src|href)=[\"']https?://", html), "docs must not load assets from the network"
     assert "/static/drf_spectacular_sidecar/" in html
+
+
+def test_a_patch_of_a_nested_credit_schedule_is_validated_not_a_500(api: APIClient, catalog: None) -> None:
+    created = api.post("/api/v1/agreements/", {
+        "name": "std-sla", "tier": "standard", "effective_from": "2026-01-01", "calendar": "office",
+        "credit_schedule": {"cap_percent": "50", "bands": [{"below_percent": "99.9", "credit_percent": "10"}]},
+    })
+    assert created.status_code == 201, created.json()
+    url = f"/api/v1/agreements/{created.json()['id']}/"
+    empty = assert_error(api.patch(url, {"credit_schedule": {"bands": []}}), 400, "invalid")
+    assert empty["fields"] == {"credit_schedule.bands": ["needs at least one band"]}
+    missing = assert_error(api.patch(url, {"credit_schedule": {"cap_percent": "20"}}), 400, "invalid")
+    assert list(missing["fields"]) == ["credit_schedule.bands"]
+    assert api.get(url).json()["credit_schedule"]["cap_percent"] == "50.000"  # nothing changed
+    replaced = api.patch(url, {"credit_schedule": {"bands": [{"below_percent": "99", "credit_percent": "25"}]}})
+    assert replaced.status_code == 200, replaced.json()
+    assert replaced.json()["credit_schedule"] == {"cap_percent": "100.000", "bands": [
+        {"below_percent": "99.0000", "credit_percent": "25.000"}]}
+
+
+def test_deleting_an_object_in_use_is_a_409_that_says_by_what(api: APIClient, catalog: None) -> None:
+    tier = Tier.objects.get(name="standard")
+    Account.objects.create(name="A", external_id="A", tier=tier)
+    Account.objects.create(name="B", external_id="B", tier=tier)
+    error = assert_error(api.delete(f"/api/v1/tiers/{tier.pk}/"), 409, "conflict")
+    assert error["message"] == "This object cannot be deleted: it is still used by 2 accounts."
+    assert Tier.objects.filter(pk=tier.pk).exists()
+
+
+def test_unsafe_methods_on_unknown_urls_and_csrf_failures_answer_in_the_api_shape(alice: Any, api: APIClient) -> None:
+    for method in ("post", "put", "patch", "delete"):
+        assert_error(getattr(api, method)("/api/v1/no-such-thing/", {}), 404, "not_found")
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    refused = assert_error(browser.post("/api/v1/accounts/", {"name": "X"}, format="json"), 403)
+    assert refused["code"] in ("csrf_failed", "permission_denied") and "CSRF" in refused["message"]
+
+
+def test_an_unexpected_error_is_a_json_500_not_a_page(api: APIClient, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from accord.customers.api import AccountViewSet
+
+    def broken(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError("cap_percent")
+
+    monkeypatch.setattr(AccountViewSet, "list", broken)
+    api.raise_request_exception = False
+    error = assert_error(api.get("/api/v1/accounts/"), 500, "server_error")
+    assert "cap_percent" not in error["message"]  # no internals leak
+    assert any("unhandled error in AccountViewSet" in r.message for r in caplog.records)

@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 from pydantic import ValidationError as PydanticValidationError
 from pydantic import create_model
 
+from ..db import in_use
 from .fields import Spec, message, path, show
 from .yamlio import ManifestError, ManifestSyntaxError, dump, read_yaml
 
@@ -348,15 +349,6 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return out
 
 
-def _blockers(e: ProtectedError | RestrictedError) -> str:
-    objects = e.protected_objects if isinstance(e, ProtectedError) else e.restricted_objects
-    counts: dict[str, int] = {}
-    for obj in objects:
-        label = str(obj._meta.verbose_name)
-        counts[label] = counts.get(label, 0) + 1
-    return "still used by " + ", ".join(f"{n} {label}{'' if n == 1 else 's'}" for label, n in sorted(counts.items()))
-
-
 def _prune(loaded: Loaded, result: ApplyResult) -> None:
     """Delete stored objects of the sections the files name that the files do not list (dependents first)."""
     errors: list[str] = []
@@ -369,7 +361,7 @@ def _prune(loaded: Loaded, result: ApplyResult) -> None:
             try:
                 obj.delete()
             except (ProtectedError, RestrictedError) as e:
-                errors.append(f"{k.section}: cannot remove {k.singular} '{name}': {_blockers(e)}")
+                errors.append(f"{k.section}: cannot remove {k.singular} '{name}': {in_use(e)}")
                 continue
             result.outcomes.append((k.singular, name, "deleted"))
     if errors:
