@@ -6,8 +6,10 @@ report each rejected row with its line number in the file, and write in batches,
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,14 +65,18 @@ class ImportReport:
 
 
 def decode(data: bytes, encoding: str = "utf-8") -> str:
-    """Bytes to text; a byte that is not valid in the encoding is reported with its line."""
+    """Bytes to text; a byte that is not valid in the encoding is reported with its line.
+
+    Decoded first, checked after: UTF-16 text is full of NUL bytes that are not NUL characters. A file that
+    starts with a UTF-16 byte order mark is read as UTF-16 even without --encoding.
+    """
     if not data.strip():
         raise CsvFileError("the file is empty: it needs at least a header row")
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise CsvFileError(f"line {line}: the file contains NUL bytes; it is not a CSV text file")
+    name = encoding.lower().replace("_", "-")
+    if name in ("utf-8", "utf8"):
+        name = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
     try:
-        text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+        text = data.decode(name)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise CsvFileError(
@@ -79,7 +85,33 @@ def decode(data: bytes, encoding: str = "utf-8") -> str:
         ) from None
     except LookupError:
         raise CsvFileError(f"unknown encoding '{encoding}'") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise CsvFileError(f"line {line}: the file contains NUL characters; it is not a CSV text file "
+                           "(if it is UTF-16 without a byte order mark, give --encoding utf-16-le or utf-16-be)")
+    if not text.strip():
+        raise CsvFileError("the file is empty: it needs at least a header row")
     return text
+
+
+# A cell that starts with one of these is run as a formula by spreadsheets (OWASP "CSV injection"): on export it
+# gets a leading apostrophe, which spreadsheets show as text; on import that apostrophe is taken off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def escape_cell(value: str) -> str:
+    """A cell as exported: text that a spreadsheet would run as a formula is prefixed with an apostrophe."""
+    if value.startswith(FORMULA_STARTS) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: str) -> str:
+    """A cell as imported: the apostrophe `escape_cell` put before a formula character is taken off."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
 
 
 def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -120,7 +152,7 @@ def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[in
         if len(record) != len(header):
             yield line, {"__error__": f"expected {len(header)} fields, found {len(record)}"}
             continue
-        yield line, dict(zip(header, (v.strip() for v in record), strict=True))
+        yield line, dict(zip(header, (unescape_cell(v.strip()) for v in record), strict=True))
 
 
 def _text(row: dict[str, str], name: str, required: bool = False) -> str:
@@ -251,7 +283,8 @@ def export_accounts(out: TextIO) -> int:
         "external_id", "name", "kind", "timezone", "revenue_12m", "cost_to_serve_12m", "owner__username"
     )
     for ext, name, kind, tz, revenue, cost, owner in qs.iterator(chunk_size=2000):
-        writer.writerow([ext or "", name, kind, tz, f"{revenue:.2f}", f"{cost:.2f}", owner or ""])
+        writer.writerow([escape_cell(v) for v in (ext or "", name, kind, tz, f"{revenue:.2f}", f"{cost:.2f}",
+                                                  owner or "")])
         count += 1
     return count
 
@@ -413,7 +446,7 @@ def export_contacts(out: TextIO) -> int:
     qs = Contact.objects.order_by("external_id", "id").select_related("account").prefetch_related("points")
     for c in qs.iterator(chunk_size=2000):
         points = list(c.points.all())
-        writer.writerow(
+        writer.writerow([escape_cell(v) for v in
             [
                 c.external_id or "",
                 c.name,
@@ -422,7 +455,7 @@ def export_contacts(out: TextIO) -> int:
                 ";".join(p.value for p in points if p.kind == "email"),
                 ";".join(p.value for p in points if p.kind == "phone"),
             ]
-        )
+        ])
         count += 1
     return count
 

@@ -96,7 +96,8 @@ def test_strict_imports_nothing_when_a_row_is_rejected() -> None:
         (b"external_id,name,colour\n1,a,red\n", "line 1: unknown column(s): 'colour'"),
         (b"external_id,name,name\n1,a,b\n", "line 1: column 'name' appears twice"),
         (HEADER.encode() + b"E1,Caf\xe9 Paris,,,,,\n", "line 2: byte 0xe9 is not valid utf-8"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 3: the file contains NUL bytes"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1: byte 0x89 is not valid utf-8"),
+        (b"external_id,name\n1,a\x00b\n", "line 2: the file contains NUL characters"),
     ],
 )
 def test_a_file_that_cannot_be_read_imports_nothing(data: bytes, message: str) -> None:
@@ -188,7 +189,45 @@ def test_contacts_round_trip_through_export_unchanged() -> None:
     import_contacts(original)
     out = StringIO()
     assert export_contacts(out) == 2
-    assert out.getvalue().encode() == original
+    # The phones cell starts with '+', which spreadsheets run as a formula: it is exported behind an apostrophe.
+    assert out.getvalue().encode() == original.replace(b",+4411111;", b",'+4411111;")
+    again = import_contacts(out.getvalue().encode())
+    assert (again.created, again.updated) == (0, 0)
+    assert sorted(ContactPoint.objects.filter(kind="phone").values_list("value", flat=True)) == ["+4411111", "+4422222"]
+
+
+@pytest.mark.parametrize("name", ["=cmd|' /C calc'!A0", "+SUM(A1:A2)", "-2+3", "@SUM(1)", "=HYPERLINK(\"x\")"])
+def test_a_name_a_spreadsheet_would_run_is_exported_as_text_and_imported_back_unchanged(name: str) -> None:
+    Account.objects.create(name=name, external_id="X1")
+    out = StringIO()
+    export_accounts(out)
+    cell = out.getvalue().splitlines()[1].split(",", 1)[1]
+    assert cell.lstrip('"').startswith("'"), cell  # an apostrophe first: text, never a formula
+    Account.objects.all().delete()
+    import_accounts(out.getvalue().encode())
+    assert Account.objects.get(external_id="X1").name == name
+    out2 = StringIO()
+    export_accounts(out2)
+    assert out2.getvalue() == out.getvalue()
+
+
+def test_numbers_are_not_escaped() -> None:
+    from accord.customers.csvio import escape_cell
+
+    assert escape_cell("-12.50") == "-12.50" and escape_cell("0.00") == "0.00"
+    assert escape_cell("-x") == "'-x" and escape_cell("Acme") == "Acme"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_imports_when_its_encoding_is_named(encoding: str) -> None:
+    data = csv_bytes("U1,Ünïcode GmbH,,,,,").decode().encode(encoding)
+    assert import_accounts(data, encoding=encoding).created == 1
+    assert Account.objects.get().name == "Ünïcode GmbH"
+
+
+def test_a_utf16_file_with_a_byte_order_mark_needs_no_encoding() -> None:
+    data = csv_bytes("U2,Ørsted A/S,,,,,").decode().encode("utf-16")
+    assert import_accounts(data).created == 1 and Account.objects.get().name == "Ørsted A/S"
 
 
 def test_the_command_reports_rows_and_ends_with_the_summary(tmp_path: Path) -> None:
