@@ -729,7 +729,7 @@ def same_answer(new: Any, old: Any) -> bool:
     from accord.governance.indicators import BudgetStatus
 
     if isinstance(new, BudgetStatus):
-        return (new.total, new.bad, new.sli) == (old.total, old.bad, old.sli)
+        return (new.valid, new.bad, new.sli) == (old.valid, old.bad, old.sli)
     if isinstance(new, dict):
         return {k: v for k, v in new.items() if k != "when"} == {k: v for k, v in old.items() if k != "when"}
     return bool(new == old)

@@ -80,7 +80,8 @@ class EchoHandler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
         }).encode()
-        self.send_response(200)
+        # /bookings/status=503: answers with that status (and the same body)
+        self.send_response(int(self.path.rsplit("=", 1)[1]) if self.path.startswith("/bookings/status=") else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

@@ -209,7 +209,7 @@ def test_availability_error_rates_and_counts_never_decode_a_sketch(objectives: d
         assert stats.metric("rps", 3600) == pytest.approx(3000 / 3600) and stats.metric("mean_ms", 1) == 108.0
         for name in ("availability", "errors"):
             status = indicators.budget_status(objectives[name], now)
-            assert status.total == 3000 and status.bad == 9
+            assert status.valid == 3000 and status.bad == 9
         assert indicators.burn_rate(objectives["availability"], now, 3 * 86400) == pytest.approx(3.0)
         assert indicators.live_traffic(now, 30, service="booking").metric("availability", 30) == pytest.approx(0.9)
     assert decoded == []
