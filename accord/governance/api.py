@@ -32,6 +32,7 @@ from accord.gateway.actions import PARAMS, action_errors, do_clear_action, do_se
 from accord.gateway.measure import Sketch
 from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, GatewayAction, Rollup
 from accord.lib.api import _has_nul
+from accord.lib.units import significant
 
 from . import engine
 from .indicators import budget_status, live_pool, live_traffic, objective_scope, runtime_objectives
@@ -432,8 +433,8 @@ class BudgetSerializer(serializers.Serializer):
                                                   "the client (499) within abandon_threshold_ms.")
     abandon_threshold_ms = serializers.FloatField(help_text="A request abandoned after this long without an answer "
                                                             "is bad; sooner, it is excluded.")
-    sli = serializers.FloatField(allow_null=True, help_text="% good, % errors, or the percentile in ms (to 0.1 ms); "
-                                                            "null: no valid event.")
+    sli = serializers.FloatField(allow_null=True, help_text="% good, % errors, or the percentile in ms (4 significant "
+                                                            "digits); null: no valid event.")
     met = serializers.BooleanField(allow_null=True)
     budget = serializers.FloatField(help_text="The share of valid requests allowed to be bad (0.001 for 99.9 %).")
     consumed = MaybeInfiniteField(allow_null=True, help_text="Share of the budget spent (may exceed 1); "
@@ -527,7 +528,8 @@ class IndicatorsView(APIView):
         filters = {k: q[k] for k in ("service", "operation", "pool", "tier") if q.get(k)}
         now = timezone.now()
         data: dict[str, Any] = {"at": now, "window": window, "filters": filters}
-        data.update({k: _finite(v) for k, v in live_traffic(now, window, **filters).as_dict(window).items()})
+        traffic = live_traffic(now, window, **filters).as_dict(window)
+        data.update({k: significant(_finite(v)) if k.endswith("_ms") else _finite(v) for k, v in traffic.items()})
         load = live_pool(now, window, filters["service"], filters["pool"]) if {"service", "pool"} <= set(filters) \
             else None
         data.update({"utilisation": _finite(load.utilisation) if load else None,
@@ -671,12 +673,17 @@ class RollupSerializer(serializers.ModelSerializer):
                 cache[obj.pk] = None
         return cache[obj.pk]
 
+    def to_representation(self, instance: Rollup) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["latency_sum_ms"] = round(instance.latency_sum_ms, 3)  # a float sum: no noise past the microsecond
+        return data
+
     def _quantile(self, obj: Rollup, q: float) -> float | None:
         sketch = self._sketch(obj)
-        return sketch.quantile(q) if sketch is not None else None
+        return significant(sketch.quantile(q)) if sketch is not None else None  # a sketch is within 1 %
 
     def get_mean_ms(self, obj: Rollup) -> float | None:
-        return obj.latency_sum_ms / obj.count if obj.count else None
+        return round(obj.latency_sum_ms / obj.count, 3) if obj.count else None
 
     def get_p50_ms(self, obj: Rollup) -> float | None:
         return self._quantile(obj, 0.50)

@@ -100,7 +100,7 @@ class Stats:
         if name == "error_rate":
             return self.errors / self.count
         if name == "availability":
-            return 1 - self.errors / self.count
+            return (self.count - self.errors) / self.count  # one division: the nearest float, no noise
         if name == "mean_ms":
             return self.latency_sum / self.count
         if needs_sketch(name):
@@ -494,8 +494,7 @@ def budget_status(objective: Objective, now: dt.datetime | None = None) -> Budge
         elif objective.kind == Objective.Kind.ERROR_RATE:
             sli = float(share_bad * 100)
         elif events.latencies is not None:
-            value = events.latencies.quantile(float(objective.percentile or 95) / 100)
-            sli = None if value is None else round(value, 1)  # a sketch's percentile is within 1 %
+            sli = units.significant(events.latencies.quantile(float(objective.percentile or 95) / 100))
         met = share_bad <= allowed
         consumed = burn(events.bad, events.valid, allowed)
     return BudgetStatus(objective, start, end, events, sli, met, allowed, consumed)

@@ -156,3 +156,11 @@ def json_number(value: float | int | Decimal | Fraction | None) -> float | int |
         return "Infinity" if value > 0 else "-Infinity"
     f = float(value)
     return None if math.isnan(f) else f
+
+
+def significant(value: float | None, digits: int = 4) -> float | None:
+    """A float rounded to `digits` significant digits, for figures known only that well: a latency percentile
+    from a sketch is within 1 %, so 412.3456 ms is 412.3 and 0.853219 ms 0.8532."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.{digits}g}")

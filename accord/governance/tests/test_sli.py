@@ -27,6 +27,8 @@ from accord.customers.models import Account, Tier
 from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.flusher import write_rollups
 from accord.gateway.limits import Limits
+from accord.gateway.measure import Sketch
+from accord.gateway.models import LiveTraffic
 from accord.gateway.snapshot import load_snapshot
 from accord.gateway.tests.conftest import (
     EchoServer,
@@ -366,3 +368,20 @@ def test_slo_status_shows_targets_and_levels_with_their_units() -> None:
     assert "10,000" in lines["platinum-sla/availability"] and "50.0 %" in lines["platinum-sla/availability"]
     assert "≤ 0.5 % errors" in lines["platinum-sla/errors"] and "0.050 % errors" in lines["platinum-sla/errors"]
     assert "∞ %" in lines["platinum-sla/perfect"] and "MISSED" in lines["platinum-sla/perfect"]
+
+
+@pytest.mark.django_db
+def test_the_api_carries_latencies_and_shares_without_float_noise(api: Any) -> None:
+    now = timezone.now()
+    add_rollup(now - dt.timedelta(minutes=1), count=2, latencies=[0.1, 0.2], outcome="ok")  # sum 0.30000000000000004
+    row = api.get("/api/v1/gateway/rollups/").json()["results"][0]
+    assert row["latency_sum_ms"] == 0.3 and row["mean_ms"] == 0.15  # to the microsecond
+    assert row["p50_ms"] == 0.09925  # 0.09924864547445746: 4 significant digits, a sketch is within 1 %
+    sketch = Sketch()
+    for _ in range(3):
+        sketch.add(20.0)
+    LiveTraffic.objects.create(at=now - dt.timedelta(seconds=2), worker="w", service="booking", pool="primary",
+                               tier="gold", count=3, errors=1, latency_sum_ms=60.0, latency_sketch=sketch.encode())
+    live = api.get("/api/v1/governance/indicators/", {"service": "booking", "window": 10}).json()
+    assert live["availability"] == 2 / 3 and live["availability"] != 1 - 1 / 3  # one division, not two
+    assert live["p95_ms"] == 19.89  # 19.886670240866188
