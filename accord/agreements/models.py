@@ -310,6 +310,10 @@ class CreditSchedule(models.Model):
     def __str__(self) -> str:
         return f"credits for {self.agreement}"
 
+    def credit_amount(self, percent: Decimal) -> Decimal:
+        """`percent` of the agreement's monthly fee, to the cent, in the agreement's currency."""
+        return (self.agreement.monthly_fee * percent / 100).quantize(Decimal("0.01"))
+
     def credit_percent(self, achieved_percent: Decimal) -> Decimal:
         """Credit owed for an achieved level: the largest band it falls below, capped."""
         owed = Decimal(0)

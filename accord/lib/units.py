@@ -112,10 +112,14 @@ def latency_ms(value: Number | None, places: int | None = None) -> str:
     return f"{number(value, places)} ms"
 
 
-def money(amount: Number | None, currency: str | None = None, places: int = 2) -> str:
-    """An amount with its currency: "1,200.00 EUR"; without a currency, the setting ACCORD_CURRENCY."""
+def money(amount: Number | None, currency: str | None = None, places: int | None = 2) -> str:
+    """An amount with its currency: "1,200.00 EUR"; without a currency, the setting ACCORD_CURRENCY. `places`
+    None keeps every decimal the amount has, at least two: a cost of 0.1234 per hour is "0.1234 EUR"."""
     if amount is None:
         return MISSING
+    if places is None:
+        exponent = _decimal(amount).normalize().as_tuple().exponent
+        places = max(2, -exponent) if isinstance(exponent, int) else 2
     return f"{number(amount, places)} {currency or settings.ACCORD_CURRENCY}"
 
 

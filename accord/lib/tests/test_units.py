@@ -52,6 +52,8 @@ def test_money_carries_its_currency_and_the_setting_is_the_default(settings: obj
     assert units.money(Decimal("1200"), "USD") == "1,200.00 USD"
     assert units.money(Decimal("-1234567.505")) == "-1,234,567.51 EUR"
     assert units.money(1200, places=0) == "1,200 EUR"
+    assert units.money(Decimal("0.1234"), places=None) == "0.1234 EUR"
+    assert units.money(Decimal("0.1000"), places=None) == "0.10 EUR"
     settings.ACCORD_CURRENCY = "CHF"  # type: ignore[attr-defined]
     assert units.money(5) == "5.00 CHF"
 

@@ -47,6 +47,12 @@ def money0(value: Any, currency: str | None = None) -> str:
 
 
 @register.filter
+def money_exact(value: Any, currency: str | None = None) -> str:
+    """Every decimal the amount has, at least two: {{ s.cost_per_instance_hour|money_exact }} "0.1234 EUR"."""
+    return units.money(value, currency or None, places=None)
+
+
+@register.filter
 def percent(value: Any, places: Any = None) -> str:
     """A value in percent: {{ 99.9|percent }} "99.9 %"."""
     return units.percent(value, _places(places))
