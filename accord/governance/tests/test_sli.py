@@ -4,6 +4,7 @@ budgets that burn infinitely fast and alert; exact numbers in JSON and units in 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import io
@@ -13,6 +14,7 @@ import socket
 import threading
 import time
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -68,11 +70,13 @@ def agreement_with(*objectives: dict[str, Any], tier: str = "platinum") -> dict[
 
 
 def ask(port: int, key: str, path: str) -> int:
+    """The status of a GET; an answer whose body breaks off counts as its status too."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
         r = conn.getresponse()
-        r.read()
+        with contextlib.suppress(http.client.IncompleteRead):
+            r.read()
         return r.status
     finally:
         conn.close()
@@ -102,6 +106,7 @@ def test_real_traffic_through_the_gateway_counts_by_the_sli_definitions(upstream
     _c, key = ApiCredential.issue(account)
     running = start_gateway(load_snapshot())
     port = running.port
+    impatient = start_gateway(load_snapshot(), Limits(upstream_timeout=0.3))  # for a 504
 
     def reload() -> None:
         running.set_snapshot(load_snapshot())
@@ -114,6 +119,8 @@ def test_real_traffic_through_the_gateway_counts_by_the_sli_definitions(upstream
         statuses += [ask(port, key, "/bookings/status=404"), ask(port, key, "/bookings/status=409")]
         statuses.append(ask(port, key, "/bookings/status=500"))
         assert statuses == [200] * 10 + [404, 409, 500]
+        assert ask(port, key, "/bookings/cut") == 200  # the head said 200, the body broke off: bad_gateway, bad
+        assert ask(impatient.port, key, "/bookings/slow=1") == 504  # the upstream took too long: timeout, bad
         abandon(port, key, "/bookings/hold-early", up, after=0.0)  # left at once: excluded
         abandon(port, key, "/bookings/hold-late", up, after=1.3)  # left after 1.3 s > 1000 ms: bad
         # the customer's own rate limit: one request through, then 429s that are not valid events
@@ -146,25 +153,29 @@ def test_real_traffic_through_the_gateway_counts_by_the_sli_definitions(upstream
         assert slow == [200]
         wait_until(lambda: on_loop(running, lambda: running.gateway.in_flight) == 0, what="every request counted")
         outcomes = on_loop(running, lambda: dict(running.gateway.outcomes))
-        assert outcomes == {"ok": 12, "client_error": 2, "server_error": 1, "client_gone": 2, "rate_limited": 3,
-                            "shed": 2, "no_endpoint": 1, "queue_timeout": 1}
-        write_rollups(on_loop(running, running.gateway.accumulator.take), 60)
+        assert outcomes == {"ok": 12, "client_error": 2, "server_error": 1, "bad_gateway": 1, "client_gone": 2,
+                            "rate_limited": 3, "shed": 2, "no_endpoint": 1, "queue_timeout": 1}
+        assert on_loop(impatient, lambda: dict(impatient.gateway.outcomes)) == {"timeout": 1}
+        for gateway in (running, impatient):
+            write_rollups(on_loop(gateway, gateway.gateway.accumulator.take), 60)
     finally:
         up.release.set()
         stop_gateway(running)
+        stop_gateway(impatient)
 
-    # 24 measured; 3 rate-limited and 1 abandoned early are excluded: 20 valid
-    # bad for availability and error rate: the upstream's 500, the late abandon, 2 shed, no_endpoint, queue_timeout
+    # 26 measured; 3 rate-limited and 1 abandoned early are excluded: 22 valid. Bad for availability and error
+    # rate: the upstream's 500, the broken-off 200, the 504, the late abandon, 2 shed, no_endpoint, queue_timeout
     availability = indicators.budget_status(objectives["availability"])
-    assert (availability.requests, availability.valid, availability.bad, availability.excluded) == (24, 20, 6, 4)
+    assert (availability.requests, availability.valid, availability.bad, availability.excluded) == (26, 22, 8, 4)
     assert availability.events.threshold_ms == 1000.0  # from the latency objective of the same scope
-    assert availability.sli == 70.0 and availability.met is False
+    assert availability.sli == 14 / 22 * 100 and availability.met is False
     errors = indicators.budget_status(objectives["errors"])
-    assert (errors.valid, errors.bad, errors.sli) == (20, 6, 30.0)
-    # bad for latency: the late abandon and the slow 200 (every other answer took milliseconds)
+    assert (errors.valid, errors.bad, errors.sli) == (22, 8, 8 / 22 * 100)
+    # bad for latency: the late abandon and the slow 200 (every other answer took well under a second)
     latency = indicators.budget_status(objectives["p95"])
-    assert (latency.requests, latency.valid, latency.bad, latency.excluded) == (24, 20, 2, 4)
-    assert latency.sli is not None and latency.sli > 1000  # p95 of 20: the 19th value, one of the two slow ones
+    assert (latency.requests, latency.valid, latency.bad, latency.excluded) == (26, 22, 2, 4)
+    assert latency.consumed == float(Fraction(2, 22) / Fraction(5, 100)) and latency.met is False
+    assert latency.sli is not None and latency.sli >= 297  # p95 of 22 is the 20th: the 504 after 0.3 s (sketch: 1 %)
 
 
 # -- outcome by outcome, on rollup rows -------------------------------------------------------------------------
@@ -260,6 +271,20 @@ def test_rate_limited_requests_are_not_valid_for_latency_either() -> None:
         status = indicators.budget_status(made["p95"])
     assert (status.valid, status.bad, status.excluded) == (100, 10, 1000)
     assert status.sli == pytest.approx(400, rel=0.01) and status.met is False
+
+
+@pytest.mark.django_db
+def test_a_window_whose_every_request_was_excluded_has_no_sli_and_says_why(alice: Any) -> None:
+    made = agreement_with({"name": "availability", "kind": "availability", "target": Decimal("99.9")})
+    rows("rate_limited", 5, status=429)
+    with time_machine.travel(NOW, tick=False):
+        status = indicators.budget_status(made["availability"])
+        assert (status.requests, status.valid, status.sli, status.met, status.consumed) == (5, 0, None, None, None)
+        client = Client()
+        client.force_login(alice)
+        html = client.get("/governance/").content.decode()
+    row = re.search(r'<tr data-objective="platinum-sla/availability" data-level="none">(.*?)</tr>', html, re.S)
+    assert row and "no valid events (5 excluded)" in row.group(1)
 
 
 # -- zero budgets ---------------------------------------------------------------------------------------------
