@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent
 VAR_DIR = Path(os.environ.get("ACCORD_VAR_DIR", Path.cwd() / "var")).resolve()
@@ -207,6 +209,32 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Support clocks warn when this share of the target has passed.
 ACCORD_SLA_WARNING_SHARE = float(os.environ.get("ACCORD_SLA_WARNING_SHARE", 0.75))
+
+# The currency of amounts that carry none of their own: accounts' revenue and cost to serve, commitments, tier
+# thresholds, service costs (an agreement has its own currency).
+ACCORD_CURRENCY = os.environ.get("ACCORD_CURRENCY", "EUR")
+if not re.fullmatch(r"[A-Z]{3}", ACCORD_CURRENCY):
+    raise ImproperlyConfigured(f"ACCORD_CURRENCY={ACCORD_CURRENCY!r} is not a currency code like EUR")
+
+
+def _positive_ms(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (0 < value < float("inf")):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a positive number of milliseconds")
+    return value
+
+
+# A request its client abandoned (499) after this many milliseconds without an answer counts as bad for an
+# availability or error-rate objective that has no latency objective of its own scope to take the threshold from;
+# abandoned sooner, it is not counted (docs/governance.md, "Service-level indicators"). The default is the
+# gateway's default upstream timeout (accord.gateway.limits.Limits), after which the gateway answers 504 itself.
+ACCORD_SLI_ABANDON_MS = _positive_ms("ACCORD_SLI_ABANDON_MS", 30_000.0)
 
 LOGGING = {
     "version": 1,

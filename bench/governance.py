@@ -683,6 +683,18 @@ def previous_rollup_stats(start: dt.datetime, end: dt.datetime, *, account: str 
     return Stats(count, errors, latency, sketch=merged)
 
 
+def previous_rollup_rows(start: dt.datetime, end: dt.datetime, *, account: str | None = None,
+                         tier: str | None = None, service: str | None = None, operation: str | None = None,
+                         pool: str | None = None) -> list[Any]:
+    """The rows of the previous path for the error budgets (`objective_events`): every per-account minute row
+    whose window starts in [start, end)."""
+    from accord.gateway.models import Rollup
+
+    filters = {k: v for k, v in {"account": account, "tier": tier, "service": service, "operation": operation,
+                                 "pool": pool}.items() if v}
+    return [Rollup.objects.per_account_minutes().filter(window_start__gte=start, window_start__lt=end, **filters)]
+
+
 def previous_live_traffic(now: dt.datetime, seconds: float, *, service: str | None = None,
                           operation: str | None = None, pool: str | None = None, tier: str | None = None,
                           sketch: bool = True) -> Any:
@@ -708,12 +720,13 @@ def previous_path() -> Iterator[None]:
     """Indicators (budget_status, signal_values, the engine) computed the previous way while inside."""
     from accord.governance import indicators
 
-    saved = indicators.rollup_stats, indicators.live_traffic
-    indicators.rollup_stats, indicators.live_traffic = previous_rollup_stats, previous_live_traffic
+    saved = indicators.rollup_stats, indicators.rollup_rows, indicators.live_traffic
+    indicators.rollup_stats, indicators.rollup_rows, indicators.live_traffic = (
+        previous_rollup_stats, previous_rollup_rows, previous_live_traffic)
     try:
         yield
     finally:
-        indicators.rollup_stats, indicators.live_traffic = saved
+        indicators.rollup_stats, indicators.rollup_rows, indicators.live_traffic = saved
 
 
 def the_previous_way(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -729,7 +742,7 @@ def same_answer(new: Any, old: Any) -> bool:
     from accord.governance.indicators import BudgetStatus
 
     if isinstance(new, BudgetStatus):
-        return (new.total, new.bad, new.sli) == (old.total, old.bad, old.sli)
+        return (new.valid, new.bad, new.sli) == (old.valid, old.bad, old.sli)
     if isinstance(new, dict):
         return {k: v for k, v in new.items() if k != "when"} == {k: v for k, v in old.items() if k != "when"}
     return bool(new == old)

@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from accord.customers.models import Account, Tier, money, validate_timezone
+from accord.lib import units
 
 from .hours import WEEKDAYS, day_errors, normalise_hours, weekly_minutes
 
@@ -258,6 +259,26 @@ class Objective(models.Model):
     def is_support(self) -> bool:
         return self.kind in self.SUPPORT_KINDS
 
+    def target_label(self) -> str:
+        """The promise as people read it: "≥ 99.9 %", "≤ 0.5 % errors", "p95 ≤ 600 ms", or a support target's
+        business time: "30 min", "4 h", "240 h" (in days, "10 d", only on a calendar that never closes: a
+        business day is otherwise not 24 hours)."""
+        if self.kind == self.Kind.AVAILABILITY:
+            return f"≥ {units.percent(self.target)}"
+        if self.kind == self.Kind.ERROR_RATE:
+            return f"≤ {units.percent(self.target)} errors"
+        if self.kind == self.Kind.LATENCY:
+            return f"p{units.number(self.percentile or Decimal(95))} ≤ {units.latency_ms(self.target)}"
+        calendar = self.agreement.calendar
+        days = calendar.is_24x7 and not calendar.extra_holidays
+        return units.minutes(self.target, largest="d" if days else "h")
+
+    def window_label(self) -> str:
+        """"calendar month" or "rolling 28 days"."""
+        if self.window == self.Window.ROLLING:
+            return f"rolling {self.window_days} day{'' if self.window_days == 1 else 's'}"
+        return "calendar month"
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         if self.target is None:
@@ -288,6 +309,10 @@ class CreditSchedule(models.Model):
 
     def __str__(self) -> str:
         return f"credits for {self.agreement}"
+
+    def credit_amount(self, percent: Decimal) -> Decimal:
+        """`percent` of the agreement's monthly fee, to the cent, in the agreement's currency."""
+        return (self.agreement.monthly_fee * percent / 100).quantize(Decimal("0.01"))
 
     def credit_percent(self, achieved_percent: Decimal) -> Decimal:
         """Credit owed for an achieved level: the largest band it falls below, capped."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -35,13 +36,19 @@ class AccountSerializer(StrictSerializer):
         slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True
     )
     committed_amount = serializers.SerializerMethodField()
+    currency = serializers.SerializerMethodField(
+        help_text="The currency of revenue_12m, cost_to_serve_12m and committed_amount (the setting ACCORD_CURRENCY)."
+    )
 
     class Meta:
         model = Account
         fields = [
             "id", "external_id", "name", "kind", "owner", "timezone", "revenue_12m", "cost_to_serve_12m",
-            "tier", "committed_amount", "created_at", "updated_at",
+            "committed_amount", "currency", "tier", "created_at", "updated_at",
         ]
+
+    def get_currency(self, obj: Account) -> str:
+        return str(settings.ACCORD_CURRENCY)
 
     @extend_schema_field(serializers.DecimalField(max_digits=14, decimal_places=2))
     def get_committed_amount(self, obj: Account) -> str:

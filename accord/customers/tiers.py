@@ -12,6 +12,7 @@ from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from accord.lib.db import bulk_update_rows
+from accord.lib.units import money
 
 from .models import Account, Commitment, Tier, TierChange, TierOverride
 
@@ -33,8 +34,10 @@ def decide(
         return Decision(override.tier, TierChange.Cause.OVERRIDE, f"override until {override.expires_at:%Y-%m-%d %H:%M}: {override.reason}")
     for rule in rules:
         if rule.matches(committed, revenue_12m):
-            return Decision(rule, TierChange.Cause.RULES, f"committed {committed:.2f}, 12-month revenue {revenue_12m:.2f}")
-    return Decision(None, TierChange.Cause.RULES, f"no rule matches committed {committed:.2f}, revenue {revenue_12m:.2f}")
+            return Decision(rule, TierChange.Cause.RULES,
+                            f"committed {money(committed)}, 12-month revenue {money(revenue_12m)}")
+    return Decision(None, TierChange.Cause.RULES,
+                    f"no rule matches committed {money(committed)}, revenue {money(revenue_12m)}")
 
 
 @dataclass(frozen=True)

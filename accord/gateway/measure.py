@@ -105,6 +105,15 @@ class Sketch:
             above += self.zero
         return above
 
+    def above(self, threshold: float) -> Sketch:
+        """The part of this sketch that `count_above(threshold)` counts: the buckets whose representative value
+        is above `threshold` (so a value within 1% of the threshold may fall on either side)."""
+        part = Sketch()
+        part.bins = {key: n for key, n in self.bins.items() if 2 * GAMMA**key / (GAMMA + 1) > threshold}
+        if threshold < 0:
+            part.zero = self.zero
+        return part
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sketch) and self.bins == other.bins and self.zero == other.zero
 

@@ -32,6 +32,7 @@ from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.measure import Sketch
 from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, PARAMS, GatewayAction, Rollup, action_errors
 from accord.lib.api import _has_nul
+from accord.lib.units import significant
 
 from . import engine
 from .indicators import budget_status, live_pool, live_traffic, objective_scope, runtime_objectives
@@ -404,26 +405,42 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 # -- error budgets ----------------------------------------------------------------------------------------------
 
 
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "enum": ["Infinity", "-Infinity"]}],
+                      "nullable": True})
+class MaybeInfiniteField(serializers.FloatField):
+    """A number that may be infinite: JSON has no infinity, so infinity travels as the string "Infinity" (or
+    "-Infinity"), which JavaScript's Number() and Python's float() read back (`accord.lib.units.json_number`)."""
+
+
 class BudgetSerializer(serializers.Serializer):
-    """The error budget of one run-time objective over its current window."""
+    """The error budget of one run-time objective over its current window (docs/governance.md, "Service-level
+    indicators": valid, good, bad and excluded events per objective kind)."""
 
     id = serializers.IntegerField(help_text="The objective's id.")
     agreement = serializers.CharField()
     objective = serializers.CharField()
     kind = serializers.CharField(help_text="availability, latency or error_rate")
-    target = serializers.FloatField()
+    target = serializers.FloatField(help_text="availability: % good; latency: ms; error_rate: max % errors.")
     percentile = serializers.FloatField(allow_null=True)
     scope = serializers.DictField(help_text="The rollups it is about: tier, account, service, operation.")
     window_start = serializers.DateTimeField()
     window_end = serializers.DateTimeField()
-    requests = serializers.IntegerField()
+    requests = serializers.IntegerField(help_text="Everything the gateway measured in the objective's scope.")
+    valid = serializers.IntegerField(help_text="The requests the SLI counts: all but the excluded.")
+    good = serializers.IntegerField()
     bad = serializers.IntegerField()
-    sli = serializers.FloatField(allow_null=True, help_text="% good, % errors, or the percentile in ms; null: "
-                                                            "no traffic.")
+    excluded = serializers.IntegerField(help_text="Refused by the customer's own rate limit (429), or abandoned by "
+                                                  "the client (499) within abandon_threshold_ms.")
+    abandon_threshold_ms = serializers.FloatField(help_text="A request abandoned after this long without an answer "
+                                                            "is bad; sooner, it is excluded.")
+    sli = serializers.FloatField(allow_null=True, help_text="% good, % errors, or the percentile in ms (4 significant "
+                                                            "digits); null: no valid event.")
     met = serializers.BooleanField(allow_null=True)
-    budget = serializers.FloatField(help_text="The share of requests allowed to be bad.")
-    consumed = serializers.FloatField(allow_null=True, help_text="Share of the budget spent (may exceed 1).")
-    remaining = serializers.FloatField(allow_null=True)
+    budget = serializers.FloatField(help_text="The share of valid requests allowed to be bad (0.001 for 99.9 %).")
+    consumed = MaybeInfiniteField(allow_null=True, help_text="Share of the budget spent (may exceed 1); "
+                                                             "\"Infinity\" when a zero budget has a bad event.")
+    remaining = MaybeInfiniteField(allow_null=True, help_text="1 - consumed; \"-Infinity\" when a zero budget has "
+                                                              "a bad event.")
 
 
 class SloQuerySerializer(serializers.Serializer):
@@ -433,8 +450,7 @@ class SloQuerySerializer(serializers.Serializer):
 
 
 def budget_dict(objective: Any, now: dt.datetime) -> dict[str, Any]:
-    data = {k: _finite(v) for k, v in budget_status(objective, now).as_dict().items()}
-    return {"id": objective.pk, **data, "scope": objective_scope(objective)}
+    return {"id": objective.pk, **budget_status(objective, now).as_dict(), "scope": objective_scope(objective)}
 
 
 class SloViewSet(viewsets.GenericViewSet):
@@ -512,7 +528,8 @@ class IndicatorsView(APIView):
         filters = {k: q[k] for k in ("service", "operation", "pool", "tier") if q.get(k)}
         now = timezone.now()
         data: dict[str, Any] = {"at": now, "window": window, "filters": filters}
-        data.update({k: _finite(v) for k, v in live_traffic(now, window, **filters).as_dict(window).items()})
+        traffic = live_traffic(now, window, **filters).as_dict(window)
+        data.update({k: significant(_finite(v)) if k.endswith("_ms") else _finite(v) for k, v in traffic.items()})
         load = live_pool(now, window, filters["service"], filters["pool"]) if {"service", "pool"} <= set(filters) \
             else None
         data.update({"utilisation": _finite(load.utilisation) if load else None,
@@ -656,12 +673,17 @@ class RollupSerializer(serializers.ModelSerializer):
                 cache[obj.pk] = None
         return cache[obj.pk]
 
+    def to_representation(self, instance: Rollup) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["latency_sum_ms"] = round(instance.latency_sum_ms, 3)  # a float sum: no noise past the microsecond
+        return data
+
     def _quantile(self, obj: Rollup, q: float) -> float | None:
         sketch = self._sketch(obj)
-        return sketch.quantile(q) if sketch is not None else None
+        return significant(sketch.quantile(q)) if sketch is not None else None  # a sketch is within 1 %
 
     def get_mean_ms(self, obj: Rollup) -> float | None:
-        return obj.latency_sum_ms / obj.count if obj.count else None
+        return round(obj.latency_sum_ms / obj.count, 3) if obj.count else None
 
     def get_p50_ms(self, obj: Rollup) -> float | None:
         return self._quantile(obj, 0.50)

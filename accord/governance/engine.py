@@ -14,6 +14,7 @@ agreement objectives. `accord governor` runs both in a loop.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,7 @@ from django.utils import timezone
 from accord.agreements.businesstime import BusinessTime
 from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.models import GatewayAction
+from accord.lib.units import json_number, share, times
 
 from . import expr
 from .indicators import (
@@ -47,8 +49,9 @@ def parsed(text: str) -> expr.Node:
     return expr.parse(text)
 
 
-def _values_json(values: expr.Values) -> dict[str, float | None]:
-    return {str(k): (None if v is None else round(v, 6)) for k, v in values.items()}
+def _values_json(values: expr.Values) -> dict[str, float | int | str | None]:
+    """Signal values for the audit trail: rounded to 6 places, infinity (a spent zero budget) as "Infinity"."""
+    return {str(k): json_number(v if v is None or math.isinf(v) else round(v, 6)) for k, v in values.items()}
 
 
 @dataclass
@@ -255,8 +258,10 @@ def evaluate_budgets(now: dt.datetime | None = None) -> list[Transition]:
             label = rule_label(rule)
             long_rate = burn_rate(objective, now, long_s)
             short_rate = burn_rate(objective, now, short_s) if long_rate is not None and long_rate > rate else None
+            # a zero budget (a 100 % objective) burns at infinity on any bad event, so it fires every rule whose
+            # short window holds one
             firing = short_rate is not None and short_rate > rate
-            values = {"long": long_rate, "short": short_rate, "threshold": rate}
+            values = {"long": json_number(long_rate), "short": json_number(short_rate), "threshold": rate}
             subject = f"{objective.agreement.name}/{objective.name}"
             with transaction.atomic():
                 open_alert = BurnAlert.objects.select_for_update().filter(objective=objective, rule=label,
@@ -265,9 +270,11 @@ def evaluate_budgets(now: dt.datetime | None = None) -> list[Transition]:
                     BurnAlert.objects.create(objective=objective, rule=label, severity=severity, opened_at=now,
                                              values=values)
                     status = budget_status(objective, now)
-                    reason = (f"{severity}: error budget burning at {long_rate:.1f}x over "
-                              f"{label.split()[-1].split('/')[0]} and {short_rate:.1f}x over the short window "
-                              f"(threshold {rate:g}x); {100 * (status.remaining or 0):.1f}% of the budget left")
+                    left = ("a zero budget (any bad event spends it)" if status.allowed == 0
+                            else f"{share(status.remaining or 0, 1)} of the budget left")
+                    reason = (f"{severity}: error budget burning at {times(long_rate)} over "
+                              f"{label.split()[-1].split('/')[0]} and {times(short_rate)} over the short window "
+                              f"(threshold {times(rate)}); {left}")
                     event = AuditEvent.objects.create(at=now, kind=AuditEvent.Kind.BURN_ALERT, subject=subject,
                                                       actor=ACTOR, reason=reason, values={**values, "rule": label})
                     enqueue(event, emails, hooks)

@@ -9,8 +9,17 @@ a query over days reads whole hours from the hour rows and only its ragged ends 
 an account filter it reads the all-accounts rows. Counts, errors and latency sums are a SQL aggregate; the
 sketches are fetched and merged only when a percentile or a count above a latency threshold is asked for.
 
-Availability is good / total where bad means answered with a 5xx (by the upstream or by the gateway, e.g. a
-shed request); 4xx answers are the caller's doing and count as good.
+The SLI of an agreement's run-time objective counts events by the gateway's outcome of each request
+(`objective_events`; the definitions and the outcomes table are in docs/governance.md, "Service-level
+indicators"): a request refused by the customer's own rate limit (429) is not a valid event; one its client
+abandoned (499) is bad when it had waited longer than the objective's latency threshold, else not a valid event;
+availability and error rate count as bad every 5xx, from the upstream or the gateway (shed, queue timeout, no
+endpoint), and every answer the upstream broke off; 4xx answers are the caller's doing and count as good;
+latency counts as bad every valid event slower than its target. Budgets and burn rates are exact fractions of
+these counts, and a zero budget (a 100 % objective) burns infinitely fast on any bad event.
+
+Live signals for policy conditions (`live_traffic`, `Stats.metric`) carry no outcome and stay raw: availability
+there is 1 - 5xx / all answers.
 """
 
 from __future__ import annotations
@@ -21,10 +30,12 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from fractions import Fraction
 from typing import Any
 
-from django.db.models import F, Q, QuerySet, Sum, Value
+from django.conf import settings
+from django.db.models import F, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -32,6 +43,8 @@ from accord.agreements.models import Agreement, Objective
 from accord.gateway.measure import Sketch
 from accord.gateway.models import ALL_ACCOUNTS, HOUR, MINUTE, LivePool, LiveTraffic, Rollup
 from accord.gateway.snapshot import account_key
+from accord.lib import units
+from accord.lib.units import json_number
 
 from .expr import Signal, Values
 
@@ -87,7 +100,7 @@ class Stats:
         if name == "error_rate":
             return self.errors / self.count
         if name == "availability":
-            return 1 - self.errors / self.count
+            return (self.count - self.errors) / self.count  # one division: the nearest float, no noise
         if name == "mean_ms":
             return self.latency_sum / self.count
         if needs_sketch(name):
@@ -258,81 +271,233 @@ def objective_window(objective: Objective, now: dt.datetime) -> tuple[dt.datetim
     return start, now, (nxt - start).total_seconds() / 86400
 
 
-def allowed_bad(objective: Objective) -> float:
-    """The share of requests the objective allows to be bad (its error budget as a fraction)."""
-    target = float(objective.target)
+# -- service-level indicators of objectives ---------------------------------------------------------------------
+#
+# What each gateway outcome (`accord/gateway/proxy.py`, the `outcome` of a rollup) is for a run-time objective;
+# the table is in docs/governance.md, "Service-level indicators".
+
+# Refused by the customer's own contractual rate limit (429): not a valid event for any run-time objective.
+NOT_VALID_OUTCOMES = frozenset({"rate_limited"})
+# The client left before any answer came (recorded as 499): bad when it had waited longer than the objective's
+# latency threshold, else not a valid event (nobody knows how it would have gone).
+ABANDONED = "client_gone"
+# The upstream failed the request even if a 2xx head had gone out (the answer broke off mid-body, which leaves
+# the recorded status as it was): bad for availability and error rate whatever the status says. Every other
+# outcome is bad when it was answered with a 5xx (the `errors` column): the upstream's 5xx, and the gateway's
+# own 502, 503 (shed, queue_timeout, no_endpoint) and 504.
+BROKEN_OFF_OUTCOMES = frozenset({"bad_gateway", "timeout"})
+
+
+def abandon_threshold_ms(objective: Objective) -> float:
+    """After how many milliseconds without an answer a request its client abandoned counts as bad.
+
+    A latency objective's own target; for availability and error rate, the longest target of the agreement's
+    latency objectives with the same scope (service and operation), else the setting ACCORD_SLI_ABANDON_MS
+    (default 30 000 ms, the gateway's default upstream timeout).
+    """
+    if objective.kind == Objective.Kind.LATENCY:
+        return float(objective.target)
+    same_scope = Q(service__isnull=True) if objective.service_id is None else Q(service_id=objective.service_id)
+    same_scope &= Q(operation__isnull=True) if objective.operation_id is None else Q(
+        operation_id=objective.operation_id)
+    longest = Objective.objects.filter(same_scope, agreement_id=objective.agreement_id,
+                                       kind=Objective.Kind.LATENCY).aggregate(longest=Max("target"))["longest"]
+    return float(longest) if longest is not None else float(settings.ACCORD_SLI_ABANDON_MS)
+
+
+@dataclass
+class Events:
+    """What an objective's SLI counts over a window (docs/governance.md, "Service-level indicators").
+
+    `requests` is everything the gateway measured in the objective's scope; `valid` of them count, `bad` of
+    those are bad and the rest good; the others are excluded. `latencies` is the sketch of the valid events
+    (latency objectives only).
+    """
+
+    requests: int
+    valid: int
+    bad: int
+    threshold_ms: float
+    latencies: Sketch | None = None
+
+    @property
+    def good(self) -> int:
+        return self.valid - self.bad
+
+    @property
+    def excluded(self) -> int:
+        return self.requests - self.valid
+
+
+def _only(rows: QuerySet[Rollup], outcome: str) -> QuerySet[Rollup]:
+    # Compared as an expression, like the filters of rollup_rows, so that no database picks an index by it.
+    return rows.alias(outcome_=Concat(F("outcome"), Value(""))).filter(outcome_=outcome)
+
+
+def objective_events(objective: Objective, start: dt.datetime, end: dt.datetime) -> Events:
+    """The valid, good and bad events of a run-time objective among the rollups whose window starts in
+    [start, end).
+
+    Availability and error rate read SQL sums per outcome, and the sketches of abandoned requests only when
+    there are some; latency reads every row's sketch, as its percentile needs them.
+    """
+    parts = rollup_rows(start, end, **objective_scope(objective))
+    threshold = abandon_threshold_ms(objective)
+    requests = excluded = bad = 0
+    if objective.kind == Objective.Kind.LATENCY:
+        latencies = Sketch()
+        for rows in parts:
+            for outcome, count, data in rows.order_by().values_list("outcome", "count", "latency_sketch"):
+                requests += count
+                if outcome in NOT_VALID_OUTCOMES:
+                    excluded += count
+                elif outcome == ABANDONED:
+                    late = Sketch.decode(data).above(threshold)
+                    latencies.merge(late)
+                    excluded += count - late.count
+                else:
+                    latencies.merge_encoded(data)
+        return Events(requests, requests - excluded, latencies.count_above(threshold), threshold, latencies)
+    abandoned: list[QuerySet[Rollup]] = []
+    for rows in parts:
+        for outcome, count, errors in rows.order_by().values("outcome").annotate(
+                n=Sum("count"), e=Sum("errors")).values_list("outcome", "n", "e"):
+            requests += count
+            if outcome in NOT_VALID_OUTCOMES:
+                excluded += count
+            elif outcome == ABANDONED:
+                excluded += count  # until the sketches say how many waited past the threshold
+                abandoned.append(rows)
+            elif outcome in BROKEN_OFF_OUTCOMES:
+                bad += count
+            else:
+                bad += errors or 0
+    if abandoned:
+        late = Sketch.merged(data for rows in abandoned
+                             for data in _only(rows, ABANDONED).order_by().values_list("latency_sketch", flat=True))
+        n = late.count_above(threshold)
+        bad += n
+        excluded -= n
+    return Events(requests, requests - excluded, bad, threshold)
+
+
+def allowed_bad(objective: Objective) -> Fraction:
+    """The share of valid events the objective allows to be bad (its error budget as a fraction), exactly:
+    99.9 % availability allows 1/1000."""
+    target = Fraction(objective.target)
     if objective.kind == Objective.Kind.AVAILABILITY:
-        return max(0.0, 1 - target / 100)
+        return max(Fraction(0), 1 - target / 100)
     if objective.kind == Objective.Kind.ERROR_RATE:
         return target / 100
     if objective.kind == Objective.Kind.LATENCY:
-        return max(0.0, 1 - float(objective.percentile or Decimal(95)) / 100)
+        return max(Fraction(0), 1 - Fraction(objective.percentile or Decimal(95)) / 100)
     raise ValueError(f"{objective.kind} is not a run-time objective")
 
 
-def bad_of(objective: Objective, stats: Stats) -> int:
-    if objective.kind == Objective.Kind.LATENCY:
-        return stats.sketch.count_above(float(objective.target))
-    return stats.errors
+def burn(bad: int, valid: int, allowed: Fraction) -> float | None:
+    """How fast `bad` of `valid` events spend a budget allowing the share `allowed`: 1.0 spends it exactly over
+    the objective's window. None without a valid event; with a zero budget (a 100 % objective) any bad event
+    burns it infinitely fast (math.inf), and none burns nothing (0.0)."""
+    if valid == 0:
+        return None
+    if allowed == 0:
+        return math.inf if bad else 0.0
+    return float(Fraction(bad, valid) / allowed)
 
 
 def burn_rate(objective: Objective, now: dt.datetime, seconds: float) -> float | None:
-    """How fast the budget burns over the last `seconds`: 1.0 spends it exactly over the objective's window."""
-    stats = rollup_stats(now - dt.timedelta(seconds=seconds), now, **objective_scope(objective),
-                         sketch=objective.kind == Objective.Kind.LATENCY)
-    allowed = allowed_bad(objective)
-    if stats.count == 0 or allowed <= 0:
-        return None
-    return (bad_of(objective, stats) / stats.count) / allowed
+    """How fast the budget burns over the last `seconds` (see `burn`)."""
+    events = objective_events(objective, now - dt.timedelta(seconds=seconds), now)
+    return burn(events.bad, events.valid, allowed_bad(objective))
 
 
 @dataclass
 class BudgetStatus:
+    """An objective's SLI and error budget over its current window, computed exactly: shares are fractions of
+    whole counts, turned into the nearest float only when shown (`as_dict`)."""
+
     objective: Objective
     start: dt.datetime
     end: dt.datetime
-    total: int
-    bad: int
-    sli: float | None
+    events: Events
+    sli: float | None  # % good, % bad (error rate), or the percentile's latency in ms; None without valid events
     met: bool | None
-    allowed: float
-    consumed: float | None  # share of the budget spent (may exceed 1)
+    allowed: Fraction
+    consumed: float | None  # share of the budget spent (may exceed 1; math.inf for a spent zero budget)
+
+    @property
+    def requests(self) -> int:
+        return self.events.requests
+
+    @property
+    def valid(self) -> int:
+        return self.events.valid
+
+    @property
+    def bad(self) -> int:
+        return self.events.bad
+
+    @property
+    def excluded(self) -> int:
+        return self.events.excluded
 
     @property
     def remaining(self) -> float | None:
-        return None if self.consumed is None else 1 - self.consumed
+        if self.consumed is None:
+            return None
+        if math.isinf(self.consumed):
+            return -math.inf
+        if self.allowed == 0:
+            return 1.0  # a zero budget with no bad event: nothing of it spent
+        return float(1 - Fraction(self.events.bad, self.events.valid) / self.allowed)
+
+    def sli_label(self) -> str:
+        """The measured level as people read it: "99.950 %", "0.020 % errors", "p95 412 ms"; a dash without a valid
+        event. Availability is rounded down and error rate up, so a rounded figure never looks better than the
+        exact one (one bad request in a million is "99.999 %", not "100.000 %")."""
+        if self.sli is None:
+            return units.MISSING
+        o = self.objective
+        if o.kind == Objective.Kind.LATENCY:
+            return f"p{units.number(o.percentile or Decimal(95))} {units.latency_ms(self.sli)}"
+        rounding = ROUND_FLOOR if o.kind == Objective.Kind.AVAILABILITY else ROUND_CEILING
+        shown = units.percent(Decimal(repr(self.sli)).quantize(Decimal("0.001"), rounding=rounding), 3)
+        return shown if o.kind == Objective.Kind.AVAILABILITY else f"{shown} errors"
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-safe: numbers as the nearest float to the exact value, infinity as "Infinity" (`json_number`)."""
         o = self.objective
         return {
-            "agreement": o.agreement.name, "objective": o.name, "kind": o.kind, "target": float(o.target),
-            "percentile": float(o.percentile) if o.percentile is not None else None,
-            "window_start": self.start.isoformat(), "window_end": self.end.isoformat(), "requests": self.total,
-            "bad": self.bad, "sli": self.sli, "met": self.met, "budget": self.allowed, "consumed": self.consumed,
-            "remaining": self.remaining,
+            "agreement": o.agreement.name, "objective": o.name, "kind": o.kind, "target": json_number(o.target),
+            "percentile": json_number(o.percentile),
+            "window_start": self.start.isoformat(), "window_end": self.end.isoformat(),
+            "requests": self.requests, "valid": self.valid, "good": self.events.good, "bad": self.bad,
+            "excluded": self.excluded, "abandon_threshold_ms": json_number(self.events.threshold_ms),
+            "sli": json_number(self.sli), "met": self.met, "budget": json_number(self.allowed),
+            "consumed": json_number(self.consumed), "remaining": json_number(self.remaining),
         }
 
 
 def budget_status(objective: Objective, now: dt.datetime | None = None) -> BudgetStatus:
+    """An objective's SLI and budget over its current window (calendar month, or rolling N days)."""
     now = now or timezone.now()
     start, end, _days = objective_window(objective, now)
-    stats = rollup_stats(start, end, **objective_scope(objective), sketch=objective.kind == Objective.Kind.LATENCY)
-    bad = bad_of(objective, stats)
+    events = objective_events(objective, start, end)
     allowed = allowed_bad(objective)
-    sli: float | None
-    if stats.count == 0:
-        sli, met, consumed = None, None, None
-    else:
-        share_bad = bad / stats.count
+    sli: float | None = None
+    met: bool | None = None
+    consumed: float | None = None
+    if events.valid:
+        share_bad = Fraction(events.bad, events.valid)
         if objective.kind == Objective.Kind.AVAILABILITY:
-            sli = (1 - share_bad) * 100
+            sli = float((1 - share_bad) * 100)
         elif objective.kind == Objective.Kind.ERROR_RATE:
-            sli = share_bad * 100
-        else:
-            sli = stats.sketch.quantile(float(objective.percentile or 95) / 100)
+            sli = float(share_bad * 100)
+        elif events.latencies is not None:
+            sli = units.significant(events.latencies.quantile(float(objective.percentile or 95) / 100))
         met = share_bad <= allowed
-        consumed = share_bad / allowed if allowed > 0 else (0.0 if bad == 0 else float("inf"))
-    return BudgetStatus(objective, start, end, stats.count, bad, sli, met, allowed, consumed)
+        consumed = burn(events.bad, events.valid, allowed)
+    return BudgetStatus(objective, start, end, events, sli, met, allowed, consumed)
 
 
 def burn_rules(window_days: float) -> list[tuple[str, float, float, float]]:

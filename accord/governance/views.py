@@ -4,9 +4,9 @@ error budgets, the audit timeline, and live charts refreshed from `live.json` ev
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from collections import defaultdict
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -16,17 +16,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from accord.agreements.models import Objective
 from accord.gateway.measure import Sketch
 from accord.gateway.models import GatewayAction, LivePool, LiveTraffic
+from accord.lib import units
 from accord.lib.middleware import error_response
 from accord.lib.views import staff_required
 
 from . import charts, engine
 from .api import MAX_OVERRIDE_MINUTES, current_override, live_overrides, policy_status, state_of
-from .indicators import budget_status, runtime_objectives
+from .indicators import BudgetStatus, budget_status, runtime_objectives
 from .models import AuditEvent, Policy
 
 LIVE_SECONDS = 15 * 60
@@ -193,6 +195,8 @@ def _fmt_value(value: Any) -> str:
         return "no data"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if value in ("Infinity", "-Infinity"):  # a spent zero budget, as JSON carries it (units.json_number)
+        return units.number(float(value))
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -280,21 +284,30 @@ def timeline_lanes(policies: list[Policy], start: dt.datetime, now: dt.datetime)
     return [lanes[p.pk] for p in policies]
 
 
+def _budget_cell(s: BudgetStatus) -> SafeString:
+    """The bar of budget left, and what the bar cannot say: a zero budget spent (infinitely, by any bad event),
+    and a window whose every request was excluded."""
+    if s.consumed is not None and math.isinf(s.consumed):
+        label = f"{units.INFINITY} used: a zero budget, {s.bad:,} bad"
+    elif s.valid == 0 and s.requests:
+        label = f"no valid events ({s.excluded:,} excluded)"
+    else:
+        return charts.budget_bar(s.remaining)
+    level = charts.budget_level(s.remaining)
+    return format_html(
+        '<svg class="budget-bar {}" viewBox="0 0 160 16" width="160" height="16" role="img" aria-label="{}" '
+        'data-remaining="{}"><title>error budget: {}</title><rect class="track" x="1" y="1" width="158" '
+        'height="14" rx="3"></rect></svg><span class="budget-label {}">{}</span>',
+        level, f"error budget: {label}", units.json_number(s.remaining) or "", label, level, label,
+    )
+
+
 def _objective_rows(now: dt.datetime) -> list[dict[str, Any]]:
     rows = []
     for o in runtime_objectives().order_by("agreement__name", "name", "id"):
         s = budget_status(o, now)
-        if o.kind == Objective.Kind.AVAILABILITY:
-            target, sli = f"≥ {o.target.normalize():f}%", None if s.sli is None else f"{s.sli:.3f}%"
-        elif o.kind == Objective.Kind.ERROR_RATE:
-            target, sli = f"≤ {o.target.normalize():f}% errors", None if s.sli is None else f"{s.sli:.3f}%"
-        else:
-            pct = f"p{(o.percentile or Decimal(95)).normalize():f}"
-            target, sli = f"{pct} ≤ {o.target.normalize():f} ms", None if s.sli is None else f"{pct} {s.sli:.0f} ms"
-        window = f"rolling {o.window_days} d" if o.window == Objective.Window.ROLLING else "calendar month"
-        remaining = s.remaining if s.remaining is None or abs(s.remaining) != float("inf") else -1.0
-        rows.append({"objective": o, "status": s, "target": target, "sli": sli, "window": window,
-                     "bar": charts.budget_bar(remaining), "level": charts.budget_level(remaining)})
+        rows.append({"objective": o, "status": s, "target": o.target_label(), "sli": s.sli_label(),
+                     "window": o.window_label(), "bar": _budget_cell(s), "level": charts.budget_level(s.remaining)})
     return rows
 
 

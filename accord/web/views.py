@@ -155,6 +155,8 @@ def agreements(request: HttpRequest) -> HttpResponse:
 def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     ag = get_object_or_404(Agreement.objects.select_related("tier", "account", "calendar"), pk=pk)
     schedule = CreditSchedule.objects.filter(agreement=ag).first()
+    bands = [{"below_percent": b.below_percent, "credit_percent": b.credit_percent,
+              "amount": schedule.credit_amount(b.credit_percent)} for b in schedule.bands.all()] if schedule else []
     hours = [(day, ag.calendar.hours.get(day, [])) for day in WEEKDAYS]
     accounts_covered = Account.objects.filter(tier_id=ag.tier_id).count() if ag.tier_id else None
     return render(
@@ -165,7 +167,8 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
             "accounts_covered": accounts_covered,
             "objectives": ag.objectives.select_related("service", "operation"),
             "schedule": schedule,
-            "bands": schedule.bands.all() if schedule else [],
+            "schedule_cap": schedule.credit_amount(schedule.cap_percent) if schedule else None,
+            "bands": bands,
             "hours": hours,
             "services": ag.services.all(),
         },

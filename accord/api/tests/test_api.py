@@ -54,6 +54,7 @@ def test_accounts_crud_with_filters_and_pagination(api: APIClient, catalog: None
     assert created.status_code == 201, created.json()
     body = created.json()
     assert body["tier"] is None and body["owner"] == "alice" and body["committed_amount"] == "0.00"
+    assert body["currency"] == "EUR"  # of revenue_12m, cost_to_serve_12m and committed_amount (ACCORD_CURRENCY)
     for i in range(60):
         Account.objects.create(name=f"Filler {i:02d}", external_id=f"F{i:02d}")
     page = api.get("/api/v1/accounts/", {"page_size": 25, "ordering": "name"}).json()

@@ -93,7 +93,7 @@ def test_it_records_each_change_with_its_cause_and_nothing_when_unchanged(rules:
     assert [(c.before, c.after, c.cause) for c in second] == [(rules["silver"], rules["platinum"], "rules")]
     history = list(TierChange.objects.filter(account=acct).order_by("id").values_list("cause", "to_tier__name"))
     assert history == [("initial", "silver"), ("rules", "platinum")]
-    assert "2000000.00" in TierChange.objects.filter(account=acct).order_by("-id")[0].detail
+    assert "12-month revenue 2,000,000.00 EUR" in TierChange.objects.filter(account=acct).order_by("-id")[0].detail
 
 
 def test_tier_names_and_thresholds_are_data(db: None) -> None:
@@ -171,6 +171,17 @@ def test_the_recompute_command_prints_what_changed(rules: dict[str, Tier]) -> No
     out = StringIO()
     call_command("tiers", "recompute", stdout=out)
     assert out.getvalue().strip() == "evaluated 2 accounts, changed 0"
+
+
+def test_the_list_command_shows_thresholds_with_their_currency(rules: dict[str, Tier]) -> None:
+    out = StringIO()
+    call_command("tiers", "list", stdout=out)
+    platinum = next(line for line in out.getvalue().splitlines() if "\tplatinum\t" in line)
+    assert ">= " in platinum and " EUR" in platinum
+    for tier in rules.values():
+        for amount in (tier.min_commitment, tier.min_revenue_12m):
+            if amount is not None:
+                assert f"{amount:,.2f} EUR" in out.getvalue()
 
 
 def test_the_recompute_command_explains_missing_rules_and_unknown_accounts(rules: dict[str, Tier]) -> None:

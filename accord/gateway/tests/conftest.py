@@ -71,6 +71,14 @@ class EchoHandler(BaseHTTPRequestHandler):
             self.send_response(204)
             self.end_headers()
             return
+        if self.path.startswith("/bookings/cut"):  # a 200 whose body breaks off: 10 of 1000 bytes, then close
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if self.path.startswith("/bookings/early"):  # an interim 103 Early Hints before the answer
             self.send_response_only(103)
             self.send_header("Link", "</style.css>; rel=preload")
@@ -80,7 +88,8 @@ class EchoHandler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
         }).encode()
-        self.send_response(200)
+        # /bookings/status=503: answers with that status (and the same body)
+        self.send_response(int(self.path.rsplit("=", 1)[1]) if self.path.startswith("/bookings/status=") else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

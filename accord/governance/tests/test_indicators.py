@@ -82,7 +82,7 @@ def test_the_budget_of_an_availability_objective(objective: Objective) -> None:
     rollup(30, 10_000, errors=6)
     rollup(30, 5_000, errors=500, tier="bronze")  # another tier: not this agreement's traffic
     status = indicators.budget_status(objective, NOW)
-    assert status.total == 20_000 and status.bad == 10
+    assert status.requests == status.valid == 20_000 and status.bad == 10
     assert status.sli == pytest.approx(99.95)
     assert status.met is True
     assert status.consumed == pytest.approx((10 / 20_000) / 0.001)  # half the budget

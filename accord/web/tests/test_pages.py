@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from html import unescape
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -91,7 +92,7 @@ def test_the_dashboard_says_how_much_revenue_the_top_fifth_brings(staff: Client,
     top = revenues[: len(revenues) // 5]
     expected = round(sum(top) / sum(revenues) * 100)
     html = staff.get("/").content.decode()
-    assert f'id="top-share">{expected}%<' in html
+    assert f'id="top-share">{expected} %<' in html
     assert f"the top {len(top)} accounts" in html
 
 
@@ -232,9 +233,50 @@ def test_agreement_pages_show_terms_calendar_objectives_and_credits(staff: Clien
         assert f"/agreements/{agreement.pk}/" in html
     ag = Agreement.objects.get(name="platinum-sla")
     html = staff.get(f"/agreements/{ag.pk}/").content.decode()
-    assert "booking-p95" in html and "rolling 28 days" in html and "99.9%" in html
+    assert "booking-p95" in html and "rolling 28 days" in html and "≥ 99.9 %" in html
     assert f'id="accounts-covered">{Account.objects.filter(tier=ag.tier).count()} accounts<' in html
     assert ag.calendar.name in html and "Capped at" in html
+
+
+def objective_targets(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<tr data-objective="([^"]+)">.*?data-role="target"[^>]*>([^<]*)<', html, re.S))
+
+
+def test_agreement_pages_show_targets_fees_and_credits_with_their_units(staff: Client, demo: None) -> None:
+    platinum = Agreement.objects.get(name="platinum-sla")
+    html = staff.get(f"/agreements/{platinum.pk}/").content.decode()
+    targets = objective_targets(html)
+    assert targets["booking-p95"] == "p95 ≤ 400 ms" and targets["booking-errors"] == "≤ 0.5 % errors"
+    assert targets["booking-availability"] == "≥ 99.95 %"
+    # support targets are business minutes; on a calendar that never closes a business day is a day
+    assert targets["first-response-urgent"] == "30 min" and targets["resolution-urgent"] == "4 h"
+    assert targets["resolution-low"] == "3 d 8 h"  # 4,800 minutes
+    assert 'id="monthly-fee">12,000.00 EUR<' in html
+    bands = re.findall(r"<tr><td>([^<]*)</td><td class=\"num\">([^<]*)</td><td class=\"num nowrap\">([^<]*)</td>", html)
+    assert bands == [("99.9 %", "10 %", "1,200.00 EUR"), ("99 %", "25 %", "3,000.00 EUR"),
+                     ("95 %", "100 %", "12,000.00 EUR")]
+    assert "Capped at 100 % of the monthly fee (12,000.00 EUR)." in html
+    # on office hours a business day is not 24 hours: the target stays in hours, with its minutes in the title
+    gold = Agreement.objects.get(name="gold-sla")
+    html = staff.get(f"/agreements/{gold.pk}/").content.decode()
+    targets = objective_targets(html)
+    assert targets["resolution-low"] == "160 h" and 'title="9,600 business minutes"' in html
+    assert targets["booking-p95"] == "p95 ≤ 600 ms" and "600m" not in html and "9600 min" not in html
+    assert "business time on emea-support" in html
+    listing = staff.get("/agreements/").content.decode()
+    assert "12,000 EUR" in listing and "4,000 EUR" in listing
+
+
+def test_money_on_account_pages_carries_the_currency(staff: Client, settings: Any) -> None:
+    account = Account.objects.create(name="Globex", revenue_12m=Decimal("1234567.50"),
+                                     cost_to_serve_12m=Decimal("234567.25"))
+    html = staff.get(f"/accounts/{account.pk}/").content.decode()
+    assert 'id="account-revenue">1,234,567.50 EUR<' in html and 'id="account-cost">234,567.25 EUR<' in html
+    assert "1,000,000.25 EUR" in html and "(81 % of revenue)" in html
+    assert "1,234,568 EUR" in staff.get("/accounts/").content.decode()
+    settings.ACCORD_CURRENCY = "CHF"
+    assert 'id="account-revenue">1,234,567.50 CHF<' in staff.get(f"/accounts/{account.pk}/").content.decode()
+    assert "1,234,568 CHF" in staff.get("/").content.decode()  # the dashboard's revenue per tier
 
 
 def test_service_pages_show_operations_pools_and_partners(staff: Client, demo: None) -> None:

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accord.customers import tiers
 from accord.customers.models import Account, Tier
+from accord.lib.units import money
 
 
 class Command(BaseCommand):
@@ -47,8 +48,8 @@ class Command(BaseCommand):
         for t in Tier.objects.order_by("rank"):
             parts = []
             if t.min_commitment is not None:
-                parts.append(f"commitment >= {t.min_commitment}")
+                parts.append(f"commitment >= {money(t.min_commitment)}")
             if t.min_revenue_12m is not None:
-                parts.append(f"12-month revenue >= {t.min_revenue_12m}")
+                parts.append(f"12-month revenue >= {money(t.min_revenue_12m)}")
             rule = f" {t.match} ".join(parts) if parts else "everyone else"
             self.stdout.write(f"{t.rank}\t{t.name}\t{rule}\t{t.accounts.count()} accounts")

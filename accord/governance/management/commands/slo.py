@@ -13,10 +13,7 @@ from django.utils import timezone
 from accord.agreements.models import Agreement
 from accord.customers.models import Account
 from accord.governance.indicators import budget_status, runtime_objectives
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+from accord.lib import units
 
 
 class Command(BaseCommand):
@@ -46,20 +43,23 @@ class Command(BaseCommand):
                 raise CommandError(f"account {key!r} has no agreement in force")
             objectives = objectives.filter(agreement=agreement)
         now = timezone.now()
-        rows = [budget_status(o, now).as_dict() for o in objectives]
+        statuses = [budget_status(o, now) for o in objectives]
         if options["json"]:
-            self.stdout.write(json.dumps(rows, indent=2))
+            # as_dict is JSON-safe (infinity as "Infinity"); allow_nan=False proves it
+            self.stdout.write(json.dumps([s.as_dict() for s in statuses], indent=2, allow_nan=False))
             return
-        if not rows:
+        if not statuses:
             self.stdout.write("no run-time objectives")
             return
-        self.stdout.write(f"{'agreement/objective':40} {'kind':12} {'target':>8} {'SLI':>10} {'requests':>9} "
-                          f"{'budget used':>11} {'left':>7}  status")
-        for r in rows:
-            unit = "ms" if r["kind"] == "latency" else "%"
-            sli = "-" if r["sli"] is None else f"{r['sli']:.3f}{unit}"
-            status = "no data" if r["met"] is None else ("met" if r["met"] else "MISSED")
+        self.stdout.write(f"{'agreement/objective':40} {'target':>18} {'measured':>18} {'valid':>9} {'bad':>7} "
+                          f"{'excluded':>8} {'budget used':>11} {'left':>9}  status")
+        for s in statuses:
+            o = s.objective
+            status = "no data" if s.met is None else ("met" if s.met else "MISSED")
             self.stdout.write(
-                f"{r['agreement'] + '/' + r['objective']:40} {r['kind']:12} {r['target']:>7g}{unit[:1]} {sli:>10} "
-                f"{r['requests']:>9} {_pct(r['consumed']):>11} {_pct(r['remaining']):>7}  {status}"
+                f"{o.agreement.name + '/' + o.name:40} {o.target_label():>18} {s.sli_label():>18} "
+                f"{units.number(s.valid):>9} {units.number(s.bad):>7} {units.number(s.excluded):>8} "
+                f"{units.share(s.consumed, 1):>11} {units.share(s.remaining, 1):>9}  {status}"
             )
+        self.stdout.write("valid: requests the SLI counts; excluded: refused by the customer's rate limit (429) or "
+                          "abandoned (499) before the objective's latency threshold (docs/governance.md)")
