@@ -25,14 +25,14 @@ from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
 from accord.lib.db import bulk_update_rows
 
-from . import actions, clocks, outbound
+from . import actions, clocks, outbound, worker
 from .mail import REFERENCE_RE, Prepared, StoreResult, attachments, thread_ids
 from .models import Attachment, Message, RawMessage, SlaClock, Ticket
 
 IN_CHUNK = 500  # values per IN (...) look-up
 
 TICKET_FIELDS = ["status", "solved_at", "next_due_at", "queue_due", "sla_state", "updated_at"]
-CLOCK_FIELDS = ["status", "pauses", "paused_since", "due_at", "warn_at"]
+CLOCK_FIELDS = clocks.SCHEDULE_FIELDS  # never warned_at or breached_at: the worker's alone (worker.alert)
 
 
 def store_batch(batch: list[Prepared]) -> list[StoreResult]:
@@ -113,11 +113,14 @@ class _Round:
         # The tickets they belong to and those quoted in subjects, locked as do_add_customer_message locks one.
         quoted = {int(m.group(1)) for inbound in inbounds if (m := REFERENCE_RE.search(inbound.subject))}
         ticket_ids = {ticket_id for _c, _p, ticket_id in self.stored.values()} | quoted
-        tickets = list(_objects_in(Ticket.objects.select_for_update().order_by("pk"), "pk", ticket_ids))
-        live_ids = [t.pk for t in tickets if t.status != Ticket.Status.CLOSED]
-        by_ticket: dict[int, list[SlaClock]] = {pk: [] for pk in live_ids}
-        for clock in _objects_in(SlaClock.objects.select_related("calendar"), "ticket_id", live_ids):
-            by_ticket[clock.ticket_id].append(clock)
+        tickets, by_ticket = _locked(ticket_ids)
+        # As every change to a ticket does (actions.do_add_customer_message): settle what is due first.
+        now = timezone.now()
+        due = [pk for pk, known in by_ticket.items() if worker.due_alerts(known, now)]
+        for pk in due:
+            worker.settle(pk, now, by_ticket[pk])
+        if due:
+            tickets, by_ticket = _locked(ticket_ids)  # as the alerts and their escalation rules left them
         self.threads = {t.pk: _Thread(t, by_ticket.get(t.pk, []), new=False) for t in tickets}
 
         # Senders, as match_sender finds them.
@@ -284,6 +287,17 @@ class _Round:
         self.results = [
             StoreResult(entry.message, False, entry.prepared.inbound.flagged, entry.thread.ticket) for entry in self.entries
         ]
+
+
+def _locked(ticket_ids: Iterable[int]) -> tuple[list[Ticket], dict[int, list[SlaClock]]]:
+    """Tickets and the clocks of those not closed, locked in the order `clocks.locked` takes (tickets, then clocks)."""
+    tickets = list(_objects_in(Ticket.objects.select_for_update().order_by("pk"), "pk", ticket_ids))
+    live_ids = [t.pk for t in tickets if t.status != Ticket.Status.CLOSED]
+    by_ticket: dict[int, list[SlaClock]] = {pk: [] for pk in live_ids}
+    clocks_of = SlaClock.objects.select_for_update(of=("self",)).select_related("calendar").order_by("pk")
+    for clock in _objects_in(clocks_of, "ticket_id", live_ids):
+        by_ticket[clock.ticket_id].append(clock)
+    return tickets, by_ticket
 
 
 def _row(obj: Model, fields: list[str]) -> tuple[Any, ...]:
