@@ -19,7 +19,7 @@ from django.utils import timezone
 from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
 
-from . import clocks, worker
+from . import clocks, outbound, worker
 from .models import Message, RawMessage, SlaClock, Ticket
 
 K = SlaClock.Kind
@@ -247,22 +247,29 @@ def do_reply(
     ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None,
     new_status: str | None = None, **fields: Any,
 ) -> Message:
-    """An agent's public reply: it reaches the first or next response milestone."""
+    """An agent's public reply: it reaches the first or next response milestone and goes to the customer.
+
+    It goes out after the commit on the route `outbound.route` finds (e-mail, or the webhook channel's reply
+    URL). A reply that cannot reach the customer (a phone ticket from an unknown number with no e-mail
+    address) is refused with the reason, before anything is stored: the agent can add the text as a note.
+    """
     if not body_text.strip():
         raise ValidationError({"body_text": "A reply needs some text."})
     at = at or timezone.now()
     with transaction.atomic():
         ticket, known = worker.settled(ticket.pk, at)
-        message = Message.objects.create(
+        to = outbound.route(ticket)
+        if to.problem:
+            raise ValidationError({"body_text": to.problem})
+        message = Message(
             ticket=ticket, kind=Message.Kind.REPLY, channel=ticket.channel, author_user=user,  # type: ignore[misc]
             body_text=body_text, created_at=at, **fields,
         )
+        headers = outbound.address_reply(message, to)
+        message.save(force_insert=True)
         for clock in clocks.live(c for c in known if c.kind in (K.FIRST_RESPONSE, K.NEXT_RESPONSE)):
             clocks.stop(clock, at)
-        if ticket.channel == Ticket.Channel.EMAIL:
-            from .outbound import queue_reply_email
-
-            queue_reply_email(message)
+        outbound.send_reply_on_commit(message, to, headers)
         if ticket.status == Ticket.Status.NEW:
             ticket.status = Ticket.Status.OPEN
             ticket.save(update_fields=["status"])
@@ -272,14 +279,23 @@ def do_reply(
     return message
 
 
-def do_add_note(ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None) -> Message:
-    """An internal note: visible to agents only, and no response for any clock."""
+def do_add_note(
+    ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None,
+    new_status: str | None = None,
+) -> Message:
+    """An internal note: visible to agents only, and no response for any clock; with a new status, in one step."""
     if not body_text.strip():
         raise ValidationError({"body_text": "A note needs some text."})
-    return Message.objects.create(
-        ticket=ticket, kind=Message.Kind.NOTE, channel=ticket.channel, author_user=user,  # type: ignore[misc]
-        body_text=body_text, created_at=at or timezone.now(),
-    )
+    at = at or timezone.now()
+    with transaction.atomic():
+        if new_status:
+            ticket, known = worker.settled(ticket.pk, at)
+            _set_status(ticket, known, new_status, at)
+            _refresh(ticket, at)
+        return Message.objects.create(
+            ticket=ticket, kind=Message.Kind.NOTE, channel=ticket.channel, author_user=user,  # type: ignore[misc]
+            body_text=body_text, created_at=at,
+        )
 
 
 def do_set_status(ticket: Ticket, status: str, *, at: dt.datetime | None = None) -> Ticket:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from . import outbound
 from .actions import Inbound, do_add_customer_message, do_open_ticket, nul_free
 from .models import REFERENCE_PREFIX, Attachment, Message, RawMessage, Ticket
 
@@ -284,9 +285,7 @@ def store_prepared(prepared: Prepared) -> StoreResult:
             if parsed.attachments:
                 Attachment.objects.bulk_create(attachments(message, parsed))
             if opened and not inbound.auto_generated:
-                from .outbound import queue_acknowledgement
-
-                queue_acknowledgement(ticket, message, ticket.new_clocks)  # type: ignore[attr-defined]
+                outbound.queue_acknowledgement(ticket, message, ticket.new_clocks)  # type: ignore[attr-defined]
     except IntegrityError:
         # Another importer stored the same Message-ID between our check and our insert.
         if Message.objects.filter(message_id=inbound.message_id).exists():
