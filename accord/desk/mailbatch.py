@@ -35,8 +35,9 @@ TICKET_FIELDS = ["status", "solved_at", "next_due_at", "queue_due", "sla_state",
 CLOCK_FIELDS = clocks.SCHEDULE_FIELDS  # never warned_at or breached_at: the worker's alone (worker.alert)
 
 
-def store_batch(batch: list[Prepared]) -> list[StoreResult]:
-    """Store prepared messages in order, in the caller's transaction, as `mail.store_prepared` would one by one."""
+def store_batch(batch: list[Prepared], *, acknowledge: bool = False) -> list[StoreResult]:
+    """Store prepared messages in order, in the caller's transaction, as `mail.store_prepared` would one by one
+    (with the same `acknowledge`)."""
     results: list[StoreResult | None] = [None] * len(batch)
     seen = set(_values_in(Message.objects.all(), "message_id", [p.inbound.message_id for p in batch]))
     todo: list[int] = []
@@ -53,7 +54,7 @@ def store_batch(batch: list[Prepared]) -> list[StoreResult]:
     for i, raw in zip(todo, raws, strict=True):
         batch[i].inbound.raw = raw
     while todo:
-        round_ = _Round([batch[i] for i in todo])
+        round_ = _Round([batch[i] for i in todo], acknowledge)
         done = round_.resolve()
         round_.write()
         for i, result in zip(todo[:done], round_.results, strict=True):
@@ -92,8 +93,9 @@ class _Flush(Exception):
 class _Round:
     """Resolve messages in order against look-ups made once, then write every table once."""
 
-    def __init__(self, batch: list[Prepared]) -> None:
+    def __init__(self, batch: list[Prepared], acknowledge: bool = False) -> None:
         self.batch = batch
+        self.acknowledge = acknowledge
         self.entries: list[_Entry] = []
         self.results: list[StoreResult] = []
         self.new_threads: list[_Thread] = []
@@ -211,7 +213,7 @@ class _Round:
         message = actions.new_message(ticket, inbound, Message.Kind.INBOUND, at, contact_id=None)
         message.author_contact = contact
         entry = _Entry(prepared, message, thread)
-        if not inbound.auto_generated:
+        if self.acknowledge and not inbound.auto_generated:
             # The acknowledgement quotes the ticket's number, known once written; nothing in a batch of
             # customer messages can change the first-response clock it promises (only an agent's reply can).
             entry.acknowledge, entry.acknowledged_at = planned, timezone.now()
@@ -269,7 +271,8 @@ class _Round:
         SlaClock.objects.bulk_create([clock for thread in threads for clock in thread.clocks if clock.pk is None])
         messages: list[Message] = []
         outgoing: list[tuple[Message, dict[str, str]]] = []
-        for entry in self.entries:
+        acks: dict[int, Message] = {}
+        for n, entry in enumerate(self.entries):
             messages.append(entry.message)
             if entry.acknowledge is not None:
                 ack = outbound.acknowledgement(entry.thread.ticket, entry.message, entry.acknowledge,
@@ -277,6 +280,7 @@ class _Round:
                 if ack is not None:
                     messages.append(ack[0])
                     outgoing.append(ack)
+                    acks[n] = ack[0]
         Message.objects.bulk_create(messages)
         Attachment.objects.bulk_create([a for entry in self.entries for a in attachments(entry.message, entry.prepared.parsed)])
         changed = [t for t in self.threads.values() if t.changed]
@@ -285,7 +289,8 @@ class _Round:
         for message, headers in outgoing:
             outbound.send_on_commit(message, headers)
         self.results = [
-            StoreResult(entry.message, False, entry.prepared.inbound.flagged, entry.thread.ticket) for entry in self.entries
+            StoreResult(entry.message, False, entry.prepared.inbound.flagged, entry.thread.ticket, acks.get(n))
+            for n, entry in enumerate(self.entries)
         ]
 
 

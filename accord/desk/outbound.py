@@ -68,6 +68,11 @@ def _email(message: Message, extra_headers: dict[str, str]) -> EmailMessage:
     )
 
 
+def was_sent(message: Message) -> bool:
+    """Whether a message queued with `send_on_commit` went out: asked after the commit, when the send has run."""
+    return not Message.objects.filter(pk=message.pk, flagged=True).exists()
+
+
 def _not_sent(message: Message, error: Exception) -> None:
     Message.objects.filter(pk=message.pk).update(flagged=True, flag_reason=f"not sent: {error}"[:300])
     log.error("could not send %s for ticket %s: %s", message.message_id, message.ticket_id, error)
