@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import models
@@ -130,6 +130,17 @@ class Ticket(models.Model):
     def reference(self) -> str:
         """The reference quoted to customers and put in e-mail subjects, e.g. ACC-000042."""
         return f"{REFERENCE_PREFIX}-{self.pk:06d}" if self.pk else f"{REFERENCE_PREFIX}-new"
+
+    def customer_timezone(self) -> str | None:
+        """The customer's time zone: the ticket's account's, else its contact's account's; None when unknown."""
+        for account in (self.account, self.contact.account if self.contact is not None else None):
+            if account is not None and account.timezone:
+                try:
+                    ZoneInfo(account.timezone)
+                except (ValueError, ZoneInfoNotFoundError):
+                    continue  # a zone the database holds but this system does not know: say ours instead
+                return account.timezone
+        return None
 
 
 class RawMessage(models.Model):

@@ -21,6 +21,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from accord.lib.units import duration, instant
+
 from .models import Message, SlaClock, Ticket, WebhookChannel
 
 log = logging.getLogger(__name__)
@@ -28,16 +30,6 @@ log = logging.getLogger(__name__)
 
 def mail_domain() -> str:
     return str(getattr(settings, "ACCORD_MAIL_DOMAIN", settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "accord.localhost"))
-
-
-def _humanise(minutes: int) -> str:
-    if minutes % (60 * 24) == 0 and minutes >= 60 * 24:
-        n = minutes // (60 * 24)
-        return f"{n} business day{'s' if n > 1 else ''} (24h)"
-    if minutes % 60 == 0:
-        n = minutes // 60
-        return f"{n} business hour{'s' if n > 1 else ''}"
-    return f"{minutes} business minutes"
 
 
 def _thread_headers(ticket: Ticket, parent: Message | None) -> dict[str, str]:
@@ -96,17 +88,20 @@ def acknowledgement(
     """The acknowledgement of a new ticket, not saved, and the headers to send it with; None without an address.
 
     It quotes the ticket's reference (so the ticket must be saved) and the first response promised by the
-    first-response clock among `known` (the ticket's clocks; read from the database when not given).
+    first-response clock among `known` (the ticket's clocks; read from the database when not given): the
+    target, and the due instant in the customer's time zone (their account's; the agreement's calendar's when
+    there is none), the zone always named.
     """
     if not is_address(inbound.from_address):
         return None
     clocks = known if known is not None else ticket.clocks.select_related("calendar")
     first = next((c for c in clocks if c.kind == SlaClock.Kind.FIRST_RESPONSE), None)
     if first is not None and first.due_at is not None:
-        due_local = timezone.localtime(first.due_at, first.calendar_tz())
+        # The customer's clock, not our office's: a New York customer reads "06:00 EST (America/New_York)".
+        zone = ticket.customer_timezone() or first.calendar.timezone
         promise = (
-            f"Under your agreement we will respond within {_humanise(first.target_minutes)}, "
-            f"by {due_local:%a %d %b %Y %H:%M} ({first.calendar.timezone})."
+            f"Under your agreement we will respond within {duration(first.target_minutes, largest='h')} of our "
+            f"business hours, by {instant(first.due_at, zone, '%a %d %b %Y %H:%M')}."
         )
     else:
         promise = "We will get back to you as soon as we can."

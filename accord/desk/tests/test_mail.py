@@ -51,7 +51,7 @@ def test_a_new_mail_opens_a_ticket_for_the_known_contact_and_acknowledges_it(
     assert [m.to for m in django_mail.outbox] == [["grace@globetrotter.example"]]
     ack = django_mail.outbox[0]
     assert ticket.reference in ack.subject and ticket.reference in ack.body
-    assert "within 1 business hour" in ack.body  # the platinum agreement's normal first response
+    assert "within 1 h of our business hours" in ack.body  # the platinum agreement's normal first response
     assert ack.extra_headers["Auto-Submitted"] == "auto-replied"
     assert ack.extra_headers["In-Reply-To"] == inbound.message_id
     # The acknowledgement is not a response: the first-response clock still runs.

@@ -75,7 +75,7 @@ def test_a_message_and_its_replies_in_one_batch_thread_onto_one_ticket(
     assert all(m.author_contact == desk.contact and m.raw is not None for m in ticket.messages.filter(kind="inbound"))
     # One acknowledgement, for the new ticket only, quoting the promised first response.
     assert [m.to for m in django_mail.outbox] == [["grace@globetrotter.example"]]
-    assert ticket.reference in django_mail.outbox[0].subject and "within 1 business hour" in django_mail.outbox[0].body
+    assert ticket.reference in django_mail.outbox[0].subject and "within 1 h of our business hours" in django_mail.outbox[0].body
     first = ticket.clocks.get(kind="first_response")
     assert first.status == "running" and not ticket.clocks.filter(kind="next_response").exists()
     ticket.refresh_from_db()
