@@ -34,7 +34,7 @@ from .models import FAR_FUTURE, SlaClock, Ticket
 
 # The fields each rule writes: saving only these leaves warned_at and breached_at to whoever sets them.
 SCHEDULE_FIELDS = ["status", "pauses", "paused_since", "due_at", "warn_at"]
-STOP_FIELDS = [*SCHEDULE_FIELDS, "stopped_at", "breached_at"]
+STOP_FIELDS = [*SCHEDULE_FIELDS, "stopped_at"]
 TARGET_FIELDS = ["objective", "calendar", "target_minutes", *SCHEDULE_FIELDS]
 
 
@@ -124,12 +124,14 @@ def stop(clock: SlaClock, at: dt.datetime) -> None:
         resume(clock, at)
     if clock.status != SlaClock.Status.RUNNING:
         return
+    fields = STOP_FIELDS
     if passed(clock.due_at, at) and clock.breached_at is None:  # settled already, unless the caller did not settle
         clock.breached_at = clock.due_at
+        fields = [*STOP_FIELDS, "breached_at"]
     clock.status = SlaClock.Status.MET
     clock.stopped_at = at
     clock.due_at = clock.warn_at = None
-    clock.save(update_fields=STOP_FIELDS)
+    clock.save(update_fields=fields)
 
 
 def pause(clock: SlaClock, at: dt.datetime) -> None:
