@@ -1,4 +1,9 @@
-"""State changes on tickets; each is atomic and keeps the SLA clocks in step (see clocks.py)."""
+"""State changes on tickets; each is atomic and keeps the SLA clocks in step (see clocks.py).
+
+Every change to an existing ticket begins with `worker.settled`: the ticket and its clocks are locked, and what
+is already due at the instant of the change (warnings, breaches, their escalation rules) is recorded before the
+change can stop, cancel or retarget a clock. Clocks are saved with only the fields the change sets.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from django.utils import timezone
 from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
 
-from . import clocks
+from . import clocks, outbound, worker
 from .models import Message, RawMessage, SlaClock, Ticket
 
 K = SlaClock.Kind
@@ -66,10 +71,7 @@ def normalise_phone(raw: str) -> str:
 
 def _refresh(ticket: Ticket, at: dt.datetime, known: list[SlaClock] | None = None) -> None:
     # The badge is about now: an event recorded after the fact (a call logged late) may already be overdue.
-    clocks.summarise(ticket, max(at, timezone.now()), known)
-    Ticket.objects.filter(pk=ticket.pk).update(
-        next_due_at=ticket.next_due_at, queue_due=ticket.queue_due, sla_state=ticket.sla_state, updated_at=timezone.now()
-    )
+    clocks.refresh(ticket, max(at, timezone.now()), known, updated_at=timezone.now())
 
 
 def _start_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle: int = 1) -> list[SlaClock]:
@@ -176,14 +178,13 @@ def do_add_customer_message(ticket: Ticket, inbound: Inbound, contact: Contact |
     """The customer writes on an existing ticket: it reopens or resumes, and a next-response clock starts."""
     at = inbound.received_at or timezone.now()
     with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        ticket, known = worker.settled(ticket.pk, at)
         message = _store_message(ticket, inbound, Message.Kind.INBOUND, at, contact=contact or ticket.contact)
-        known = list(ticket.clocks.select_related("calendar"))
         change = customer_wrote(ticket, known, at, inbound.auto_generated)
         if change.status_changed:
             ticket.save(update_fields=["status", "solved_at"])
         for clock in change.changed:
-            clock.save()
+            clock.save(update_fields=clocks.SCHEDULE_FIELDS)
         SlaClock.objects.bulk_create(change.started)
         _refresh(ticket, at, known)
     return message
@@ -246,39 +247,55 @@ def do_reply(
     ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None,
     new_status: str | None = None, **fields: Any,
 ) -> Message:
-    """An agent's public reply: it reaches the first or next response milestone."""
+    """An agent's public reply: it reaches the first or next response milestone and goes to the customer.
+
+    It goes out after the commit on the route `outbound.route` finds (e-mail, or the webhook channel's reply
+    URL). A reply that cannot reach the customer (a phone ticket from an unknown number with no e-mail
+    address) is refused with the reason, before anything is stored: the agent can add the text as a note.
+    """
     if not body_text.strip():
         raise ValidationError({"body_text": "A reply needs some text."})
     at = at or timezone.now()
     with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        message = Message.objects.create(
+        ticket, known = worker.settled(ticket.pk, at)
+        to = outbound.route(ticket)
+        if to.problem:
+            raise ValidationError({"body_text": to.problem})
+        message = Message(
             ticket=ticket, kind=Message.Kind.REPLY, channel=ticket.channel, author_user=user,  # type: ignore[misc]
             body_text=body_text, created_at=at, **fields,
         )
-        for clock in clocks.live(ticket.clocks.filter(kind__in=[K.FIRST_RESPONSE, K.NEXT_RESPONSE])):
+        headers = outbound.address_reply(message, to)
+        message.save(force_insert=True)
+        for clock in clocks.live(c for c in known if c.kind in (K.FIRST_RESPONSE, K.NEXT_RESPONSE)):
             clocks.stop(clock, at)
-        if ticket.channel == Ticket.Channel.EMAIL:
-            from .outbound import queue_reply_email
-
-            queue_reply_email(message)
+        outbound.send_reply_on_commit(message, to, headers)
         if ticket.status == Ticket.Status.NEW:
             ticket.status = Ticket.Status.OPEN
             ticket.save(update_fields=["status"])
         if new_status:
-            _set_status(ticket, new_status, at)
+            _set_status(ticket, known, new_status, at)
         _refresh(ticket, at)
     return message
 
 
-def do_add_note(ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None) -> Message:
-    """An internal note: visible to agents only, and no response for any clock."""
+def do_add_note(
+    ticket: Ticket, user: AbstractBaseUser, body_text: str, *, at: dt.datetime | None = None,
+    new_status: str | None = None,
+) -> Message:
+    """An internal note: visible to agents only, and no response for any clock; with a new status, in one step."""
     if not body_text.strip():
         raise ValidationError({"body_text": "A note needs some text."})
-    return Message.objects.create(
-        ticket=ticket, kind=Message.Kind.NOTE, channel=ticket.channel, author_user=user,  # type: ignore[misc]
-        body_text=body_text, created_at=at or timezone.now(),
-    )
+    at = at or timezone.now()
+    with transaction.atomic():
+        if new_status:
+            ticket, known = worker.settled(ticket.pk, at)
+            _set_status(ticket, known, new_status, at)
+            _refresh(ticket, at)
+        return Message.objects.create(
+            ticket=ticket, kind=Message.Kind.NOTE, channel=ticket.channel, author_user=user,  # type: ignore[misc]
+            body_text=body_text, created_at=at,
+        )
 
 
 def do_set_status(ticket: Ticket, status: str, *, at: dt.datetime | None = None) -> Ticket:
@@ -287,22 +304,23 @@ def do_set_status(ticket: Ticket, status: str, *, at: dt.datetime | None = None)
         raise ValidationError({"status": f"'{status}' is not a status ({', '.join(Ticket.Status.values)})."})
     at = at or timezone.now()
     with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        _set_status(ticket, status, at)
+        ticket, known = worker.settled(ticket.pk, at)
+        _set_status(ticket, known, status, at)
         _refresh(ticket, at)
     return ticket
 
 
-def _set_status(ticket: Ticket, status: str, at: dt.datetime) -> None:
+def _set_status(ticket: Ticket, known: list[SlaClock], status: str, at: dt.datetime) -> None:
+    """The status rules on a locked, settled ticket; `known` are its clocks (new ones are appended)."""
     old = ticket.status
     if old == status:
         return
     if old == Ticket.Status.CLOSED:
         raise ValidationError({"status": "A closed ticket cannot change; open a follow-up instead."})
     if old == Ticket.Status.SOLVED and status not in Ticket.DONE_STATUSES:
-        _reopen(ticket, at, status)
+        _reopen(ticket, known, at, status)
         return
-    live = clocks.live(ticket.clocks.all())
+    live = clocks.live(known)
     if status in Ticket.PAUSED_STATUSES:
         for clock in live:
             clocks.pause(clock, at)
@@ -323,13 +341,13 @@ def _set_status(ticket: Ticket, status: str, at: dt.datetime) -> None:
     ticket.save(update_fields=["status", "solved_at", "closed_at"])
 
 
-def _reopen(ticket: Ticket, at: dt.datetime, status: str = Ticket.Status.OPEN) -> None:
+def _reopen(ticket: Ticket, known: list[SlaClock], at: dt.datetime, status: str = Ticket.Status.OPEN) -> None:
     """A solved ticket comes back: resolution restarts as a new cycle; the old cycle is kept."""
-    cycle = ticket.clocks.filter(kind=K.RESOLUTION).count() + 1
+    cycle = sum(1 for c in known if c.kind == K.RESOLUTION) + 1
     ticket.status = status
     ticket.solved_at = None
     ticket.save(update_fields=["status", "solved_at"])
-    _start_clocks(ticket, at, (K.RESOLUTION,), cycle)
+    known += _start_clocks(ticket, at, (K.RESOLUTION,), cycle)
 
 
 def do_set_priority(ticket: Ticket, priority: str, *, at: dt.datetime | None = None) -> Ticket:
@@ -348,16 +366,9 @@ def _change_terms(ticket: Ticket, field: str, value: Any, at: dt.datetime | None
     """Change what the clocks' targets depend on (priority or agreement) and retarget the running clocks."""
     at = at or timezone.now()
     with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        ticket, known = worker.settled(ticket.pk, at)
         setattr(ticket, field, value)
         ticket.save(update_fields=[field])
-        _retarget(ticket)
-        _refresh(ticket, at)
+        clocks.retarget_all(ticket, known)
+        _refresh(ticket, at, known)
     return ticket
-
-
-def _retarget(ticket: Ticket) -> None:
-    objectives = clocks.targets(ticket.agreement, ticket.priority, ticket.channel)
-    calendar = ticket.agreement.calendar if ticket.agreement else None
-    for clock in clocks.live(ticket.clocks.all()):
-        clocks.retarget(clock, objectives.get(clock.kind), calendar)

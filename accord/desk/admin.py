@@ -17,7 +17,7 @@ class MailboxAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookChannel)
 class WebhookChannelAdmin(admin.ModelAdmin):
-    list_display = ("name", "enabled", "group")
+    list_display = ("name", "enabled", "group", "reply_url")
 
 
 @admin.register(EscalationRule)

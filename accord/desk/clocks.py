@@ -8,7 +8,11 @@ The rules, in one place:
 - Only a public reply by an agent counts as a response; internal notes and auto-replies do not.
 - Clocks pause (in business time) while the ticket is pending or on hold and resume when it opens again.
 - A reached milestone stays reached when the priority or agreement changes; running clocks take the new target.
-- A breach is recorded once and never cleared, also when the milestone is reached late.
+- A breach is recorded once, at the due instant, and never cleared, also when the milestone is reached late.
+- Every change to a ticket first settles what is already due at the instant of the change (worker.settle), so a
+  passed due instant is recorded as a breach even when the change cancels, stops or retargets the clock.
+- Writers lock the ticket, then its clocks (`locked`), and save only the fields they change: a worker's
+  conditional UPDATE of warned_at or breached_at waits for them and is never written over.
 - Solving stops resolution; reopening a solved ticket starts a new resolution cycle, keeping the old one.
 """
 
@@ -17,14 +21,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from accord.agreements.businesstime import BusinessTime
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 
 from .models import FAR_FUTURE, SlaClock, Ticket
+
+# The fields each rule writes: saving only these leaves warned_at and breached_at to whoever sets them.
+SCHEDULE_FIELDS = ["status", "pauses", "paused_since", "due_at", "warn_at"]
+STOP_FIELDS = [*SCHEDULE_FIELDS, "stopped_at"]
+TARGET_FIELDS = ["objective", "calendar", "target_minutes", *SCHEDULE_FIELDS]
 
 
 def warning_share() -> float:
@@ -113,21 +124,24 @@ def stop(clock: SlaClock, at: dt.datetime) -> None:
         resume(clock, at)
     if clock.status != SlaClock.Status.RUNNING:
         return
-    if clock.due_at is not None and at > clock.due_at and clock.breached_at is None:
+    fields = STOP_FIELDS
+    if passed(clock.due_at, at) and clock.breached_at is None:  # settled already, unless the caller did not settle
         clock.breached_at = clock.due_at
+        fields = [*STOP_FIELDS, "breached_at"]
     clock.status = SlaClock.Status.MET
     clock.stopped_at = at
     clock.due_at = clock.warn_at = None
-    clock.save()
+    clock.save(update_fields=fields)
 
 
 def pause(clock: SlaClock, at: dt.datetime) -> None:
+    """Pause a running clock (the ticket waits on the customer or a third party)."""
     if clock.status != SlaClock.Status.RUNNING:
         return
     clock.status = SlaClock.Status.PAUSED
     clock.paused_since = at
     clock.due_at = clock.warn_at = None
-    clock.save()
+    clock.save(update_fields=SCHEDULE_FIELDS)
 
 
 def resume(clock: SlaClock, at: dt.datetime, *, save: bool = True) -> None:
@@ -140,7 +154,7 @@ def resume(clock: SlaClock, at: dt.datetime, *, save: bool = True) -> None:
     clock.paused_since = None
     schedule(clock)
     if save:
-        clock.save()
+        clock.save(update_fields=SCHEDULE_FIELDS)
 
 
 def cancel(clock: SlaClock) -> None:
@@ -148,7 +162,7 @@ def cancel(clock: SlaClock) -> None:
     clock.status = SlaClock.Status.CANCELLED
     clock.paused_since = None
     clock.due_at = clock.warn_at = None
-    clock.save()
+    clock.save(update_fields=SCHEDULE_FIELDS)
 
 
 def retarget(clock: SlaClock, objective: Objective | None, calendar: BusinessCalendar | None) -> None:
@@ -158,16 +172,55 @@ def retarget(clock: SlaClock, objective: Objective | None, calendar: BusinessCal
     if objective is None or calendar is None:
         cancel(clock)
         return
-    else:
-        clock.objective = objective
-        clock.calendar = calendar
-        clock.target_minutes = int(objective.target)
-        schedule(clock)
-    clock.save()
+    clock.objective = objective
+    clock.calendar = calendar
+    clock.target_minutes = int(objective.target)
+    schedule(clock)
+    clock.save(update_fields=TARGET_FIELDS)
+
+
+def retarget_all(ticket: Ticket, known: Iterable[SlaClock]) -> None:
+    """Give the ticket's live clocks the targets of its agreement and priority as they are now."""
+    objectives = targets(ticket.agreement, ticket.priority, ticket.channel)
+    calendar = ticket.agreement.calendar if ticket.agreement else None
+    for clock in live(known):
+        retarget(clock, objectives.get(clock.kind), calendar)
+
+
+def passed(instant: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a due (or warning) instant has passed at `now`: a milestone reached at its due instant is in time."""
+    return instant is not None and instant < now
 
 
 def live(clocks: Iterable[SlaClock]) -> list[SlaClock]:
+    """The clocks that still run or are paused (not met, not cancelled)."""
     return [c for c in clocks if c.status in (SlaClock.Status.RUNNING, SlaClock.Status.PAUSED)]
+
+
+def locked(ticket_id: int) -> tuple[Ticket, list[SlaClock]]:
+    """A ticket and all its clocks, read and locked for the rest of the caller's transaction.
+
+    Always the ticket first, then its clocks in key order: every writer (actions, the worker's escalations and
+    its refresh of the ticket's summary) takes them in this order, so two writers wait for each other instead of
+    deadlocking, and a worker's conditional UPDATE of a clock waits until the change has committed. SQLite locks
+    the whole database for a writing transaction instead (select_for_update is a no-op there).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("locked() holds its locks until the transaction ends: call it inside transaction.atomic()")
+    ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+    clocks = list(
+        SlaClock.objects.select_for_update(of=("self",)).filter(ticket_id=ticket_id).select_related("calendar").order_by("pk")
+    )
+    return ticket, clocks
+
+
+def refresh(ticket: Ticket, now: dt.datetime, known: list[SlaClock] | None = None, **also: Any) -> None:
+    """Recompute the ticket's denormalised next_due_at, queue_due and sla_state as of `now` and write them (with
+    the fields in `also`); only these columns, so a concurrent change to others is not written over."""
+    summarise(ticket, now, known)
+    Ticket.objects.filter(pk=ticket.pk).update(
+        next_due_at=ticket.next_due_at, queue_due=ticket.queue_due, sla_state=ticket.sla_state, **also
+    )
 
 
 def summarise(ticket: Ticket, now: dt.datetime | None = None, known: list[SlaClock] | None = None) -> None:
@@ -183,10 +236,10 @@ def summarise(ticket: Ticket, now: dt.datetime | None = None, known: list[SlaClo
     if not clocks:
         ticket.sla_state = Ticket.SlaState.NONE
     elif any(c.breached_at is not None and c.status != SlaClock.Status.CANCELLED for c in live(clocks)) or any(
-        c.due_at is not None and c.due_at <= now for c in running
+        passed(c.due_at, now) for c in running
     ):
         ticket.sla_state = Ticket.SlaState.BREACHED
-    elif any(c.warn_at is not None and c.warn_at <= now for c in running):
+    elif any(passed(c.warn_at, now) for c in running):
         ticket.sla_state = Ticket.SlaState.WARNING
     elif running:
         ticket.sla_state = Ticket.SlaState.ON_TRACK

@@ -12,17 +12,65 @@ from .models import Ticket
 FORM_SALT = "accord.desk.webform"
 MIN_FILL_SECONDS = 2  # people take longer than this to write a request; bots do not
 MAX_FILL_SECONDS = 24 * 3600
+MESSAGE_LIMIT = 20_000  # characters of a web form message
+REPLY_LIMIT = 50_000  # characters of an agent's reply or note
+
+
+class LimitedText(forms.CharField):
+    """Free text with a limit that is said before it bites, and never cuts what was typed.
+
+    No `maxlength` attribute: a browser cuts pasted text at it without a word. The limit is in the help text
+    (and the page's counter), and text over it is refused with an error that says by how much, while the form
+    keeps it. Line breaks count once, as the browser's counter counts them (forms send them as CR LF).
+    """
+
+    def __init__(self, *, limit: int, what: str, **kwargs: Any) -> None:
+        self.limit = limit
+        self.what = what
+        kwargs.setdefault("help_text", f"Up to {limit:,} characters.")
+        kwargs.setdefault("error_messages", {"required": f"Please write the {what} first."})
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        return str(super().to_python(value)).replace("\r\n", "\n")
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if len(value) > self.limit:
+            raise forms.ValidationError(
+                f"The {self.what} has {len(value):,} characters; the limit is {self.limit:,}. Please shorten it by "
+                f"{len(value) - self.limit:,} characters: your text is still here.",
+                code="max_length",
+            )
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        return {**super().widget_attrs(widget), "data-limit": str(self.limit)}
+
+
+def describe_limits(form: forms.Form) -> None:
+    """Tie each limited text box to the hint that states its limit (the hint's id is the box's id + "_hint")."""
+    for name, field in form.fields.items():
+        if isinstance(field, LimitedText) and isinstance(form.auto_id, str):
+            field.widget.attrs["aria-describedby"] = f"{form.auto_id % name}_hint"
 
 
 class SupportRequestForm(forms.Form):
     """The public web form: name, e-mail, subject, message; a honeypot and a signed timestamp stop bots."""
 
-    name = forms.CharField(max_length=200)
-    email = forms.EmailField()
-    subject = forms.CharField(max_length=300)
-    message = forms.CharField(widget=forms.Textarea, max_length=20_000)
+    name = forms.CharField(label="Your name", max_length=200)
+    email = forms.EmailField(label="Your e-mail address")
+    subject = forms.CharField(label="Subject", max_length=300)
+    message = LimitedText(label="Message", what="message", limit=MESSAGE_LIMIT, widget=forms.Textarea,
+                          error_messages={"required": "Please write your message."})
     website = forms.CharField(required=False, label="Leave this empty")  # honeypot: hidden from people
     token = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Short fields too: a `maxlength` would cut a pasted line silently; the server says so instead.
+        for field in self.fields.values():
+            field.widget.attrs.pop("maxlength", None)
+        describe_limits(self)
 
     @staticmethod
     def new_token() -> str:
@@ -52,17 +100,24 @@ class SupportRequestForm(forms.Form):
 class ReplyForm(forms.Form):
     """The agent's reply box: a public reply or an internal note, and optionally a new status."""
 
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=50_000)
-    kind = forms.ChoiceField(choices=[("reply", "Public reply"), ("note", "Internal note")], initial="reply")
-    status = forms.ChoiceField(choices=[("", "keep status"), *Ticket.Status.choices], required=False)
+    body = LimitedText(label="Reply", what="reply", limit=REPLY_LIMIT, widget=forms.Textarea(attrs={"rows": 5}),
+                       error_messages={"required": "Please write the reply (or the note) first."})
+    kind = forms.ChoiceField(label="Send as", choices=[("reply", "Public reply"), ("note", "Internal note")],
+                             initial="reply")
+    status = forms.ChoiceField(label="New status", choices=[("", "keep status"), *Ticket.Status.choices],
+                               required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        describe_limits(self)
 
 
 class TicketUpdateForm(forms.Form):
     """Priority, status and assignment changes from the ticket page."""
 
-    priority = forms.ChoiceField(choices=Ticket.Priority.choices, required=False)
-    status = forms.ChoiceField(choices=Ticket.Status.choices, required=False)
-    assign_to_me = forms.BooleanField(required=False)
+    priority = forms.ChoiceField(label="Priority", choices=Ticket.Priority.choices, required=False)
+    status = forms.ChoiceField(label="Status", choices=Ticket.Status.choices, required=False)
+    assign_to_me = forms.BooleanField(label="Assign to me", required=False)
 
     def changed_fields(self) -> dict[str, Any]:
         return {k: v for k, v in self.cleaned_data.items() if v}

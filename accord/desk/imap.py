@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from . import mail
+from . import mail, outbound
 from .models import Mailbox
 
 
@@ -20,6 +20,8 @@ class PollResult:
     stored: int = 0
     duplicates: int = 0
     flagged: int = 0
+    acknowledged: int = 0  # acknowledgements sent
+    not_acknowledged: int = 0  # acknowledgements that could not be sent (flagged on their tickets)
     error: str = ""
 
 
@@ -33,7 +35,10 @@ def _connect(box: Mailbox) -> imaplib.IMAP4:
 
 
 def poll(box: Mailbox, limit: int = 500) -> PollResult:
-    """Store up to `limit` unseen messages of a mailbox; a message is marked seen only after its commit."""
+    """Store up to `limit` unseen messages of a mailbox; a message is marked seen only after its commit.
+
+    This is mail arriving now: a message that opens a ticket is acknowledged (sent once it has committed).
+    """
     result = PollResult()
     try:
         conn = _connect(box)
@@ -49,7 +54,7 @@ def poll(box: Mailbox, limit: int = 500) -> PollResult:
                 raw = next((p[1] for p in parts if isinstance(p, tuple) and len(p) > 1), None) if typ == "OK" else None
                 if raw is None:
                     continue
-                outcome = mail.store(bytes(raw), source=f"imap:{box.name}/{box.folder}#{uid.decode()}")
+                outcome = mail.store(bytes(raw), source=f"imap:{box.name}/{box.folder}#{uid.decode()}", acknowledge=True)
                 # Stored and committed (or already there): now it is safe to mark it seen.
                 conn.uid("STORE", uid, "+FLAGS", "(\\Seen)")
                 if outcome.duplicate:
@@ -57,6 +62,11 @@ def poll(box: Mailbox, limit: int = 500) -> PollResult:
                 else:
                     result.stored += 1
                     result.flagged += int(outcome.flagged)
+                    if outcome.acknowledgement is not None:
+                        if outbound.was_sent(outcome.acknowledgement):
+                            result.acknowledged += 1
+                        else:
+                            result.not_acknowledged += 1
         finally:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 conn.logout()

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from . import outbound
 from .actions import Inbound, do_add_customer_message, do_open_ticket, nul_free
 from .models import REFERENCE_PREFIX, Attachment, Message, RawMessage, Ticket
 
@@ -230,6 +231,7 @@ class StoreResult:
     duplicate: bool
     flagged: bool
     ticket: Ticket | None
+    acknowledgement: Message | None = None  # the auto-acknowledgement queued for it (sent after the commit)
 
 
 @dataclass
@@ -259,12 +261,16 @@ def prepare(raw: bytes, source: str = "") -> Prepared:
     return Prepared(raw, source[:300], digest, parsed)
 
 
-def store(raw: bytes, source: str = "") -> StoreResult:
-    """Store one raw message: raw bytes first, then the parsed message on its ticket. Idempotent by Message-ID."""
-    return store_prepared(prepare(raw, source))
+def store(raw: bytes, source: str = "", *, acknowledge: bool = False) -> StoreResult:
+    """Store one raw message: raw bytes first, then the parsed message on its ticket. Idempotent by Message-ID.
+
+    `acknowledge`: answer a message that opens a ticket with an auto-acknowledgement. Only for mail that arrives
+    now (IMAP polling): archived mail is from people who wrote long ago and must not hear from us again.
+    """
+    return store_prepared(prepare(raw, source), acknowledge=acknowledge)
 
 
-def store_prepared(prepared: Prepared) -> StoreResult:
+def store_prepared(prepared: Prepared, *, acknowledge: bool = False) -> StoreResult:
     """Store one prepared message in its own savepoint (see `store`)."""
     parsed, raw = prepared.parsed, prepared.raw
     inbound = parsed.inbound
@@ -283,16 +289,15 @@ def store_prepared(prepared: Prepared) -> StoreResult:
                 message = do_add_customer_message(ticket, inbound)
             if parsed.attachments:
                 Attachment.objects.bulk_create(attachments(message, parsed))
-            if opened and not inbound.auto_generated:
-                from .outbound import queue_acknowledgement
-
-                queue_acknowledgement(ticket, message, ticket.new_clocks)  # type: ignore[attr-defined]
+            ack = None
+            if acknowledge and opened and not inbound.auto_generated:
+                ack = outbound.queue_acknowledgement(ticket, message, ticket.new_clocks)  # type: ignore[attr-defined]
     except IntegrityError:
         # Another importer stored the same Message-ID between our check and our insert.
         if Message.objects.filter(message_id=inbound.message_id).exists():
             return StoreResult(None, True, inbound.flagged, None)
         raise
-    return StoreResult(message, False, inbound.flagged, ticket)
+    return StoreResult(message, False, inbound.flagged, ticket, ack)
 
 
 def attachments(message: Message, parsed: ParsedMail) -> list[Attachment]:
@@ -304,7 +309,8 @@ def attachments(message: Message, parsed: ParsedMail) -> list[Attachment]:
 
 
 def store_many(
-    messages: Iterable[tuple[str, bytes]], batch: int = BATCH_MESSAGES, max_bytes: int = BATCH_BYTES
+    messages: Iterable[tuple[str, bytes]], batch: int = BATCH_MESSAGES, max_bytes: int = BATCH_BYTES, *,
+    acknowledge: bool = False,
 ) -> Iterator[tuple[str, StoreResult]]:
     """Store (source, raw bytes) pairs in order, one transaction per batch, as storing them one by one would.
 
@@ -313,7 +319,7 @@ def store_many(
     thread as they would one by one. Should another importer store one of the same messages meanwhile, the
     batch is stored again one message at a time. Results are yielded once their batch has committed; a file
     import can simply be run again (it is idempotent). IMAP polling stores one by one, as it marks each
-    message seen after its commit.
+    message seen after its commit. `acknowledge` as for `store` (off: an import is of mail sent long ago).
     """
     from .mailbatch import store_batch
 
@@ -321,11 +327,11 @@ def store_many(
         prepared = [prepare(raw, source) for source, raw in chunk]
         try:
             with transaction.atomic():
-                results = store_batch(prepared)
+                results = store_batch(prepared, acknowledge=acknowledge)
         except IntegrityError:
             # A Message-ID or a new sender's address was stored by someone else after our look-ups.
             with transaction.atomic():
-                results = [store_prepared(p) for p in prepared]
+                results = [store_prepared(p, acknowledge=acknowledge) for p in prepared]
         yield from zip([source for source, _raw in chunk], results, strict=True)
 
 

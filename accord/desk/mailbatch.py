@@ -25,18 +25,19 @@ from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
 from accord.lib.db import bulk_update_rows
 
-from . import actions, clocks, outbound
+from . import actions, clocks, outbound, worker
 from .mail import REFERENCE_RE, Prepared, StoreResult, attachments, thread_ids
 from .models import Attachment, Message, RawMessage, SlaClock, Ticket
 
 IN_CHUNK = 500  # values per IN (...) look-up
 
 TICKET_FIELDS = ["status", "solved_at", "next_due_at", "queue_due", "sla_state", "updated_at"]
-CLOCK_FIELDS = ["status", "pauses", "paused_since", "due_at", "warn_at"]
+CLOCK_FIELDS = clocks.SCHEDULE_FIELDS  # never warned_at or breached_at: the worker's alone (worker.alert)
 
 
-def store_batch(batch: list[Prepared]) -> list[StoreResult]:
-    """Store prepared messages in order, in the caller's transaction, as `mail.store_prepared` would one by one."""
+def store_batch(batch: list[Prepared], *, acknowledge: bool = False) -> list[StoreResult]:
+    """Store prepared messages in order, in the caller's transaction, as `mail.store_prepared` would one by one
+    (with the same `acknowledge`)."""
     results: list[StoreResult | None] = [None] * len(batch)
     seen = set(_values_in(Message.objects.all(), "message_id", [p.inbound.message_id for p in batch]))
     todo: list[int] = []
@@ -53,7 +54,7 @@ def store_batch(batch: list[Prepared]) -> list[StoreResult]:
     for i, raw in zip(todo, raws, strict=True):
         batch[i].inbound.raw = raw
     while todo:
-        round_ = _Round([batch[i] for i in todo])
+        round_ = _Round([batch[i] for i in todo], acknowledge)
         done = round_.resolve()
         round_.write()
         for i, result in zip(todo[:done], round_.results, strict=True):
@@ -92,8 +93,9 @@ class _Flush(Exception):
 class _Round:
     """Resolve messages in order against look-ups made once, then write every table once."""
 
-    def __init__(self, batch: list[Prepared]) -> None:
+    def __init__(self, batch: list[Prepared], acknowledge: bool = False) -> None:
         self.batch = batch
+        self.acknowledge = acknowledge
         self.entries: list[_Entry] = []
         self.results: list[StoreResult] = []
         self.new_threads: list[_Thread] = []
@@ -113,11 +115,14 @@ class _Round:
         # The tickets they belong to and those quoted in subjects, locked as do_add_customer_message locks one.
         quoted = {int(m.group(1)) for inbound in inbounds if (m := REFERENCE_RE.search(inbound.subject))}
         ticket_ids = {ticket_id for _c, _p, ticket_id in self.stored.values()} | quoted
-        tickets = list(_objects_in(Ticket.objects.select_for_update().order_by("pk"), "pk", ticket_ids))
-        live_ids = [t.pk for t in tickets if t.status != Ticket.Status.CLOSED]
-        by_ticket: dict[int, list[SlaClock]] = {pk: [] for pk in live_ids}
-        for clock in _objects_in(SlaClock.objects.select_related("calendar"), "ticket_id", live_ids):
-            by_ticket[clock.ticket_id].append(clock)
+        tickets, by_ticket = _locked(ticket_ids)
+        # As every change to a ticket does (actions.do_add_customer_message): settle what is due first.
+        now = timezone.now()
+        due = [pk for pk, known in by_ticket.items() if worker.due_alerts(known, now)]
+        for pk in due:
+            worker.settle(pk, now, by_ticket[pk])
+        if due:
+            tickets, by_ticket = _locked(ticket_ids)  # as the alerts and their escalation rules left them
         self.threads = {t.pk: _Thread(t, by_ticket.get(t.pk, []), new=False) for t in tickets}
 
         # Senders, as match_sender finds them.
@@ -208,7 +213,7 @@ class _Round:
         message = actions.new_message(ticket, inbound, Message.Kind.INBOUND, at, contact_id=None)
         message.author_contact = contact
         entry = _Entry(prepared, message, thread)
-        if not inbound.auto_generated:
+        if self.acknowledge and not inbound.auto_generated:
             # The acknowledgement quotes the ticket's number, known once written; nothing in a batch of
             # customer messages can change the first-response clock it promises (only an agent's reply can).
             entry.acknowledge, entry.acknowledged_at = planned, timezone.now()
@@ -266,7 +271,8 @@ class _Round:
         SlaClock.objects.bulk_create([clock for thread in threads for clock in thread.clocks if clock.pk is None])
         messages: list[Message] = []
         outgoing: list[tuple[Message, dict[str, str]]] = []
-        for entry in self.entries:
+        acks: dict[int, Message] = {}
+        for n, entry in enumerate(self.entries):
             messages.append(entry.message)
             if entry.acknowledge is not None:
                 ack = outbound.acknowledgement(entry.thread.ticket, entry.message, entry.acknowledge,
@@ -274,6 +280,7 @@ class _Round:
                 if ack is not None:
                     messages.append(ack[0])
                     outgoing.append(ack)
+                    acks[n] = ack[0]
         Message.objects.bulk_create(messages)
         Attachment.objects.bulk_create([a for entry in self.entries for a in attachments(entry.message, entry.prepared.parsed)])
         changed = [t for t in self.threads.values() if t.changed]
@@ -282,8 +289,20 @@ class _Round:
         for message, headers in outgoing:
             outbound.send_on_commit(message, headers)
         self.results = [
-            StoreResult(entry.message, False, entry.prepared.inbound.flagged, entry.thread.ticket) for entry in self.entries
+            StoreResult(entry.message, False, entry.prepared.inbound.flagged, entry.thread.ticket, acks.get(n))
+            for n, entry in enumerate(self.entries)
         ]
+
+
+def _locked(ticket_ids: Iterable[int]) -> tuple[list[Ticket], dict[int, list[SlaClock]]]:
+    """Tickets and the clocks of those not closed, locked in the order `clocks.locked` takes (tickets, then clocks)."""
+    tickets = list(_objects_in(Ticket.objects.select_for_update().order_by("pk"), "pk", ticket_ids))
+    live_ids = [t.pk for t in tickets if t.status != Ticket.Status.CLOSED]
+    by_ticket: dict[int, list[SlaClock]] = {pk: [] for pk in live_ids}
+    clocks_of = SlaClock.objects.select_for_update(of=("self",)).select_related("calendar").order_by("pk")
+    for clock in _objects_in(clocks_of, "ticket_id", live_ids):
+        by_ticket[clock.ticket_id].append(clock)
+    return tickets, by_ticket
 
 
 def _row(obj: Model, fields: list[str]) -> tuple[Any, ...]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
+import hashlib
+import hmac
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import models
@@ -128,6 +130,17 @@ class Ticket(models.Model):
     def reference(self) -> str:
         """The reference quoted to customers and put in e-mail subjects, e.g. ACC-000042."""
         return f"{REFERENCE_PREFIX}-{self.pk:06d}" if self.pk else f"{REFERENCE_PREFIX}-new"
+
+    def customer_timezone(self) -> str | None:
+        """The customer's time zone: the ticket's account's, else its contact's account's; None when unknown."""
+        for account in (self.account, self.contact.account if self.contact is not None else None):
+            if account is not None and account.timezone:
+                try:
+                    ZoneInfo(account.timezone)
+                except (ValueError, ZoneInfoNotFoundError):
+                    continue  # a zone the database holds but this system does not know: say ours instead
+                return account.timezone
+        return None
 
 
 class RawMessage(models.Model):
@@ -332,15 +345,24 @@ class Mailbox(models.Model):
 
 
 class WebhookChannel(models.Model):
-    """A social or other channel that posts signed JSON messages to the desk."""
+    """A social or other channel that posts signed JSON messages to the desk, and takes the agents' replies."""
 
     name = models.SlugField(max_length=80, unique=True)
     secret = models.CharField(max_length=200, help_text="HMAC-SHA256 key shared with the sender.")
     enabled = models.BooleanField(default=True)
     group = models.ForeignKey(SupportGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reply_url = models.URLField(
+        max_length=500, blank=True,
+        help_text="Where agents' public replies are POSTed, signed with the secret like the messages that come in. "
+                  "Empty: replies go by e-mail where the requester has an address, and cannot be sent otherwise.",
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def signature(self, body: bytes) -> str:
+        """The X-Accord-Signature of a body: `sha256=` and the hex HMAC-SHA256 of its bytes with the secret."""
+        return "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()

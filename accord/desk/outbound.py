@@ -1,34 +1,35 @@
-"""E-mail out: agent replies and auto-acknowledgements, threaded, sent after the database commits."""
+"""Replies out: agents' public replies (by e-mail, or to a webhook channel's reply URL) and auto-acknowledgements,
+threaded, sent after the database commits; a send that fails flags its message with the error."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.utils import make_msgid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Message, SlaClock, Ticket
+from accord.lib.units import instant, minutes
+
+from .models import Message, SlaClock, Ticket, WebhookChannel
 
 log = logging.getLogger(__name__)
 
 
 def mail_domain() -> str:
     return str(getattr(settings, "ACCORD_MAIL_DOMAIN", settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "accord.localhost"))
-
-
-def _humanise(minutes: int) -> str:
-    if minutes % (60 * 24) == 0 and minutes >= 60 * 24:
-        n = minutes // (60 * 24)
-        return f"{n} business day{'s' if n > 1 else ''} (24h)"
-    if minutes % 60 == 0:
-        n = minutes // 60
-        return f"{n} business hour{'s' if n > 1 else ''}"
-    return f"{minutes} business minutes"
 
 
 def _thread_headers(ticket: Ticket, parent: Message | None) -> dict[str, str]:
@@ -59,7 +60,12 @@ def _email(message: Message, extra_headers: dict[str, str]) -> EmailMessage:
     )
 
 
-def _not_sent(message: Message, error: OSError) -> None:
+def was_sent(message: Message) -> bool:
+    """Whether a message queued with `send_on_commit` went out: asked after the commit, when the send has run."""
+    return not Message.objects.filter(pk=message.pk, flagged=True).exists()
+
+
+def _not_sent(message: Message, error: Exception) -> None:
     Message.objects.filter(pk=message.pk).update(flagged=True, flag_reason=f"not sent: {error}"[:300])
     log.error("could not send %s for ticket %s: %s", message.message_id, message.ticket_id, error)
 
@@ -82,17 +88,20 @@ def acknowledgement(
     """The acknowledgement of a new ticket, not saved, and the headers to send it with; None without an address.
 
     It quotes the ticket's reference (so the ticket must be saved) and the first response promised by the
-    first-response clock among `known` (the ticket's clocks; read from the database when not given).
+    first-response clock among `known` (the ticket's clocks; read from the database when not given): the
+    target, and the due instant in the customer's time zone (their account's; the agreement's calendar's when
+    there is none), the zone always named.
     """
-    if "@" not in inbound.from_address:
+    if not is_address(inbound.from_address):
         return None
     clocks = known if known is not None else ticket.clocks.select_related("calendar")
     first = next((c for c in clocks if c.kind == SlaClock.Kind.FIRST_RESPONSE), None)
     if first is not None and first.due_at is not None:
-        due_local = timezone.localtime(first.due_at, first.calendar_tz())
+        # The customer's clock, not our office's: a New York customer reads "06:00 EST (America/New_York)".
+        zone = ticket.customer_timezone() or first.calendar.timezone
         promise = (
-            f"Under your agreement we will respond within {_humanise(first.target_minutes)}, "
-            f"by {due_local:%a %d %b %Y %H:%M} ({first.calendar.timezone})."
+            f"Under your agreement we will respond within {minutes(first.target_minutes, largest='h')} of our "
+            f"business hours, by {instant(first.due_at, zone, '%a %d %b %Y %H:%M')}."
         )
     else:
         promise = "We will get back to you as soon as we can."
@@ -129,21 +138,147 @@ def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock
     return message
 
 
-def queue_reply_email(reply: Message) -> None:
-    """Send an agent's public reply on an e-mail ticket to the customer, threaded on the last inbound."""
+NO_ADDRESS = "This reply cannot be delivered: no e-mail address for this requester."
+WEBHOOK_ATTEMPTS = 3  # a refused connection or a 5xx answer is tried again, after 0.5 s and 1 s
+WEBHOOK_TIMEOUT = 10.0  # seconds per attempt
+
+
+@dataclass
+class Route:
+    """Where a public reply on a ticket goes (e-mail or a webhook channel's reply URL), or why it cannot go."""
+
+    via: str = ""  # "email", "webhook", or "" when it cannot be delivered
+    to: str = ""  # the e-mail address, or the handle on the webhook channel
+    webhook: WebhookChannel | None = None
+    parent: Message | None = None  # the customer's message the reply answers (threading)
+    problem: str = ""
+
+    def describe(self) -> str:
+        """One line for the agent, next to the reply box."""
+        if self.via == "webhook" and self.webhook is not None:
+            return f"A public reply goes to {self.to} through the {self.webhook.name} channel."
+        if self.via == "email":
+            return f"A public reply goes by e-mail to {self.to}."
+        return self.problem
+
+
+def route(ticket: Ticket) -> Route:
+    """Where a public reply on this ticket reaches the customer, decided before anything is sent.
+
+    A ticket from a webhook channel with a reply URL is answered there. Every other ticket (and a webhook
+    ticket whose channel has none) is answered by e-mail: to the address of the customer's last message (the
+    sender of an e-mail, the address typed in the web form), else the contact's first e-mail address. A phone
+    ticket from an unknown number has neither: the reply cannot be delivered, and the agent is told so.
+    """
+    inbound = list(ticket.messages.filter(kind=Message.Kind.INBOUND).order_by("-created_at", "-id")[:50])
+    problem = NO_ADDRESS
+    if ticket.channel == Ticket.Channel.SOCIAL:
+        parent = next((m for m in inbound if m.meta.get("channel")), None)
+        name = parent.meta["channel"] if parent is not None else ""
+        channel = WebhookChannel.objects.filter(name=name, enabled=True).first() if name else None
+        if parent is not None and channel is not None and channel.reply_url:
+            return Route("webhook", parent.from_address, channel, parent)
+        if name:
+            problem = (f"This reply cannot be delivered: the {name} channel has no reply URL (or is disabled) and "
+                       f"there is no e-mail address for this requester.")
+    threaded = next((m for m in inbound if m.message_id and is_address(m.from_address)), None)
+    if ticket.channel == Ticket.Channel.EMAIL and threaded is not None:
+        return Route("email", threaded.from_address, parent=threaded)
+    typed = next((m for m in inbound if is_address(m.from_address)), None)
+    if typed is not None:
+        return Route("email", typed.from_address, parent=typed if typed.message_id else None)
+    # A webhook sender's handle ("@globetrotter") is kept as the contact's point too: not an address to mail.
+    emails = [e for e in ticket.contact.emails if is_address(e)] if ticket.contact is not None else []
+    if emails:
+        return Route("email", emails[0])
+    return Route(problem=problem)
+
+
+def is_address(value: str) -> bool:
+    """Whether a value is an e-mail address one can send to (a social handle such as "@name" is not)."""
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def address_reply(reply: Message, to: Route) -> dict[str, str]:
+    """Fill in an agent's unsaved reply for its route (sender, recipient, subject, ids); the headers to send it with."""
     ticket = reply.ticket
-    parent = ticket.messages.filter(kind=Message.Kind.INBOUND).exclude(message_id=None).order_by("-created_at").first()
-    to = [parent.from_address] if parent and parent.from_address else ticket.contact.emails[:1] if ticket.contact else []
-    if not to:
-        return
-    headers = _thread_headers(ticket, parent)
-    Message.objects.filter(pk=reply.pk).update(
-        from_address=settings.DEFAULT_FROM_EMAIL,
-        to_addresses=to,
-        subject=_subject(ticket),
-        message_id=make_msgid(domain=mail_domain()),
-        in_reply_to=headers.get("In-Reply-To", ""),
-        references=headers.get("References", ""),
-    )
-    reply.refresh_from_db()
-    send_on_commit(reply, headers)
+    reply.to_addresses = [to.to]
+    reply.subject = _subject(ticket)
+    if to.via == "webhook":
+        assert to.webhook is not None
+        reply.message_id = f"<reply-{uuid.uuid4().hex}@{to.webhook.name}.webhook>"
+        reply.in_reply_to = (to.parent.message_id or "") if to.parent is not None else ""
+        reply.meta = {**reply.meta, "channel": to.webhook.name}
+        return {}
+    headers = _thread_headers(ticket, to.parent)
+    reply.from_address = settings.DEFAULT_FROM_EMAIL
+    reply.message_id = make_msgid(domain=mail_domain())
+    reply.in_reply_to = headers.get("In-Reply-To", "")
+    reply.references = headers.get("References", "")
+    return headers
+
+
+def send_reply_on_commit(reply: Message, to: Route, headers: dict[str, str]) -> None:
+    """Send a saved reply along its route once the transaction commits; a failure flags it with the error."""
+    if to.via == "webhook":
+        assert to.webhook is not None
+        post_on_commit(reply, to.webhook)
+    else:
+        send_on_commit(reply, headers)
+
+
+def webhook_id(message_id: str | None, channel: str) -> str:
+    """The channel's own id of a message stored as <id@channel.webhook>."""
+    suffix = f"@{channel}.webhook>"
+    if message_id and message_id.startswith("<") and message_id.endswith(suffix):
+        return message_id[1 : -len(suffix)]
+    return ""
+
+
+def post_on_commit(reply: Message, channel: WebhookChannel) -> None:
+    """POST a reply to the channel's reply URL after the commit, signed as inbound messages are.
+
+    Body: {"id", "to", "text", "subject", "in_reply_to", "ticket"}; the customer's answer to it threads onto the
+    ticket when it names "id" as its "in_reply_to". A refused connection, a timeout or a 5xx answer is tried
+    again (`WEBHOOK_ATTEMPTS` in all); a 4xx is not. What still fails flags the reply with the error.
+    """
+    payload = {
+        "id": webhook_id(reply.message_id, channel.name),
+        "to": reply.to_addresses[0] if reply.to_addresses else "",
+        "text": reply.body_text,
+        "subject": reply.subject,
+        "in_reply_to": webhook_id(reply.in_reply_to, channel.name),
+        "ticket": reply.ticket.reference,
+    }
+    body = json.dumps(payload, sort_keys=True).encode()
+    request = urllib.request.Request(channel.reply_url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-Accord-Signature": channel.signature(body),
+        "X-Accord-Event": "reply", "X-Accord-Delivery": payload["id"], "User-Agent": "accord-desk",
+    })
+
+    def send() -> None:
+        error: Exception | None = None
+        for attempt in range(WEBHOOK_ATTEMPTS):
+            if attempt:
+                time.sleep(0.5 * 2 ** (attempt - 1))
+            try:
+                with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
+                    if 200 <= response.status < 300:
+                        return
+                    error = OSError(f"HTTP {response.status} from {channel.reply_url}")
+            except urllib.error.HTTPError as e:
+                error = OSError(f"HTTP {e.code} {e.reason} from {channel.reply_url}")
+                if e.code < 500:
+                    break  # the receiver refused this request: the same again would be refused again
+            except urllib.error.URLError as e:  # refused, unreachable
+                error = OSError(f"{e.reason} ({channel.reply_url})")
+            except (OSError, ValueError) as e:  # timed out; ValueError: a malformed URL
+                error = OSError(f"{type(e).__name__}: {e} ({channel.reply_url})")
+        assert error is not None
+        _not_sent(reply, error)
+
+    transaction.on_commit(send)

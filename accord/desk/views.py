@@ -1,8 +1,15 @@
-"""Desk pages: the agent queue, the ticket page, and the public web form."""
+"""Desk pages: the agent queue, the ticket page, and the public web form.
+
+Whatever a person typed survives every error: a refused reply or web form is shown again with the text in its
+box and the error next to the field, never lost in a redirect.
+"""
 
 from __future__ import annotations
 
-from django.contrib import messages
+import datetime as dt
+import math
+
+from django import forms
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -11,9 +18,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accord.lib.views import form_errors, staff_required
+from accord.lib.units import instant, minutes
+from accord.lib.views import staff_required
 
-from . import actions
+from . import actions, outbound
 from .actions import Inbound
 from .filters import TicketFilterSet
 from .forms import ReplyForm, SupportRequestForm, TicketUpdateForm
@@ -21,6 +29,8 @@ from .models import SlaClock, Ticket
 
 WEBFORM_LIMIT = 5  # requests per address per window
 WEBFORM_WINDOW = 600  # seconds
+# An action's ValidationError names the model's field; the form shows it next to its own.
+ACTION_FIELDS = {"body_text": "body"}
 
 
 @staff_required
@@ -36,9 +46,10 @@ def queue(request: HttpRequest) -> HttpResponse:
                                                "now": timezone.now()})
 
 
-@staff_required
-def ticket(request: HttpRequest, pk: int) -> HttpResponse:
-    t = get_object_or_404(Ticket.objects.select_related("account__tier", "contact", "agreement", "assignee", "group"), pk=pk)
+def _ticket_page(
+    request: HttpRequest, t: Ticket, *, reply_form: ReplyForm | None = None,
+    update_form: TicketUpdateForm | None = None, status: int = 200,
+) -> HttpResponse:
     return render(
         request,
         "desk/ticket.html",
@@ -46,12 +57,30 @@ def ticket(request: HttpRequest, pk: int) -> HttpResponse:
             "ticket": t,
             "thread": t.messages.select_related("author_user", "author_contact").prefetch_related("attachments"),
             "clocks": t.clocks.order_by("kind", "cycle"),
-            "reply_form": ReplyForm(),
-            "update_form": TicketUpdateForm(initial={"priority": t.priority, "status": t.status}),
+            "reply_form": reply_form or ReplyForm(),
+            "reply_route": outbound.route(t),
+            "update_form": update_form or TicketUpdateForm(initial={"priority": t.priority, "status": t.status}),
             "now": timezone.now(),
             "running": SlaClock.Status.RUNNING,
         },
+        status=status,
     )
+
+
+@staff_required
+def ticket(request: HttpRequest, pk: int) -> HttpResponse:
+    t = get_object_or_404(Ticket.objects.select_related("account__tier", "contact", "agreement", "assignee", "group"), pk=pk)
+    return _ticket_page(request, t)
+
+
+def _refused(form: forms.Form, error: ValidationError) -> None:
+    """Put an action's refusal next to the field it is about (the whole form when it names none)."""
+    if hasattr(error, "error_dict"):
+        for name, errors in error.error_dict.items():
+            field = ACTION_FIELDS.get(name, name)
+            form.add_error(field if field in form.fields else None, [m for e in errors for m in e.messages])
+    else:
+        form.add_error(None, error.messages)
 
 
 @staff_required
@@ -59,20 +88,19 @@ def ticket(request: HttpRequest, pk: int) -> HttpResponse:
 def reply(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
     form = ReplyForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, form_errors(form))
-        return redirect("desk:ticket", pk=pk)
-    try:
-        if form.cleaned_data["kind"] == "note":
-            actions.do_add_note(t, request.user, form.cleaned_data["body"])  # type: ignore[arg-type]
-            if form.cleaned_data["status"]:
-                actions.do_set_status(t, form.cleaned_data["status"])
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if data["kind"] == "note":
+                actions.do_add_note(t, request.user, data["body"], new_status=data["status"] or None)  # type: ignore[arg-type]
+            else:
+                actions.do_reply(t, request.user, data["body"], new_status=data["status"] or None)  # type: ignore[arg-type]
+        except ValidationError as e:
+            _refused(form, e)
         else:
-            actions.do_reply(t, request.user, form.cleaned_data["body"],  # type: ignore[arg-type]
-                             new_status=form.cleaned_data["status"] or None)
-    except ValidationError as e:
-        messages.error(request, " ".join(e.messages))
-    return redirect("desk:ticket", pk=pk)
+            return redirect("desk:ticket", pk=pk)
+    t.refresh_from_db()
+    return _ticket_page(request, t, reply_form=form, status=400)
 
 
 @staff_required
@@ -80,24 +108,40 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
 def update(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
     form = TicketUpdateForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, form_errors(form))
-        return redirect("desk:ticket", pk=pk)
-    data = form.cleaned_data
-    try:
-        if data.get("priority") and data["priority"] != t.priority:
-            actions.do_set_priority(t, data["priority"])
-        if data.get("status") and data["status"] != t.status:
-            actions.do_set_status(t, data["status"])
-        if data.get("assign_to_me"):
-            Ticket.objects.filter(pk=pk).update(assignee=request.user)
-    except ValidationError as e:
-        messages.error(request, " ".join(e.messages))
-    return redirect("desk:ticket", pk=pk)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if data.get("priority") and data["priority"] != t.priority:
+                actions.do_set_priority(t, data["priority"])
+            if data.get("status") and data["status"] != t.status:
+                actions.do_set_status(t, data["status"])
+            if data.get("assign_to_me"):
+                Ticket.objects.filter(pk=pk).update(assignee=request.user)
+        except ValidationError as e:
+            _refused(form, e)
+        else:
+            return redirect("desk:ticket", pk=pk)
+    t.refresh_from_db()
+    return _ticket_page(request, t, update_form=form, status=400)
 
 
 def _client_ip(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR", "unknown"))
+
+
+def _limited(request: HttpRequest, since: float) -> HttpResponse:
+    """The form again, with what the person wrote, saying when they can send it."""
+    now = timezone.now()
+    wait = max(1, math.ceil(since + WEBFORM_WINDOW - now.timestamp()))
+    again = now + dt.timedelta(seconds=wait)
+    kept = {name: request.POST.get(name, "") for name in ("name", "email", "subject", "message")}
+    form = SupportRequestForm(initial={**kept, "token": SupportRequestForm.new_token()})
+    response = render(request, "desk/support_form.html", {
+        "form": form, "limited": True, "limit": WEBFORM_LIMIT, "window": minutes(WEBFORM_WINDOW / 60),
+        "wait": minutes(math.ceil(wait / 60)), "again": instant(again, timezone.get_current_timezone(), "%H:%M"),
+    }, status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def support_form(request: HttpRequest) -> HttpResponse:
@@ -105,10 +149,9 @@ def support_form(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         key = f"desk:webform:{_client_ip(request)}"
         count = cache.get_or_set(key, 0, WEBFORM_WINDOW)
+        since = cache.get_or_set(f"{key}:since", timezone.now().timestamp(), WEBFORM_WINDOW)
         if count is not None and count >= WEBFORM_LIMIT:
-            response = render(request, "desk/support_form.html", {"form": None, "limited": True}, status=429)
-            response["Retry-After"] = str(WEBFORM_WINDOW)
-            return response
+            return _limited(request, float(since or timezone.now().timestamp()))
         data = request.POST.copy()
         form = SupportRequestForm(data)
         if form.is_valid():
@@ -118,9 +161,7 @@ def support_form(request: HttpRequest) -> HttpResponse:
                 Inbound(channel=Ticket.Channel.WEB, subject=d["subject"], body_text=d["message"],
                         from_address=d["email"], from_name=d["name"])
             )
-            from .outbound import queue_acknowledgement
-
-            queue_acknowledgement(new, new.first_message, new.new_clocks)  # type: ignore[attr-defined]
+            outbound.queue_acknowledgement(new, new.first_message, new.new_clocks)  # type: ignore[attr-defined]
             return render(request, "desk/support_form.html", {"done": new})
         # A fresh token in the re-rendered form, so a person who fixes an error can send it again.
         data["token"] = SupportRequestForm.new_token()

@@ -15,9 +15,11 @@ the CLI and the e-mails:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
@@ -168,3 +170,18 @@ def significant(value: float | None, digits: int = 4) -> float | None:
     if value is None or not math.isfinite(value) or value == 0:
         return value
     return float(f"{value:.{digits}g}")
+
+
+def instant(value: dt.datetime, zone: str | dt.tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An aware instant as wall-clock time in a zone, with the zone named: "2026-11-23 05:30 EST (America/New_York)".
+
+    The abbreviation alone is ambiguous (CST is three zones) and the IANA name alone is hard to read, so both are
+    given when they differ; UTC is just "UTC".
+    """
+    tz = ZoneInfo(zone) if isinstance(zone, str) else zone
+    local = value.astimezone(tz)
+    name = getattr(tz, "key", None) or str(tz)
+    abbreviation = local.tzname() or name
+    if name == abbreviation or name in ("UTC", "Etc/UTC"):
+        return f"{local.strftime(fmt)} {abbreviation}"
+    return f"{local.strftime(fmt)} {abbreviation} ({name})"

@@ -59,7 +59,7 @@ def test_the_web_form_opens_a_ticket_for_the_known_contact_and_confirms(
     [
         ({"website": "http://spam.example"}, "Please leave this field empty."),
         ({"email": "not-an-address"}, "Enter a valid email address."),
-        ({"message": ""}, "This field is required."),
+        ({"message": ""}, "Please write your message."),
         ({"token": "forged"}, "This form is not valid"),
     ],
 )

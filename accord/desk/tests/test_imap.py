@@ -5,12 +5,14 @@ from __future__ import annotations
 import imaplib
 import time
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from accord.desk import imap
 from accord.desk.models import Mailbox, Message, Ticket
+from accord.lib.smtp import SmtpSink
 
 from .conftest import Desk, Imap
 from .test_mail import email
@@ -57,6 +59,25 @@ def test_polling_stores_new_mail_and_only_then_marks_it_seen(desk: Desk, dovecot
     assert (again.stored, again.duplicates) == (0, 0)  # nothing unseen left
     box.refresh_from_db()
     assert box.last_polled_at is not None and box.last_error == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_polling_acknowledges_new_tickets_as_they_arrive(desk: Desk, dovecot: Imap, settings: Any) -> None:
+    append(dovecot, email(subject="First", message_id="<a1@g.example>"),
+           email(subject="Out of office", message_id="<a2@g.example>", Auto_Submitted="auto-replied"),
+           email(subject="Re: First", message_id="<a3@g.example>", In_Reply_To="<a1@g.example>"))
+    mailbox_for(dovecot)
+    with SmtpSink() as smtp:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = smtp.host, smtp.port
+        out = StringIO()
+        call_command("desk", "poll-imap", stdout=out)
+        received = smtp.wait_for(1)
+    # One new ticket from a person: acknowledged; the auto-reply and the answer on the same ticket are not.
+    assert out.getvalue().strip() == "support: stored 3, duplicates 0, flagged 0, acknowledgements sent 1 (ok)"
+    (_sender, to, sent), = received
+    assert to == ["grace@globetrotter.example"] and sent["Auto-Submitted"] == "auto-replied"
+    assert Ticket.objects.get(subject="First").reference in sent["Subject"]
 
 
 def test_a_message_marked_unseen_again_is_not_stored_twice(desk: Desk, dovecot: Imap) -> None:

@@ -42,7 +42,7 @@ def test_a_new_mail_opens_a_ticket_for_the_known_contact_and_acknowledges_it(
     desk: Desk, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        result = mail.store(email(), source="test")
+        result = mail.store(email(), source="test", acknowledge=True)
     ticket = result.ticket
     assert ticket is not None and not result.duplicate and not result.flagged
     assert (ticket.account, ticket.contact, ticket.channel) == (desk.account, desk.contact, "email")
@@ -51,7 +51,7 @@ def test_a_new_mail_opens_a_ticket_for_the_known_contact_and_acknowledges_it(
     assert [m.to for m in django_mail.outbox] == [["grace@globetrotter.example"]]
     ack = django_mail.outbox[0]
     assert ticket.reference in ack.subject and ticket.reference in ack.body
-    assert "within 1 business hour" in ack.body  # the platinum agreement's normal first response
+    assert "within 1 h of our business hours" in ack.body  # the platinum agreement's normal first response
     assert ack.extra_headers["Auto-Submitted"] == "auto-replied"
     assert ack.extra_headers["In-Reply-To"] == inbound.message_id
     # The acknowledgement is not a response: the first-response clock still runs.
@@ -112,14 +112,15 @@ def test_auto_replies_are_stored_but_never_acknowledged(
     desk: Desk, headers: dict[str, str], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        result = mail.store(email(**headers))
+        result = mail.store(email(**headers), acknowledge=True)
     assert result.message is not None and result.message.auto_generated
     assert django_mail.outbox == []
 
 
 def test_a_bounce_from_the_mailer_daemon_is_not_acknowledged(desk: Desk, django_capture_on_commit_callbacks: Any) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        mail.store(email(sender="MAILER-DAEMON@mx.example", subject="Undelivered Mail Returned to Sender"))
+        mail.store(email(sender="MAILER-DAEMON@mx.example", subject="Undelivered Mail Returned to Sender"),
+                   acknowledge=True)
     assert django_mail.outbox == []
 
 
@@ -152,22 +153,48 @@ def test_import_mime_reads_eml_mbox_and_maildir_and_ends_with_a_summary(desk: De
     out, err = StringIO(), StringIO()
     call_command("desk", "import-mime", str(tmp_path / "one.eml"), str(tmp_path / "archive.mbox"),
                  str(tmp_path / "Maildir"), stdout=out, stderr=err)
-    assert out.getvalue().strip() == "stored 5, duplicates 1, flagged 1"
+    assert out.getvalue().strip() == "stored 5, duplicates 1, flagged 1, acknowledgements sent 0"
     assert "flagged" in err.getvalue() and Ticket.objects.count() == 5
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_real_command_is_idempotent_and_sends_acknowledgements_over_smtp(desk: Desk, tmp_path: Path) -> None:
-    for i in range(4):
-        (tmp_path / f"{i}.eml").write_bytes(email(subject=f"Question {i}", message_id=f"<q{i}@globetrotter.example>"))
+def test_the_real_command_writes_to_no_old_sender_unless_asked_and_is_idempotent(desk: Desk, tmp_path: Path) -> None:
+    archive, live = tmp_path / "archive", tmp_path / "live"
+    for folder in (archive, live):
+        folder.mkdir()
+        for i in range(4):
+            (folder / f"{i}.eml").write_bytes(email(subject=f"Question {i}", message_id=f"<{folder.name}{i}@globetrotter.example>"))
     with SmtpSink() as smtp:
         env = subprocess_env(ACCORD_SMTP_HOST=smtp.host, ACCORD_SMTP_PORT=str(smtp.port))
-        first = subprocess.run([*accord_command(), "desk", "import-mime", str(tmp_path)], env=env, capture_output=True, text=True)
-        again = subprocess.run([*accord_command(), "desk", "import-mime", str(tmp_path)], env=env, capture_output=True, text=True)
+        archived = subprocess.run([*accord_command(), "desk", "import-mime", str(archive)], env=env, capture_output=True, text=True)
+        # The process has ended, and with it every send it made: an archive import writes to nobody.
+        assert smtp.messages == []
+        first = subprocess.run([*accord_command(), "desk", "import-mime", "--acknowledge", str(live)], env=env,
+                               capture_output=True, text=True)
+        again = subprocess.run([*accord_command(), "desk", "import-mime", "--acknowledge", str(live)], env=env,
+                               capture_output=True, text=True)
         received = smtp.wait_for(4, timeout=30)
-    assert first.returncode == 0 and first.stdout.strip() == "stored 4, duplicates 0, flagged 0", first.stderr
-    assert again.stdout.strip() == "stored 0, duplicates 4, flagged 0"
+    assert archived.returncode == 0, archived.stderr
+    assert archived.stdout.strip() == "stored 4, duplicates 0, flagged 0, acknowledgements sent 0"
+    assert first.returncode == 0 and first.stdout.strip() == "stored 4, duplicates 0, flagged 0, acknowledgements sent 4", first.stderr
+    assert again.stdout.strip() == "stored 0, duplicates 4, flagged 0, acknowledgements sent 0"
     assert len(received) == 4
     assert all(m["Auto-Submitted"] == "auto-replied" and "ACC-" in m["Subject"] for _f, _t, m in received)
+    assert Ticket.objects.count() == 8
     missing = subprocess.run([*accord_command(), "desk", "import-mime", str(tmp_path / "nope")], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_acknowledgement_that_cannot_be_sent_is_counted_and_the_command_fails(desk: Desk, tmp_path: Path) -> None:
+    from accord.lib.smtp import free_port
+
+    (tmp_path / "one.eml").write_bytes(email(message_id="<down@globetrotter.example>"))
+    env = subprocess_env(ACCORD_SMTP_HOST="127.0.0.1", ACCORD_SMTP_PORT=str(free_port()))  # nothing listens there
+    run = subprocess.run([*accord_command(), "desk", "import-mime", "--acknowledge", str(tmp_path)], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stdout.strip() == "stored 1, duplicates 0, flagged 0, acknowledgements sent 0, acknowledgements not sent 1"
+    assert "could not be sent" in run.stderr
+    ack = Message.objects.get(kind="reply", auto_generated=True)
+    assert ack.flagged and ack.flag_reason.startswith("not sent:")

@@ -32,8 +32,10 @@ MONDAY = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)  # London working hours
 TUESDAY = MONDAY + dt.timedelta(days=1)
 
 
-def import_all(items: Iterable[tuple[str, bytes]], batch: int = mail.BATCH_MESSAGES) -> list[mail.StoreResult]:
-    return [result for _source, result in mail.store_many(items, batch=batch)]
+def import_all(
+    items: Iterable[tuple[str, bytes]], batch: int = mail.BATCH_MESSAGES, acknowledge: bool = False
+) -> list[mail.StoreResult]:
+    return [result for _source, result in mail.store_many(items, batch=batch, acknowledge=acknowledge)]
 
 
 def next_ticket_pk() -> int:
@@ -55,7 +57,7 @@ def test_a_message_and_its_replies_in_one_batch_thread_onto_one_ticket(
     desk: Desk, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        results = import_all([
+        results = import_all(acknowledge=True, items=[
             ("a.eml", email(message_id="<one@globetrotter.example>")),
             ("b.eml", email(subject="Re: x", message_id="<two@globetrotter.example>",
                             In_Reply_To="<one@globetrotter.example>")),
@@ -73,7 +75,7 @@ def test_a_message_and_its_replies_in_one_batch_thread_onto_one_ticket(
     assert all(m.author_contact == desk.contact and m.raw is not None for m in ticket.messages.filter(kind="inbound"))
     # One acknowledgement, for the new ticket only, quoting the promised first response.
     assert [m.to for m in django_mail.outbox] == [["grace@globetrotter.example"]]
-    assert ticket.reference in django_mail.outbox[0].subject and "within 1 business hour" in django_mail.outbox[0].body
+    assert ticket.reference in django_mail.outbox[0].subject and "within 1 h of our business hours" in django_mail.outbox[0].body
     first = ticket.clocks.get(kind="first_response")
     assert first.status == "running" and not ticket.clocks.filter(kind="next_response").exists()
     ticket.refresh_from_db()
@@ -262,7 +264,8 @@ def _existing_tickets(desk: Desk) -> dict[str, Ticket]:
     with time_machine.travel(MONDAY, tick=False):
         for name in ("pending", "solved", "closed", "answered", "stranger"):
             sender = "Bob <bob@nowhere.example>" if name == "stranger" else "Grace Hopper <grace@globetrotter.example>"
-            stored = mail.store(email(subject=f"The {name} one", sender=sender, message_id=f"<{name}@x.example>"))
+            stored = mail.store(email(subject=f"The {name} one", sender=sender, message_id=f"<{name}@x.example>"),
+                                acknowledge=True)
             assert stored.ticket is not None
             tickets[name] = stored.ticket
         actions.do_reply(tickets["pending"], desk.agent, "Your PNR?", at=MONDAY + dt.timedelta(minutes=10),
@@ -360,8 +363,8 @@ def test_a_batch_import_stores_exactly_what_storing_one_by_one_stores(
         finally:
             transaction.savepoint_rollback(savepoint)
 
-    one_by_one = run(lambda items: [mail.store(raw, source=source) for source, raw in items])
-    batched = run(lambda items: import_all(items, batch=batch))
+    one_by_one = run(lambda items: [mail.store(raw, source=source, acknowledge=True) for source, raw in items])
+    batched = run(lambda items: import_all(items, batch=batch, acknowledge=True))
     assert batched == one_by_one, _first_difference(batched, one_by_one)
     # And the scenario did what it is meant to cover.
     snapshot, outcome = batched
@@ -370,6 +373,7 @@ def test_a_batch_import_stores_exactly_what_storing_one_by_one_stores(
     assert any(c[0] == "resolution" and c[1] == 2 for t in snapshot["tickets"] for c in t[-1])  # reopened
     assert any(c[7] for t in snapshot["tickets"] for c in t[-1])  # a pause recorded when pending resumed
     assert sum(1 for d, *_ in outcome if d) == 2
+    assert len(snapshot["sent"]) >= 5  # acknowledgements were compared too (the earlier tickets' and the new ones')
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -103,3 +104,13 @@ def test_a_bad_unit_setting_stops_the_start_with_its_name(name: str, value: str,
     result = subprocess.run([sys.executable, "-c", "import accord.settings"], capture_output=True, text=True,
                             env={**os.environ, name: value}, timeout=60)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_an_instant_names_its_zone() -> None:
+    t = dt.datetime(2026, 11, 23, 10, 30, tzinfo=dt.UTC)
+    assert units.instant(t, "America/New_York") == "2026-11-23 05:30 EST (America/New_York)"
+    assert units.instant(t, "Europe/London") == "2026-11-23 10:30 GMT (Europe/London)"
+    assert units.instant(t, "UTC") == "2026-11-23 10:30 UTC"
+    assert units.instant(t, dt.UTC) == "2026-11-23 10:30 UTC"
+    summer = dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.UTC)
+    assert units.instant(summer, "Europe/London", "%a %d %b %Y %H:%M") == "Wed 01 Jul 2026 10:00 BST (Europe/London)"

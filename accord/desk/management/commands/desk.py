@@ -11,37 +11,41 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accord.desk import imap, mail
+from accord.desk import imap, mail, outbound
 from accord.desk.models import Mailbox
 
 
 class Command(BaseCommand):
-    help = "Service desk tools: `import-mime PATH...` stores raw e-mails; `poll-imap` fetches mailboxes."
+    help = ("Service desk tools: `import-mime PATH... [--acknowledge]` stores raw e-mails (acknowledging none unless "
+            "asked); `poll-imap` fetches mailboxes and acknowledges new tickets.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         imp = sub.add_parser("import-mime", help="import .eml files, mbox files or Maildirs")
         imp.add_argument("paths", nargs="+", type=Path)
         imp.add_argument("--progress", action="store_true", help="show a progress bar even when not on a TTY")
+        imp.add_argument("--acknowledge", action="store_true",
+                         help="send the auto-acknowledgement for each message that opens a ticket (for mail that "
+                              "arrives now; off by default: archived mail is from people who wrote long ago)")
         poll = sub.add_parser("poll-imap", help="fetch unseen mail from the configured mailboxes")
         poll.add_argument("--mailbox", action="append", default=[], help="only this mailbox (repeatable)")
         poll.add_argument("--loop", type=float, default=0, help="poll every N seconds until stopped")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "import-mime":
-            self._import(options["paths"], options["progress"])
+            self._import(options["paths"], options["progress"], options["acknowledge"])
         else:
             self._poll(options["mailbox"], options["loop"])
 
-    def _import(self, paths: list[Path], progress: bool) -> None:
+    def _import(self, paths: list[Path], progress: bool, acknowledge: bool) -> None:
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise CommandError(f"No such file or directory: {', '.join(missing)}")
-        stored = duplicates = flagged = 0
+        stored = duplicates = flagged = sent = not_sent = 0
         bar = tqdm(unit="msg", disable=not (progress or sys.stderr.isatty()), file=sys.stderr)
         for path in paths:
             try:
-                for source, outcome in mail.store_many(mail.iter_raw_messages(path)):
+                for source, outcome in mail.store_many(mail.iter_raw_messages(path), acknowledge=acknowledge):
                     if outcome.duplicate:
                         duplicates += 1
                     else:
@@ -49,11 +53,24 @@ class Command(BaseCommand):
                         if outcome.flagged:
                             flagged += 1
                             self.stderr.write(f"flagged {source}: {outcome.message.flag_reason if outcome.message else ''}")
+                    # Results come once their batch has committed: its acknowledgements have been sent or flagged.
+                    if outcome.acknowledgement is not None:
+                        if outbound.was_sent(outcome.acknowledgement):
+                            sent += 1
+                        else:
+                            not_sent += 1
+                            self.stderr.write(f"acknowledgement not sent for {source} "
+                                              f"(ticket {outcome.ticket.reference if outcome.ticket else '?'})")
                     bar.update()
             except OSError as e:
                 raise CommandError(f"{path}: {e}") from e
         bar.close()
-        self.stdout.write(f"stored {stored}, duplicates {duplicates}, flagged {flagged}")
+        failed = f", acknowledgements not sent {not_sent}" if not_sent else ""
+        self.stdout.write(f"stored {stored}, duplicates {duplicates}, flagged {flagged}, acknowledgements sent {sent}"
+                          f"{failed}")
+        if not_sent:
+            raise CommandError(f"{not_sent} acknowledgement(s) could not be sent; each is flagged with the error on "
+                               f"its ticket (the messages themselves are stored)")
 
     def _poll(self, names: list[str], loop: float) -> None:
         boxes = Mailbox.objects.filter(enabled=True)
@@ -67,7 +84,10 @@ class Command(BaseCommand):
             for box in boxes:
                 r = imap.poll(box)
                 status = f"error {r.error}" if r.error else "ok"
-                self.stdout.write(f"{box.name}: stored {r.stored}, duplicates {r.duplicates}, flagged {r.flagged} ({status})")
+                acks = f"acknowledgements sent {r.acknowledged}" + (
+                    f", acknowledgements not sent {r.not_acknowledged}" if r.not_acknowledged else "")
+                self.stdout.write(f"{box.name}: stored {r.stored}, duplicates {r.duplicates}, flagged {r.flagged}, {acks} "
+                                  f"({status})")
                 failed = failed or bool(r.error)
             if not loop:
                 if failed:
