@@ -26,7 +26,7 @@ from accord.customers.models import Account, Contact, ContactPoint
 from accord.lib.db import bulk_update_rows
 
 from . import actions, clocks, outbound, worker
-from .mail import REFERENCE_RE, Prepared, StoreResult, attachments, thread_ids
+from .mailparse import REFERENCE_RE, Prepared, StoreResult, attachments, thread_ids
 from .models import Attachment, Message, RawMessage, SlaClock, Ticket
 
 IN_CHUNK = 500  # values per IN (...) look-up

@@ -20,7 +20,7 @@ from django.db.models import Max
 
 from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
-from accord.desk import actions, mail
+from accord.desk import actions, mail, mailparse
 from accord.desk.models import Message, RawMessage, SlaClock, Ticket
 
 from .conftest import Desk, support_objectives
@@ -33,7 +33,7 @@ TUESDAY = MONDAY + dt.timedelta(days=1)
 
 
 def import_all(
-    items: Iterable[tuple[str, bytes]], batch: int = mail.BATCH_MESSAGES, acknowledge: bool = False
+    items: Iterable[tuple[str, bytes]], batch: int = mailparse.BATCH_MESSAGES, acknowledge: bool = False
 ) -> list[mail.StoreResult]:
     return [result for _source, result in mail.store_many(items, batch=batch, acknowledge=acknowledge)]
 
@@ -189,9 +189,9 @@ def test_parsing_once_per_header_value_reads_what_the_standard_policy_reads(monk
     with_attachment.add_alternative("<p>see attached</p>", subtype="html")
     with_attachment.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="trip.pdf")
     samples.append(with_attachment.as_bytes())
-    ours = [mail.parse(raw) for raw in samples + samples]  # the second time from the cache
-    monkeypatch.setattr(mail, "_PARSER", BytesParser(policy=policy.default))
-    standard = [mail.parse(raw) for raw in samples + samples]
+    ours = [mailparse.parse(raw) for raw in samples + samples]  # the second time from the cache
+    monkeypatch.setattr(mailparse, "_PARSER", BytesParser(policy=policy.default))
+    standard = [mailparse.parse(raw) for raw in samples + samples]
     assert ours == standard
     assert ours[-1].attachments == [("trip.pdf", "application/pdf", b"%PDF-1.4")]
 

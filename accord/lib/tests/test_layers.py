@@ -62,6 +62,8 @@ def imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
             else:
                 module = node.module or ""
             found.append((node.lineno, module))
+            # `from package import name`: the name may be a module of the package (`from . import mail`)
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names if alias.name != "*"]
     return found
 
 
@@ -75,10 +77,12 @@ def violations(layers: dict[str, int], files: list[Path], root: Path = ROOT) -> 
     for path in files:
         own = app_of(module_name(path, root))
         assert own is not None
+        seen = set()
         for line, module in imports(path, root):
             other = app_of(module)
-            if other is None or other == own:
+            if other is None or other == own or (line, other) in seen:
                 continue
+            seen.add((line, other))
             where = f"{path.relative_to(root)}:{line}"
             if own == TOP:
                 continue  # the project composes every app
@@ -119,4 +123,65 @@ def test_relative_imports_are_resolved_to_their_app(tmp_path: Path) -> None:
     probe = tmp_path / "accord" / "customers" / "sub" / "probe.py"
     probe.parent.mkdir(parents=True)
     probe.write_text("from ...desk import models\nfrom ..models import Account\n", encoding="utf-8")
-    assert imports(probe, tmp_path) == [(1, "accord.desk"), (2, "accord.customers.models")]
+    assert imports(probe, tmp_path) == [(1, "accord.desk"), (1, "accord.desk.models"), (2, "accord.customers.models"),
+                                        (2, "accord.customers.models.Account")]
+
+
+def cycles(files: list[Path], root: Path = ROOT) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a circle (any import, anywhere)."""
+    names = {module_name(p, root) for p in files}
+    graph: dict[str, set[str]] = {}
+    for path in files:
+        own = module_name(path, root)
+        targets = set()
+        for _line, module in imports(path, root):
+            # `from package import module` names a module too: take the longest known prefix
+            parts = module.split(".")
+            for n in range(len(parts), 1, -1):
+                if ".".join(parts[:n]) in names:
+                    targets.add(".".join(parts[:n]))
+                    break
+        graph[own] = targets - {own}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_modules_import_each_other_round_a_circle() -> None:
+    packages = {module_name(p) for p in code_files() if p.name == "__init__.py"}
+    assert [c for c in cycles(code_files()) if not set(c) & packages] == []
+
+
+def test_the_cycle_check_finds_a_circle_through_a_function_import(tmp_path: Path) -> None:
+    app = tmp_path / "accord" / "desk"
+    app.mkdir(parents=True)
+    (app / "a.py").write_text("from . import b\n", encoding="utf-8")
+    (app / "b.py").write_text("def f():\n    from .a import x\n", encoding="utf-8")
+    (app / "c.py").write_text("from .a import y\n", encoding="utf-8")
+    files = [app / "a.py", app / "b.py", app / "c.py"]
+    assert cycles(files, tmp_path) == [["accord.desk.a", "accord.desk.b"]]
