@@ -494,8 +494,8 @@ class IndicatorsSerializer(serializers.Serializer):
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
-    utilisation = serializers.FloatField(allow_null=True, help_text="Busy time over capacity time (needs "
-                                                                    "service and pool).")
+    utilisation = serializers.FloatField(allow_null=True, help_text="Busy time over capacity time, 0 to 1 "
+                                                                    "(needs service and pool).")
     in_flight = serializers.IntegerField(allow_null=True)
     waiting = serializers.IntegerField(allow_null=True)
 

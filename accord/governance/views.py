@@ -26,7 +26,7 @@ from accord.lib.views import staff_required
 
 from . import charts, engine
 from .api import MAX_OVERRIDE_MINUTES, current_override, live_overrides, policy_status, state_of
-from .indicators import budget_status, runtime_objectives
+from .indicators import budget_status, runtime_objectives, slot_busy_ms
 from .models import AuditEvent, Policy
 
 LIVE_SECONDS = 15 * 60
@@ -124,14 +124,15 @@ def latency_by_tier(now: dt.datetime) -> dict[str, list[tuple[float, float | Non
 
 
 def utilisation_by_pool(now: dt.datetime) -> dict[str, list[tuple[float, float | None]]]:
-    """Busy time over capacity time per pool per bucket over the last 15 minutes, summed over workers."""
+    """Busy time over capacity time per pool per bucket over the last 15 minutes, summed over workers: the
+    policies' `pool(...).utilisation` over each bucket (the same rows, the same `slot_busy_ms`)."""
     start, end = live_window(now)
     sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
     for at, service, pool, busy, interval, capacity in LivePool.objects.filter(
             at__gte=_when(start), at__lte=now).values_list("at", "service", "pool", "busy_ms", "interval_ms",
                                                            "capacity"):
         acc = sums[f"{service}/{pool}"][_epoch(at) // BUCKET_SECONDS * BUCKET_SECONDS]
-        acc[0] += busy
+        acc[0] += slot_busy_ms(busy, interval, capacity)
         acc[1] += interval * capacity
     buckets = range(start, end, BUCKET_SECONDS)
     return {name: [(b + BUCKET_SECONDS / 2, (per[b][0] / per[b][1]) if b in per and per[b][1] else None)
