@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.governance.scenario import Config, report_text, run_live, run_scenario
+from accord.governance.scenario import MAX_DURATION, MIN_DURATION, Config, report_text, run_live, run_scenario
 
 
 class Command(BaseCommand):
@@ -24,11 +24,19 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
         parser.add_argument("--live", action="store_true",
                             help="run the with-policy profile over and over until stopped (for the dashboard)")
+        parser.add_argument("--clear-below", type=float, default=Config.clear_below,
+                            help="primary pool utilisation (0-1) under which the policy switches platinum back; "
+                                 "0 never does, which the check must catch")
 
     def handle(self, *args: Any, **options: Any) -> None:
         duration = options["duration"]
-        if not 12 <= duration <= 3600:
-            raise CommandError("--duration must be between 12 and 3600 seconds")
+        if not MIN_DURATION <= duration <= MAX_DURATION:
+            raise CommandError(f"--duration must be between {MIN_DURATION:g} and {MAX_DURATION:g} seconds "
+                               f"(got {duration:g})")
+        config = Config(duration=duration, clear_below=options["clear_below"])
+        if not 0 <= config.clear_below < config.threshold:
+            raise CommandError(f"--clear-below must be from 0 to below the switch-on threshold {config.threshold:g} "
+                               f"(got {config.clear_below:g})")
         as_json = options["json"]
 
         def say(line: str) -> None:
@@ -40,11 +48,11 @@ class Command(BaseCommand):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
             say("running the RTA profile with the policy until stopped; watch /governance/")
-            cycles = run_live(Config(duration=duration), say, stop)
+            cycles = run_live(config, say, stop)
             say(f"stopped after {cycles} cycle(s)")
             return
         try:
-            report = run_scenario(Config(duration=duration), say)
+            report = run_scenario(config, say)
         except RuntimeError as e:
             raise CommandError(str(e)) from e
         if as_json:
