@@ -24,7 +24,7 @@ import yaml
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import DataError, IntegrityError, models, transaction
-from django.db.models import ProtectedError, RestrictedError
+from django.db.models import ProtectedError, Q, RestrictedError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
@@ -908,7 +908,7 @@ def partner_dict(name: str, provider: str, availability: Decimal, services: Iter
 
 
 def partner_dict_from_db(p: PartnerService) -> dict[str, Any]:
-    return partner_dict(p.name, p.provider, p.promised_availability, [s.name for s in p.services.all()])
+    return partner_dict(p.name, p.provider, p.promised_availability, [s.name for s in p.services.all() if not s.simulated])
 
 
 def _objective_dict(
@@ -1306,28 +1306,41 @@ def policy_dict_from_db(p: Any) -> dict[str, Any]:
 
 
 def export_data() -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Everything the manifest covers, in canonical form, and notes on what could not be exported."""
+    """Everything the manifest covers, in canonical form, and notes on what could not be exported.
+
+    Rows a scenario made up (`simulated`, e.g. by `accord scenario rta`) are no part of the business's
+    configuration and are left out, with a note saying how many."""
     notes = []
     agreements = []
-    for a in (
-        Agreement.objects.order_by("name").select_related("tier", "account", "calendar").prefetch_related("services")
-    ):
+    rows = Agreement.objects.order_by("name").select_related("tier", "account", "calendar").prefetch_related("services")
+    for a in rows.filter(simulated=False).exclude(account__simulated=True):
         if a.account is not None and not a.account.external_id:
             notes.append(f"agreement '{a.name}' is left out: its account '{a.account}' has no external id to name it by")
             continue
         agreements.append(agreement_dict_from_db(a))
+    left_out = {
+        "calendars": BusinessCalendar.objects.filter(simulated=True).count(),
+        "tiers": Tier.objects.filter(simulated=True).count(),
+        "services": Service.objects.filter(simulated=True).count(),
+        "agreements": rows.filter(Q(simulated=True) | Q(account__simulated=True)).count(),
+        "policies": _policies().filter(simulated=True).count(),
+    }
+    if any(left_out.values()):
+        notes.append("left out as simulated (made up by `accord scenario rta`; `accord scenario clean` removes them): "
+                     + ", ".join(f"{n} {kind}" for kind, n in left_out.items() if n))
     data = {
-        "calendars": [calendar_dict_from_db(c) for c in BusinessCalendar.objects.order_by("name")],
-        "tiers": [tier_dict(t) for t in Tier.objects.order_by("rank")],
+        "calendars": [calendar_dict_from_db(c) for c in BusinessCalendar.objects.filter(simulated=False).order_by("name")],
+        "tiers": [tier_dict(t) for t in Tier.objects.filter(simulated=False).order_by("rank")],
         "services": [
             service_dict_from_db(s)
-            for s in Service.objects.order_by("name").prefetch_related("operations", "pools__endpoints")
+            for s in Service.objects.filter(simulated=False).order_by("name").prefetch_related(
+                "operations", "pools__endpoints")
         ],
         "partners": [
             partner_dict_from_db(p) for p in PartnerService.objects.order_by("name").prefetch_related("services")
         ],
         "agreements": agreements,
-        "policies": [policy_dict_from_db(p) for p in _policies()],
+        "policies": [policy_dict_from_db(p) for p in _policies().filter(simulated=False)],
     }
     return data, notes
 

@@ -26,7 +26,8 @@ from .models import Account, Commitment, Contact, ContactPoint, Tier, TierChange
 class TierSerializer(StrictSerializer):
     class Meta:
         model = Tier
-        fields = ["id", "name", "rank", "min_commitment", "min_revenue_12m", "match", "description"]
+        fields = ["id", "name", "rank", "min_commitment", "min_revenue_12m", "match", "description", "simulated"]
+        read_only_fields = ["simulated"]
 
 
 class AccountSerializer(StrictSerializer):
@@ -40,8 +41,9 @@ class AccountSerializer(StrictSerializer):
         model = Account
         fields = [
             "id", "external_id", "name", "kind", "owner", "timezone", "revenue_12m", "cost_to_serve_12m",
-            "tier", "committed_amount", "created_at", "updated_at",
+            "tier", "committed_amount", "simulated", "created_at", "updated_at",
         ]
+        read_only_fields = ["simulated"]
 
     @extend_schema_field(serializers.DecimalField(max_digits=14, decimal_places=2))
     def get_committed_amount(self, obj: Account) -> str:
@@ -158,7 +160,7 @@ class TierViewSet(viewsets.ModelViewSet):
     queryset = Tier.objects.all()
     serializer_class = TierSerializer
     ordering_fields = ["rank", "name"]
-    filterset_fields = ["name", "match"]
+    filterset_fields = ["name", "match", "simulated"]
 
 
 class AccountViewSet(viewsets.ModelViewSet):

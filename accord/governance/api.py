@@ -221,6 +221,8 @@ class PolicySerializer(serializers.Serializer):
         child=serializers.DictField(), required=False, max_length=20,
         help_text='[{"url": ..., "secret": ...}]; secrets are write-only and kept when an update omits them.',
     )
+    simulated = serializers.BooleanField(read_only=True, help_text="Created by a scenario (accord scenario rta); "
+                                         "`accord scenario clean` removes it.")
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
     state = serializers.SerializerMethodField()
@@ -308,7 +310,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
     serializer_class = PolicySerializer
     lookup_field = "name"
     lookup_value_regex = NAME_REGEX
-    filterset_fields = ["enabled", "mode", "action"]
+    filterset_fields = ["enabled", "mode", "action", "simulated"]
     ordering_fields = ["name", "priority", "created_at"]
 
     def get_queryset(self) -> QuerySet[Policy]:
@@ -424,17 +426,20 @@ class BudgetSerializer(serializers.Serializer):
     budget = serializers.FloatField(help_text="The share of requests allowed to be bad.")
     consumed = serializers.FloatField(allow_null=True, help_text="Share of the budget spent (may exceed 1).")
     remaining = serializers.FloatField(allow_null=True)
+    simulated = serializers.BooleanField(help_text="An agreement of a scenario's simulated account.")
 
 
 class SloQuerySerializer(serializers.Serializer):
     agreement = serializers.CharField(required=False, max_length=200)
     account = serializers.CharField(required=False, max_length=100)
     tier = serializers.CharField(required=False, max_length=80)
+    simulated = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 def budget_dict(objective: Any, now: dt.datetime) -> dict[str, Any]:
     data = {k: _finite(v) for k, v in budget_status(objective, now).as_dict().items()}
-    return {"id": objective.pk, **data, "scope": objective_scope(objective)}
+    return {"id": objective.pk, **data, "scope": objective_scope(objective),
+            "simulated": objective.agreement.simulated}
 
 
 class SloViewSet(viewsets.GenericViewSet):
@@ -451,6 +456,8 @@ class SloViewSet(viewsets.GenericViewSet):
         OpenApiParameter("account", str, description="An account's external id: the objectives of the "
                                                      "agreement that applies to it today."),
         OpenApiParameter("tier", str, description="A tier's name: the objectives of its agreements."),
+        OpenApiParameter("simulated", bool, description="true: only the agreements of a scenario's simulated "
+                                                        "accounts; false: only real ones."),
     ])
     def list(self, request: Request) -> Response:
         query = SloQuerySerializer(data=request.query_params)
@@ -461,6 +468,8 @@ class SloViewSet(viewsets.GenericViewSet):
             qs = qs.filter(agreement__name=q["agreement"])
         if q.get("tier"):
             qs = qs.filter(agreement__tier__name=q["tier"])
+        if q.get("simulated") is not None:
+            qs = qs.filter(agreement__simulated=q["simulated"])
         if q.get("account"):
             account = Account.objects.filter(external_id=q["account"]).first()
             if account is None:

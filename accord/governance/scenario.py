@@ -14,6 +14,7 @@ the peak; without it, it does not (otherwise the scenario would prove nothing).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import signal
 import socket
 import subprocess
@@ -21,13 +22,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from accord.agreements.hours import WEEKDAYS
+from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
 from accord.gateway.server import WorkerConfig
@@ -94,7 +99,7 @@ class Config:
     primary_servers: int = 4
     standby_servers: int = 2
     service_ms: float = 25.0
-    accounts_per_tier: int = 3
+    accounts_per_tier: int = 2
     threshold: float = 0.7  # primary utilisation over 2 s above which platinum goes to standby
     clear_below: float = 0.45  # ... and below which (over 2 s, for clear_seconds) it comes back; 0: never
     clear_seconds: int = 2
@@ -248,31 +253,69 @@ def _process(args: list[str], port: int, what: str, log: Path) -> Iterator[subpr
                     proc.wait(10)
 
 
+CALENDAR = "rta-scenario-24x7"
+# The agreements' measurement window: a day, so that a demo left running shows today's simulated traffic.
+AGREEMENT_WINDOW_DAYS = 1
+
+
+def external_id(tier: str, i: int) -> str:
+    return f"RTA-{tier.upper()}-{i}"
+
+
+def agreement_name(tier: str, i: int) -> str:
+    return f"rta-{tier}-{i}-sla"
+
+
+def _refuse_real(rows: QuerySet[Any], what: str) -> None:
+    """The scenario creates and resets only simulated rows: a real row in its way stops it, untouched."""
+    if rows.filter(simulated=False).exists():
+        raise RuntimeError(f"{what} exists and is not simulated: the scenario changes only the rows it created "
+                           "(rename it, or run the scenario against another database)")
+
+
 def set_up(config: Config, primary_port: int, standby_port: int) -> dict[str, list[str]]:
-    """The scenario's service, tiers, accounts, keys and policy (created or reset); returns new keys per tier."""
+    """The scenario's service, calendar, accounts with their agreements and keys, and policy (created or reset),
+    every row flagged `simulated`; returns new keys per tier. Existing tiers are used (tiers it has to create are
+    simulated too). Raises RuntimeError, changing nothing, when a real row has one of the names it uses."""
     keys: dict[str, list[str]] = {}
+    today = timezone.localdate()
     with transaction.atomic():
+        _refuse_real(Service.objects.filter(Q(name=SERVICE) | Q(base_path=BASE_PATH)),
+                     f"a service named {SERVICE} or under {BASE_PATH}")
+        _refuse_real(BusinessCalendar.objects.filter(name=CALENDAR), f"the calendar {CALENDAR}")
+        _refuse_real(Policy.objects.filter(name=POLICY), f"the policy {POLICY}")
+        pairs = [(t, i) for t in TIERS for i in range(1, config.accounts_per_tier + 1)]
+        _refuse_real(Account.objects.filter(external_id__in=[external_id(t, i) for t, i in pairs]),
+                     "an account with an external id RTA-<TIER>-<n>")
+        _refuse_real(Agreement.objects.filter(name__in=[agreement_name(t, i) for t, i in pairs]),
+                     "an agreement named rta-<tier>-<n>-sla")
         service, _ = Service.objects.update_or_create(
-            name=SERVICE, defaults={"base_path": BASE_PATH, "title": "RTA scenario: fare search (simulated)"})
+            name=SERVICE, defaults={"base_path": BASE_PATH, "title": "RTA scenario: fare search (simulated)",
+                                    "simulated": True})
         for name, role, capacity, port in (("primary", "primary", config.primary_servers, primary_port),
                                            ("standby", "standby", config.standby_servers, standby_port)):
             pool, _ = Pool.objects.update_or_create(service=service, name=name,
                                                     defaults={"role": role, "capacity": capacity})
             pool.endpoints.all().delete()
             Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{port}")
+        calendar, _ = BusinessCalendar.objects.update_or_create(
+            name=CALENDAR, defaults={"timezone": "UTC", "hours": {day: ["00:00-24:00"] for day in WEEKDAYS},
+                                     "holiday_country": "", "simulated": True})
         for tier_name in TIERS:
             tier = Tier.objects.filter(name=tier_name).first()
             if tier is None:
                 rank = max(Tier.objects.values_list("rank", flat=True), default=0) + 1
-                tier = Tier.objects.create(name=tier_name, rank=rank, description="created by the RTA scenario")
+                tier = Tier.objects.create(name=tier_name, rank=rank, description="created by the RTA scenario",
+                                           simulated=True)
             keys[tier_name] = []
             for i in range(1, config.accounts_per_tier + 1):
-                external = f"RTA-{tier_name.upper()}-{i}"
                 account, _ = Account.objects.update_or_create(
-                    external_id=external, defaults={"name": f"RTA {tier_name} customer {i}", "tier": tier})
+                    external_id=external_id(tier_name, i),
+                    defaults={"name": f"RTA {tier_name} customer {i} (simulated)", "tier": tier, "simulated": True})
                 ApiCredential.objects.filter(account=account, revoked_at__isnull=True).update(revoked_at=timezone.now())
                 _cred, key = ApiCredential.issue(account, "rta scenario")
                 keys[tier_name].append(key)
+                _agreement(account, tier_name, i, service, calendar, today)
         from .policies import save_policy
 
         save_policy(POLICY, {
@@ -284,10 +327,39 @@ def set_up(config: Config, primary_port: int, standby_port: int) -> dict[str, li
             "min_active_seconds": config.min_active_seconds, "cooldown_seconds": config.cooldown_seconds,
             "tiers": ["platinum"], "services": [SERVICE], "action": "route", "params": {"pool": "standby"},
         })
+        Policy.objects.filter(name=POLICY).update(simulated=True)
     from accord.gateway.signals import bump_snapshot_version
 
     bump_snapshot_version()  # tier changes made with update() send no signal
     return keys
+
+
+def _agreement(account: Account, tier: str, i: int, service: Service, calendar: BusinessCalendar,
+               today: dt.date) -> Agreement:
+    """The simulated account's own agreement: the scenario's SLO of its tier (availability and p95 latency on
+    the scenario's service), measured over a rolling day, so `accord slo status` and the governance page show
+    what the scenario's traffic attained."""
+    agreement, _ = Agreement.objects.update_or_create(
+        name=agreement_name(tier, i),
+        defaults={"title": f"RTA scenario: {tier} customer {i} (simulated)", "account": account, "tier": None,
+                  "calendar": calendar, "effective_to": None, "monthly_fee": Decimal(0), "simulated": True},
+        create_defaults={"title": f"RTA scenario: {tier} customer {i} (simulated)", "account": account,
+                         "calendar": calendar, "effective_from": today, "monthly_fee": Decimal(0),
+                         "simulated": True},
+    )
+    if agreement.effective_from > today:
+        agreement.effective_from = today
+        agreement.save(update_fields=["effective_from"])
+    agreement.services.set([service])
+    window = {"window": Objective.Window.ROLLING, "window_days": AGREEMENT_WINDOW_DAYS, "service": service,
+              "operation": None}
+    availability = Decimal(str(round(100 - SLO_ERROR_RATE[tier] * 100, 4)))
+    Objective.objects.update_or_create(agreement=agreement, name="availability", defaults={
+        "kind": Objective.Kind.AVAILABILITY, "target": availability, "percentile": None, **window})
+    Objective.objects.update_or_create(agreement=agreement, name="latency-p95", defaults={
+        "kind": Objective.Kind.LATENCY, "target": Decimal(str(SLO_P95_MS[tier])), "percentile": Decimal(95),
+        **window})
+    return agreement
 
 
 class Governor(threading.Thread):

@@ -281,9 +281,14 @@ def timeline_lanes(policies: list[Policy], start: dt.datetime, now: dt.datetime)
     return [lanes[p.pk] for p in policies]
 
 
-def _objective_rows(now: dt.datetime) -> list[dict[str, Any]]:
+def _objective_rows(now: dt.datetime, simulated: str = "") -> list[dict[str, Any]]:
+    """Each run-time objective's budget; `simulated` "true" or "false" keeps only the scenario's agreements or
+    only the real ones."""
     rows = []
-    for o in runtime_objectives().order_by("agreement__name", "name", "id"):
+    objectives = runtime_objectives().order_by("agreement__name", "name", "id")
+    if simulated in ("true", "false"):
+        objectives = objectives.filter(agreement__simulated=simulated == "true")
+    for o in objectives:
         s = budget_status(o, now)
         if o.kind == Objective.Kind.AVAILABILITY:
             target, sli = f"≥ {o.target.normalize():f}%", None if s.sli is None else f"{s.sli:.3f}%"
@@ -314,7 +319,8 @@ def _render(request: HttpRequest, forms_given: dict[str, OverrideForm] | None = 
         "summary": " · ".join(f"{n} {label}" for label, n in counts.items() if n),
         "failed": failed,
         "actions": [{"action": a, "scope": _scope(a)} for a in GatewayAction.live().order_by("priority", "name")],
-        "objectives": _objective_rows(now),
+        "objectives": _objective_rows(now, request.GET.get("simulated", "")),
+        "simulated": request.GET.get("simulated", ""),
         "timeline": charts.timeline(timeline_lanes(policies, start, now), start, now),
         "timeline_hours": TIMELINE_HOURS,
         "events": [{"event": e, "values": _values(e.values)} for e in events],

@@ -1,4 +1,5 @@
-"""`accord scenario rta [--duration S] [--json]`: the governance demo, measured, without and with the policy."""
+"""`accord scenario rta [--duration S] [--json]`: the governance demo, measured, without and with the policy;
+`accord scenario clean [--dry-run]`: remove what scenarios created (the rows flagged simulated)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.governance.scenario import MAX_DURATION, MIN_DURATION, Config, report_text, run_live, run_scenario
+from accord.governance.simulated import do_remove_simulated
 
 
 class Command(BaseCommand):
     help = ("Run the RTA scenario: simulated services, a real gateway, open-loop traffic of every tier with a peak, "
-            "once without and once with the platinum-to-standby policy; exit 1 when the check fails.")
+            "once without and once with the platinum-to-standby policy; exit 1 when the check fails. "
+            "`clean` removes the simulated rows scenarios created.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("name", choices=["rta"], help="the scenario (rta: reroute platinum at peak)")
+        parser.add_argument("name", choices=["rta", "clean"],
+                            help="rta: reroute platinum at peak; clean: remove every simulated row (stop the "
+                                 "scenario first)")
+        parser.add_argument("--dry-run", action="store_true", help="clean: say what would be removed, remove nothing")
         parser.add_argument("--duration", type=float, default=60.0, help="seconds per run (two runs)")
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
         parser.add_argument("--live", action="store_true",
@@ -29,6 +35,10 @@ class Command(BaseCommand):
                                  "0 never does, which the check must catch")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["name"] == "clean":
+            for line in do_remove_simulated(dry_run=options["dry_run"]).lines():
+                self.stdout.write(line)
+            return
         duration = options["duration"]
         if not MIN_DURATION <= duration <= MAX_DURATION:
             raise CommandError(f"--duration must be between {MIN_DURATION:g} and {MAX_DURATION:g} seconds "

@@ -16,7 +16,7 @@ from accord.governance.indicators import budget_status, runtime_objectives
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+    return "-" if value is None else f"{100 * value:.1f} %"
 
 
 class Command(BaseCommand):
@@ -46,20 +46,23 @@ class Command(BaseCommand):
                 raise CommandError(f"account {key!r} has no agreement in force")
             objectives = objectives.filter(agreement=agreement)
         now = timezone.now()
-        rows = [budget_status(o, now).as_dict() for o in objectives]
+        objectives = objectives.select_related("agreement")
+        rows = [{**budget_status(o, now).as_dict(), "simulated": o.agreement.simulated} for o in objectives]
         if options["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
             return
         if not rows:
             self.stdout.write("no run-time objectives")
             return
-        self.stdout.write(f"{'agreement/objective':40} {'kind':12} {'target':>8} {'SLI':>10} {'requests':>9} "
+        self.stdout.write(f"{'agreement/objective':40} {'kind':12} {'target':>9} {'SLI':>11} {'requests':>9} "
                           f"{'budget used':>11} {'left':>7}  status")
         for r in rows:
-            unit = "ms" if r["kind"] == "latency" else "%"
+            unit = " ms" if r["kind"] == "latency" else " %"
             sli = "-" if r["sli"] is None else f"{r['sli']:.3f}{unit}"
             status = "no data" if r["met"] is None else ("met" if r["met"] else "MISSED")
+            name = r["agreement"] + "/" + r["objective"]
             self.stdout.write(
-                f"{r['agreement'] + '/' + r['objective']:40} {r['kind']:12} {r['target']:>7g}{unit[:1]} {sli:>10} "
-                f"{r['requests']:>9} {_pct(r['consumed']):>11} {_pct(r['remaining']):>7}  {status}"
+                f"{name:40} {r['kind']:12} {r['target']:>6g}{unit:3} {sli:>11} {r['requests']:>9,} "
+                f"{_pct(r['consumed']):>11} {_pct(r['remaining']):>7}  {status}"
+                + ("  (simulated: a scenario's account)" if r["simulated"] else "")
             )
