@@ -3,7 +3,6 @@ demo's budgets measure, and removed by `accord scenario clean` without touching 
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import signal
 import subprocess
