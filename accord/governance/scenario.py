@@ -316,6 +316,10 @@ def set_up(config: Config, primary_port: int, standby_port: int) -> dict[str, li
                 _cred, key = ApiCredential.issue(account, "rta scenario")
                 keys[tier_name].append(key)
                 _agreement(account, tier_name, i, service, calendar, today)
+        # a run with fewer accounts per tier than an earlier one: the earlier extra accounts send nothing now
+        ApiCredential.objects.filter(account__simulated=True, account__external_id__startswith="RTA-",
+                                     revoked_at__isnull=True).exclude(
+            account__external_id__in=[external_id(t, i) for t, i in pairs]).update(revoked_at=timezone.now())
         from .policies import save_policy
 
         save_policy(POLICY, {

@@ -86,8 +86,12 @@ def test_clean_removes_the_scenarios_rows_and_measurements_and_keeps_what_a_real
     real_tier = Tier.objects.create(name="platinum", rank=1, min_revenue_12m=1_000_000)
     real_account = Account.objects.create(external_id="ACME", name="Acme", tier=real_tier)
     real_service = Service.objects.create(name="booking", base_path="/bookings")
+    set_up(Config(accounts_per_tier=3), 9101, 9102)
     keys = set_up(Config(), 9101, 9102)
     assert {len(v) for v in keys.values()} == {2}
+    # the third accounts of the earlier run keep no live key
+    assert not ApiCredential.objects.filter(account__external_id__endswith="-3", revoked_at__isnull=True).exists()
+    Account.objects.filter(external_id__endswith="-3").delete()
     assert Service.objects.get(name=SERVICE).simulated and Policy.objects.get(name=POLICY).simulated
     # tiers the database lacked are made up too; the one it had is used as it is
     assert set(Tier.objects.filter(simulated=True).values_list("name", flat=True)) == {"gold", "silver", "standard"}
@@ -119,7 +123,7 @@ def test_clean_removes_the_scenarios_rows_and_measurements_and_keeps_what_a_real
     out = clean()
     assert "removed 1 simulated policies: rta-platinum-standby" in out
     assert "removed 8 simulated agreements: rta-gold-1-sla" in out
-    assert "removed 8 simulated accounts" in out and "removed 8 API keys of those accounts" in out
+    assert "removed 8 simulated accounts" in out and "removed 16 API keys of those accounts" in out  # 2 runs
     assert "removed 3 simulated tiers: gold, silver, standard" in out
     assert "removed 1 simulated calendars: rta-scenario-24x7" in out
     assert "kept simulated service rta-search: the agreement(s) acme-sla refer to it" in out
