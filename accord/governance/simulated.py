@@ -23,6 +23,9 @@ from accord.gateway.snapshot import account_key
 
 from .models import AuditEvent, Policy
 
+SINGULAR = {"policies": "policy", "agreements": "agreement", "services": "service", "accounts": "account",
+            "calendars": "calendar", "tiers": "tier"}
+
 
 @dataclass
 class Removal:
@@ -44,7 +47,8 @@ class Removal:
         for kind, names in self.removed.items():
             if names:
                 shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-                out.append(f"{verb} {len(names):,} simulated {kind}: {shown}")
+                noun = SINGULAR[kind] if len(names) == 1 else kind
+                out.append(f"{verb} {len(names):,} simulated {noun}: {shown}")
         for kind, n in self.rows.items():
             if n:
                 out.append(f"{verb} {n:,} {kind}")

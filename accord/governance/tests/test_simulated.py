@@ -121,11 +121,11 @@ def test_clean_removes_the_scenarios_rows_and_measurements_and_keeps_what_a_real
     assert simulated_left()["Account"] == 8  # a dry run removes nothing
 
     out = clean()
-    assert "removed 1 simulated policies: rta-platinum-standby" in out
+    assert "removed 1 simulated policy: rta-platinum-standby" in out
     assert "removed 8 simulated agreements: rta-gold-1-sla" in out
     assert "removed 8 simulated accounts" in out and "removed 16 API keys of those accounts" in out  # 2 runs
     assert "removed 3 simulated tiers: gold, silver, standard" in out
-    assert "removed 1 simulated calendars: rta-scenario-24x7" in out
+    assert "removed 1 simulated calendar: rta-scenario-24x7" in out
     assert "kept simulated service rta-search: the agreement(s) acme-sla refer to it" in out
     assert simulated_left() == {"Service": 1, "rollups": 4, "live pool rows": 1}  # minute, hour, all-accounts
     assert real_rows() == before  # not one real row removed
@@ -134,7 +134,7 @@ def test_clean_removes_the_scenarios_rows_and_measurements_and_keeps_what_a_real
     # once the real agreement lets go of it, the service and its measurements go too
     real_agreement.services.set([real_service])
     out = clean()
-    assert "removed 1 simulated services: rta-search" in out and "removed 4 rollup rows of those services" in out
+    assert "removed 1 simulated service: rta-search" in out and "removed 4 rollup rows of those services" in out
     assert simulated_left() == {} and real_rows() == before
     assert clean() == "nothing simulated to remove\n"
 
@@ -223,6 +223,6 @@ def test_the_demo_with_the_live_scenario_answers_are_we_meeting_our_slas(alice: 
     business = [m.__name__ for m in (*SIMULATED_MODELS, Contact, Objective, Pool, ApiCredential)]
     assert {k: running[k] for k in business} == {k: before[k] for k in business}
     out = clean()
-    assert "removed 8 simulated accounts" in out and "removed 1 simulated services: rta-search" in out
+    assert "removed 8 simulated accounts" in out and "removed 1 simulated service: rta-search" in out
     assert simulated_left() == {} and real_rows() == running
     assert Account.objects.count() == 40
