@@ -62,14 +62,18 @@ def demo(args: argparse.Namespace) -> int:
     if not args.no_scenario:
         # The governance scenario, live: simulated services behind a real gateway, traffic of every tier with a
         # peak every minute, the governor rerouting platinum to standby; /governance/ shows it as it happens.
+        # Its service, accounts, agreements and policy are flagged simulated (`accord scenario clean` removes them).
         (ROOT / "var" / "scenario").mkdir(parents=True, exist_ok=True)
         log = (ROOT / "var" / "scenario" / "live.log").open("wb")
         background.append(subprocess.Popen([str(accord), "scenario", "rta", "--live", "--duration", "60"], cwd=ROOT,
                                            env=env, stdout=log, stderr=subprocess.STDOUT))
     print(
         f"\nAccord demo: open http://{host}:{port}/ and log in as demo / demo"
-        f"\n  Governance, live: http://{host}:{port}/governance/  (a peak every minute; log in var/scenario/live.log)"
-        f"\n  API:  http://{host}:{port}/api/v1/  (docs at /api/v1/docs/)"
+        + ("" if args.no_scenario else
+           f"\n  Governance, live: http://{host}:{port}/governance/  (a peak every minute; log in var/scenario/live.log)"
+           "\n    its customers RTA-<TIER>-n, service rta-search and their agreements are labelled simulated;"
+           "\n    `accord scenario clean` removes them (with the demo stopped)")
+        + f"\n  API:  http://{host}:{port}/api/v1/  (docs at /api/v1/docs/)"
         f"\n  Desk: http://{host}:{port}/desk/   web form: http://{host}:{port}/support/"
         f"\n  Admin: http://{host}:{port}/admin/\n  Mail the demo sends is written to var/sent-mail/."
         f"\n  Stop with Ctrl-C.\n",

@@ -114,7 +114,7 @@ def bench_mail(n: int) -> None:
     from email import policy
     from email.parser import BytesParser
 
-    from accord.agreements.manifest import apply_manifest
+    from accord.lib.manifest import apply_manifest
     from accord.customers import tiers
     from accord.customers.models import Account, Contact, ContactPoint
     from accord.desk import mail

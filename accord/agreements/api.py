@@ -22,8 +22,9 @@ class CalendarSerializer(StrictSerializer):
         model = BusinessCalendar
         fields = [
             "id", "name", "timezone", "hours", "holiday_country", "holiday_subdivision",
-            "extra_holidays", "removed_holidays",
+            "extra_holidays", "removed_holidays", "simulated",
         ]
+        read_only_fields = ["simulated"]
 
 
 class CreditBandSerializer(serializers.Serializer):
@@ -84,8 +85,9 @@ class AgreementSerializer(StrictSerializer):
         model = Agreement
         fields = [
             "id", "name", "title", "tier", "account", "effective_from", "effective_to", "monthly_fee", "currency",
-            "calendar", "services", "objectives", "credit_schedule",
+            "calendar", "services", "objectives", "credit_schedule", "simulated",
         ]
+        read_only_fields = ["simulated"]
 
     def to_representation(self, instance: Agreement) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -136,7 +138,7 @@ class CalendarViewSet(viewsets.ModelViewSet):
 
     queryset = BusinessCalendar.objects.all()
     serializer_class = CalendarSerializer
-    filterset_fields = ["name", "timezone", "holiday_country"]
+    filterset_fields = ["name", "timezone", "holiday_country", "simulated"]
 
 
 class AgreementViewSet(viewsets.ModelViewSet):

@@ -13,10 +13,11 @@ class AgreementFilterSet(django_filters.FilterSet):
     calendar = django_filters.CharFilter(field_name="calendar__name")
     service = django_filters.CharFilter(field_name="services__name")
     effective_on = django_filters.DateFilter(method="effective", label="In effect on this day")
+    simulated = django_filters.BooleanFilter(label="Simulated (a scenario's)")
 
     class Meta:
         model = Agreement
-        fields = ["tier", "account", "calendar", "service", "effective_on"]
+        fields = ["tier", "account", "calendar", "service", "effective_on", "simulated"]
 
     def effective(self, queryset, name, value):  # type: ignore[no-untyped-def]
         if not value:

@@ -143,7 +143,8 @@ class CalendarKind(Kind):
             )
 
     def export(self) -> tuple[list[dict[str, Any]], list[str]]:
-        return [calendar_dict_from_db(c) for c in BusinessCalendar.objects.order_by("name")], []
+        rows, notes = self.real(BusinessCalendar.objects.order_by("name"))
+        return [calendar_dict_from_db(c) for c in rows], notes
 
 
 class RollingWindow(Spec):
@@ -341,9 +342,9 @@ class AgreementKind(Kind):
             _write_agreement(a)
 
     def export(self) -> tuple[list[dict[str, Any]], list[str]]:
-        notes, out = [], []
-        for a in Agreement.objects.order_by("name").select_related("tier", "account", "calendar").prefetch_related(
-                "services"):
+        rows, notes = self.real(Agreement.objects.order_by("name"), account__simulated=True)
+        out = []
+        for a in rows.select_related("tier", "account", "calendar").prefetch_related("services"):
             if a.account is not None and not a.account.external_id:
                 notes.append(f"agreement '{a.name}' is left out: its account '{a.account}' has no external id to "
                              "name it by")

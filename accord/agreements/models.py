@@ -43,6 +43,9 @@ class BusinessCalendar(models.Model):
     holiday_subdivision = models.CharField(max_length=10, blank=True)
     extra_holidays = models.JSONField(default=list, blank=True, help_text="Extra non-working dates (ISO).")
     removed_holidays = models.JSONField(default=list, blank=True, help_text="Public holidays that are worked.")
+    simulated = models.BooleanField(
+        default=False, help_text="Created by a scenario (accord scenario rta) for its simulated agreements; "
+                                 "`accord scenario clean` removes it.")
 
     class Meta:
         ordering = ["name"]
@@ -116,6 +119,9 @@ class Agreement(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     services = models.ManyToManyField("catalog.Service", blank=True, related_name="agreements")
     calendar = models.ForeignKey(BusinessCalendar, on_delete=models.PROTECT, related_name="agreements")
+    simulated = models.BooleanField(
+        default=False, help_text="An agreement of a simulated account (accord scenario rta), not a real promise; "
+                                 "`accord scenario clean` removes it.")
 
     class Meta:
         ordering = ["name"]

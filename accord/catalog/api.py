@@ -20,7 +20,9 @@ from .models import ApiCredential, Endpoint, Operation, PartnerService, Pool, Se
 class ServiceSerializer(StrictSerializer):
     class Meta:
         model = Service
-        fields = ["id", "name", "title", "base_path", "owner", "cost_per_instance_hour", "allow_anonymous"]
+        fields = ["id", "name", "title", "base_path", "owner", "cost_per_instance_hour", "allow_anonymous",
+                  "simulated"]
+        read_only_fields = ["simulated"]
 
 
 class OperationSerializer(StrictSerializer):
@@ -75,7 +77,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
 
     queryset = Service.objects.all()
     serializer_class = ServiceSerializer
-    filterset_fields = ["name", "owner", "allow_anonymous"]
+    filterset_fields = ["name", "owner", "allow_anonymous", "simulated"]
 
 
 class OperationViewSet(viewsets.ModelViewSet):

@@ -169,8 +169,8 @@ class ServiceKind(Kind):
             _write_service(s)
 
     def export(self) -> tuple[list[dict[str, Any]], list[str]]:
-        services = Service.objects.order_by("name").prefetch_related("operations", "pools__endpoints")
-        return [service_dict_from_db(s) for s in services], []
+        rows, notes = self.real(Service.objects.order_by("name"))
+        return [service_dict_from_db(s) for s in rows.prefetch_related("operations", "pools__endpoints")], notes
 
 
 def _write_service(s: ServiceSpec) -> None:
@@ -202,7 +202,8 @@ def partner_dict(name: str, provider: str, availability: Decimal, services: list
 
 
 def partner_dict_from_db(p: PartnerService) -> dict[str, Any]:
-    return partner_dict(p.name, p.provider, p.promised_availability, [s.name for s in p.services.all()])
+    return partner_dict(p.name, p.provider, p.promised_availability,
+                        [s.name for s in p.services.all() if not s.simulated])
 
 
 class PartnerKind(Kind):

@@ -27,7 +27,8 @@ from .models import Account, Commitment, Contact, ContactPoint, Tier, TierChange
 class TierSerializer(StrictSerializer):
     class Meta:
         model = Tier
-        fields = ["id", "name", "rank", "min_commitment", "min_revenue_12m", "match", "description"]
+        fields = ["id", "name", "rank", "min_commitment", "min_revenue_12m", "match", "description", "simulated"]
+        read_only_fields = ["simulated"]
 
 
 class AccountSerializer(StrictSerializer):
@@ -44,8 +45,9 @@ class AccountSerializer(StrictSerializer):
         model = Account
         fields = [
             "id", "external_id", "name", "kind", "owner", "timezone", "revenue_12m", "cost_to_serve_12m",
-            "committed_amount", "currency", "tier", "created_at", "updated_at",
+            "committed_amount", "currency", "tier", "simulated", "created_at", "updated_at",
         ]
+        read_only_fields = ["simulated"]
 
     def get_currency(self, obj: Account) -> str:
         return str(settings.ACCORD_CURRENCY)
@@ -165,7 +167,7 @@ class TierViewSet(viewsets.ModelViewSet):
     queryset = Tier.objects.all()
     serializer_class = TierSerializer
     ordering_fields = ["rank", "name"]
-    filterset_fields = ["name", "match"]
+    filterset_fields = ["name", "match", "simulated"]
 
 
 class AccountViewSet(viewsets.ModelViewSet):

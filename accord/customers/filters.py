@@ -9,7 +9,7 @@ from .models import Account, Commitment, Contact, Tier, TierChange, TierOverride
 
 
 class AccountFilterSet(django_filters.FilterSet):
-    """Search by name or external id; filter by tier name, kind and owner."""
+    """Search by name or external id; filter by tier name, kind, owner and whether a scenario made it up."""
 
     q = django_filters.CharFilter(method="search", label="Name or external id contains")
     tier = django_filters.ModelChoiceFilter(
@@ -18,10 +18,11 @@ class AccountFilterSet(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=Account.Kind.choices)
     owner = django_filters.CharFilter(field_name="owner__username", label="Owner (username)")
     min_revenue_12m = django_filters.NumberFilter(field_name="revenue_12m", lookup_expr="gte")
+    simulated = django_filters.BooleanFilter(label="Simulated (made up by a scenario)")
 
     class Meta:
         model = Account
-        fields = ["q", "tier", "kind", "owner", "external_id"]
+        fields = ["q", "tier", "kind", "owner", "external_id", "simulated"]
 
     def search(self, queryset: QuerySet[Account], name: str, value: str) -> QuerySet[Account]:
         return queryset.filter(Q(name__icontains=value) | Q(external_id__icontains=value)) if value else queryset

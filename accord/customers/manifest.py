@@ -78,4 +78,5 @@ class TierKind(Kind):
             )
 
     def export(self) -> tuple[list[dict[str, Any]], list[str]]:
-        return [tier_dict(t) for t in Tier.objects.order_by("rank")], []
+        rows, notes = self.real(Tier.objects.order_by("rank"))
+        return [tier_dict(t) for t in rows], notes

@@ -51,6 +51,9 @@ class Tier(models.Model):
     )
     match = models.CharField(max_length=3, choices=Match.choices, default=Match.ANY)
     description = models.CharField(max_length=200, blank=True)
+    simulated = models.BooleanField(
+        default=False, help_text="Created by a scenario (accord scenario rta), not by the business; "
+                                 "`accord scenario clean` removes it.")
 
     class Meta:
         ordering = ["rank"]
@@ -89,6 +92,9 @@ class Account(models.Model):
         default=Decimal(0), help_text="Cost to serve over the trailing 12 months."
     )
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
+    simulated = models.BooleanField(
+        default=False, help_text="A customer a scenario (accord scenario rta) made up to send traffic, not a real "
+                                 "one; `accord scenario clean` removes it.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -55,9 +55,11 @@ def recompute(accounts: QuerySet[Account] | None = None, now: dt.datetime | None
     """Re-evaluate the tier of the given accounts (all by default); record and return what changed."""
     now = now or timezone.now()
     today = timezone.localdate(now)
-    rules = list(Tier.objects.order_by("rank"))
+    # Simulated accounts keep the tier their scenario gave them (they have no revenue or commitments), and a tier
+    # a scenario had to create (no thresholds: it would match everyone) is no rule of the business.
+    rules = list(Tier.objects.filter(simulated=False).order_by("rank"))
     last_cause = TierChange.objects.filter(account=OuterRef("pk")).order_by("-at", "-id").values("cause")[:1]
-    qs = (Account.objects.all() if accounts is None else accounts).select_related("tier")
+    qs = (Account.objects.all() if accounts is None else accounts).exclude(simulated=True).select_related("tier")
     account_list = list(qs.annotate(last_cause=Subquery(last_cause)))
     ids = [a.pk for a in account_list]
     committed: dict[int, Decimal] = {}

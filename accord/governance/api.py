@@ -222,6 +222,8 @@ class PolicySerializer(serializers.Serializer):
         child=serializers.DictField(), required=False, max_length=20,
         help_text='[{"url": ..., "secret": ...}]; secrets are write-only and kept when an update omits them.',
     )
+    simulated = serializers.BooleanField(read_only=True, help_text="Created by a scenario (accord scenario rta); "
+                                         "`accord scenario clean` removes it.")
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
     state = serializers.SerializerMethodField()
@@ -309,7 +311,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
     serializer_class = PolicySerializer
     lookup_field = "name"
     lookup_value_regex = NAME_REGEX
-    filterset_fields = ["enabled", "mode", "action"]
+    filterset_fields = ["enabled", "mode", "action", "simulated"]
     ordering_fields = ["name", "priority", "created_at"]
 
     def get_queryset(self) -> QuerySet[Policy]:
@@ -441,16 +443,19 @@ class BudgetSerializer(serializers.Serializer):
                                                              "\"Infinity\" when a zero budget has a bad event.")
     remaining = MaybeInfiniteField(allow_null=True, help_text="1 - consumed; \"-Infinity\" when a zero budget has "
                                                               "a bad event.")
+    simulated = serializers.BooleanField(help_text="An agreement of a scenario's simulated account.")
 
 
 class SloQuerySerializer(serializers.Serializer):
     agreement = serializers.CharField(required=False, max_length=200)
     account = serializers.CharField(required=False, max_length=100)
     tier = serializers.CharField(required=False, max_length=80)
+    simulated = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 def budget_dict(objective: Any, now: dt.datetime) -> dict[str, Any]:
-    return {"id": objective.pk, **budget_status(objective, now).as_dict(), "scope": objective_scope(objective)}
+    return {"id": objective.pk, **budget_status(objective, now).as_dict(), "scope": objective_scope(objective),
+            "simulated": objective.agreement.simulated}
 
 
 class SloViewSet(viewsets.GenericViewSet):
@@ -467,6 +472,8 @@ class SloViewSet(viewsets.GenericViewSet):
         OpenApiParameter("account", str, description="An account's external id: the objectives of the "
                                                      "agreement that applies to it today."),
         OpenApiParameter("tier", str, description="A tier's name: the objectives of its agreements."),
+        OpenApiParameter("simulated", bool, description="true: only the agreements of a scenario's simulated "
+                                                        "accounts; false: only real ones."),
     ])
     def list(self, request: Request) -> Response:
         query = SloQuerySerializer(data=request.query_params)
@@ -477,6 +484,8 @@ class SloViewSet(viewsets.GenericViewSet):
             qs = qs.filter(agreement__name=q["agreement"])
         if q.get("tier"):
             qs = qs.filter(agreement__tier__name=q["tier"])
+        if q.get("simulated") is not None:
+            qs = qs.filter(agreement__simulated=q["simulated"])
         if q.get("account"):
             account = Account.objects.filter(external_id=q["account"]).first()
             if account is None:
@@ -510,8 +519,8 @@ class IndicatorsSerializer(serializers.Serializer):
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
-    utilisation = serializers.FloatField(allow_null=True, help_text="Busy time over capacity time (needs "
-                                                                    "service and pool).")
+    utilisation = serializers.FloatField(allow_null=True, help_text="Busy time over capacity time, 0 to 1 "
+                                                                    "(needs service and pool).")
     in_flight = serializers.IntegerField(allow_null=True)
     waiting = serializers.IntegerField(allow_null=True)
 

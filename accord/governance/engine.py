@@ -42,6 +42,7 @@ from .models import AuditEvent, BurnAlert, Override, Policy, PolicyState
 from .notify import enqueue
 
 ACTOR = "governor"
+INTERVAL = 1.0  # seconds between two evaluations of `accord governor` (its --interval default)
 
 
 @lru_cache(maxsize=512)

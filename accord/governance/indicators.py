@@ -169,15 +169,28 @@ class PoolLoad:
     waiting: int
 
 
+def slot_busy_ms(busy_ms: float, interval_ms: float, capacity: int) -> float:
+    """The busy time of one `LivePool` row, at most its capacity x its interval.
+
+    The gateway integrates the requests it has in flight to a pool, and those beyond the pool's capacity wait in
+    the upstream's queue rather than occupy a slot: counted as busy time, a backlog of 400 requests on 4 slots
+    read as 100 (10,000 %) utilisation. Past capacity every slot is busy, so the row counts capacity x interval;
+    the backlog itself is the `in_flight` metric. (Within one interval of about a second the clamp cannot tell
+    a half-interval at twice the capacity from a full interval at capacity: both read as fully busy.)
+    """
+    return min(busy_ms, interval_ms * capacity)
+
+
 def live_pool(now: dt.datetime, seconds: float, service: str, pool: str) -> PoolLoad:
-    """How busy the gateways kept a pool: busy time over capacity time, summed over workers."""
+    """How busy the gateways kept a pool: busy time (at most capacity, see `slot_busy_ms`) over capacity time,
+    summed over workers."""
     rows = list(
         LivePool.objects.filter(service=service, pool=pool, at__gt=now - dt.timedelta(seconds=seconds), at__lte=now)
         .order_by("at").values_list("worker", "busy_ms", "interval_ms", "capacity", "in_flight", "waiting")
     )
     if not rows:
         return PoolLoad(None, 0, 0)
-    busy = sum(r[1] for r in rows)
+    busy = sum(slot_busy_ms(r[1], r[2], r[3]) for r in rows)
     capacity_time = sum(r[2] * r[3] for r in rows)
     latest: dict[str, tuple[int, int]] = {}
     for worker, _b, _i, _c, in_flight, waiting in rows:

@@ -108,7 +108,8 @@ class Sample:
     `status` is the HTTP status, or 0 when there was none: `error` then says why (timeout, connect, closed,
     bad_response, or dropped when the generator was at its connection cap and did not send it).
     `latency_ms` runs from the scheduled send time (or the actual one, if up to half a millisecond earlier) to
-    the end of the answer (or the failure).
+    the end of the answer (or the failure). `header` is the answer's value of the header `run_load` was asked to
+    record (`record_header`), or "".
     """
 
     phase: str
@@ -122,6 +123,7 @@ class Sample:
     status: int = 0
     error: str = ""
     retried: bool = False  # a kept-alive connection was found closed before any answer: sent again once
+    header: str = ""  # the value of the answer's `record_header` (run_load), e.g. which upstream answered
 
     @property
     def dropped(self) -> bool:
@@ -436,12 +438,24 @@ class _Connection(asyncio.Protocol):
         self.finish(0, "closed", reusable=False)
 
 
+class _RecordingConnection(_Connection):
+    """A connection that also keeps one response header's value in each sample (only runs that ask for it pay
+    for the header callback)."""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.sample is not None and name.lower() == self.gen.record_header:
+            self.sample.header = value.decode("latin-1")
+
+
 class _Generator:
     """The state of one run: connections, samples, counters."""
 
     def __init__(self, host: str, port: int, classes: Sequence[TrafficClass], phases: Sequence[Phase],
-                 timeout: float, max_connections: int, seed: int | None, poisson: bool) -> None:
+                 timeout: float, max_connections: int, seed: int | None, poisson: bool,
+                 record_header: str = "") -> None:
         self.loop = asyncio.get_running_loop()
+        self.record_header = record_header.lower().encode("latin-1")
+        self.connection_class = _RecordingConnection if record_header else _Connection
         self.host, self.port = host, port
         self.classes, self.phases = list(classes), list(phases)
         self.timeout = timeout
@@ -574,7 +588,7 @@ class _Generator:
         try:
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
                 _transport, protocol = await self.loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port)
+                    lambda: self.connection_class(self), self.host, self.port)
         except TimeoutError:
             self.open -= 1
             self.record(sample, 0, "timeout")
@@ -617,14 +631,15 @@ class _Generator:
 async def run_load(target_host: str, target_port: int, classes: Sequence[TrafficClass], phases: Sequence[Phase],
                    timeout: float = 5.0, max_connections: int = 1000, seed: int | None = None, *,
                    poisson: bool = False, progress: Callable[[Progress], None] | None = None,
-                   stop: asyncio.Event | None = None) -> LoadResult:
+                   stop: asyncio.Event | None = None, record_header: str = "") -> LoadResult:
     """Send the profile to the target on the running loop and return every sample.
 
     `timeout`: seconds from a request's scheduled time until it counts as a timeout (status 0) and its
     connection is closed. `max_connections`: open connections at most (then requests are dropped).
     `seed`: repeatable Poisson arrivals (`poisson=True`; else a constant rate per phase). `progress` is called
     about once a second with the totals so far, and once at the end. Setting `stop` ends the schedule early;
-    requests in flight still finish (or time out).
+    requests in flight still finish (or time out). `record_header` names a response header whose value each
+    sample keeps in `Sample.header` (e.g. `X-Sim-Instance`: which upstream answered, through a gateway).
     """
     classes, phases = list(classes), list(phases)
     if not classes:
@@ -639,7 +654,10 @@ async def run_load(target_host: str, target_port: int, classes: Sequence[Traffic
         raise ValueError(f"max_connections {max_connections!r} must be a whole number of at least 1")
     if not 0 < target_port < 65536:
         raise ValueError(f"target port {target_port!r} must be from 1 to 65535")
-    gen = _Generator(target_host, target_port, classes, phases, timeout, max_connections, seed, poisson)
+    if record_header and not (record_header.isascii() and all(c.isalnum() or c == "-" for c in record_header)):
+        raise ValueError(f"record_header {record_header!r} must be a header name such as X-Sim-Instance")
+    gen = _Generator(target_host, target_port, classes, phases, timeout, max_connections, seed, poisson,
+                     record_header)
     wall = time.time()
     await gen.run(progress, stop)
     return LoadResult(f"{target_host}:{target_port}", classes, phases, gen.samples, wall,

@@ -131,5 +131,5 @@ class PolicyKind(Kind):
             save_policy(pol.name, pol.model_data())
 
     def export(self) -> tuple[list[dict[str, Any]], list[str]]:
-        policies = Policy.objects.order_by("priority", "name").select_related("schedule")
-        return [policy_dict_from_db(p) for p in policies], []
+        rows, notes = self.real(Policy.objects.order_by("priority", "name"))
+        return [policy_dict_from_db(p) for p in rows.select_related("schedule")], notes

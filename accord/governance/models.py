@@ -48,6 +48,9 @@ class Policy(models.Model):
     )
     notify_emails = models.JSONField(default=list, blank=True)
     notify_webhooks = models.JSONField(default=list, blank=True, help_text='[{"url": ..., "secret": ...}]')
+    simulated = models.BooleanField(
+        default=False, help_text="Created by a scenario (accord scenario rta) for its simulated service; "
+                                 "`accord scenario clean` removes it.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -20,22 +20,27 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from accord.agreements.hours import WEEKDAYS
+from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
-from accord.gateway.models import LivePool
+from accord.gateway.server import WorkerConfig
 from accord.lib.processes import accord_command, subprocess_env
 
+from .engine import INTERVAL as GOVERNOR_INTERVAL
 from .engine import evaluate_policies
-from .loadgen import LoadResult, Phase, SummaryRow, TrafficClass, start_load_in_thread
+from .loadgen import LoadResult, Phase, Sample, SummaryRow, TrafficClass, start_load_in_thread
 from .models import AuditEvent, Policy
 
 SERVICE = "rta-search"
@@ -46,8 +51,46 @@ SHARES = {"platinum": 0.1, "gold": 0.2, "silver": 0.3, "standard": 0.4}
 # The latency each tier is promised (p95) and the errors it may see, during every phase.
 SLO_P95_MS = {"platinum": 250.0, "gold": 600.0, "silver": 1500.0, "standard": 3000.0}
 SLO_ERROR_RATE = {"platinum": 0.01, "gold": 0.02, "silver": 0.05, "standard": 0.05}
-# Share of the run per phase, and its arrival rate (requests/s).
-PROFILE = (("normal", 0.25, 60.0), ("ramp", 0.2, 125.0), ("peak", 0.3, 200.0), ("after", 0.25, 60.0))
+# Share of the run per phase, and its arrival rate (requests/s). The 'after' phase is the longest: the peak's
+# backlog drains (a few seconds), the policy's clear condition must then hold for its clear_after, and the rest
+# of the phase shows platinum back on the primary pool with the standby pool idle.
+PROFILE = (("normal", 0.2, 60.0), ("ramp", 0.15, 125.0), ("peak", 0.25, 200.0), ("after", 0.4, 60.0))
+MIN_DURATION, MAX_DURATION = 20.0, 3600.0
+# The simulated servers name themselves POOL@HOST:PORT in this response header: which pool served a request.
+SERVED_BY = "X-Sim-Instance"
+# After the governor switches the policy off, the gateway routes by its old snapshot until its next version
+# poll has loaded the new one; requests sent within this many seconds of the switch may still go to standby.
+SWITCH_GRACE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How often the scenario's processes look and write: shorter than production's, so that a one-minute run
+    switches on and off within its phases. `production()` holds the defaults a deployment runs with."""
+
+    live: float = 0.5  # gateway --live: seconds between live signal writes
+    poll: float = 0.1  # gateway --poll: seconds between snapshot version checks
+    governor: float = 0.5  # seconds between policy evaluations
+    flush: float = 2.0  # gateway --flush: seconds between rollup writes
+
+    @classmethod
+    def production(cls) -> Timings:
+        gateway = WorkerConfig("", 0)
+        return cls(live=gateway.live_interval, poll=gateway.poll, governor=GOVERNOR_INTERVAL,
+                   flush=gateway.flush_interval)
+
+    def gateway_args(self) -> list[str]:
+        return ["--poll", f"{self.poll:g}", "--live", f"{self.live:g}", "--flush", f"{self.flush:g}"]
+
+    def report(self) -> list[dict[str, Any]]:
+        """Each timing with its production default, in seconds."""
+        production = Timings.production()
+        return [{"name": name, "what": what, "seconds": getattr(self, key), "production_seconds": getattr(production, key)}
+                for key, name, what in (
+                    ("live", "gateway --live", "live signal writes"),
+                    ("poll", "gateway --poll", "snapshot version checks"),
+                    ("governor", "governor --interval", "policy evaluations"),
+                    ("flush", "gateway --flush", "rollup writes"))]
 
 
 @dataclass
@@ -56,14 +99,103 @@ class Config:
     primary_servers: int = 4
     standby_servers: int = 2
     service_ms: float = 25.0
-    accounts_per_tier: int = 3
-    threshold: float = 0.7
-    clear_below: float = 0.45
+    accounts_per_tier: int = 2
+    threshold: float = 0.7  # primary utilisation over 2 s above which platinum goes to standby
+    clear_below: float = 0.45  # ... and below which (over 2 s, for clear_seconds) it comes back; 0: never
+    clear_seconds: int = 2
+    min_active_seconds: int = 5
+    cooldown_seconds: int = 5
     timeout: float = 5.0
     seed: int = 7
+    timings: Timings = field(default_factory=Timings)
 
     def phases(self) -> list[Phase]:
         return [Phase(name, round(self.duration * share, 3), rps) for name, share, rps in PROFILE]
+
+
+@dataclass
+class Share:
+    """Platinum requests answered in some stretch of a run, and how many of them the standby pool served."""
+
+    requests: int = 0
+    on_standby: int = 0
+
+    @property
+    def share(self) -> float | None:
+        return self.on_standby / self.requests if self.requests else None
+
+    def as_dict(self) -> dict[str, Any]:
+        share = self.share
+        return {"requests": self.requests, "on_standby": self.on_standby,
+                "share": None if share is None else round(share, 4)}
+
+
+@dataclass
+class StandbyUse:
+    """Where platinum went, by phase and around the policy's switch-off after the peak (times in seconds from
+    the start of the run)."""
+
+    by_phase: dict[str, Share]
+    peak_end_s: float
+    end_s: float
+    switched_off_s: float | None  # the deactivation after the peak, within the run; None: still on at the end
+    late_switch_off_s: float | None  # a deactivation after the schedule had ended (platinum was on standby)
+    switched_on_again_s: float | None  # an activation after the peak: the policy flapped
+    after_switch_off: Share  # sent at least SWITCH_GRACE_S after the switch-off
+    switching: Share  # sent within SWITCH_GRACE_S of it
+    last_on_standby_s: float | None  # the latest send of a platinum request the standby pool served
+
+    def as_dict(self) -> dict[str, Any]:
+        off = self.switched_off_s
+        return {
+            "by_phase": {name: share.as_dict() for name, share in self.by_phase.items()},
+            "after_phase": self.by_phase["after"].as_dict(),
+            "after_switch_off": self.after_switch_off.as_dict(),
+            "switching": self.switching.as_dict(),
+            "switch_grace_s": SWITCH_GRACE_S,
+            "switch_off": None if off is None else {
+                "at_s": round(off, 2), "after_peak_s": round(off - self.peak_end_s, 2)},
+            "late_switch_off_s": None if self.late_switch_off_s is None else round(self.late_switch_off_s, 2),
+            "switched_on_again_s": None if self.switched_on_again_s is None else round(self.switched_on_again_s, 2),
+            "last_on_standby_s": None if self.last_on_standby_s is None else round(self.last_on_standby_s, 3),
+            "peak_end_s": round(self.peak_end_s, 3), "end_s": round(self.end_s, 3),
+        }
+
+
+def standby_use(samples: Iterable[Sample], phases: list[Phase], switches: list[dict[str, Any]]) -> StandbyUse:
+    """Which pool served each platinum request (from the simulated server's answer), by phase and around the
+    policy's deactivation after the peak."""
+    names = [p.name for p in phases]
+    peak_end = sum(p.seconds for p in phases[: names.index("peak") + 1])
+    end = sum(p.seconds for p in phases)
+    off = late = again = None
+    for s in switches:
+        if s["kind"] == AuditEvent.Kind.ACTIVATED:
+            off = late = None
+            if s["at_s"] >= peak_end:
+                again = s["at_s"]
+        elif s["kind"] == AuditEvent.Kind.DEACTIVATED:
+            if s["at_s"] > end:
+                late = s["at_s"]
+            else:
+                off = s["at_s"]
+    by_phase = {name: Share() for name in names}
+    after_off, switching = Share(), Share()
+    last_on_standby = None
+    for sample in samples:
+        if sample.traffic_class != "platinum" or not sample.header:
+            continue  # another tier, or no answer from a pool (a timeout, or an error of the gateway's own)
+        on_standby = sample.header.split("@", 1)[0] == "standby"
+        sent = sample.sent if sample.sent >= 0 else sample.scheduled
+        picked = [by_phase[sample.phase]]
+        if off is not None and sent >= off:
+            picked.append(after_off if sent >= off + SWITCH_GRACE_S else switching)
+        for share in picked:
+            share.requests += 1
+            share.on_standby += on_standby
+        if on_standby and (last_on_standby is None or sent > last_on_standby):
+            last_on_standby = sent
+    return StandbyUse(by_phase, peak_end, end, off, late, again, after_off, switching, last_on_standby)
 
 
 @dataclass
@@ -71,7 +203,6 @@ class RunResult:
     policy: bool
     load: LoadResult
     switches: list[dict[str, Any]] = field(default_factory=list)
-    standby_utilisation_off_peak: float | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -83,6 +214,9 @@ class RunResult:
                 out.append({"phase": phase, "tier": tier, "requests": r.count, "p95_ms": r.p95_ms,
                             "error_rate": round(r.error_rate, 4), "slo_p95_ms": SLO_P95_MS[tier], "slo_met": met})
         return out
+
+    def standby(self) -> StandbyUse:
+        return standby_use(self.load.samples, self.load.phases, self.switches)
 
 
 def free_port() -> int:
@@ -119,45 +253,117 @@ def _process(args: list[str], port: int, what: str, log: Path) -> Iterator[subpr
                     proc.wait(10)
 
 
+CALENDAR = "rta-scenario-24x7"
+# The agreements' measurement window: a day, so that a demo left running shows today's simulated traffic.
+AGREEMENT_WINDOW_DAYS = 1
+
+
+def external_id(tier: str, i: int) -> str:
+    return f"RTA-{tier.upper()}-{i}"
+
+
+def agreement_name(tier: str, i: int) -> str:
+    return f"rta-{tier}-{i}-sla"
+
+
+def _refuse_real(rows: QuerySet[Any], what: str) -> None:
+    """The scenario creates and resets only simulated rows: a real row in its way stops it, untouched."""
+    if rows.filter(simulated=False).exists():
+        raise RuntimeError(f"{what} exists and is not simulated: the scenario changes only the rows it created "
+                           "(rename it, or run the scenario against another database)")
+
+
 def set_up(config: Config, primary_port: int, standby_port: int) -> dict[str, list[str]]:
-    """The scenario's service, tiers, accounts, keys and policy (created or reset); returns new keys per tier."""
+    """The scenario's service, calendar, accounts with their agreements and keys, and policy (created or reset),
+    every row flagged `simulated`; returns new keys per tier. Existing tiers are used (tiers it has to create are
+    simulated too). Raises RuntimeError, changing nothing, when a real row has one of the names it uses."""
     keys: dict[str, list[str]] = {}
+    today = timezone.localdate()
     with transaction.atomic():
+        _refuse_real(Service.objects.filter(Q(name=SERVICE) | Q(base_path=BASE_PATH)),
+                     f"a service named {SERVICE} or under {BASE_PATH}")
+        _refuse_real(BusinessCalendar.objects.filter(name=CALENDAR), f"the calendar {CALENDAR}")
+        _refuse_real(Policy.objects.filter(name=POLICY), f"the policy {POLICY}")
+        pairs = [(t, i) for t in TIERS for i in range(1, config.accounts_per_tier + 1)]
+        _refuse_real(Account.objects.filter(external_id__in=[external_id(t, i) for t, i in pairs]),
+                     "an account with an external id RTA-<TIER>-<n>")
+        _refuse_real(Agreement.objects.filter(name__in=[agreement_name(t, i) for t, i in pairs]),
+                     "an agreement named rta-<tier>-<n>-sla")
         service, _ = Service.objects.update_or_create(
-            name=SERVICE, defaults={"base_path": BASE_PATH, "title": "RTA scenario: fare search (simulated)"})
+            name=SERVICE, defaults={"base_path": BASE_PATH, "title": "RTA scenario: fare search (simulated)",
+                                    "simulated": True})
         for name, role, capacity, port in (("primary", "primary", config.primary_servers, primary_port),
                                            ("standby", "standby", config.standby_servers, standby_port)):
             pool, _ = Pool.objects.update_or_create(service=service, name=name,
                                                     defaults={"role": role, "capacity": capacity})
             pool.endpoints.all().delete()
             Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{port}")
+        calendar, _ = BusinessCalendar.objects.update_or_create(
+            name=CALENDAR, defaults={"timezone": "UTC", "hours": {day: ["00:00-24:00"] for day in WEEKDAYS},
+                                     "holiday_country": "", "simulated": True})
         for tier_name in TIERS:
             tier = Tier.objects.filter(name=tier_name).first()
             if tier is None:
                 rank = max(Tier.objects.values_list("rank", flat=True), default=0) + 1
-                tier = Tier.objects.create(name=tier_name, rank=rank, description="created by the RTA scenario")
+                tier = Tier.objects.create(name=tier_name, rank=rank, description="created by the RTA scenario",
+                                           simulated=True)
             keys[tier_name] = []
             for i in range(1, config.accounts_per_tier + 1):
-                external = f"RTA-{tier_name.upper()}-{i}"
                 account, _ = Account.objects.update_or_create(
-                    external_id=external, defaults={"name": f"RTA {tier_name} customer {i}", "tier": tier})
+                    external_id=external_id(tier_name, i),
+                    defaults={"name": f"RTA {tier_name} customer {i} (simulated)", "tier": tier, "simulated": True})
                 ApiCredential.objects.filter(account=account, revoked_at__isnull=True).update(revoked_at=timezone.now())
                 _cred, key = ApiCredential.issue(account, "rta scenario")
                 keys[tier_name].append(key)
+                _agreement(account, tier_name, i, service, calendar, today)
+        # a run with fewer accounts per tier than an earlier one: the earlier extra accounts send nothing now
+        ApiCredential.objects.filter(account__simulated=True, account__external_id__startswith="RTA-",
+                                     revoked_at__isnull=True).exclude(
+            account__external_id__in=[external_id(t, i) for t, i in pairs]).update(revoked_at=timezone.now())
         from .policies import save_policy
 
         save_policy(POLICY, {
             "description": "RTA scenario: platinum to standby while the primary pool is busy",
             "enabled": False, "priority": 5,
             "condition": f"pool({SERVICE}, primary).utilisation[2s] > {config.threshold}",
-            "clear_condition": f"pool({SERVICE}, primary).utilisation[3s] < {config.clear_below}",
-            "hold_seconds": 0, "clear_seconds": 3, "min_active_seconds": 5, "cooldown_seconds": 5,
+            "clear_condition": f"pool({SERVICE}, primary).utilisation[2s] < {config.clear_below}",
+            "hold_seconds": 0, "clear_seconds": config.clear_seconds,
+            "min_active_seconds": config.min_active_seconds, "cooldown_seconds": config.cooldown_seconds,
             "tiers": ["platinum"], "services": [SERVICE], "action": "route", "params": {"pool": "standby"},
         })
+        Policy.objects.filter(name=POLICY).update(simulated=True)
     from accord.gateway.signals import bump_snapshot_version
 
     bump_snapshot_version()  # tier changes made with update() send no signal
     return keys
+
+
+def _agreement(account: Account, tier: str, i: int, service: Service, calendar: BusinessCalendar,
+               today: dt.date) -> Agreement:
+    """The simulated account's own agreement: the scenario's SLO of its tier (availability and p95 latency on
+    the scenario's service), measured over a rolling day, so `accord slo status` and the governance page show
+    what the scenario's traffic attained."""
+    agreement, _ = Agreement.objects.update_or_create(
+        name=agreement_name(tier, i),
+        defaults={"title": f"RTA scenario: {tier} customer {i} (simulated)", "account": account, "tier": None,
+                  "calendar": calendar, "effective_to": None, "monthly_fee": Decimal(0), "simulated": True},
+        create_defaults={"title": f"RTA scenario: {tier} customer {i} (simulated)", "account": account,
+                         "calendar": calendar, "effective_from": today, "monthly_fee": Decimal(0),
+                         "simulated": True},
+    )
+    if agreement.effective_from > today:
+        agreement.effective_from = today
+        agreement.save(update_fields=["effective_from"])
+    agreement.services.set([service])
+    window = {"window": Objective.Window.ROLLING, "window_days": AGREEMENT_WINDOW_DAYS, "service": service,
+              "operation": None}
+    availability = Decimal(str(round(100 - SLO_ERROR_RATE[tier] * 100, 4)))
+    Objective.objects.update_or_create(agreement=agreement, name="availability", defaults={
+        "kind": Objective.Kind.AVAILABILITY, "target": availability, "percentile": None, **window})
+    Objective.objects.update_or_create(agreement=agreement, name="latency-p95", defaults={
+        "kind": Objective.Kind.LATENCY, "target": Decimal(str(SLO_P95_MS[tier])), "percentile": Decimal(95),
+        **window})
+    return agreement
 
 
 class Governor(threading.Thread):
@@ -191,24 +397,17 @@ def _set_policy(enabled: bool) -> None:
     evaluate_policies()  # a disabled policy's action is switched off at once
 
 
-def _standby_utilisation(since: dt.datetime, until: dt.datetime) -> float:
-    rows = LivePool.objects.filter(service=SERVICE, pool="standby", at__gt=since, at__lte=until)
-    busy = sum(r.busy_ms for r in rows)
-    capacity = sum(r.interval_ms * r.capacity for r in rows)
-    return busy / capacity if capacity else 0.0
-
-
 def one_run(config: Config, gateway_port: int, keys: dict[str, list[str]], with_policy: bool,
             say: Callable[[str], None], stop: threading.Event | None = None) -> RunResult:
     classes = [TrafficClass(t, SHARES[t], keys[t], [f"{BASE_PATH}/fares?from=PAR&to=NYC"]) for t in TIERS]
     phases = config.phases()
     _set_policy(with_policy)
-    governor = Governor() if with_policy else None
+    governor = Governor(config.timings.governor) if with_policy else None
     if governor is not None:
         governor.start()
     started = timezone.now()
     load = start_load_in_thread("127.0.0.1", gateway_port, classes, phases, timeout=config.timeout,
-                                max_connections=2000, seed=config.seed)
+                                max_connections=2000, seed=config.seed, record_header=SERVED_BY)
     deadline = time.monotonic() + config.duration * 3 + 60
     try:
         while not load.done() and time.monotonic() < deadline:
@@ -226,14 +425,13 @@ def one_run(config: Config, gateway_port: int, keys: dict[str, list[str]], with_
         if governor is not None:
             governor.stop()
     ended = timezone.now()
+    # seconds from the start of the load's schedule, the clock of its samples
     switches = [
-        {"at_s": round((e.at - started).total_seconds(), 2), "kind": e.kind, "reason": e.reason}
+        {"at_s": round(e.at.timestamp() - result.started_at, 2), "kind": e.kind, "reason": e.reason}
         for e in AuditEvent.objects.filter(subject=POLICY, at__gte=started, at__lte=ended).order_by("at", "id")
         if e.kind in (AuditEvent.Kind.ACTIVATED, AuditEvent.Kind.DEACTIVATED)
     ]
-    # off-peak: the first normal phase (the 'after' phase may still carry the peak's backlog)
-    normal_end = started + dt.timedelta(seconds=phases[0].seconds)
-    run = RunResult(with_policy, result, switches, _standby_utilisation(started, normal_end))
+    run = RunResult(with_policy, result, switches)
     if governor is not None and governor.errors:
         say(f"  governor errors: {governor.errors[:3]}")
     return run
@@ -252,7 +450,42 @@ def check(without: RunResult, with_policy: RunResult) -> tuple[bool, list[str]]:
                        f"errors {peak_with['error_rate']:.2%})")
     if not any(s["kind"] == AuditEvent.Kind.ACTIVATED for s in with_policy.switches):
         reasons.append("the policy never switched on")
+    # the other half: the standby pool serves platinum only around the peak, and is idle again after it
+    idle = without.standby()
+    if sum(share.on_standby for share in idle.by_phase.values()):
+        reasons.append("without the policy the standby pool still served platinum requests")
+    use = with_policy.standby()
+    if use.switched_on_again_s is not None:
+        reasons.append(f"the policy switched on again at {use.switched_on_again_s:.1f} s, after the peak "
+                       f"(ended at {use.peak_end_s:.1f} s): it flapped")
+    if use.switched_off_s is None:
+        late = "" if use.late_switch_off_s is None else (
+            f" (it switched off at {use.late_switch_off_s:.1f} s, after the traffic had ended at {use.end_s:.1f} s)")
+        reasons.append("platinum was still on the standby pool when the run ended: the policy did not switch off "
+                       f"after the peak{late}")
+    else:
+        after = use.after_switch_off
+        if after.on_standby:
+            reasons.append(f"the standby pool served {after.on_standby} of {after.requests} platinum requests sent "
+                           f"more than {SWITCH_GRACE_S:g} s after the policy switched off at {use.switched_off_s:.1f} s")
+        elif not after.requests:
+            reasons.append(f"the policy switched off at {use.switched_off_s:.1f} s, too late in the run to see "
+                           "platinum back on the primary pool")
     return not reasons, reasons
+
+
+def _commands(config: Config, primary: int, standby: int, gateway: int) -> tuple[list[str], list[str]]:
+    sims = ["upstream-sim", "--seed", str(config.seed),
+            "--service", f"primary=127.0.0.1:{primary}:{config.primary_servers}:{config.service_ms}",
+            "--service", f"standby=127.0.0.1:{standby}:{config.standby_servers}:{config.service_ms}"]
+    gw = ["gateway", "--listen", f"127.0.0.1:{gateway}", "--workers", "1", *config.timings.gateway_args()]
+    return sims, gw
+
+
+def run_report(run: RunResult) -> dict[str, Any]:
+    """One run as plain data (JSON): its table, switches and where platinum went."""
+    return {"policy": run.policy, "rows": run.rows(), "switches": run.switches,
+            "platinum_on_standby": run.standby().as_dict(), "send_lag": run.load.send_lag()}
 
 
 def run_scenario(config: Config, say: Callable[[str], None]) -> dict[str, Any]:
@@ -261,11 +494,7 @@ def run_scenario(config: Config, say: Callable[[str], None]) -> dict[str, Any]:
     log_dir.mkdir(parents=True, exist_ok=True)
     primary, standby, gateway = free_port(), free_port(), free_port()
     keys = set_up(config, primary, standby)
-    sims = ["upstream-sim", "--seed", str(config.seed),
-            "--service", f"primary=127.0.0.1:{primary}:{config.primary_servers}:{config.service_ms}",
-            "--service", f"standby=127.0.0.1:{standby}:{config.standby_servers}:{config.service_ms}"]
-    gw = ["gateway", "--listen", f"127.0.0.1:{gateway}", "--workers", "1", "--poll", "0.1", "--live", "0.5",
-          "--flush", "2"]
+    sims, gw = _commands(config, primary, standby, gateway)
     say(f"simulated servers on :{primary} (primary, {config.primary_servers} servers) and :{standby} (standby, "
         f"{config.standby_servers}); gateway on :{gateway}; logs in {log_dir}")
     runs = []
@@ -282,9 +511,11 @@ def run_scenario(config: Config, say: Callable[[str], None]) -> dict[str, Any]:
         "duration_s": config.duration,
         "phases": [{"name": p.name, "seconds": p.seconds, "rps": p.rps} for p in config.phases()],
         "slo": {t: {"p95_ms": SLO_P95_MS[t], "error_rate": SLO_ERROR_RATE[t]} for t in TIERS},
-        "runs": [{"policy": r.policy, "rows": r.rows(), "switches": r.switches,
-                  "standby_utilisation_off_peak": round(r.standby_utilisation_off_peak or 0.0, 4),
-                  "send_lag": r.load.send_lag()} for r in runs],
+        "policy": {"threshold": config.threshold, "clear_below": config.clear_below,
+                   "clear_seconds": config.clear_seconds, "min_active_seconds": config.min_active_seconds,
+                   "cooldown_seconds": config.cooldown_seconds},
+        "timings": config.timings.report(),
+        "runs": [run_report(r) for r in runs],
         "check": {"passed": passed, "reasons": reasons},
     }
 
@@ -295,24 +526,52 @@ def run_live(config: Config, say: Callable[[str], None], stop: threading.Event) 
     log_dir.mkdir(parents=True, exist_ok=True)
     primary, standby, gateway = free_port(), free_port(), free_port()
     keys = set_up(config, primary, standby)
-    sims = ["upstream-sim", "--seed", str(config.seed),
-            "--service", f"primary=127.0.0.1:{primary}:{config.primary_servers}:{config.service_ms}",
-            "--service", f"standby=127.0.0.1:{standby}:{config.standby_servers}:{config.service_ms}"]
-    gw = ["gateway", "--listen", f"127.0.0.1:{gateway}", "--workers", "1", "--poll", "0.1", "--live", "0.5",
-          "--flush", "2"]
+    sims, gw = _commands(config, primary, standby, gateway)
+    say(timings_text(config.timings.report()))
     cycles = 0
     with _process(sims, standby, "upstream-sim", log_dir / "upstream-sim.log"), \
             _process(gw, gateway, "accord gateway", log_dir / "gateway.log"):
         while not stop.is_set():
             run = one_run(config, gateway, keys, True, lambda line: None, stop)
+            if stop.is_set():
+                break  # a cut-short cycle proves nothing either way
             cycles += 1
             peak = next(r for r in run.rows() if r["phase"] == "peak" and r["tier"] == "platinum")
-            switches = ", ".join(f"{s['kind']} at {s['at_s']} s" for s in run.switches) or "none"
             verdict = "met" if peak["slo_met"] else "MISSED"
             p95 = "-" if peak["p95_ms"] is None else f"{peak['p95_ms']:.0f}"
-            say(f"cycle {cycles}: platinum p95 at peak {p95} ms ({verdict}); switches: {switches}")
+            use = run.standby()
+            off = ("still on at the end" if use.switched_off_s is None else
+                   f"off {use.switched_off_s - use.peak_end_s:.1f} s after the peak")
+            after = use.after_switch_off
+            say(f"cycle {cycles}: platinum p95 at peak {p95} ms ({verdict}); reroute {off}; platinum on standby "
+                f"after switching off: {after.on_standby} of {after.requests}")
         _set_policy(False)
     return cycles
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def timings_text(timings: list[dict[str, Any]]) -> str:
+    return "timings (this scenario / production default): " + ", ".join(
+        f"{t['name']} {t['seconds']:g} s / {t['production_seconds']:g} s" for t in timings)
+
+
+def standby_text(use: dict[str, Any]) -> list[str]:
+    """Where platinum went, for people."""
+    phases = ", ".join(f"{name} {v['on_standby']} of {v['requests']} ({_pct(v['share'])})"
+                       for name, v in use["by_phase"].items())
+    lines = [f"  platinum requests on the standby pool: {phases}"]
+    off, after, switching = use["switch_off"], use["after_switch_off"], use["switching"]
+    if off is None:
+        lines.append("  reroute still on when the traffic ended: platinum never came back to the primary pool")
+    else:
+        lines.append(f"  after switching off ({off['at_s']:.1f} s, {off['after_peak_s']:.1f} s after the peak ended): "
+                     f"{after['on_standby']} of {after['requests']} ({_pct(after['share'])}), and "
+                     f"{switching['on_standby']} of {switching['requests']} in the {use['switch_grace_s']:g} s "
+                     "the gateway takes to follow")
+    return lines
 
 
 def report_text(report: dict[str, Any]) -> str:
@@ -320,7 +579,7 @@ def report_text(report: dict[str, Any]) -> str:
     for phase in report["phases"]:
         starts.append(f"{phase['name']} {phase['rps']:g}/s from {t:g} s")
         t += phase["seconds"]
-    lines = ["phases: " + ", ".join(starts)]
+    lines = ["phases: " + ", ".join(starts), timings_text(report["timings"])]
     for run in report["runs"]:
         lines.append(f"\n{'WITH' if run['policy'] else 'WITHOUT'} the policy")
         lines.append(f"  {'phase':7} {'tier':9} {'requests':>8} {'p95 ms':>9} {'errors':>7} {'SLO p95':>8}  SLO")
@@ -330,11 +589,10 @@ def report_text(report: dict[str, Any]) -> str:
                          f"{r['slo_p95_ms']:>8.0f}  {'met' if r['slo_met'] else 'MISSED'}")
         for s in run["switches"]:
             lines.append(f"  reroute {'on ' if s['kind'] == 'activated' else 'off'} at {s['at_s']:6.1f} s: {s['reason']}")
-        if run["switches"] and run["switches"][-1]["kind"] == "activated":
-            lines.append("  reroute still on when the run ended (the peak's backlog was still draining)")
         if run["policy"]:
-            lines.append(f"  standby pool utilisation off-peak: {run['standby_utilisation_off_peak']:.1%}")
+            lines += standby_text(run["platinum_on_standby"])
     check = report["check"]
-    lines.append("\ncheck: " + ("PASSED: platinum kept its SLO through the peak only with the policy"
+    lines.append("\ncheck: " + ("PASSED: platinum kept its SLO through the peak only with the policy, and the "
+                                "standby pool served it only around the peak"
                                 if check["passed"] else "FAILED: " + "; ".join(check["reasons"])))
     return "\n".join(lines)

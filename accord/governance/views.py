@@ -28,7 +28,7 @@ from accord.lib.views import staff_required
 
 from . import charts, engine
 from .api import MAX_OVERRIDE_MINUTES, current_override, live_overrides, policy_status, state_of
-from .indicators import BudgetStatus, budget_status, runtime_objectives
+from .indicators import BudgetStatus, budget_status, runtime_objectives, slot_busy_ms
 from .models import AuditEvent, Policy
 
 LIVE_SECONDS = 15 * 60
@@ -126,14 +126,15 @@ def latency_by_tier(now: dt.datetime) -> dict[str, list[tuple[float, float | Non
 
 
 def utilisation_by_pool(now: dt.datetime) -> dict[str, list[tuple[float, float | None]]]:
-    """Busy time over capacity time per pool per bucket over the last 15 minutes, summed over workers."""
+    """Busy time over capacity time per pool per bucket over the last 15 minutes, summed over workers: the
+    policies' `pool(...).utilisation` over each bucket (the same rows, the same `slot_busy_ms`)."""
     start, end = live_window(now)
     sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
     for at, service, pool, busy, interval, capacity in LivePool.objects.filter(
             at__gte=_when(start), at__lte=now).values_list("at", "service", "pool", "busy_ms", "interval_ms",
                                                            "capacity"):
         acc = sums[f"{service}/{pool}"][_epoch(at) // BUCKET_SECONDS * BUCKET_SECONDS]
-        acc[0] += busy
+        acc[0] += slot_busy_ms(busy, interval, capacity)
         acc[1] += interval * capacity
     buckets = range(start, end, BUCKET_SECONDS)
     return {name: [(b + BUCKET_SECONDS / 2, (per[b][0] / per[b][1]) if b in per and per[b][1] else None)
@@ -302,9 +303,14 @@ def _budget_cell(s: BudgetStatus) -> SafeString:
     )
 
 
-def _objective_rows(now: dt.datetime) -> list[dict[str, Any]]:
+def _objective_rows(now: dt.datetime, simulated: str = "") -> list[dict[str, Any]]:
+    """Each run-time objective's budget; `simulated` "true" or "false" keeps only the scenario's agreements or
+    only the real ones."""
     rows = []
-    for o in runtime_objectives().order_by("agreement__name", "name", "id"):
+    objectives = runtime_objectives().order_by("agreement__name", "name", "id")
+    if simulated in ("true", "false"):
+        objectives = objectives.filter(agreement__simulated=simulated == "true")
+    for o in objectives:
         s = budget_status(o, now)
         rows.append({"objective": o, "status": s, "target": o.target_label(), "sli": s.sli_label(),
                      "window": o.window_label(), "bar": _budget_cell(s), "level": charts.budget_level(s.remaining)})
@@ -326,7 +332,8 @@ def _render(request: HttpRequest, forms_given: dict[str, OverrideForm] | None = 
         "summary": " · ".join(f"{n} {label}" for label, n in counts.items() if n),
         "failed": failed,
         "actions": [{"action": a, "scope": _scope(a)} for a in GatewayAction.live().order_by("priority", "name")],
-        "objectives": _objective_rows(now),
+        "objectives": _objective_rows(now, request.GET.get("simulated", "")),
+        "simulated": request.GET.get("simulated", ""),
         "timeline": charts.timeline(timeline_lanes(policies, start, now), start, now),
         "timeline_hours": TIMELINE_HOURS,
         "events": [{"event": e, "values": _values(e.values)} for e in events],

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
-from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -32,12 +32,13 @@ TOP_SHARE = Decimal("0.2")
 
 
 def _revenue_of_top(fraction: Decimal) -> tuple[int, Decimal, Decimal]:
-    """How many accounts make the top `fraction` by 12-month revenue, their revenue, and everyone's."""
-    n = Account.objects.count()
+    """How many real accounts make the top `fraction` by 12-month revenue, their revenue, and everyone's."""
+    real = Account.objects.filter(simulated=False)
+    n = real.count()
     k = max(1, int(n * fraction)) if n else 0
     money: DecimalField[Decimal, Decimal] = DecimalField(max_digits=20, decimal_places=2)
-    total = Account.objects.aggregate(s=Coalesce(Sum("revenue_12m"), Value(Decimal(0)), output_field=money))["s"]
-    top_ids = Account.objects.order_by("-revenue_12m", "id").values("id")[:k]
+    total = real.aggregate(s=Coalesce(Sum("revenue_12m"), Value(Decimal(0)), output_field=money))["s"]
+    top_ids = real.order_by("-revenue_12m", "id").values("id")[:k]
     top = Account.objects.filter(id__in=top_ids).aggregate(
         s=Coalesce(Sum("revenue_12m"), Value(Decimal(0)), output_field=money)
     )["s"]
@@ -46,10 +47,14 @@ def _revenue_of_top(fraction: Decimal) -> tuple[int, Decimal, Decimal]:
 
 @staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    # The business's figures: accounts a scenario made up are counted apart (and said so), never mixed in.
+    real = Q(accounts__simulated=False)
     rows = list(
-        Tier.objects.order_by("rank").annotate(n=Count("accounts"), revenue=Sum("accounts__revenue_12m"))
+        Tier.objects.order_by("rank").annotate(n=Count("accounts", filter=real),
+                                               revenue=Sum("accounts__revenue_12m", filter=real))
     )
-    untiered = Account.objects.filter(tier__isnull=True).aggregate(n=Count("id"), revenue=Sum("revenue_12m"))
+    untiered = Account.objects.filter(tier__isnull=True, simulated=False).aggregate(
+        n=Count("id"), revenue=Sum("revenue_12m"))
     bars = [charts.TierBar(t.name, t.n, t.revenue or Decimal(0)) for t in rows]
     if untiered["n"]:
         bars.append(charts.TierBar("no tier", untiered["n"], untiered["revenue"] or Decimal(0)))
@@ -70,8 +75,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "account_count": account_count,
         "top_n": top_n,
         "top_share": (top_revenue / total_revenue * 100) if total_revenue else None,
-        "agreement_count": Agreement.objects.count(),
-        "service_count": Service.objects.count(),
+        "agreement_count": Agreement.objects.filter(simulated=False).count(),
+        "service_count": Service.objects.filter(simulated=False).count(),
+        "simulated": {"accounts": Account.objects.filter(simulated=True).count(),
+                      "agreements": Agreement.objects.filter(simulated=True).count(),
+                      "services": Service.objects.filter(simulated=True).count()},
         "recent_changes": TierChange.objects.select_related("account", "from_tier", "to_tier")[:10],
     }
     return render(request, "web/dashboard.html", context)
@@ -145,10 +153,20 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "web/account.html", context)
 
 
+def _simulated_choice(request: HttpRequest) -> str:
+    """The list pages' `simulated` filter: "true", "false", or "" (anything else) for all rows."""
+    value = request.GET.get("simulated", "")
+    return value if value in ("true", "false") else ""
+
+
 @staff_required
 def agreements(request: HttpRequest) -> HttpResponse:
     rows = Agreement.objects.select_related("tier", "account", "calendar").annotate(n_objectives=Count("objectives"))
-    return render(request, "web/agreements.html", {"agreements": rows.order_by("tier__rank", "name")})
+    simulated = _simulated_choice(request)
+    if simulated:
+        rows = rows.filter(simulated=simulated == "true")
+    return render(request, "web/agreements.html", {"agreements": rows.order_by("tier__rank", "name"),
+                                                   "simulated": simulated})
 
 
 @staff_required
@@ -183,7 +201,10 @@ def services(request: HttpRequest) -> HttpResponse:
         n_pools=Count("pools", distinct=True),
         capacity=Subquery(capacity),
     )
-    return render(request, "web/services.html", {"services": rows.order_by("name")})
+    simulated = _simulated_choice(request)
+    if simulated:
+        rows = rows.filter(simulated=simulated == "true")
+    return render(request, "web/services.html", {"services": rows.order_by("name"), "simulated": simulated})
 
 
 @staff_required

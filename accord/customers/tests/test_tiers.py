@@ -96,6 +96,21 @@ def test_it_records_each_change_with_its_cause_and_nothing_when_unchanged(rules:
     assert "12-month revenue 2,000,000.00 EUR" in TierChange.objects.filter(account=acct).order_by("-id")[0].detail
 
 
+@time_machine.travel(NOW, tick=False)
+def test_simulated_accounts_keep_their_tier_and_a_simulated_tier_is_no_rule(rules: dict[str, Tier]) -> None:
+    # a scenario's tier without thresholds, ranked above the business's own: as a rule it would take everyone
+    made_up = Tier.objects.create(name="scenario-top", rank=0, simulated=True)
+    simulated = Account.objects.create(name="RTA platinum customer 1 (simulated)", tier=rules["platinum"],
+                                       simulated=True)
+    real = Account.objects.create(name="Small", revenue_12m=Decimal("10"))
+    changes = tiers.recompute()
+    assert [(c.account.name, c.after) for c in changes] == [("Small", rules["standard"])]
+    simulated.refresh_from_db()
+    real.refresh_from_db()
+    assert simulated.tier == rules["platinum"] and real.tier == rules["standard"] != made_up
+    assert not TierChange.objects.filter(account=simulated).exists()
+
+
 def test_tier_names_and_thresholds_are_data(db: None) -> None:
     Tier.objects.create(name="diamond", rank=1, min_revenue_12m=10)
     Tier.objects.create(name="basic", rank=2)

@@ -179,7 +179,7 @@ def test_webhook_secrets_are_write_only_and_kept_when_an_update_omits_them(api: 
     # a read-modify-write round trip keeps the secret; a new webhook brings its own
     body = api.get(f"{POLICIES}platinum-standby/").json()
     body["notify_webhooks"].append({"url": "https://hooks.example/b", "secret": "other"})
-    writable = {k: v for k, v in body.items() if k not in ("created_at", "updated_at", "state", "override")}
+    writable = {k: v for k, v in body.items() if k not in ("created_at", "updated_at", "state", "override", "simulated")}
     assert api.put(f"{POLICIES}platinum-standby/", writable, format="json").status_code == 200
     assert Policy.objects.get().notify_webhooks == [{"url": "https://hooks.example/a", "secret": "s3cret"},
                                                     {"url": "https://hooks.example/b", "secret": "other"}]

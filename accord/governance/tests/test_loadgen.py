@@ -190,6 +190,22 @@ def test_other_methods_head_and_post() -> None:
         TrafficClass("a", 1, [], ["/"], method="get")
 
 
+def test_each_sample_keeps_the_recorded_header_of_its_answer() -> None:
+    specs = [SimSpec("primary", 0, capacity=4, service_ms=1, instance="primary@a"),
+             SimSpec("standby", 0, capacity=4, service_ms=1, instance="standby@b")]
+    with start_sims_in_thread(specs) as sims:
+        seen = {}
+        for port in sims.ports:
+            result = load(port, [TrafficClass("all", 1, [], ["/"])], [Phase("p", 0.3, 20)],
+                          record_header="x-sim-instance")
+            seen[port] = {s.header for s in result.samples}
+        plain = load(sims.ports[0], [TrafficClass("all", 1, [], ["/"])], [Phase("p", 0.2, 20)])
+    assert list(seen.values()) == [{"primary@a"}, {"standby@b"}]
+    assert {s.header for s in plain.samples} == {""}  # nothing recorded unless asked
+    with pytest.raises(ValueError, match="record_header 'x sim'"):
+        load(sims.ports[0], [TrafficClass("all", 1, [], ["/"])], [Phase("p", 0.2, 20)], record_header="x sim")
+
+
 def test_a_closed_port_counts_as_errors_with_status_0() -> None:
     result = load(free_port(), [TrafficClass("all", 1, ["k"], ["/"])], [Phase("p", 0.5, 20)], timeout=2)
     row = result.summary()[0]

@@ -1,47 +1,96 @@
-"""`accord scenario rta --json` at a short duration: the real command, processes and sockets; it must pass its check."""
+"""`accord scenario rta` at short durations: the real command, processes and sockets.
+
+A normal run must pass its check, which covers both halves of the seeds' point: platinum goes to the standby
+pool during the peak, and comes back after it, the standby pool then serving it nothing. A policy whose clear
+condition never holds must fail the check (exit 1).
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
 from accord.lib.testing import accord_command, subprocess_env
 
+# The shortest run that switches the policy off reliably within its 'after' phase on two shared cores: the
+# peak's backlog drains in 1-2 s, the clear condition then holds for 2 s, leaving 3-4 s of platinum on primary.
+DURATION = "24"
+
+
+def scenario(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*accord_command(), "scenario", "rta", *args], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=600)
+
+
+def row(run: dict[str, Any], phase: str, tier: str) -> dict[str, Any]:
+    return next(r for r in run["rows"] if r["phase"] == phase and r["tier"] == tier)
+
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_rta_scenario_passes_its_own_check() -> None:
-    proc = subprocess.run([*accord_command(), "scenario", "rta", "--duration", "20", "--json"],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
+def test_the_rta_scenario_passes_its_own_check_and_platinum_comes_back_after_the_peak() -> None:
+    proc = scenario("--duration", DURATION, "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["check"] == {"passed": True, "reasons": []}
     without, with_policy = report["runs"]
     assert (without["policy"], with_policy["policy"]) == (False, True)
 
-    def row(run: dict, phase: str, tier: str) -> dict:
-        return next(r for r in run["rows"] if r["phase"] == phase and r["tier"] == tier)
-
     # the peak hurts without the policy, platinum is spared with it
     assert row(without, "peak", "platinum")["p95_ms"] > row(with_policy, "peak", "platinum")["p95_ms"] * 3
     assert row(with_policy, "peak", "platinum")["slo_met"] and not row(without, "peak", "platinum")["slo_met"]
     assert all(r["requests"] > 0 for run in report["runs"] for r in run["rows"])
     assert without["switches"] == []
+    ends = {}
+    t = 0.0
+    for phase in report["phases"]:
+        t += phase["seconds"]
+        ends[phase["name"]] = t
     on = [s for s in with_policy["switches"] if s["kind"] == "activated"]
-    ramp_start = sum(p["seconds"] for p in report["phases"][:1])
-    peak_start = sum(p["seconds"] for p in report["phases"][:2])
-    assert ramp_start <= on[0]["at_s"] <= peak_start  # switched on during the ramp, before the queue built
-    assert with_policy["standby_utilisation_off_peak"] < 0.05  # the standby pool idles off-peak
+    off = [s for s in with_policy["switches"] if s["kind"] == "deactivated"]
+    assert len(on) == 1 and len(off) == 1  # on once, off once: no flapping
+    assert ends["normal"] <= on[0]["at_s"] <= ends["ramp"]  # switched on during the ramp, before the queue built
+    assert ends["peak"] < off[0]["at_s"] < ends["after"]  # ... and off within the phase after the peak
+
+    use = with_policy["platinum_on_standby"]
+    assert use["switch_off"] == {"at_s": off[0]["at_s"],
+                                 "after_peak_s": pytest.approx(off[0]["at_s"] - ends["peak"], abs=0.01)}
+    assert use["by_phase"]["normal"]["on_standby"] == 0  # the standby pool idles before the peak
+    assert use["by_phase"]["peak"]["share"] > 0.95  # ... carries platinum through it
+    after, after_off = use["after_phase"], use["after_switch_off"]
+    assert 0 < after["on_standby"] < after["requests"]  # ... while the backlog drains, and no longer
+    assert after_off["requests"] > 0 and after_off["on_standby"] == 0 and after_off["share"] == 0
+    assert use["last_on_standby_s"] < off[0]["at_s"] + use["switch_grace_s"]
+    assert all(v["on_standby"] == 0 for v in without["platinum_on_standby"]["by_phase"].values())
+
+    # the scenario's short intervals are stated next to production's
+    timings = {t["name"]: (t["seconds"], t["production_seconds"]) for t in report["timings"]}
+    assert timings == {"gateway --live": (0.5, 1.0), "gateway --poll": (0.1, 0.25),
+                       "governor --interval": (0.5, 1.0), "gateway --flush": (2.0, 2.0)}
     assert "run 2: with the policy" in proc.stderr  # progress went to stderr, JSON alone on stdout
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_that_never_switches_off_fails_the_check() -> None:
+    proc = scenario("--duration", "20", "--clear-below", "0")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert ("check: FAILED: platinum was still on the standby pool when the run ended: the policy did not switch "
+            "off after the peak") in proc.stdout
+    assert "reroute still on when the traffic ended" in proc.stdout
+    assert "gateway --poll 0.1 s / 0.25 s" in proc.stdout  # the timings are in the text report too
+
+
 @pytest.mark.parametrize("args,message", [
-    (["rta", "--duration", "5"], "--duration must be between 12 and 3600"),
-    (["rta", "--duration", "99999"], "--duration must be between 12 and 3600"),
+    (["rta", "--duration", "5"], "--duration must be between 20 and 3600 seconds"),
+    (["rta", "--duration", "99999"], "--duration must be between 20 and 3600 seconds"),
+    (["rta", "--clear-below", "0.8"], "--clear-below must be from 0 to below the switch-on threshold 0.7"),
+    (["rta", "--clear-below", "-1"], "--clear-below must be from 0"),
 ])
-def test_bad_durations_are_refused(args: list[str], message: str) -> None:
+def test_bad_options_are_refused(args: list[str], message: str) -> None:
     from django.core.management import CommandError, call_command
 
     with pytest.raises(CommandError, match=message):

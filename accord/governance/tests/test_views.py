@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -252,3 +253,33 @@ def test_live_json_follows_the_live_rows_and_keeps_settled_buckets_right(staff: 
     traffic(settled, "platinum", 200.0, count=50)
     assert last_value(live(staff)["latency_p95_ms"]["platinum"]) == pytest.approx(200, rel=0.01)
     assert last_value(live(staff)["latency_p95_ms"]["platinum"]) == pytest.approx(200, rel=0.01)
+
+
+def test_the_utilisation_chart_and_the_policy_signal_agree_and_a_backlog_reads_as_full_not_100_times_full(
+        staff: Client) -> None:
+    # A 10-second chart bucket of two workers of a 4-slot pool: w1 is past capacity for two intervals (a backlog
+    # of 40 requests in flight, queued at the upstream), w2 is half busy throughout.
+    bucket = int(timezone.now().timestamp()) // 10 * 10 - 60  # near now: the login session stays valid
+    now = dt.datetime.fromtimestamp(bucket + 9.9, tz=dt.UTC)
+    w1 = [2000.0, 40000.0, 40000.0, 3000.0, 1000.0]
+    for i, busy in enumerate(w1):
+        LivePool.objects.create(at=dt.datetime.fromtimestamp(bucket + 1 + 2 * i, tz=dt.UTC), worker="w1",
+                                service="booking", pool="primary", interval_ms=2000, busy_ms=busy, capacity=4,
+                                in_flight=40 if busy > 8000 else 1)
+        LivePool.objects.create(at=dt.datetime.fromtimestamp(bucket + 1.5 + 2 * i, tz=dt.UTC), worker="w2",
+                                service="booking", pool="primary", interval_ms=2000, busy_ms=4000.0, capacity=4)
+    # each slot-interval counts at most full: w1 busy 2 + 8 + 8 + 3 + 1 = 22 s, w2 5 x 4 = 20 s, of 80 s
+    expected = (22_000 + 20_000) / (10 * 2000 * 4)
+    with time_machine.travel(now, tick=False):
+        policy("to-standby", condition="pool(booking, primary).utilisation[10s] > 0.8")
+        evaluate_policies(now)
+        data = live(staff)
+        page = staff.get("/governance/").content.decode()
+    panel = Policy.objects.get(name="to-standby").state.values["signals"]["pool(booking, primary).utilisation[10s]"]
+    chart = dict(data["utilisation"]["booking/primary"])[bucket + views.BUCKET_SECONDS / 2]
+    assert panel == pytest.approx(expected, abs=1e-6)
+    assert chart == pytest.approx(expected)
+    # the chart's axis tops out at 100 % like the pool, instead of scaling to a backlog's 1,000 %
+    axis = re.findall(r'class="label">([\d,]+%)</text>', data["utilisation_svg"])
+    assert axis and max(int(v.rstrip("%").replace(",", "")) for v in axis) == 100
+    assert "0.525" in row_of(page, "to-standby")

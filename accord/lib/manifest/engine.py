@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import DataError, IntegrityError, models, transaction
-from django.db.models import ProtectedError, RestrictedError
+from django.db.models import ProtectedError, Q, RestrictedError
 from django.utils.module_loading import import_string
 from pydantic import ValidationError as PydanticValidationError
 from pydantic import create_model
@@ -68,6 +68,18 @@ class Kind:
     def export(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Every stored object in canonical form, in a stable order, and notes on what was left out."""
         raise NotImplementedError
+
+    def real(self, rows: models.QuerySet[Any], **made_up: Any) -> tuple[models.QuerySet[Any], list[str]]:
+        """The rows to export, without those a scenario made up (`simulated`, e.g. by `accord scenario rta`):
+        they are no part of the business's configuration. `made_up` names more lookups that mark a row as
+        simulated (an agreement of a simulated account). The note says how many were left out."""
+        marks = Q(simulated=True)
+        for lookup, value in made_up.items():
+            marks |= Q(**{lookup: value})
+        left_out = rows.filter(marks).count()
+        note = (f"left out as simulated (`accord scenario clean` removes them): {left_out} "
+                f"{self.singular if left_out == 1 else self.section}")
+        return rows.exclude(marks), [note] if left_out else []
 
 
 @cache

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from accord.governance.engine import evaluate_budgets, evaluate_policies
+from accord.governance.engine import INTERVAL, evaluate_budgets, evaluate_policies
 from accord.governance.notify import deliver_due
 
 
@@ -18,7 +18,7 @@ class Command(BaseCommand):
     help = "Evaluate governance policies (switching gateway actions), error-budget burn alerts, and notifications."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--interval", type=float, default=1.0, help="seconds between policy evaluations")
+        parser.add_argument("--interval", type=float, default=INTERVAL, help="seconds between policy evaluations")
         parser.add_argument("--budget-interval", type=float, default=30.0,
                             help="seconds between error-budget burn-rate checks")
         parser.add_argument("--once", action="store_true", help="evaluate once and exit")

@@ -43,10 +43,11 @@ class Command(BaseCommand):
                 raise CommandError(f"account {key!r} has no agreement in force")
             objectives = objectives.filter(agreement=agreement)
         now = timezone.now()
-        statuses = [budget_status(o, now) for o in objectives]
+        statuses = [budget_status(o, now) for o in objectives.select_related("agreement")]
         if options["json"]:
             # as_dict is JSON-safe (infinity as "Infinity"); allow_nan=False proves it
-            self.stdout.write(json.dumps([s.as_dict() for s in statuses], indent=2, allow_nan=False))
+            rows = [{**s.as_dict(), "simulated": s.objective.agreement.simulated} for s in statuses]
+            self.stdout.write(json.dumps(rows, indent=2, allow_nan=False))
             return
         if not statuses:
             self.stdout.write("no run-time objectives")
@@ -60,6 +61,7 @@ class Command(BaseCommand):
                 f"{o.agreement.name + '/' + o.name:40} {o.target_label():>18} {s.sli_label():>18} "
                 f"{units.number(s.valid):>9} {units.number(s.bad):>7} {units.number(s.excluded):>8} "
                 f"{units.share(s.consumed, 1):>11} {units.share(s.remaining, 1):>9}  {status}"
+                + ("  (simulated: a scenario's account)" if o.agreement.simulated else "")
             )
         self.stdout.write("valid: requests the SLI counts; excluded: refused by the customer's rate limit (429) or "
                           "abandoned (499) before the objective's latency threshold (docs/governance.md)")
