@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "accord.gateway",
     "accord.governance",
     "accord.desk",
+    "accord.insight",
     "accord.web",
 ]
 
@@ -101,7 +102,16 @@ ACCORD_MANIFEST_KINDS = [
     "accord.catalog.manifest.PartnerKind",
     "accord.agreements.manifest.AgreementKind",
     "accord.governance.manifest.PolicyKind",
+    "accord.insight.manifest.HealthKind",
 ]
+# `accord import SUBJECT FILE.csv`: each app registers its importers (accord/lib/csvio.py).
+ACCORD_CSV_IMPORTERS = {
+    "accounts": "accord.customers.csvio.import_accounts",
+    "contacts": "accord.customers.csvio.import_contacts",
+    "orders": "accord.insight.orders.import_orders",
+}
+# The currency insight reports money in; order lines in others are converted by its rate table, never summed.
+ACCORD_CURRENCY = os.environ.get("ACCORD_CURRENCY", "EUR").upper()
 WSGI_APPLICATION = "accord.wsgi.application"
 
 TEMPLATES = [
