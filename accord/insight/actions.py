@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accord.desk.models import Ticket
+from accord.customers.models import Account
 
-from . import clv, touchpoints
-from .models import AccountValue, ClvFit, Topic
+from . import clv, health, touchpoints
+from .models import AccountValue, ClvFit, HealthScore, Topic
 from .orders import base_currency, orders
 
 CENT = Decimal("0.01")
@@ -99,3 +100,33 @@ def do_compute_topics(n_topics: int | None = None) -> list[Topic]:
         topic.tickets.set(members)
         topics.append(topic)
     return topics
+
+
+@transaction.atomic
+def do_compute_health(now: dt.datetime | None = None, accounts: list[Account] | None = None) -> list[HealthScore]:
+    """Score every account (or the given ones) and store the scores; the history of scores is the trend."""
+    now = now or timezone.now()
+    weighting, window, _source = health.weights()
+    targets = accounts if accounts is not None else list(Account.objects.select_related("tier").order_by("id"))
+    ctx = health.load_context(now, window, [a.pk for a in targets] if accounts is not None else None)
+    functions = health.factor_functions()
+    rows = []
+    for account in targets:
+        value, parts = health.score(ctx, account, weighting, functions)
+        rows.append(HealthScore(account=account, computed_at=now, score=value, factors=parts))
+    HealthScore.objects.bulk_create(rows, batch_size=1000)
+    return rows
+
+
+def do_refresh(calibration_end: dt.date | None = None) -> list[str]:
+    """Everything the pages read, recomputed: the CLV fit, the topics, the health scores; returns what was
+    done and what could not be, in words (a refused fit does not stop the rest)."""
+    done = []
+    try:
+        result = do_fit_clv(calibration_end or timezone.localdate())
+        done.append(f"lifetime value fitted on {len(result.summary)} customers")
+    except (clv.FitError, ValueError) as e:
+        done.append(f"lifetime value not fitted: {e}")
+    done.append(f"{len(do_compute_topics())} ticket topics")
+    done.append(f"{len(do_compute_health())} health scores")
+    return done
