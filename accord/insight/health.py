@@ -199,7 +199,8 @@ def clv_trend(ctx: Context, account: Account) -> Factor | Skipped:
         return Factor(1.0 if now.clv > 0 else 0.5, f"lifetime value {now.clv:,.2f} against {before.clv:,.2f} in the "
                                                      "fit before")
     change = float((now.clv - before.clv) / before.clv)
-    return Factor(_clamp(0.5 + change), f"lifetime value {change * 100:+.0f}% since the fit before "
+    # Growth or no change is healthy; a fall costs in proportion (half the value lost scores 0.5).
+    return Factor(_clamp(1 + min(change, 0.0)), f"lifetime value {change * 100:+.0f}% since the fit before "
                                         f"({before.clv:,.2f} to {now.clv:,.2f})")
 
 

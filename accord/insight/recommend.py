@@ -182,20 +182,23 @@ class Offer:
     lift: float
 
 
-def for_accounts(k: int = 5) -> dict[int, list[Offer]]:
-    """account pk -> what to offer next, best first (accounts with no scored candidate are left out)."""
+def for_accounts(k: int = 5, only: int | None = None) -> dict[int, list[Offer]]:
+    """account pk -> what to offer next, best first (accounts with no scored candidate are left out); `only`:
+    just that account's (the model is still learnt from everyone's orders)."""
     lines = load()
     if not len(lines.account):
         return {}
     x = baskets(lines.account, lines.item, len(lines.accounts), len(lines.items))
     model = fit(x, lines.items)
-    top, scores = recommend(model, x, k)
+    rows = [lines.accounts.index(only)] if only in lines.accounts else [] if only is not None else None
+    top, scores = recommend(model, x if rows is None else x[rows], k)
     out: dict[int, list[Offer]] = {}
     conf = model.confidence.tocsc()
-    for row, pk in enumerate(lines.accounts):
+    for at, row in enumerate(range(len(lines.accounts)) if rows is None else rows):
+        pk = lines.accounts[row]
         offers = []
         owned = x.indices[x.indptr[row] : x.indptr[row + 1]]
-        for item, score in zip(top[row], scores[row], strict=True):
+        for item, score in zip(top[at], scores[at], strict=True):
             if item < 0:
                 continue
             column = conf[:, item].toarray().ravel()

@@ -123,6 +123,10 @@ class Timeliness:
         done = self.met + self.breached
         return self.met / done if done else None
 
+    @property
+    def percent(self) -> int | None:
+        return None if self.rate is None else round(self.rate * 100)
+
 
 def timeliness(since: dt.datetime, account_id: int | None = None) -> Timeliness:
     """The timely-response rate against the agreement: the desk's response clocks met and breached since."""
