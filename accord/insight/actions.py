@@ -10,8 +10,8 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from accord.desk.models import Ticket
 from accord.customers.models import Account
+from accord.desk.models import Ticket
 
 from . import clv, health, touchpoints
 from .models import AccountValue, ClvFit, HealthScore, Topic

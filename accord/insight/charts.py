@@ -189,7 +189,7 @@ def graph_chart(chart_id: str, title: str, edges: dict[tuple[str, str], int], co
     ay = {a: y(i, len(agents)) for i, a in enumerate(agents)}
     lines = format_html_join(
         "", '<line class="edge" data-contact="{}" data-agent="{}" x1="{}" y1="{}" x2="{}" y2="{}" stroke-width="{}">'
-            '<title>{} – {}: {}</title></line>',
+            '<title>{} and {}: {}</title></line>',
         ((c, a, left_x, _f(cy[c]), right_x, _f(ay[a]), _f(1 + 7 * n / most), c, a, n)
          for (c, a), n in sorted(edges.items()) if c in cy and a in ay),
     )

@@ -170,7 +170,7 @@ def _hessian(grad_log: Any, at: FloatArray) -> FloatArray:
 
 def _covariance(hessian: FloatArray) -> FloatArray | None:
     try:
-        cov = np.linalg.inv(hessian)
+        cov = np.asarray(np.linalg.inv(hessian), dtype=np.float64)
     except np.linalg.LinAlgError:
         return None
     return cov if np.all(np.isfinite(cov)) and np.all(np.diag(cov) >= 0) else None

@@ -38,7 +38,7 @@ class Touch:
 
 
 def _names_by_address() -> dict[str, str]:
-    return {value: name for value, name in ContactPoint.objects.values_list("value", "contact__name")}
+    return dict(ContactPoint.objects.values_list("value", "contact__name"))
 
 
 def desk_touches(since: dt.datetime, account_id: int | None = None) -> Iterator[Touch]:

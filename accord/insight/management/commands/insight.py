@@ -70,7 +70,7 @@ class Command(BaseCommand):
         p, s = result.predictions, result.summary
         ext = dict(Account.objects.filter(pk__in=[int(i) for i in p.ids]).values_list("pk", "external_id"))
         currency = base_currency()
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"account": ext.get(int(p.ids[i])) or f"#{int(p.ids[i])}", "repeat_purchases": int(s.x[i]),
              "expected_purchases": round(float(p.purchases[i]), 4), "probability_alive": round(float(p.alive[i]), 4),
              "expected_value": f"{p.value[i]:.2f}", "clv": f"{p.clv[i]:.2f}", "clv_low": f"{p.clv_low[i]:.2f}",
