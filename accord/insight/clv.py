@@ -149,9 +149,9 @@ def _aggregate(*columns: FloatArray) -> tuple[list[FloatArray], FloatArray]:
     return [unique[:, i] for i in range(unique.shape[1])], counts.astype(np.float64)
 
 
-def _minimise(neg: Any, start: FloatArray, what: str) -> Any:
+def _minimise(neg: Any, start: FloatArray, what: str, max_iterations: int) -> Any:
     result = optimize.minimize(neg, start, jac=True, method="L-BFGS-B",
-                               options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-7})
+                               options={"maxiter": max_iterations, "ftol": 1e-13, "gtol": 1e-7})
     if not result.success or not np.all(np.isfinite(result.x)):
         raise FitError(f"the {what} fit did not converge ({result.message}); nothing was reported")
     return result
@@ -176,7 +176,7 @@ def _covariance(hessian: FloatArray) -> FloatArray | None:
     return cov if np.all(np.isfinite(cov)) and np.all(np.diag(cov) >= 0) else None
 
 
-def fit_bgnbd(summary: Summary) -> BgNbd:
+def fit_bgnbd(summary: Summary, max_iterations: int = 2000) -> BgNbd:
     """Maximum-likelihood BG/NBD on every customer of the summary; refuses data that cannot identify it."""
     n = len(summary)
     if n < MIN_CUSTOMERS:
@@ -198,7 +198,7 @@ def fit_bgnbd(summary: Summary) -> BgNbd:
         return -ll / n, -grad * params / n  # per customer: the tolerances then mean the same at any size
 
     start = np.log(np.array([1.0, scale, 1.0, 1.0]))
-    result = _minimise(neg, start, "BG/NBD")
+    result = _minimise(neg, start, "BG/NBD", max_iterations)
     r, alpha, a, b = np.exp(result.x)
     ll, _grad = bgnbd_log_likelihood(np.exp(result.x), x, t_x, T, weights)
     cov = _covariance(_hessian(lambda p: neg(p)[1] * n, result.x))
@@ -260,7 +260,7 @@ def gamma_gamma_log_likelihood(params: FloatArray, x: FloatArray, m: FloatArray,
     return float(w @ ll), np.array([w @ d_p, w @ d_q, w @ d_g])
 
 
-def fit_gamma_gamma(summary: Summary) -> GammaGamma:
+def fit_gamma_gamma(summary: Summary, max_iterations: int = 2000) -> GammaGamma:
     """Maximum-likelihood Gamma-Gamma on the customers with at least one repeat purchase."""
     repeat = (summary.x > 0) & (summary.mean_repeat > 0)
     n = int(repeat.sum())
@@ -279,7 +279,7 @@ def fit_gamma_gamma(summary: Summary) -> GammaGamma:
         return -ll / n, -grad * params / n
 
     start = np.log(np.array([1.0, 1.0, max(float(np.median(m)), 1e-9)]))
-    result = _minimise(neg, start, "Gamma-Gamma")
+    result = _minimise(neg, start, "Gamma-Gamma", max_iterations)
     p, q, g = np.exp(result.x)
     ll, _grad = gamma_gamma_log_likelihood(np.exp(result.x), x, m, weights)
     cov = _covariance(_hessian(lambda v: neg(v)[1] * n, result.x))
