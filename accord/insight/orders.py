@@ -196,21 +196,22 @@ def _check_orders(parsed: dict[tuple[str, str], Line], stored: dict[tuple[str, s
     """Rules across the lines of an order (in the file and stored): one account, one currency, refunds that
     refund something and no more than the order's value. A line that breaks one is rejected (and dropped)."""
     by_order: dict[str, list[tuple[str, int, int, Decimal, str]]] = defaultdict(list)  # sku, line, account...
-    for (oid, sku), (_pk, account, _at, amount, currency, _q) in stored.items():
+    reference: dict[str, tuple[int, str, str]] = {}  # order -> (account, currency, where): its first stored line
+    for (oid, sku), (pk, account, _at, amount, currency, _q) in sorted(stored.items(), key=lambda kv: kv[1][0]):
+        reference.setdefault(oid, (account, currency, "already stored"))
         if (oid, sku) not in parsed:
             by_order[oid].append((sku, 0, account, amount, currency))
-    for (oid, sku), item in parsed.items():
+    for (oid, sku), item in sorted(parsed.items(), key=lambda kv: kv[1].line):
+        reference.setdefault(oid, (item.account, item.currency, f"line {item.line}"))
         by_order[oid].append((sku, item.line, item.account, item.amount, item.currency))
     for oid, lines in by_order.items():
-        # The order's account and currency are those of its first stored line, else of its first line in the file.
-        first = min(lines, key=lambda x: x[1])
-        where = f"line {first[1]}" if first[1] else "already stored"
+        ref_account, ref_currency, where = reference[oid]
         kept = []
         for sku, line, account, amount, currency in lines:
-            if line and account != first[2]:
+            if line and account != ref_account:
                 report.rejected.append((line, f"order '{oid[:60]}' belongs to another account ({where})"))
-            elif line and currency != first[4]:
-                report.rejected.append((line, f"order '{oid[:60]}' is in {first[4]} ({where}); this line is in "
+            elif line and currency != ref_currency:
+                report.rejected.append((line, f"order '{oid[:60]}' is in {ref_currency} ({where}); this line is in "
                                               f"{currency}: one order has one currency"))
             else:
                 kept.append((sku, line, amount))
