@@ -64,6 +64,7 @@ def test_clv_refuses_mixed_currencies_without_a_rate_and_too_few_customers(custo
     ExchangeRate.objects.all().delete()
     with pytest.raises(CommandError, match=r"no fit: no exchange rate to EUR for USD"):
         run("clv", "--calibration-end", "2026-05-31")
+    ExchangeRate.objects.create(currency="USD", rate=Decimal("0.9"))
     with pytest.raises(CommandError, match=r"no fit: \d+ customer\(s\) with orders before the calibration end; a fit "
                                            "needs at least 30"):
         run("clv", "--calibration-end", "2024-07-15")
