@@ -45,7 +45,8 @@ def desk_touches(since: dt.datetime, account_id: int | None = None) -> Iterator[
     """The desk's messages: inbound ones in, public replies out (internal notes are no touchpoint).
 
     The contacts are the inbound message's author and its Cc, or a reply's To and Cc, matched to contacts by
-    address; the agent is the reply's author, or the ticket's assignee for inbound messages.
+    address (a reply with no address, such as a call back, is to the ticket's contact); the agent is the reply's
+    author, or the ticket's assignee for inbound messages.
     """
     qs = Message.objects.filter(created_at__gte=since, kind__in=[Message.Kind.INBOUND, Message.Kind.REPLY])
     if account_id is not None:
@@ -53,14 +54,18 @@ def desk_touches(since: dt.datetime, account_id: int | None = None) -> Iterator[
     names = _names_by_address()
     rows = qs.values_list("ticket__account_id", "created_at", "kind", "channel", "author_contact__name",
                           "from_address", "to_addresses", "cc_addresses", "author_user__username",
-                          "ticket__assignee__username")
-    for account, at, kind, channel, contact_name, sender, to, cc, author, assignee in rows.iterator(chunk_size=2000):
+                          "ticket__assignee__username", "ticket__contact__name")
+    for account, at, kind, channel, contact_name, sender, to, cc, author, assignee, ticket_contact in rows.iterator(
+        chunk_size=2000
+    ):
         if kind == Message.Kind.INBOUND:
             people = [contact_name or names.get(sender.lower(), sender)] if (contact_name or sender) else []
             people += [names.get(str(a).lower(), str(a)) for a in cc or []]
             yield Touch(account, at, "in", channel, tuple(dict.fromkeys(p for p in people if p)), assignee)
         else:
             people = [names.get(str(a).lower(), str(a)) for a in [*(to or []), *(cc or [])]]
+            if not to and ticket_contact:
+                people.insert(0, ticket_contact)
             yield Touch(account, at, "out", channel, tuple(dict.fromkeys(p for p in people if p)), author)
 
 
