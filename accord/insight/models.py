@@ -21,7 +21,8 @@ class OrderLine(models.Model):
 
     order_id = models.CharField(max_length=100)
     sku = models.CharField(max_length=100, blank=True, default="")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="order_lines")
+    # Orders are facts about the account: they go with it (as its scores and values do).
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="order_lines")
     ordered_at = models.DateTimeField()
     ordered_on = models.DateField()
     amount = models.DecimalField(max_digits=14, decimal_places=2)

@@ -197,7 +197,7 @@ def _check_orders(parsed: dict[tuple[str, str], Line], stored: dict[tuple[str, s
     refund something and no more than the order's value. A line that breaks one is rejected (and dropped)."""
     by_order: dict[str, list[tuple[str, int, int, Decimal, str]]] = defaultdict(list)  # sku, line, account...
     reference: dict[str, tuple[int, str, str]] = {}  # order -> (account, currency, where): its first stored line
-    for (oid, sku), (pk, account, _at, amount, currency, _q) in sorted(stored.items(), key=lambda kv: kv[1][0]):
+    for (oid, sku), (_pk, account, _at, amount, currency, _q) in sorted(stored.items(), key=lambda kv: kv[1][0]):
         reference.setdefault(oid, (account, currency, "already stored"))
         if (oid, sku) not in parsed:
             by_order[oid].append((sku, 0, account, amount, currency))

@@ -163,7 +163,7 @@ def test_a_refunded_day_is_no_purchase_but_a_free_one_is() -> None:
 def test_it_refuses_fewer_than_30_customers() -> None:
     customer, day, value = simulate(29, 0.8, 20.0, 0.6, 3.0, 6.0, 4.0, 15.0, 300, seed=1)
     s = clv.summarise(customer, day, value, 299, "day")
-    with pytest.raises(clv.FitError, match="29 customer.*at least 30"):
+    with pytest.raises(clv.FitError, match=r"29 customer.*at least 30"):
         clv.fit_bgnbd(s)
 
 

@@ -14,7 +14,7 @@ from accord.desk import actions as desk_actions
 from accord.desk import worker
 from accord.desk.actions import Inbound
 from accord.desk.models import Ticket
-from accord.desk.tests.conftest import Desk, at, desk  # noqa: F401  (the desk personas)
+from accord.desk.tests.conftest import Desk, at
 from accord.insight import health, touchpoints
 from accord.insight.actions import do_compute_health, do_compute_topics
 from accord.insight.models import HealthWeights, Topic
@@ -39,7 +39,7 @@ def ticket(desk: Desk, when: str, subject: str = "Booking failed", body: str = "
         cc_addresses=cc or [], received_at=at(when)))
 
 
-def test_touchpoints_count_in_and_out_per_week_and_who_talks_with_whom(desk: Desk) -> None:  # noqa: F811
+def test_touchpoints_count_in_and_out_per_week_and_who_talks_with_whom(desk: Desk) -> None:
     other = User.objects.create_user("lin", is_staff=True)
     first = ticket(desk, "2026-11-16 10:00", cc=["ops@globetrotter.example"])  # the week before
     Ticket.objects.filter(pk=first.pk).update(assignee=desk.agent)  # assigned: its inbound mail is with the agent
@@ -58,7 +58,7 @@ def test_touchpoints_count_in_and_out_per_week_and_who_talks_with_whom(desk: Des
     assert "internal" not in str(g.edges)
 
 
-def test_the_timely_response_rate_is_the_desks_response_clocks_met_and_breached(desk: Desk) -> None:  # noqa: F811
+def test_the_timely_response_rate_is_the_desks_response_clocks_met_and_breached(desk: Desk) -> None:
     fast = ticket(desk, "2026-11-23 09:00")
     slow = ticket(desk, "2026-11-23 09:05")
     with time_machine.travel(at("2026-11-23 09:30"), tick=False):
@@ -70,7 +70,7 @@ def test_the_timely_response_rate_is_the_desks_response_clocks_met_and_breached(
     assert (rate.met, rate.breached, rate.percent) == (1, 1, 50)
 
 
-def test_topics_cluster_tickets_and_are_named_by_their_terms(desk: Desk) -> None:  # noqa: F811
+def test_topics_cluster_tickets_and_are_named_by_their_terms(desk: Desk) -> None:
     for i in range(12):
         ticket(desk, f"2026-11-2{i % 3} 10:{i:02d}", subject="Invoice for October bookings",
                body="Please send the invoice and the VAT receipt")
@@ -84,12 +84,12 @@ def test_topics_cluster_tickets_and_are_named_by_their_terms(desk: Desk) -> None
     assert Topic.objects.count() == 2
 
 
-def test_too_few_tickets_make_no_topics(desk: Desk) -> None:  # noqa: F811
+def test_too_few_tickets_make_no_topics(desk: Desk) -> None:
     ticket(desk, "2026-11-20 10:00")
     assert do_compute_topics() == [] and not Topic.objects.exists()
 
 
-def test_breaches_lower_the_health_score_and_the_factors_say_why(desk: Desk) -> None:  # noqa: F811
+def test_breaches_lower_the_health_score_and_the_factors_say_why(desk: Desk) -> None:
     [good] = do_compute_health(accounts=[desk.account])
     assert good.score == 100  # no orders, no clocks: only skipped factors and an empty ticket history
     late = ticket(desk, "2026-11-20 09:00")
@@ -103,7 +103,7 @@ def test_breaches_lower_the_health_score_and_the_factors_say_why(desk: Desk) -> 
     assert "sla breaches" in health.describe(bad).lower()
 
 
-def test_health_weights_are_applied_from_the_manifest_and_exported_back(desk: Desk) -> None:  # noqa: F811
+def test_health_weights_are_applied_from_the_manifest_and_exported_back(desk: Desk) -> None:
     late = ticket(desk, "2026-11-20 09:00")
     worker.run_once(at("2026-11-23 08:00"))
     assert late.clocks.filter(breached_at__isnull=False).exists()

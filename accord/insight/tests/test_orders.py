@@ -96,13 +96,13 @@ def test_a_refund_nets_against_its_order_and_may_not_exceed_it(tmp_path: Path, a
     assert found["O1"].value == Decimal("60.00") and found["O1"].day == dt.date(2026, 3, 1)
     assert "O3" not in found  # refunded in full: no purchase
     # A refund of a stored order, in a later file, is accepted too.
-    out, err, code = run_import(tmp_path, csv_bytes("O2,A1,2026-03-06,-10,,FL-2:refund,0"))
+    _out, err, code = run_import(tmp_path, csv_bytes("O2,A1,2026-03-06,-10,,FL-2:refund,0"))
     assert code == 0 and {o.order_id: o.value for o in orders()}["O2"] == Decimal("20.00")
 
 
 def test_one_order_has_one_account_and_one_currency(tmp_path: Path, accounts: tuple[Account, Account]) -> None:
     run_import(tmp_path, csv_bytes("O1,A1,2026-03-01,100,EUR,FL-1,1"))
-    out, err, code = run_import(tmp_path, csv_bytes("O1,B2,2026-03-01,10,EUR,HT-1,1", "O1,A1,2026-03-01,10,USD,CAR,1",
+    _out, err, code = run_import(tmp_path, csv_bytes("O1,B2,2026-03-01,10,EUR,HT-1,1", "O1,A1,2026-03-01,10,USD,CAR,1",
                                                     "O1,A1,2026-03-01,10,,FL-1,1", "O1,A1,2026-03-01,10,,FL-1,1"))
     assert "orders.csv:2: rejected: order 'O1' belongs to another account (already stored)" in err
     assert "orders.csv:3: rejected: order 'O1' is in EUR (already stored); this line is in USD" in err
@@ -112,7 +112,7 @@ def test_one_order_has_one_account_and_one_currency(tmp_path: Path, accounts: tu
 
 def test_strict_exits_2_and_changes_nothing(tmp_path: Path, accounts: tuple[Account, Account]) -> None:
     run_import(tmp_path, csv_bytes("O1,A1,2026-03-01,100,,FL-1,1"))
-    out, err, code = run_import(tmp_path, csv_bytes("O1,A1,2026-03-01,999,,FL-1,1", "O2,NOPE,2026-03-01,5,,,"),
+    _out, err, code = run_import(tmp_path, csv_bytes("O1,A1,2026-03-01,999,,FL-1,1", "O2,NOPE,2026-03-01,5,,,"),
                                 "--strict")
     assert code == 2
     assert "orders.csv:3: rejected: account 'NOPE'" in err and "nothing was imported" in err
@@ -125,7 +125,7 @@ def test_it_reads_files_like_the_account_import(tmp_path: Path, accounts: tuple[
     out, err, code = run_import(tmp_path, data)
     assert code == 0, err
     assert OrderLine.objects.get().sku == "=SUM(1)"
-    out, err, code = run_import(tmp_path, b"order_id,account\nO1,A1\n")
+    _out, err, code = run_import(tmp_path, b"order_id,account\nO1,A1\n")
     assert code == 2 and "missing required column(s): ordered_at, amount" in err
 
 
