@@ -117,27 +117,37 @@ class BgNbd:
         return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b, "log_likelihood": self.log_likelihood}
 
 
+def _by_count(x: FloatArray) -> tuple[FloatArray, NDArray[np.intp]]:
+    """The distinct repeat counts and each customer's index into them: the special functions of the likelihoods
+    depend on x alone, and there are few distinct counts, so they are computed once per count, not per customer."""
+    unique, inverse = np.unique(x, return_inverse=True)
+    return unique, inverse
+
+
 def bgnbd_log_likelihood(params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray,
-                         weights: FloatArray | None = None) -> tuple[float, FloatArray]:
+                         weights: FloatArray | None = None,
+                         counts: tuple[FloatArray, NDArray[np.intp]] | None = None) -> tuple[float, FloatArray]:
     """The BG/NBD log-likelihood (Fader, Hardie and Lee 2005, eq. 6) and its gradient in (r, alpha, a, b)."""
     r, alpha, a, b = params
     w = np.ones_like(x) if weights is None else weights
+    ux, ix = counts if counts is not None else _by_count(x)
     repeat = x > 0
-    ln_a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    ln_a2 = special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x)
-    ln_a3 = -(r + x) * np.log(alpha + T)
+    ln_a1 = (special.gammaln(r + ux) - special.gammaln(r))[ix] + r * np.log(alpha)
+    ln_a2 = (special.gammaln(a + b) + special.gammaln(b + ux) - special.gammaln(b) - special.gammaln(a + b + ux))[ix]
+    rx = r + x
+    log_aT, log_at = np.log(alpha + T), np.log(alpha + t_x)
+    ln_a3 = -rx * log_aT
     bx1 = np.where(repeat, b + x - 1, 1.0)
-    ln_a4 = np.where(repeat, np.log(a) - np.log(bx1) - (r + x) * np.log(alpha + t_x), -np.inf)
+    ln_a4 = np.where(repeat, np.log(a) - np.log(bx1) - rx * log_at, -np.inf)
     ln_tail = np.logaddexp(ln_a3, ln_a4)
     ll = ln_a1 + ln_a2 + ln_tail
     share4 = np.exp(ln_a4 - ln_tail)  # the weight of the "dropped out after the last purchase" term
     share3 = 1 - share4
-    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - share3 * np.log(alpha + T) \
-        - share4 * np.log(alpha + t_x)
-    d_alpha = r / alpha - (r + x) * (share3 / (alpha + T) + share4 / (alpha + t_x))
-    psi_ab = special.digamma(a + b) - special.digamma(a + b + x)
+    d_r = (special.digamma(r + ux) - special.digamma(r))[ix] + np.log(alpha) - share3 * log_aT - share4 * log_at
+    d_alpha = r / alpha - rx * (share3 / (alpha + T) + share4 / (alpha + t_x))
+    psi_ab = (special.digamma(a + b) - special.digamma(a + b + ux))[ix]
     d_a = psi_ab + share4 / a
-    d_b = psi_ab + special.digamma(b + x) - special.digamma(b) - share4 / bx1
+    d_b = psi_ab + (special.digamma(b + ux) - special.digamma(b))[ix] - share4 / bx1
     grad = np.array([w @ d_r, w @ d_alpha, w @ d_a, w @ d_b])
     return float(w @ ll), grad
 
@@ -188,11 +198,12 @@ def fit_bgnbd(summary: Summary, max_iterations: int = 2000) -> BgNbd:
     if not np.any(summary.T > 0):
         raise FitError("every customer's first purchase is on the calibration end: there is no time to observe")
     (x, t_x, T), weights = _aggregate(summary.x, summary.t_x, summary.T)
+    counts = _by_count(x)
     scale = max(float(np.mean(summary.T)), 1e-9)  # alpha lives in time units: start near the data's scale
 
     def neg(log_params: FloatArray) -> tuple[float, FloatArray]:
         params = np.exp(log_params)
-        ll, grad = bgnbd_log_likelihood(params, x, t_x, T, weights)
+        ll, grad = bgnbd_log_likelihood(params, x, t_x, T, weights, counts)
         if not np.isfinite(ll):
             return 1e300, np.zeros(4)
         return -ll / n, -grad * params / n  # per customer: the tolerances then mean the same at any size
@@ -200,7 +211,7 @@ def fit_bgnbd(summary: Summary, max_iterations: int = 2000) -> BgNbd:
     start = np.log(np.array([1.0, scale, 1.0, 1.0]))
     result = _minimise(neg, start, "BG/NBD", max_iterations)
     r, alpha, a, b = np.exp(result.x)
-    ll, _grad = bgnbd_log_likelihood(np.exp(result.x), x, t_x, T, weights)
+    ll, _grad = bgnbd_log_likelihood(np.exp(result.x), x, t_x, T, weights, counts)
     cov = _covariance(_hessian(lambda p: neg(p)[1] * n, result.x))
     return BgNbd(float(r), float(alpha), float(a), float(b), float(ll), n, cov)
 
@@ -245,17 +256,19 @@ class GammaGamma:
         return self.p * self.gamma / (self.q - 1) if self.q > 1 else float("nan")
 
 
-def gamma_gamma_log_likelihood(params: FloatArray, x: FloatArray, m: FloatArray,
-                               weights: FloatArray | None = None) -> tuple[float, FloatArray]:
+def gamma_gamma_log_likelihood(params: FloatArray, x: FloatArray, m: FloatArray, weights: FloatArray | None = None,
+                               counts: tuple[FloatArray, NDArray[np.intp]] | None = None) -> tuple[float, FloatArray]:
     """The Gamma-Gamma log-likelihood of mean repeat values m over x transactions, and its gradient."""
     p, q, g = params
     w = np.ones_like(x) if weights is None else weights
+    ux, ix = counts if counts is not None else _by_count(x)
     px = p * x
-    ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(g)
-          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(g + x * m))
-    psi = special.digamma(px + q)
-    d_p = x * (psi - special.digamma(px) + np.log(m) + np.log(x) - np.log(g + x * m))
-    d_q = psi - special.digamma(q) + np.log(g) - np.log(g + x * m)
+    log_m, log_gxm = np.log(m), np.log(g + x * m)
+    ll = ((special.gammaln(p * ux + q) - special.gammaln(p * ux) + p * ux * np.log(ux))[ix] - special.gammaln(q)
+          + q * np.log(g) + (px - 1) * log_m - (px + q) * log_gxm)
+    psi = special.digamma(p * ux + q)
+    d_p = x * ((psi - special.digamma(p * ux) + np.log(ux))[ix] + log_m - log_gxm)
+    d_q = psi[ix] - special.digamma(q) + np.log(g) - log_gxm
     d_g = q / g - (px + q) / (g + x * m)
     return float(w @ ll), np.array([w @ d_p, w @ d_q, w @ d_g])
 
@@ -268,12 +281,13 @@ def fit_gamma_gamma(summary: Summary, max_iterations: int = 2000) -> GammaGamma:
         raise FitError(f"{n} customer(s) bought again before the calibration end; the value model needs at "
                        f"least {MIN_CUSTOMERS}")
     (x, m), weights = _aggregate(summary.x[repeat], summary.mean_repeat[repeat])
+    counts = _by_count(x)
     if np.ptp(m) == 0:
         raise FitError("every repeat customer's mean value is the same: their spread cannot be fitted")
 
     def neg(log_params: FloatArray) -> tuple[float, FloatArray]:
         params = np.exp(log_params)
-        ll, grad = gamma_gamma_log_likelihood(params, x, m, weights)
+        ll, grad = gamma_gamma_log_likelihood(params, x, m, weights, counts)
         if not np.isfinite(ll):
             return 1e300, np.zeros(3)
         return -ll / n, -grad * params / n
@@ -281,7 +295,7 @@ def fit_gamma_gamma(summary: Summary, max_iterations: int = 2000) -> GammaGamma:
     start = np.log(np.array([1.0, 1.0, max(float(np.median(m)), 1e-9)]))
     result = _minimise(neg, start, "Gamma-Gamma", max_iterations)
     p, q, g = np.exp(result.x)
-    ll, _grad = gamma_gamma_log_likelihood(np.exp(result.x), x, m, weights)
+    ll, _grad = gamma_gamma_log_likelihood(np.exp(result.x), x, m, weights, counts)
     cov = _covariance(_hessian(lambda v: neg(v)[1] * n, result.x))
     return GammaGamma(float(p), float(q), float(g), float(ll), n, cov)
 
