@@ -170,7 +170,7 @@ def main() -> None:
     s = clv.summarise(customer, day, value, DAYS - 1, "day")
     print(f"summary: {len(s):,} customers, {int((s.x > 0).sum()):,} with repeats")
 
-    med_sum, runs_sum, _ = timed(lambda: clv.summarise(customer, day, value, DAYS - 1, "day"), args.rounds)
+    med_sum, _runs_sum, _ = timed(lambda: clv.summarise(customer, day, value, DAYS - 1, "day"), args.rounds)
     med_acc, runs_acc, (bg, gg) = timed(lambda: accord_fit(customer, day, value), args.rounds)
     print(f"\naccord  summarise + BG/NBD + Gamma-Gamma: median {med_acc:.2f} s "
           f"({', '.join(f'{x:.2f}' for x in runs_acc)}); of which summarise {med_sum:.2f} s")

@@ -117,7 +117,7 @@ class BgNbd:
         return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b, "log_likelihood": self.log_likelihood}
 
 
-def _dot(a: FloatArray, b: FloatArray) -> float:
+def _dot(a: NDArray[Any], b: NDArray[Any]) -> float:
     """Sum of products without BLAS: OpenBLAS's threaded dot of one long vector costs milliseconds when the
     machine is busy (thread hand-offs), where a single pass costs a tenth of one (bench/insight.py)."""
     return float(np.einsum("i,i->", a, b))

@@ -86,7 +86,7 @@ def test_a_bad_row_is_rejected_with_its_line_and_reason(tmp_path: Path, accounts
 
 
 def test_a_refund_nets_against_its_order_and_may_not_exceed_it(tmp_path: Path, accounts: tuple[Account, Account]) -> None:
-    out, err, code = run_import(tmp_path, csv_bytes(
+    _out, err, code = run_import(tmp_path, csv_bytes(
         "O1,A1,2026-03-01,100,,FL-1,1", "O1,A1,2026-03-05,-40,,FL-1:refund,-1",
         "O2,A1,2026-03-02,30,,FL-2,1", "O2,A1,2026-03-06,-31,,FL-2:refund,0",
         "O3,A1,2026-03-03,25,,FL-3,1", "O3,A1,2026-03-07,-25,,FL-3:refund,-1"))
@@ -122,7 +122,7 @@ def test_strict_exits_2_and_changes_nothing(tmp_path: Path, accounts: tuple[Acco
 def test_it_reads_files_like_the_account_import(tmp_path: Path, accounts: tuple[Account, Account]) -> None:
     # UTF-16 with a byte-order mark, and a formula-escaped sku, through the shared reading helpers.
     data = (HEADER + "O1,A1,2026-03-01,10,,'=SUM(1),1\n").encode("utf-16")
-    out, err, code = run_import(tmp_path, data)
+    _out, err, code = run_import(tmp_path, data)
     assert code == 0, err
     assert OrderLine.objects.get().sku == "=SUM(1)"
     _out, err, code = run_import(tmp_path, b"order_id,account\nO1,A1\n")
