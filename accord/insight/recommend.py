@@ -21,6 +21,7 @@ from .models import OrderLine
 
 MIN_SUPPORT = 2
 CHUNK = 4096
+DENSE_ITEMS = 4000
 
 
 @dataclass
@@ -72,9 +73,11 @@ def recommend(model: Model, x: sparse.csr_matrix, k: int = 5) -> tuple[NDArray[n
     n = x.shape[0]
     out = np.full((n, k), -1, dtype=np.int64)
     best = np.zeros((n, k))
+    # A few thousand items: a dense item-item matrix (sparse rows times dense is one pass); beyond, stay sparse.
+    dense = model.confidence.toarray() if len(model.items) <= DENSE_ITEMS else None
     for start in range(0, n, CHUNK):
         rows = x[start : start + CHUNK]
-        scores = (rows @ model.confidence).toarray()
+        scores = np.asarray(rows @ dense) if dense is not None else (rows @ model.confidence).toarray()
         scores[rows.nonzero()] = 0.0
         top = _top(scores, k)
         got = np.take_along_axis(scores, top, axis=1)
