@@ -79,8 +79,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["deciles"] = p.deciles()
         context["unprofitable"] = p.unprofitable
     context.update(_touchpoint_context(None, now, "all"))
-    names = Account.objects.in_bulk([pk for pk, _i, _o in context["volume"].top(10)])
-    context["top_clients"] = [(names[pk], i, o) for pk, i, o in context["volume"].top(10) if pk in names]
+    vol = context["volume"]
+    names = Account.objects.in_bulk([pk for pk, _i, _o in vol.top(10)])
+    context["top_clients"] = [
+        (names[pk], i, o, list(zip(*vol.per_account[pk], strict=True))) for pk, i, o in vol.top(10) if pk in names
+    ]
+    context["week_labels"] = _week_labels(vol.weeks)
     context["topics_chart"] = charts.hbar_chart(
         "topics-chart", "Tickets per topic", [(t.name, n, None, None) for t, n in context["topics"]],
         fmt=lambda v: f"{v:,.0f} tickets", empty="No topics yet: run `accord insight topics`.",

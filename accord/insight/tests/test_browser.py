@@ -79,6 +79,10 @@ def test_the_insight_dashboard_shows_value_80_20_touchpoints_topics_health_and_r
     bars = page.locator("#all-volume-chart rect.bar[data-series^=in] title").all_text_contents()
     assert len(bars) == 12 and sum(int(t.split(": ")[1].split()[0]) for t in bars) == total_in  # chart = table
     assert total_in >= 30  # the demo desk's tickets, all within the last 12 weeks
+    clients = page.locator("#top-clients tbody tr")
+    assert 0 < clients.count() <= 10
+    first_client = clients.first.locator("td")
+    assert first_client.count() == 3 + 12  # name, in, out, then in / out for each of the 12 weeks
     assert page.locator("#topic-table tbody tr").count() == Topic.objects.count() > 0
     assert page.locator("#topics-chart g.hbar").count() == Topic.objects.count()
     assert page.locator("#lowest-health tbody tr").count() == 10
