@@ -125,3 +125,23 @@ def test_the_manifest_refuses_unknown_factors_and_bad_weights(db: None) -> None:
     assert "health[0].weights.happiness: unknown factor" in text
     assert "health[0].weights.sla_breaches: weight 300 must be between 0 and 100" in text
     assert not HealthWeights.objects.exists()
+
+
+def test_an_unchanged_lifetime_value_costs_no_health_and_a_fall_costs_in_proportion(desk: Desk) -> None:
+    from decimal import Decimal
+
+    from accord.insight.models import AccountValue
+
+    def value(clv: str) -> AccountValue:
+        return AccountValue(account=desk.account, repeat_purchases=1, expected_purchases=1, probability_alive=1,
+                            expected_value=Decimal(1), clv=Decimal(clv), clv_low=Decimal(0), clv_high=Decimal(clv),
+                            prior_only=False)
+
+    ctx = health.Context(MONDAY, 90)
+    ctx.clv_before[desk.account.pk], ctx.clv_now[desk.account.pk] = value("1000"), value("1000")
+    same = health.clv_trend(ctx, desk.account)
+    assert isinstance(same, health.Factor) and same.score == 1.0
+    ctx.clv_now[desk.account.pk] = value("600")
+    fall = health.clv_trend(ctx, desk.account)
+    assert isinstance(fall, health.Factor) and fall.score == pytest.approx(0.6)
+    assert "-40% since the fit before" in fall.text
