@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "accord.gateway",
     "accord.governance",
     "accord.desk",
+    "accord.insight",
     "accord.web",
 ]
 
@@ -103,7 +104,14 @@ ACCORD_MANIFEST_KINDS = [
     "accord.catalog.manifest.PartnerKind",
     "accord.agreements.manifest.AgreementKind",
     "accord.governance.manifest.PolicyKind",
+    "accord.insight.manifest.HealthKind",
 ]
+# `accord import SUBJECT FILE.csv`: each app registers its importers (accord/lib/csvio.py).
+ACCORD_CSV_IMPORTERS = {
+    "accounts": "accord.customers.csvio.import_accounts",
+    "contacts": "accord.customers.csvio.import_contacts",
+    "orders": "accord.insight.orders.import_orders",
+}
 WSGI_APPLICATION = "accord.wsgi.application"
 
 TEMPLATES = [
@@ -211,7 +219,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ACCORD_SLA_WARNING_SHARE = float(os.environ.get("ACCORD_SLA_WARNING_SHARE", 0.75))
 
 # The currency of amounts that carry none of their own: accounts' revenue and cost to serve, commitments, tier
-# thresholds, service costs (an agreement has its own currency).
+# thresholds, service costs (an agreement has its own currency); insight reports orders in it (order lines in
+# other currencies are converted by its rate table, never summed).
 ACCORD_CURRENCY = os.environ.get("ACCORD_CURRENCY", "EUR")
 if not re.fullmatch(r"[A-Z]{3}", ACCORD_CURRENCY):
     raise ImproperlyConfigured(f"ACCORD_CURRENCY={ACCORD_CURRENCY!r} is not a currency code like EUR")

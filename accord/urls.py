@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("accord.api.urls")),
     path("desk/", include("accord.desk.urls")),
     path("governance/", include("accord.governance.urls")),
+    path("insight/", include("accord.insight.urls")),
     path("support/", support_form, name="support-form"),
     path("", include("accord.web.urls")),
 ]

@@ -114,10 +114,10 @@ def bench_mail(n: int) -> None:
     from email import policy
     from email.parser import BytesParser
 
-    from accord.lib.manifest import apply_manifest
     from accord.customers import tiers
     from accord.customers.models import Account, Contact, ContactPoint
     from accord.desk import mail
+    from accord.lib.manifest import apply_manifest
 
     apply_manifest((ROOT / "accord/agreements/fixtures/demo.yaml").read_text())
     accounts = Account.objects.bulk_create([Account(name=f"Corp {i}", external_id=f"C{i}", revenue_12m=i * 50_000) for i in range(50)])

@@ -15,6 +15,7 @@ from accord.desk.api import CallLogView, WebhookView
 from accord.desk.api import register as register_desk
 from accord.governance.api import IndicatorsView
 from accord.governance.api import register as register_governance
+from accord.insight.api import register as register_insight
 from accord.lib.middleware import error_response
 
 router = DefaultRouter()
@@ -23,6 +24,7 @@ register_agreements(router)
 register_catalog(router)
 register_desk(router)
 register_governance(router)
+register_insight(router)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -6,15 +6,10 @@ report each rejected row with its line number in the file, and write in batches,
 
 from __future__ import annotations
 
-import codecs
 import csv
-import io
-import re
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, TextIO
+from typing import TextIO
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -22,6 +17,17 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from accord.lib.csvio import (  # the shared reading helpers; re-exported for the callers that know them here
+    FORMULA_STARTS,
+    CsvFileError,
+    ImportReport,
+    RowError,
+    decode,
+    escape_cell,
+    progress_bar,
+    rows,
+    unescape_cell,
+)
 from accord.lib.db import bulk_update_rows
 
 from .models import Account, Contact, ContactPoint, _zones
@@ -34,125 +40,6 @@ ACCOUNT_REQUIRED = {"external_id", "name"}
 CONTACT_COLUMNS = ["external_id", "name", "account_external_id", "title", "emails", "phones"]
 CONTACT_REQUIRED = {"external_id", "name"}
 MAX_LEN = {"external_id": 100, "name": 200, "title": 200, "timezone": 64, "owner": 150}
-
-
-class CsvFileError(Exception):
-    """The file as a whole cannot be imported (nothing was written)."""
-
-
-class RowError(ValueError):
-    """One row cannot be imported; the message says why."""
-
-
-@dataclass
-class ImportReport:
-    """What an import did, with every rejected row."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-    written: bool = True
-
-    def summary(self) -> str:
-        return (
-            f"imported {self.created}, updated {self.updated}, rejected {len(self.rejected)}"
-            f" (unchanged {self.unchanged})"
-        )
-
-
-# -- reading ----------------------------------------------------------------------------------------------
-
-
-def decode(data: bytes, encoding: str = "utf-8") -> str:
-    """Bytes to text; a byte that is not valid in the encoding is reported with its line.
-
-    Decoded first, checked after: UTF-16 text is full of NUL bytes that are not NUL characters. A file that
-    starts with a UTF-16 byte order mark is read as UTF-16 even without --encoding.
-    """
-    if not data.strip():
-        raise CsvFileError("the file is empty: it needs at least a header row")
-    name = encoding.lower().replace("_", "-")
-    if name in ("utf-8", "utf8"):
-        name = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
-    try:
-        text = data.decode(name)
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise CsvFileError(
-            f"line {line}: byte 0x{data[e.start]:02x} is not valid {encoding}; "
-            "save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)"
-        ) from None
-    except LookupError:
-        raise CsvFileError(f"unknown encoding '{encoding}'") from None
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise CsvFileError(f"line {line}: the file contains NUL characters; it is not a CSV text file "
-                           "(if it is UTF-16 without a byte order mark, give --encoding utf-16-le or utf-16-be)")
-    if not text.strip():
-        raise CsvFileError("the file is empty: it needs at least a header row")
-    return text
-
-
-# A cell that starts with one of these is run as a formula by spreadsheets (OWASP "CSV injection"): on export it
-# gets a leading apostrophe, which spreadsheets show as text; on import that apostrophe is taken off again.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-
-
-def escape_cell(value: str) -> str:
-    """A cell as exported: text that a spreadsheet would run as a formula is prefixed with an apostrophe."""
-    if value.startswith(FORMULA_STARTS) and not _NUMBER.match(value):
-        return "'" + value
-    return value
-
-
-def unescape_cell(value: str) -> str:
-    """A cell as imported: the apostrophe `escape_cell` put before a formula character is taken off."""
-    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
-        return value[1:]
-    return value
-
-
-def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number where the record starts, row as a dict), after checking the header."""
-    lines = io.StringIO(text, newline="")
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise CsvFileError("the file is empty: it needs at least a header row") from None
-    except csv.Error as e:
-        raise CsvFileError(f"line 1: {e}") from None
-    header = [h.strip() for h in header]
-    missing = [c for c in columns if c in required and c not in header]
-    if missing:
-        raise CsvFileError(f"line 1: missing required column(s): {', '.join(missing)} (expected: {', '.join(columns)})")
-    unknown = [h for h in header if h not in columns]
-    if unknown:
-        raise CsvFileError(
-            f"line 1: unknown column(s): {', '.join(repr(u) for u in unknown)}; known columns are {', '.join(columns)}"
-        )
-    seen = set()
-    for h in header:
-        if h in seen:
-            raise CsvFileError(f"line 1: column '{h}' appears twice")
-        seen.add(h)
-    start = reader.line_num + 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise CsvFileError(f"line {start}: {e}") from None
-        line, start = start, reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # blank line
-        if len(record) != len(header):
-            yield line, {"__error__": f"expected {len(header)} fields, found {len(record)}"}
-            continue
-        yield line, dict(zip(header, (unescape_cell(v.strip()) for v in record), strict=True))
 
 
 def _text(row: dict[str, str], name: str, required: bool = False) -> str:
@@ -182,12 +69,6 @@ def _money(row: dict[str, str], name: str) -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="row", disable=not enabled, file=sys.stderr)
-
-
 # -- accounts ---------------------------------------------------------------------------------------------
 
 
@@ -203,7 +84,7 @@ def import_accounts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
     kinds = set(Account.Kind.values)
     parsed: dict[str, tuple[int, AccountValues]] = {}
     all_rows = list(rows(text, ACCOUNT_COLUMNS, ACCOUNT_REQUIRED))
-    bar = _progress(len(all_rows) * 2, progress)
+    bar = progress_bar(len(all_rows) * 2, progress)
     for line, row in all_rows:
         bar.update()
         try:
@@ -339,7 +220,7 @@ def import_contacts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
     text = decode(data, encoding)
     report = ImportReport()
     all_rows = list(rows(text, CONTACT_COLUMNS, CONTACT_REQUIRED))
-    bar = _progress(len(all_rows), progress)
+    bar = progress_bar(len(all_rows), progress)
     account_ids = {r.get("account_external_id", "") for _l, r in all_rows} - {""}
     accounts: dict[str, int] = {}
     wanted = list(account_ids)
@@ -461,3 +342,5 @@ def export_contacts(out: TextIO) -> int:
 
 
 IMPORTERS: dict[str, Callable[..., ImportReport]] = {"accounts": import_accounts, "contacts": import_contacts}
+__all__ = ["FORMULA_STARTS", "IMPORTERS", "CsvFileError", "ImportReport", "RowError", "decode", "escape_cell",
+           "export_accounts", "export_contacts", "import_accounts", "import_contacts", "rows", "unescape_cell"]

@@ -347,14 +347,19 @@ def _only(rows: QuerySet[Rollup], outcome: str) -> QuerySet[Rollup]:
     return rows.alias(outcome_=Concat(F("outcome"), Value(""))).filter(outcome_=outcome)
 
 
-def objective_events(objective: Objective, start: dt.datetime, end: dt.datetime) -> Events:
+def objective_events(objective: Objective, start: dt.datetime, end: dt.datetime, *,
+                     account: str | None = None) -> Events:
     """The valid, good and bad events of a run-time objective among the rollups whose window starts in
-    [start, end).
+    [start, end); with `account` (its rollup key), only that account's share of them (one account under a
+    tier's agreement: whatever its tier was when it called).
 
     Availability and error rate read SQL sums per outcome, and the sketches of abandoned requests only when
     there are some; latency reads every row's sketch, as its percentile needs them.
     """
-    parts = rollup_rows(start, end, **objective_scope(objective))
+    scope = objective_scope(objective)
+    if account is not None:
+        scope.update(account=account, tier=None)
+    parts = rollup_rows(start, end, **scope)
     threshold = abandon_threshold_ms(objective)
     requests = excluded = bad = 0
     if objective.kind == Objective.Kind.LATENCY:

@@ -30,6 +30,7 @@ from accord.catalog.models import ApiCredential, Service
 from accord.customers import tiers
 from accord.customers.actions import do_override_tier
 from accord.customers.models import Account, Commitment, Contact, ContactPoint, Tier, TierOverride
+from accord.insight.demo import seed_orders
 from accord.lib.db import bulk_update_rows
 
 MANIFEST = Path(__file__).resolve().parents[1] / "agreements" / "fixtures" / "demo.yaml"
@@ -233,6 +234,7 @@ def seed(accounts: int = 300, rng_seed: int = 7, progress: Callable[[str], None]
         n_credentials = _credentials(rng, clients, now)
         step("tickets")
         tickets = _demo_tickets(rng, [c.account for c in clients])
+        seed_orders([c.account for c in clients], rng)  # and the insight pages' fit, topics and health
     per_tier = {t.name: t.accounts.count() for t in Tier.objects.order_by("rank")}
     untiered = Account.objects.filter(tier__isnull=True).count()
     if untiered:

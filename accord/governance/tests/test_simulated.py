@@ -18,13 +18,13 @@ from django.db import models
 from django.test import Client
 from django.utils import timezone
 
-from accord.lib.manifest import export_manifest
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import ApiCredential, Pool, Service
 from accord.customers.models import Account, Contact, Tier
 from accord.gateway.models import LivePool, Rollup
 from accord.governance.models import AuditEvent, Policy
 from accord.governance.scenario import POLICY, SERVICE, Config, set_up
+from accord.lib.manifest import export_manifest
 from accord.lib.testing import accord_command, subprocess_env
 
 from .rollups import add_rollup

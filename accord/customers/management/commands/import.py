@@ -1,4 +1,4 @@
-"""`accord import accounts|contacts FILE.csv [--strict]`: upsert by external id, report rejected rows."""
+"""`accord import SUBJECT FILE.csv [--strict]`: accounts, contacts, and what other apps register (orders)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.customers import tiers
-from accord.customers.csvio import IMPORTERS, CsvFileError
+from accord.lib.csvio import CsvFileError, importers
 
 
 class Command(BaseCommand):
     help = (
-        "Import accounts or contacts from CSV (docs/csv.md). Every rejected row is reported with its line number; "
+        "Import accounts, contacts or orders from CSV (docs/csv.md). Every rejected row is reported with its line number; "
         "the last line is `imported N, updated M, rejected K`. Exit codes: 0 all rows imported, 1 some rows rejected "
         "(the others were imported), 2 nothing imported (--strict with rejections, or a file that cannot be read)."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("subject", choices=sorted(IMPORTERS))
+        parser.add_argument("subject", choices=sorted(importers()))
         parser.add_argument("file", type=Path, help="the CSV file (- for stdin)")
         parser.add_argument("--strict", action="store_true", help="import nothing if any row is rejected (exit 2)")
         parser.add_argument("--encoding", default="utf-8", help="the file's encoding (default utf-8, BOM allowed)")
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         except OSError as e:
             raise CommandError(f"{path}: {e.strerror or e}", returncode=2) from e
         try:
-            report = IMPORTERS[options["subject"]](
+            report = importers()[options["subject"]](
                 data,
                 strict=options["strict"],
                 encoding=options["encoding"],

@@ -1,0 +1,192 @@
+"""The lifetime-value models against the published CDNOW fit, an independent implementation, and data drawn from
+known parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from accord.insight import clv
+
+EPOCH = dt.date(1970, 1, 1)
+CALIBRATION_END = dt.date(1997, 9, 30)  # the end of week 39 of the CDNOW cohort (first purchases in Q1 1997)
+
+
+def cdnow_file() -> Path:
+    """CDNOW_sample.txt as the `lifetimes` package (a dev dependency, MIT) ships it; the data is never committed."""
+    path = Path(str(importlib.metadata.distribution("lifetimes").locate_file("lifetimes/datasets/CDNOW_sample.txt")))
+    assert path.exists(), f"{path} is missing: install the dev extra (pip install -e '.[dev]')"
+    return path
+
+
+def cdnow() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw transactions of the 2,357-customer CDNOW sample: customer, day number, amount in US dollars."""
+    customer, day, value = [], [], []
+    for line in cdnow_file().read_text().splitlines():
+        _master, sample_id, date, _quantity, amount = line.split()
+        customer.append(int(sample_id))
+        day.append((dt.date(int(date[:4]), int(date[4:6]), int(date[6:])) - EPOCH).days)
+        value.append(float(amount))
+    return np.array(customer), np.array(day), np.array(value)
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary() -> clv.Summary:
+    customer, day, value = cdnow()
+    return clv.summarise(customer, day, value, (CALIBRATION_END - EPOCH).days, "week")
+
+
+def close(value: float, published: float, tolerance: float = 0.005) -> bool:
+    return abs(value - published) <= tolerance * abs(published)
+
+
+def test_it_reproduces_the_published_bgnbd_fit_of_cdnow_from_the_raw_transactions(cdnow_summary: clv.Summary) -> None:
+    # Fader, Hardie and Lee (2005): r=0.243, alpha=4.414, a=0.793, b=2.426, LL=-9582.4 on 2,357 customers.
+    model = clv.fit_bgnbd(cdnow_summary)
+    assert model.customers == len(cdnow_summary) == 2357
+    assert close(model.r, 0.243) and close(model.alpha, 4.414) and close(model.a, 0.793) and close(model.b, 2.426)
+    assert close(model.log_likelihood, -9582.4, 0.0001)
+    # The summary's conventions, checked on the first customer (purchases 1997-01-01, 01-18, 08-02, 12-12):
+    first = 0
+    assert cdnow_summary.ids[first] == 1
+    assert cdnow_summary.x[first] == 2  # two repeats in calibration; 12-12 is after it
+    assert cdnow_summary.t_x[first] == pytest.approx(213 / 7)
+    assert cdnow_summary.T[first] == pytest.approx(272 / 7)
+
+
+def test_it_reproduces_the_published_gamma_gamma_fit_of_cdnow(cdnow_summary: clv.Summary) -> None:
+    # Fader, Hardie and Lee (2005, "RFM and CLV"): p=6.25, q=3.74, gamma=15.44 on the 946 repeat customers.
+    money = clv.fit_gamma_gamma(cdnow_summary)
+    assert money.customers == 946
+    assert close(money.p, 6.25) and close(money.q, 3.74) and close(money.gamma, 15.44)
+    # The mean repeat value of customer 1: (29.73 + 14.96) / 2.
+    assert cdnow_summary.mean_repeat[0] == pytest.approx(22.345)
+
+
+def test_its_fit_and_predictions_agree_with_the_lifetimes_package(cdnow_summary: clv.Summary) -> None:
+    lifetimes = pytest.importorskip("lifetimes")
+    s = cdnow_summary
+    ours, money = clv.fit_bgnbd(s), clv.fit_gamma_gamma(s)
+    theirs = lifetimes.BetaGeoFitter().fit(s.x, s.t_x, s.T)
+    for name in ("r", "alpha", "a", "b"):
+        assert theirs.params_[name] == pytest.approx(getattr(ours, name), rel=2e-3)
+    # Predictions from the same parameters must be the same numbers (a second implementation of the formulas).
+    theirs.params_ = theirs.params_.copy()
+    for name in ("r", "alpha", "a", "b"):
+        theirs.params_[name] = getattr(ours, name)
+    expected = theirs.conditional_expected_number_of_purchases_up_to_time(39, s.x, s.t_x, s.T)
+    alive = theirs.conditional_probability_alive(s.x, s.t_x, s.T)
+    assert np.allclose(clv.expected_purchases(ours, 39, s.x, s.t_x, s.T), expected, rtol=1e-8)
+    assert np.allclose(clv.probability_alive(ours, s.x, s.t_x, s.T), alive, rtol=1e-8)
+    gg = lifetimes.GammaGammaFitter()
+    repeat = s.x > 0
+    gg.fit(s.x[repeat], s.mean_repeat[repeat])
+    assert gg.params_["p"] == pytest.approx(money.p, rel=2e-3)
+    assert gg.params_["q"] == pytest.approx(money.q, rel=2e-3)
+    assert gg.params_["v"] == pytest.approx(money.gamma, rel=2e-3)
+    gg.params_ = gg.params_.copy()
+    gg.params_["p"], gg.params_["q"], gg.params_["v"] = money.p, money.q, money.gamma
+    spend = gg.conditional_expected_average_profit(s.x[repeat], s.mean_repeat[repeat])
+    assert np.allclose(clv.expected_value(money, s.x[repeat], s.mean_repeat[repeat]), spend, rtol=1e-8)
+
+
+def test_the_gradients_are_the_derivatives_of_the_log_likelihoods(cdnow_summary: clv.Summary) -> None:
+    s = cdnow_summary
+    at = np.array([0.3, 5.0, 0.9, 2.0])
+    error = optimize.check_grad(lambda p: clv.bgnbd_log_likelihood(p, s.x, s.t_x, s.T)[0],
+                                lambda p: clv.bgnbd_log_likelihood(p, s.x, s.t_x, s.T)[1], at)
+    assert error < 1e-3 * np.linalg.norm(clv.bgnbd_log_likelihood(at, s.x, s.t_x, s.T)[1])
+    repeat = s.x > 0
+    g_at = np.array([5.0, 3.0, 12.0])
+    error = optimize.check_grad(lambda p: clv.gamma_gamma_log_likelihood(p, s.x[repeat], s.mean_repeat[repeat])[0],
+                                lambda p: clv.gamma_gamma_log_likelihood(p, s.x[repeat], s.mean_repeat[repeat])[1], g_at)
+    assert error < 1e-3 * np.linalg.norm(clv.gamma_gamma_log_likelihood(g_at, s.x[repeat], s.mean_repeat[repeat])[1])
+
+
+def simulate(n: int, r: float, alpha: float, a: float, b: float, p: float, q: float, gamma: float, days: int,
+             seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transactions drawn from BG/NBD and Gamma-Gamma with known parameters (time in days)."""
+    rng = np.random.default_rng(seed)
+    customer, day, value = [], [], []
+    rates = rng.gamma(r, 1 / alpha, n)
+    drops = rng.beta(a, b, n)
+    means = 1 / rng.gamma(q, 1 / gamma, n)  # nu ~ Gamma(q, gamma): a customer's mean is p / nu
+    starts = rng.integers(0, days // 3, n)
+    for i in range(n):
+        t = float(starts[i])
+        customer.append(i)
+        day.append(int(t))
+        value.append(rng.gamma(p, means[i]))
+        while True:  # BG/NBD: the chance to drop out comes after each repeat purchase, not after the first
+            t += rng.exponential(1 / rates[i])
+            if t >= days:
+                break
+            customer.append(i)
+            day.append(int(t))
+            value.append(rng.gamma(p, means[i]))
+            if rng.random() < drops[i]:
+                break
+    return np.array(customer), np.array(day), np.array(value)
+
+
+def test_it_recovers_the_parameters_it_generated_the_data_from() -> None:
+    truth = {"r": 0.8, "alpha": 40.0, "a": 0.6, "b": 3.0}
+    customer, day, value = simulate(20_000, 0.8, 40.0, 0.6, 3.0, 6.0, 4.0, 15.0, 700, seed=3)
+    # Whole days only: a second purchase on a day would be merged, so use rates well below one a day.
+    s = clv.summarise(customer, day, value, 699, "day")
+    model = clv.fit_bgnbd(s)
+    for name, value_ in truth.items():
+        assert getattr(model, name) == pytest.approx(value_, rel=0.06), name
+    money = clv.fit_gamma_gamma(s)
+    # Gamma-Gamma's parameters trade off against each other; their population mean p*gamma/(q-1) is well defined.
+    assert money.population_mean == pytest.approx(6.0 * 15.0 / 3.0, rel=0.1)
+
+
+def test_same_day_purchases_are_one_transaction_and_the_first_is_not_a_repeat() -> None:
+    s = clv.summarise(np.array([7, 7, 7, 7]), np.array([0, 0, 14, 21]), np.array([10.0, 5.0, 20.0, 40.0]), 28, "week")
+    assert list(s.x) == [2]  # day 0 (two lines) is the first; days 14 and 21 are repeats
+    assert s.first_value[0] == 15.0
+    assert s.mean_repeat[0] == 30.0
+    assert s.t_x[0] == 3.0 and s.T[0] == 4.0
+
+
+def test_a_refunded_day_is_no_purchase_but_a_free_one_is() -> None:
+    s = clv.summarise(np.array([1, 1, 1]), np.array([0, 7, 14]), np.array([10.0, -3.0, 0.0]), 14, "day")
+    assert s.x[0] == 1 and s.t_x[0] == 14.0  # day 7 (net negative) dropped, day 14 (free) kept
+
+
+def test_it_refuses_fewer_than_30_customers() -> None:
+    customer, day, value = simulate(29, 0.8, 20.0, 0.6, 3.0, 6.0, 4.0, 15.0, 300, seed=1)
+    s = clv.summarise(customer, day, value, 299, "day")
+    with pytest.raises(clv.FitError, match=r"29 customer.*at least 30"):
+        clv.fit_bgnbd(s)
+
+
+def test_it_refuses_orders_all_on_one_day() -> None:
+    s = clv.summarise(np.arange(50), np.zeros(50, dtype=int), np.full(50, 10.0), 10, "day")
+    with pytest.raises(clv.FitError, match="no customer bought on two different days"):
+        clv.fit_bgnbd(s)
+
+
+def test_it_refuses_a_fit_that_does_not_converge(cdnow_summary: clv.Summary) -> None:
+    with pytest.raises(clv.FitError, match="did not converge"):
+        clv.fit_bgnbd(cdnow_summary, max_iterations=2)
+
+
+def test_a_one_purchase_customer_gets_the_prior_and_is_flagged(cdnow_summary: clv.Summary) -> None:
+    model, money = clv.fit_bgnbd(cdnow_summary), clv.fit_gamma_gamma(cdnow_summary)
+    p = clv.predict(model, money, cdnow_summary, 52)
+    single = np.flatnonzero(cdnow_summary.x == 0)[0]
+    assert p.prior_only[single] and not p.prior_only[0]
+    assert p.value[single] == pytest.approx(money.population_mean)
+    assert p.clv_low[0] < p.clv[0] < p.clv_high[0]
+    # A longer horizon can only add purchases; discounting makes a later purchase worth less.
+    longer = clv.predict(model, money, cdnow_summary, 104)
+    assert np.all(longer.clv >= p.clv)
+    undiscounted = clv.discounted_clv(model, money, cdnow_summary, 52, 0.0)
+    assert np.all(undiscounted >= p.clv) and np.allclose(undiscounted, p.purchases * p.value)

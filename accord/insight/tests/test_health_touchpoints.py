@@ -1,0 +1,147 @@
+"""Touchpoints from the real desk (tickets, replies, clocks, the worker's breaches), topics, and the health score
+with its weights applied from the manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+
+from accord.desk import actions as desk_actions
+from accord.desk import worker
+from accord.desk.actions import Inbound
+from accord.desk.models import Ticket
+from accord.desk.tests.conftest import Desk, at
+from accord.insight import health, touchpoints
+from accord.insight.actions import do_compute_health, do_compute_topics
+from accord.insight.models import HealthWeights, Topic
+from accord.lib.manifest import apply_manifest, export_manifest
+from accord.lib.manifest.yamlio import ManifestError
+
+pytestmark = pytest.mark.django_db
+MONDAY = at("2026-11-23 08:00")  # London on UTC+0: working hours 09:00-17:00 UTC
+
+
+@pytest.fixture(autouse=True)
+def frozen() -> Iterator[None]:
+    with time_machine.travel(MONDAY, tick=False):
+        yield
+
+
+def ticket(desk: Desk, when: str, subject: str = "Booking failed", body: str = "Help", cc: list[str] | None = None,
+           channel: str = "email") -> Ticket:
+    return desk_actions.do_open_ticket(Inbound(
+        channel=channel, subject=subject, body_text=body,
+        from_address="+442079460000" if channel == "phone" else "grace@globetrotter.example",
+        cc_addresses=cc or [], received_at=at(when)))
+
+
+def test_touchpoints_count_in_and_out_per_week_and_who_talks_with_whom(desk: Desk) -> None:
+    other = User.objects.create_user("lin", is_staff=True)
+    first = ticket(desk, "2026-11-16 10:00", cc=["ops@globetrotter.example"])  # the week before
+    Ticket.objects.filter(pk=first.pk).update(assignee=desk.agent)  # assigned: its inbound mail is with the agent
+    desk_actions.do_reply(first, desk.agent, "On it", at=at("2026-11-16 10:20"))
+    second = ticket(desk, "2026-11-23 07:00", channel="phone")
+    desk_actions.do_add_note(second, other, "internal: not a touchpoint", at=at("2026-11-23 07:10"))
+    desk_actions.do_reply(second, other, "Called back", at=at("2026-11-23 07:30"))
+    vol = touchpoints.volume(weeks=3, now=at("2026-11-23 08:00"))
+    assert vol.weeks == [dt.date(2026, 11, 9), dt.date(2026, 11, 16), dt.date(2026, 11, 23)]
+    assert (vol.inbound, vol.outbound) == ([0, 1, 1], [0, 1, 1])
+    assert vol.top() == [(desk.account.pk, 2, 2)]
+    g = touchpoints.graph(at("2026-11-01 00:00"))
+    assert g.edges[("Grace Hopper", "agent")] == 2  # her mail to the assignee, and his reply to her
+    assert g.edges[("Grace Hopper", "lin")] == 1  # the call back (no address: the ticket's contact)
+    assert g.edges[("ops@globetrotter.example", "agent")] == 1  # Cc'd on her mail, an address of no contact
+    assert "internal" not in str(g.edges)
+
+
+def test_the_timely_response_rate_is_the_desks_response_clocks_met_and_breached(desk: Desk) -> None:
+    fast = ticket(desk, "2026-11-23 09:00")
+    slow = ticket(desk, "2026-11-23 09:05")
+    with time_machine.travel(at("2026-11-23 09:30"), tick=False):
+        desk_actions.do_reply(fast, desk.agent, "Done", at=at("2026-11-23 09:30"))
+    with time_machine.travel(at("2026-11-23 12:00"), tick=False):
+        worker.run_once(at("2026-11-23 12:00"))  # slow's first response (60 min) is breached by now
+        desk_actions.do_reply(slow, desk.agent, "Sorry", at=at("2026-11-23 12:00"))
+    rate = touchpoints.timeliness(at("2026-11-01 00:00"), desk.account.pk)
+    assert (rate.met, rate.breached, rate.percent) == (1, 1, 50)
+
+
+def test_topics_cluster_tickets_and_are_named_by_their_terms(desk: Desk) -> None:
+    for i in range(12):
+        ticket(desk, f"2026-11-2{i % 3} 10:{i:02d}", subject="Invoice for October bookings",
+               body="Please send the invoice and the VAT receipt")
+        ticket(desk, f"2026-11-2{i % 3} 11:{i:02d}", subject="Hotel missing from itinerary",
+               body="The hotel reservation is missing from our itinerary")
+    topics = do_compute_topics(n_topics=2)
+    names = sorted(t.name for t in topics)
+    assert len(topics) == 2 and all(t.size == 12 for t in topics)
+    assert any("invoice" in n for n in names) and any("hotel" in n or "itinerary" in n for n in names)
+    assert touchpoints.topics_of(desk.account.pk)[0][1] == 12
+    assert Topic.objects.count() == 2
+
+
+def test_too_few_tickets_make_no_topics(desk: Desk) -> None:
+    ticket(desk, "2026-11-20 10:00")
+    assert do_compute_topics() == [] and not Topic.objects.exists()
+
+
+def test_breaches_lower_the_health_score_and_the_factors_say_why(desk: Desk) -> None:
+    [good] = do_compute_health(accounts=[desk.account])
+    assert good.score == 100  # no orders, no clocks: only skipped factors and an empty ticket history
+    late = ticket(desk, "2026-11-20 09:00")
+    worker.run_once(at("2026-11-23 08:00"))  # first response due 10:00 on the 20th: breached
+    late.refresh_from_db()
+    [bad] = do_compute_health(accounts=[desk.account])
+    factors = {f["factor"]: f for f in bad.factors}
+    assert factors["sla_breaches"]["text"] == "1 of 2 SLA clocks breached in the last 90 days"
+    assert factors["sla_breaches"]["lost"] > 0 and bad.score < good.score
+    assert factors["credits"]["skipped"] and "no credit ledger" in factors["credits"]["text"]
+    assert "sla breaches" in health.describe(bad).lower()
+
+
+def test_health_weights_are_applied_from_the_manifest_and_exported_back(desk: Desk) -> None:
+    late = ticket(desk, "2026-11-20 09:00")
+    worker.run_once(at("2026-11-23 08:00"))
+    assert late.clocks.filter(breached_at__isnull=False).exists()
+    [before] = do_compute_health(accounts=[desk.account])
+    apply_manifest("health:\n  - name: default\n    window_days: 30\n    weights: {sla_breaches: 0, ticket_volume: 5}\n")
+    assert HealthWeights.objects.get().weights == {"sla_breaches": 0.0, "ticket_volume": 5.0}
+    [after] = do_compute_health(accounts=[desk.account])
+    assert "sla_breaches" not in {f["factor"] for f in after.factors}  # weight 0: left out
+    assert after.score != before.score
+    exported = export_manifest()
+    assert "health:" in exported and "window_days: 30" in exported
+    assert apply_manifest(exported).summary().startswith("0 created, 0 updated")  # apply(export()) is a no-op
+
+
+def test_the_manifest_refuses_unknown_factors_and_bad_weights(db: None) -> None:
+    with pytest.raises(ManifestError) as e:
+        apply_manifest("health:\n  - name: default\n    weights: {happiness: 3, sla_breaches: 300}\n")
+    text = str(e.value)
+    assert "health[0].weights.happiness: unknown factor" in text
+    assert "health[0].weights.sla_breaches: weight 300 must be between 0 and 100" in text
+    assert not HealthWeights.objects.exists()
+
+
+def test_an_unchanged_lifetime_value_costs_no_health_and_a_fall_costs_in_proportion(desk: Desk) -> None:
+    from decimal import Decimal
+
+    from accord.insight.models import AccountValue
+
+    def value(clv: str) -> AccountValue:
+        return AccountValue(account=desk.account, repeat_purchases=1, expected_purchases=1, probability_alive=1,
+                            expected_value=Decimal(1), clv=Decimal(clv), clv_low=Decimal(0), clv_high=Decimal(clv),
+                            prior_only=False)
+
+    ctx = health.Context(MONDAY, 90)
+    ctx.clv_before[desk.account.pk], ctx.clv_now[desk.account.pk] = value("1000"), value("1000")
+    same = health.clv_trend(ctx, desk.account)
+    assert isinstance(same, health.Factor) and same.score == 1.0
+    ctx.clv_now[desk.account.pk] = value("600")
+    fall = health.clv_trend(ctx, desk.account)
+    assert isinstance(fall, health.Factor) and fall.score == pytest.approx(0.6)
+    assert "-40% since the fit before" in fall.text
