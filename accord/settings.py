@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "accord.catalog",
     "accord.gateway",
     "accord.governance",
+    "accord.lab",
     "accord.desk",
     "accord.insight",
     "accord.web",

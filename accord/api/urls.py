@@ -13,6 +13,7 @@ from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
 from accord.desk.api import CallLogView, WebhookView
 from accord.desk.api import register as register_desk
+from accord.gateway.api import register as register_gateway
 from accord.governance.api import IndicatorsView
 from accord.governance.api import register as register_governance
 from accord.insight.api import register as register_insight
@@ -23,6 +24,7 @@ register_customers(router)
 register_agreements(router)
 register_catalog(router)
 register_desk(router)
+register_gateway(router)
 register_governance(router)
 register_insight(router)
 

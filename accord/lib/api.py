@@ -118,6 +118,37 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def refuse_unknown(serializer: serializers.Serializer[Any], data: Any) -> None:
+    """Refuse what StrictSerializer refuses (non-objects, unknown fields, NUL characters), for a plain
+    Serializer of a request body."""
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"_": [f"Expected a JSON object, got {type(data).__name__}."]})
+    writable = {name for name, f in serializer.fields.items() if not f.read_only}
+    unknown = sorted(set(data) - writable)
+    if unknown:
+        raise serializers.ValidationError(
+            {name: ["Unknown field." if name not in serializer.fields else "This field is read-only."]
+             for name in unknown}
+        )
+    nul = sorted(name for name, value in data.items() if _has_nul(value))
+    if nul:
+        raise serializers.ValidationError({name: ["NUL characters are not allowed."] for name in nul})
+
+
+def field_errors(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """(field, message) pairs as the API's `fields` ({"field": [messages]}; "_" for the whole object)."""
+    out: dict[str, list[str]] = {}
+    for field, message in pairs:
+        out.setdefault(field or "_", []).append(message)
+    return out
+
+
+def name_list(**kwargs: Any) -> serializers.ListField:
+    """A list of names (tiers, accounts, services, operations) as scope fields take them."""
+    return serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=200,
+                                 **kwargs)
+
+
 class StrictSerializer(serializers.ModelSerializer):
     """A ModelSerializer that rejects unknown fields and runs the model's own clean() rules."""
 

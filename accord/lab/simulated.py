@@ -20,8 +20,7 @@ from accord.catalog.models import ApiCredential, Pool, Service
 from accord.customers.models import Account, Tier, TierOverride
 from accord.gateway.models import GatewayAction, LivePool, LiveTraffic, Rollup
 from accord.gateway.snapshot import account_key
-
-from .models import AuditEvent, Policy
+from accord.governance.models import AuditEvent, Policy
 
 SINGULAR = {"policies": "policy", "agreements": "agreement", "services": "service", "accounts": "account",
             "calendars": "calendar", "tiers": "tier"}

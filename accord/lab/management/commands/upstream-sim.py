@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.governance.sim import DISTRIBUTIONS, SimServer, SimSpec, new_event_loop, parse_service, serve_sims
+from accord.lab.sim import DISTRIBUTIONS, SimServer, SimSpec, new_event_loop, parse_service, serve_sims
 
 USAGE_ERROR = 2
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from accord.governance import capacity
-from accord.governance.capacity import (
+from accord.lab import capacity
+from accord.lab.capacity import (
     CapacityError,
     Params,
     TraceError,

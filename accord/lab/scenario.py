@@ -36,12 +36,12 @@ from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
 from accord.gateway.server import WorkerConfig
+from accord.governance.engine import INTERVAL as GOVERNOR_INTERVAL
+from accord.governance.engine import evaluate_policies
+from accord.governance.models import AuditEvent, Policy
 from accord.lib.processes import accord_command, subprocess_env
 
-from .engine import INTERVAL as GOVERNOR_INTERVAL
-from .engine import evaluate_policies
 from .loadgen import LoadResult, Phase, Sample, SummaryRow, TrafficClass, start_load_in_thread
-from .models import AuditEvent, Policy
 
 SERVICE = "rta-search"
 BASE_PATH = "/rta"
@@ -320,7 +320,7 @@ def set_up(config: Config, primary_port: int, standby_port: int) -> dict[str, li
         ApiCredential.objects.filter(account__simulated=True, account__external_id__startswith="RTA-",
                                      revoked_at__isnull=True).exclude(
             account__external_id__in=[external_id(t, i) for t, i in pairs]).update(revoked_at=timezone.now())
-        from .policies import save_policy
+        from accord.governance.policies import save_policy
 
         save_policy(POLICY, {
             "description": "RTA scenario: platinum to standby while the primary pool is busy",

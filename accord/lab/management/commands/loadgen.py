@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from accord.governance.loadgen import (
+from accord.lab.loadgen import (
     LoadResult,
     Phase,
     Progress,
@@ -25,7 +25,7 @@ from accord.governance.loadgen import (
     parse_target,
     run_load,
 )
-from accord.governance.sim import new_event_loop
+from accord.lab.sim import new_event_loop
 
 USAGE_ERROR = 2
 

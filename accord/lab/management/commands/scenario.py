@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.governance.scenario import MAX_DURATION, MIN_DURATION, Config, report_text, run_live, run_scenario
-from accord.governance.simulated import do_remove_simulated
+from accord.lab.scenario import MAX_DURATION, MIN_DURATION, Config, report_text, run_live, run_scenario
+from accord.lab.simulated import do_remove_simulated
 
 
 class Command(BaseCommand):

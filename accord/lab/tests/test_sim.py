@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from accord.governance.sim import SimServer, SimSpec, parse_service, serve_sims, start_sims_in_thread
+from accord.lab.sim import SimServer, SimSpec, parse_service, serve_sims, start_sims_in_thread
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -14,7 +14,7 @@ import yaml
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accord.governance import capacity
+from accord.lab import capacity
 
 
 def _read_text(path: Path) -> str:

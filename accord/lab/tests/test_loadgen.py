@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from accord.governance.loadgen import (
+from accord.lab.loadgen import (
     LoadResult,
     Phase,
     Sample,
@@ -33,7 +33,7 @@ from accord.governance.loadgen import (
     start_load_in_thread,
     summarize,
 )
-from accord.governance.sim import SimSpec, start_sims_in_thread
+from accord.lab.sim import SimSpec, start_sims_in_thread
 
 
 class RecordingHandler(BaseHTTPRequestHandler):

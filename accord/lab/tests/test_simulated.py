@@ -23,11 +23,10 @@ from accord.catalog.models import ApiCredential, Pool, Service
 from accord.customers.models import Account, Contact, Tier
 from accord.gateway.models import LivePool, Rollup
 from accord.governance.models import AuditEvent, Policy
-from accord.governance.scenario import POLICY, SERVICE, Config, set_up
+from accord.governance.tests.rollups import add_rollup
+from accord.lab.scenario import POLICY, SERVICE, Config, set_up
 from accord.lib.manifest import export_manifest
 from accord.lib.testing import accord_command, subprocess_env
-
-from .rollups import add_rollup
 
 SIMULATED_MODELS: list[type[models.Model]] = [Account, Service, Agreement, BusinessCalendar, Tier, Policy]
 

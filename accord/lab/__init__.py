@@ -1,0 +1,1 @@
+"""The lab: tools that try governance out (docs/scenario-tools.md, docs/capacity.md)."""
