@@ -13,14 +13,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from accord.lib.svg import PALETTE, coord
+
 from .models import Tier, TierChange
 
-
-def _f(value: float) -> str:
-    return f"{value:.1f}"
-
-
-PALETTE = ["#5b4bc4", "#c08a1e", "#7b8794", "#3f8f6b", "#b0413e", "#2b6cb0"]
 # The demo's tiers keep the colours of their badges; other tiers take the palette in rank order.
 TIER_COLOURS = {"platinum": "#5b4bc4", "gold": "#c08a1e", "silver": "#7b8794", "standard": "#3f8f6b"}
 
@@ -60,7 +56,7 @@ def tier_bars(bars: Sequence[TierBar]) -> SafeString:
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="{}"></line>'
         '<text x="{}" y="{}" text-anchor="end" class="label">{}%</text>',
         (
-            (left, _f(y(p)), width - right, _f(y(p)), "axis" if p == 0 else "grid", left - 6, _f(y(p) + 4), p)
+            (left, coord(y(p)), width - right, coord(y(p)), "axis" if p == 0 else "grid", left - 6, coord(y(p) + 4), p)
             for p in (0, scale // 2, scale)
         ),
     )
@@ -80,11 +76,11 @@ def tier_bars(bars: Sequence[TierBar]) -> SafeString:
                 '<text x="{}" y="{}" text-anchor="middle" class="share">{}%</text>'
                 '<text x="{}" y="{}" text-anchor="middle" class="label">{}</text></g>',
                 bar.name, bar.name, bar.accounts, f"{account_share:.0f}", f"{revenue_share:.0f}",
-                _f(x_accounts), _f(y(account_share)), _f(bar_w), _f(max(y(0) - y(account_share), 1)), colour,
-                _f(x_revenue), _f(y(revenue_share)), _f(bar_w), _f(max(y(0) - y(revenue_share), 1)), colour,
-                _f(x_accounts + bar_w / 2), _f(y(account_share) - 5), bar.accounts,
-                _f(x_revenue + bar_w / 2), _f(y(revenue_share) - 5), f"{revenue_share:.0f}",
-                _f(centre), _f(height - bottom + 18), bar.name,
+                coord(x_accounts), coord(y(account_share)), coord(bar_w), coord(max(y(0) - y(account_share), 1)), colour,
+                coord(x_revenue), coord(y(revenue_share)), coord(bar_w), coord(max(y(0) - y(revenue_share), 1)), colour,
+                coord(x_accounts + bar_w / 2), coord(y(account_share) - 5), bar.accounts,
+                coord(x_revenue + bar_w / 2), coord(y(revenue_share) - 5), f"{revenue_share:.0f}",
+                coord(centre), coord(height - bottom + 18), bar.name,
             )
         )
     legend = mark_safe(
@@ -128,7 +124,7 @@ def tier_timeline(history: Sequence[TierChange], tiers: Sequence[Tier], now: dt.
         "",
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="grid"></line>'
         '<text x="{}" y="{}" class="label" text-anchor="end">{}</text>',
-        ((left, _f(y(t)), width - right, _f(y(t)), left - 8, _f(y(t) + 4), t.name) for t in tiers),
+        ((left, coord(y(t)), width - right, coord(y(t)), left - 8, coord(y(t) + 4), t.name) for t in tiers),
     )
     local_start, local_now = timezone.localtime(start), timezone.localtime(now)
     new_years = [
@@ -141,7 +137,7 @@ def tier_timeline(history: Sequence[TierChange], tiers: Sequence[Tier], now: dt.
         '<text x="{}" y="{}" class="label" text-anchor="middle">{}</text>',
         (
             # The year is written under its line where it does not collide with the first date or "now".
-            (_f(x(ny)), top, _f(x(ny)), height - bottom, _f(x(ny)), height - 4,
+            (coord(x(ny)), top, coord(x(ny)), height - bottom, coord(x(ny)), height - 4,
              ny.year if x(ny) - left > 100 and width - right - x(ny) > 40 else "")
             for ny in new_years
         ),
@@ -150,7 +146,7 @@ def tier_timeline(history: Sequence[TierChange], tiers: Sequence[Tier], now: dt.
         "",
         '<circle cx="{}" cy="{}" r="4" class="cause-{}"><title>{}: {} ({})</title></circle>',
         (
-            (_f(x(c.at)), _f(y(c.to_tier)), c.cause, timezone.localtime(c.at).strftime("%Y-%m-%d"),
+            (coord(x(c.at)), coord(y(c.to_tier)), c.cause, timezone.localtime(c.at).strftime("%Y-%m-%d"),
              c.to_tier.name if c.to_tier else "no tier", c.get_cause_display())
             for c in history
         ),

@@ -111,8 +111,7 @@ def import_accounts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
             report.rejected.append((line, str(e)))
             continue
         parsed[ext] = (line, values)
-    if strict and report.rejected:
-        report.written = False
+    if report.refused(strict):
         bar.close()
         return report
 
@@ -279,10 +278,7 @@ def import_contacts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
                     report.rejected.append((line, f"{kind} '{clash}' belongs to another contact ({owners[(kind, clash)] or 'no external id'})"))
                     del parsed[ext]
                     break
-        report.rejected.sort()
-        if strict and report.rejected:
-            report.written = False
-            transaction.set_rollback(True)
+        if report.refused(strict):
             bar.close()
             return report
         create, update, repoint = [], [], []

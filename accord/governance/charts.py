@@ -7,7 +7,6 @@ format_html. The live charts are re-rendered on the server and swapped in by the
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,11 +14,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from accord.customers.charts import PALETTE, TIER_COLOURS
-
-
-def _f(value: float) -> str:
-    return f"{value:.1f}"
+from accord.customers.charts import TIER_COLOURS
+from accord.lib.svg import PALETTE, coord, nice_ceiling
 
 
 def colour_of(name: str, index: int) -> str:
@@ -56,7 +52,7 @@ def budget_bar(remaining: float | None, width: int = 160, height: int = 16) -> S
         '<span class="budget-label {}">{}</span>',
         level, width, height, width, height, f"error budget: {label}",
         "" if remaining is None else f"{remaining:.4f}", label,
-        bar, height - 2, _f(bar * share), height - 2, level, label,
+        bar, height - 2, coord(bar * share), height - 2, level, label,
     )
 
 
@@ -107,7 +103,7 @@ def timeline(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime) -> Saf
         "",
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="grid"></line>'
         '<text x="{}" y="{}" text-anchor="middle" class="label">{}</text>',
-        ((_f(x(h)), top, _f(x(h)), height - bottom, _f(x(h)), height - 6,
+        ((coord(x(h)), top, coord(x(h)), height - bottom, coord(x(h)), height - 6,
           h.strftime("%H:%M") if width - right - x(h) > 45 else "") for h in hours),
     )
     rows = []
@@ -117,7 +113,7 @@ def timeline(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime) -> Saf
             "",
             '<rect class="{}" x="{}" y="{}" width="{}" height="{}" rx="2"><title>{}{} to {}</title></rect>',
             (
-                ("dry-run" if p.dry_run else "active", _f(x(p.start)), y + 5, _f(max(x(p.end) - x(p.start), 3.0)),
+                ("dry-run" if p.dry_run else "active", coord(x(p.start)), y + 5, coord(max(x(p.end) - x(p.start), 3.0)),
                  lane_h - 10, "would be active (dry run) " if p.dry_run else "active ",
                  timezone.localtime(p.start).strftime("%H:%M:%S"), timezone.localtime(p.end).strftime("%H:%M:%S"))
                 for p in lane.periods
@@ -126,12 +122,12 @@ def timeline(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime) -> Saf
         marks = format_html_join(
             "",
             '<path class="mark {}" d="M{} {}l5 -7h-10z"><title>{}</title></path>',
-            ((f"mark-{m.kind}", _f(x(m.at)), y + lane_h - 3, m.title) for m in lane.marks),
+            ((f"mark-{m.kind}", coord(x(m.at)), y + lane_h - 3, m.title) for m in lane.marks),
         )
         rows.append(format_html(
             '<g class="lane" data-policy="{}"><line x1="{}" y1="{}" x2="{}" y2="{}" class="lane-line"></line>'
             '<text x="{}" y="{}" text-anchor="end" class="name">{}</text>{}{}</g>',
-            lane.name, left, _f(y + lane_h / 2), width - right, _f(y + lane_h / 2), left - 8, _f(y + lane_h / 2 + 4),
+            lane.name, left, coord(y + lane_h / 2), width - right, coord(y + lane_h / 2), left - 8, coord(y + lane_h / 2 + 4),
             lane.name if len(lane.name) <= 26 else lane.name[:25] + "…", periods, marks,
         ))
     edges = format_html('<text x="{}" y="{}" class="label" text-anchor="end">now</text>', width - right,
@@ -153,15 +149,6 @@ class Series:
     colour: str = ""
 
 
-def _nice_ceiling(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        nice = step * 10**exponent
-        if nice >= value:
-            return float(nice)
-    return float(10 ** (exponent + 1))
 
 
 def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float, end: float, *,
@@ -177,7 +164,7 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
             '<text x="{}" y="{}" text-anchor="middle" class="label empty">{}</text></svg>',
             chart_id, width, 80, title, width // 2, 44, empty,
         )
-    y_top = _nice_ceiling(max(*values, y_min_top, reference or 0.0))
+    y_top = nice_ceiling(max(*values, y_min_top, reference or 0.0))
     plot_w, plot_h = width - left - right, height - top - bottom
     span = max(end - start, 1.0)
 
@@ -191,19 +178,19 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
         "",
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="{}"></line>'
         '<text x="{}" y="{}" text-anchor="end" class="label">{}</text>',
-        ((left, _f(y(v)), left + plot_w, _f(y(v)), "axis" if v == 0 else "grid", left - 6, _f(y(v) + 4), fmt(v))
+        ((left, coord(y(v)), left + plot_w, coord(y(v)), "axis" if v == 0 else "grid", left - 6, coord(y(v) + 4), fmt(v))
          for v in (0.0, y_top / 2, y_top)),
     )
     minutes = round(span / 60)
     ticks = format_html_join(
         "",
         '<text x="{}" y="{}" text-anchor="{}" class="label">{}</text>',
-        ((_f(x(end - m * 60)), height - 6, "end" if m == 0 else "middle", "now" if m == 0 else f"-{m}m")
+        ((coord(x(end - m * 60)), height - 6, "end" if m == 0 else "middle", "now" if m == 0 else f"-{m}m")
          for m in range(0, minutes + 1, 5)),
     )
     ref = format_html(
-        '<line x1="{}" y1="{}" x2="{}" y2="{}" class="reference"></line>', left, _f(y(reference)), left + plot_w,
-        _f(y(reference)),
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" class="reference"></line>', left, coord(y(reference)), left + plot_w,
+        coord(y(reference)),
     ) if reference is not None else ""
     lines, legend = [], []
     for i, s in enumerate(series):
@@ -213,14 +200,14 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
             if v is None:
                 pen_down = False
                 continue
-            path.append(f"{'L' if pen_down else 'M'}{_f(x(t))} {_f(y(v))}")
+            path.append(f"{'L' if pen_down else 'M'}{coord(x(t))} {coord(y(v))}")
             pen_down = True
         # a lone point (no neighbour on either side) gets a dot so it shows
         for j, (t, v) in enumerate(s.points):
             before = s.points[j - 1][1] if j > 0 else None
             after = s.points[j + 1][1] if j + 1 < len(s.points) else None
             if v is not None and before is None and after is None:
-                dots.append((_f(x(t)), _f(y(v)), colour))
+                dots.append((coord(x(t)), coord(y(v)), colour))
         last = next((v for _t, v in reversed(s.points) if v is not None), None)
         lines.append(format_html(
             '<g class="series" data-series="{}"><path d="{}" stroke="{}"></path>{}</g>',

@@ -10,24 +10,13 @@ from dataclasses import dataclass
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from accord.lib.svg import coord, nice_ceiling
+
 IN_COLOUR, OUT_COLOUR = "#2b6cb0", "#c08a1e"
 REVENUE_COLOUR, PROFIT_COLOUR = "#2b6cb0", "#3f8f6b"
 
 
-def _f(value: float) -> str:
-    return f"{value:.1f}"
 
-
-def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above `value` (an axis's top)."""
-    if value <= 0:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        nice = step * 10**exponent
-        if nice >= value:
-            return float(nice)
-    return float(10 ** (exponent + 1))
 
 
 def _empty(chart_id: str, title: str, text: str) -> SafeString:
@@ -64,7 +53,7 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence
     grid = format_html_join(
         "", '<line x1="{}" y1="{}" x2="{}" y2="{}" class="{}"></line><text x="{}" y="{}" text-anchor="end" '
             'class="label">{}</text>',
-        ((left, _f(y(v)), width - right, _f(y(v)), "axis" if v == 0 else "grid", left - 6, _f(y(v) + 4), fmt(v))
+        ((left, coord(y(v)), width - right, coord(y(v)), "axis" if v == 0 else "grid", left - 6, coord(y(v) + 4), fmt(v))
          for v in (0.0, top_value / 2, top_value)),
     )
     groups = []
@@ -73,11 +62,11 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence
         rects = format_html_join(
             "", '<rect class="bar" data-series="{}" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {} {}'
                 '</title></rect>',
-            ((s.name, _f(x0 + j * bar_w), _f(y(s.values[i])), _f(bar_w), _f(max(y(0) - y(s.values[i]), 0)), s.colour,
+            ((s.name, coord(x0 + j * bar_w), coord(y(s.values[i])), coord(bar_w), coord(max(y(0) - y(s.values[i]), 0)), s.colour,
               label, fmt(s.values[i]), s.name) for j, s in enumerate(series)),
         )
         text = format_html('<text x="{}" y="{}" text-anchor="middle" class="label">{}</text>',
-                           _f(left + i * slot + slot / 2), height - 8, label) if i % every == 0 else ""
+                           coord(left + i * slot + slot / 2), height - 8, label) if i % every == 0 else ""
         groups.append(format_html('<g class="group" data-label="{}">{}{}</g>', label, rects, text))
     legend = format_html_join(
         "", '<rect x="{}" y="6" width="12" height="12" rx="2" fill="{}"></rect><text x="{}" y="16" class="label">{}'
@@ -104,15 +93,15 @@ def hbar_chart(chart_id: str, title: str, rows: Sequence[tuple[str, float, float
     parts = []
     for i, (label, value, low, high) in enumerate(rows):
         y0 = top + i * row_h
-        band = format_html('<line class="band" x1="{}" y1="{}" x2="{}" y2="{}"></line>', _f(x(low)), _f(y0 + row_h / 2),
-                           _f(x(high)), _f(y0 + row_h / 2)) if low is not None and high is not None else ""
+        band = format_html('<line class="band" x1="{}" y1="{}" x2="{}" y2="{}"></line>', coord(x(low)), coord(y0 + row_h / 2),
+                           coord(x(high)), coord(y0 + row_h / 2)) if low is not None and high is not None else ""
         parts.append(format_html(
             '<g class="hbar" data-label="{}"><text x="{}" y="{}" text-anchor="end" class="label">{}</text>'
             '<rect x="{}" y="{}" width="{}" height="{}" rx="2" fill="{}" fill-opacity="0.8"><title>{}: {}</title></rect>'
             '{}<text x="{}" y="{}" class="value">{}</text></g>',
-            label, left - 6, _f(y0 + row_h * 0.7), label if len(label) <= 24 else label[:23] + "…", left, _f(y0 + 3),
-            _f(x(value) - left), row_h - 6, colour, label, fmt(value), band, _f(x(max(value, high or 0)) + 6),
-            _f(y0 + row_h * 0.7), fmt(value),
+            label, left - 6, coord(y0 + row_h * 0.7), label if len(label) <= 24 else label[:23] + "…", left, coord(y0 + 3),
+            coord(x(value) - left), row_h - 6, colour, label, fmt(value), band, coord(x(max(value, high or 0)) + 6),
+            coord(y0 + row_h * 0.7), fmt(value),
         ))
     return format_html('<svg class="chart" id="{}" viewBox="0 0 {} {}" role="img" aria-label="{}">{}</svg>',
                        chart_id, width, height, title, mark_safe("".join(parts)))
@@ -148,16 +137,16 @@ def curve_chart(chart_id: str, title: str, curves: Sequence[Curve], *, marker: f
     grid = format_html_join(
         "", '<line x1="{}" y1="{}" x2="{}" y2="{}" class="{}"></line><text x="{}" y="{}" text-anchor="end" '
             'class="label">{}%</text>',
-        ((left, _f(py(v)), width - right, _f(py(v)), "axis" if v == 0 else "grid", left - 6, _f(py(v) + 4),
+        ((left, coord(py(v)), width - right, coord(py(v)), "axis" if v == 0 else "grid", left - 6, coord(py(v) + 4),
           f"{v * 100:.0f}") for v in ticks),
     )
     x_ticks = format_html_join("", '<text x="{}" y="{}" text-anchor="middle" class="label">{}%</text>',
-                               ((_f(px(v / 100)), height - 16, v) for v in range(0, 101, 20)))
-    mark = format_html('<line class="marker" x1="{}" y1="{}" x2="{}" y2="{}"></line>', _f(px(marker)), top,
-                       _f(px(marker)), height - bottom) if marker is not None else ""
+                               ((coord(px(v / 100)), height - 16, v) for v in range(0, 101, 20)))
+    mark = format_html('<line class="marker" x1="{}" y1="{}" x2="{}" y2="{}"></line>', coord(px(marker)), top,
+                       coord(px(marker)), height - bottom) if marker is not None else ""
     paths = format_html_join(
         "", '<path class="curve" data-series="{}" d="{}" stroke="{}"></path>',
-        ((c.name, " ".join(f"{'L' if i else 'M'}{_f(px(x))} {_f(py(y))}" for i, (x, y) in enumerate(c.points)),
+        ((c.name, " ".join(f"{'L' if i else 'M'}{coord(px(x))} {coord(py(y))}" for i, (x, y) in enumerate(c.points)),
           c.colour) for c in curves),
     )
     legend = format_html_join(
@@ -168,7 +157,7 @@ def curve_chart(chart_id: str, title: str, curves: Sequence[Curve], *, marker: f
     return format_html(
         '<svg class="chart" id="{}" viewBox="0 0 {} {}" role="img" aria-label="{}">{}{}{}{}{}'
         '<text x="{}" y="{}" text-anchor="middle" class="label">{}</text></svg>',
-        chart_id, width, height, title, legend, grid, x_ticks, mark, paths, _f(left + plot_w / 2), height - 2, x_label,
+        chart_id, width, height, title, legend, grid, x_ticks, mark, paths, coord(left + plot_w / 2), height - 2, x_label,
     )
 
 
@@ -190,15 +179,15 @@ def graph_chart(chart_id: str, title: str, edges: dict[tuple[str, str], int], co
     lines = format_html_join(
         "", '<line class="edge" data-contact="{}" data-agent="{}" x1="{}" y1="{}" x2="{}" y2="{}" stroke-width="{}">'
             '<title>{} and {}: {}</title></line>',
-        ((c, a, left_x, _f(cy[c]), right_x, _f(ay[a]), _f(1 + 7 * n / most), c, a, n)
+        ((c, a, left_x, coord(cy[c]), right_x, coord(ay[a]), coord(1 + 7 * n / most), c, a, n)
          for (c, a), n in sorted(edges.items()) if c in cy and a in ay),
     )
     nodes = format_html_join(
         "", '<circle class="node {}" cx="{}" cy="{}" r="5"></circle><text x="{}" y="{}" text-anchor="{}" '
             'class="label">{}</text>',
-        [("contact", left_x, _f(cy[c]), left_x - 10, _f(cy[c] + 4), "end", c if len(c) <= 28 else c[:27] + "…")
+        [("contact", left_x, coord(cy[c]), left_x - 10, coord(cy[c] + 4), "end", c if len(c) <= 28 else c[:27] + "…")
          for c in contacts]
-        + [("agent", right_x, _f(ay[a]), right_x + 10, _f(ay[a] + 4), "start", a) for a in agents],
+        + [("agent", right_x, coord(ay[a]), right_x + 10, coord(ay[a] + 4), "start", a) for a in agents],
     )
     return format_html('<svg class="chart" id="{}" viewBox="0 0 {} {}" role="img" aria-label="{}">{}{}</svg>',
                        chart_id, width, height, title, lines, nodes)
@@ -222,15 +211,15 @@ def score_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]],
     grid = format_html_join(
         "", '<line x1="{}" y1="{}" x2="{}" y2="{}" class="{}"></line><text x="{}" y="{}" text-anchor="end" '
             'class="label">{}</text>',
-        ((left, _f(py(v)), width - right, _f(py(v)), "axis" if v == 0 else "grid", left - 6, _f(py(v) + 4), v)
+        ((left, coord(py(v)), width - right, coord(py(v)), "axis" if v == 0 else "grid", left - 6, coord(py(v) + 4), v)
          for v in (0, 50, 100)),
     )
-    path = " ".join(f"{'L' if i else 'M'}{_f(px(i))} {_f(py(v))}" for i, (_l, v) in enumerate(points))
+    path = " ".join(f"{'L' if i else 'M'}{coord(px(i))} {coord(py(v))}" for i, (_l, v) in enumerate(points))
     dots = format_html_join("", '<circle cx="{}" cy="{}" r="3.5"><title>{}: {}</title></circle>',
-                            ((_f(px(i)), _f(py(v)), label, v) for i, (label, v) in enumerate(points)))
+                            ((coord(px(i)), coord(py(v)), label, v) for i, (label, v) in enumerate(points)))
     every = max(1, n // 6)
     labels = format_html_join("", '<text x="{}" y="{}" text-anchor="middle" class="label">{}</text>',
-                              ((_f(px(i)), height - 8, label) for i, (label, _v) in enumerate(points)
+                              ((coord(px(i)), height - 8, label) for i, (label, _v) in enumerate(points)
                                if i % every == 0 or i == n - 1))
     return format_html('<svg class="chart" id="{}" viewBox="0 0 {} {}" role="img" aria-label="{}">{}'
                        '<path class="step" d="{}"></path>{}{}</svg>',

@@ -164,10 +164,7 @@ def import_orders(data: bytes, *, strict: bool = False, encoding: str = "utf-8",
             ).values_list("pk", "order_id", "sku", "account_id", "ordered_at", "amount", "currency", "quantity"):
                 stored[(oid, sku)] = (pk, account, at, amount, currency, quantity)
         _check_orders(parsed, stored, report)
-        report.rejected.sort()
-        if strict and report.rejected:
-            report.written = False
-            transaction.set_rollback(True)
+        if report.refused(strict):
             bar.close()
             return report
         create: list[OrderLine] = []

@@ -13,14 +13,15 @@ docs/capacity.md explains the model and its assumptions.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from accord.lib.csvio import RecordError, records
 
 #: The latency objective is a percentile of the response time (queueing wait plus service).
 LATENCY_QUANTILE = 0.95
@@ -422,21 +423,13 @@ def _requests(text: str, line: int) -> float:
     return value
 
 
-def _records(source: Iterable[str]) -> Iterable[tuple[int, list[str]]]:
+def _records(source: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """(line the record starts on, fields), skipping blank lines; the header is line 1."""
-    reader = csv.reader(source, strict=True)
-    start = 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise TraceError(start, None, f"not valid CSV: {e}") from None
-        line, start = start, reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue
-        yield line, [v.strip() for v in record]
+    try:
+        for line, record in records(source, strict=True):
+            yield line, [v.strip() for v in record]
+    except RecordError as e:
+        raise TraceError(e.line, None, f"not valid CSV: {e.problem}") from None
 
 
 def parse_trace(

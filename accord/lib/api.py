@@ -131,7 +131,7 @@ def refuse_unknown(serializer: serializers.Serializer[Any], data: Any) -> None:
              for name in unknown}
         )
     nul = sorted(name for name, value in data.items() if _has_nul(value))
-    if nul:
+    if nul:  # PostgreSQL cannot store them, even in a lookup
         raise serializers.ValidationError({name: ["NUL characters are not allowed."] for name in nul})
 
 
@@ -156,17 +156,7 @@ class StrictSerializer(serializers.ModelSerializer):
     clean_exclude: tuple[str, ...] = ()
 
     def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"_": [f"Expected a JSON object, got {type(data).__name__}."]})
-        writable = {name for name, f in self.fields.items() if not f.read_only}
-        unknown = sorted(set(data) - writable)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["Unknown field." if name not in self.fields else "This field is read-only."] for name in unknown}
-            )
-        nul = sorted(name for name, value in data.items() if _has_nul(value))
-        if nul:  # PostgreSQL cannot store them, even in a lookup
-            raise serializers.ValidationError({name: ["NUL characters are not allowed."] for name in nul})
+        refuse_unknown(self, data)
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -12,16 +12,25 @@ import csv
 import io
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils.module_loading import import_string
 
 
 class CsvFileError(Exception):
     """The file as a whole cannot be imported (nothing was written)."""
+
+
+class RecordError(ValueError):
+    """A record that is not valid CSV (an unclosed quote ...), with the line it starts on."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line}: {problem}")
+        self.line, self.problem = line, problem
 
 
 class RowError(ValueError):
@@ -43,6 +52,17 @@ class ImportReport:
             f"imported {self.created}, updated {self.updated}, rejected {len(self.rejected)}"
             f" (unchanged {self.unchanged})"
         )
+
+    def refused(self, strict: bool) -> bool:
+        """Rejections in line order; under --strict, any of them stops the import: True, and nothing is written
+        (the caller's transaction is rolled back, if one is open)."""
+        self.rejected.sort()
+        if not (strict and self.rejected):
+            return False
+        self.written = False
+        if transaction.get_connection().in_atomic_block:
+            transaction.set_rollback(True)
+        return True
 
 
 def decode(data: bytes, encoding: str = "utf-8") -> str:
@@ -95,16 +115,34 @@ def unescape_cell(value: str) -> str:
     return value
 
 
+def records(lines: Iterable[str], *, strict: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line the record starts on, its fields) of CSV text, the first record on line 1, blank lines skipped;
+    a record that is not valid CSV raises RecordError with its line (a quoted field may span lines)."""
+    reader = csv.reader(lines, strict=strict)
+    start = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise RecordError(start, str(e)) from None
+        line, start = start, reader.line_num + 1
+        if record and not (len(record) == 1 and not record[0].strip()):
+            yield line, record
+
+
 def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number where the record starts, row as a dict), after checking the header."""
-    lines = io.StringIO(text, newline="")
-    reader = csv.reader(lines)
+    found = records(io.StringIO(text, newline=""))
     try:
-        header = next(reader)
+        first_line, header = next(found)
     except StopIteration:
         raise CsvFileError("the file is empty: it needs at least a header row") from None
-    except csv.Error as e:
-        raise CsvFileError(f"line 1: {e}") from None
+    except RecordError as e:
+        raise CsvFileError(str(e)) from None
+    if first_line != 1:
+        raise CsvFileError("line 1: the header row is missing (the file starts with a blank line)")
     header = [h.strip() for h in header]
     missing = [c for c in columns if c in required and c not in header]
     if missing:
@@ -119,17 +157,13 @@ def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[in
         if h in seen:
             raise CsvFileError(f"line 1: column '{h}' appears twice")
         seen.add(h)
-    start = reader.line_num + 1
     while True:
         try:
-            record = next(reader)
+            line, record = next(found)
         except StopIteration:
             return
-        except csv.Error as e:
-            raise CsvFileError(f"line {start}: {e}") from None
-        line, start = start, reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # blank line
+        except RecordError as e:
+            raise CsvFileError(str(e)) from None
         if len(record) != len(header):
             yield line, {"__error__": f"expected {len(header)} fields, found {len(record)}"}
             continue
