@@ -111,7 +111,7 @@ def import_accounts(data: bytes, *, strict: bool = False, encoding: str = "utf-8
             report.rejected.append((line, str(e)))
             continue
         parsed[ext] = (line, values)
-    if report.refused(strict):
+    if report.refused(strict, roll_back=False):  # nothing written yet
         bar.close()
         return report
 

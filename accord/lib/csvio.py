@@ -53,14 +53,14 @@ class ImportReport:
             f" (unchanged {self.unchanged})"
         )
 
-    def refused(self, strict: bool) -> bool:
+    def refused(self, strict: bool, *, roll_back: bool = True) -> bool:
         """Rejections in line order; under --strict, any of them stops the import: True, and nothing is written
-        (the caller's transaction is rolled back, if one is open)."""
+        (with `roll_back`, the import's own transaction, open around this call, is rolled back)."""
         self.rejected.sort()
         if not (strict and self.rejected):
             return False
         self.written = False
-        if transaction.get_connection().in_atomic_block:
+        if roll_back:
             transaction.set_rollback(True)
         return True
 
