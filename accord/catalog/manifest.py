@@ -123,8 +123,7 @@ class ServiceKind(Kind):
     model = Service
 
     def check(self, check: Check) -> None:
-        paths = [where for where, _s in check.each("services")]
-        check.unique(paths, check.items("services"), lambda s: s.base_path, "base_path")
+        check.unique_in("services", lambda s: s.base_path, "base_path")
         taken: dict[str, str] = {}
         if not check.pruned("services"):
             names = [s.name for s in check.items("services")]

@@ -49,8 +49,7 @@ class TierKind(Kind):
     model = Tier
 
     def check(self, check: Check) -> None:
-        paths = [where for where, _t in check.each("tiers")]
-        check.unique(paths, check.items("tiers"), lambda t: t.rank, "rank")
+        check.unique_in("tiers", lambda t: t.rank, "rank")
         if check.pruned("tiers"):
             return
         names = [t.name for t in check.items("tiers")]

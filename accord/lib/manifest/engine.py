@@ -169,6 +169,10 @@ class Check:
         if name not in self.known(section):
             self.err(where, self.missing(section, name))
 
+    def unique_in(self, section: str, key: Callable[[Any], Any], label: str) -> None:
+        """Report objects of a section of the file that share a key (a tier's rank, a service's base path)."""
+        self.unique(self.loaded.where[section], self.items(section), key, label)
+
     def unique(self, where: str | list[str], items: Sequence[Any], key: Callable[[Any], Any], label: str = "name",
                shown: Callable[[Any], str] = show) -> None:
         """Report objects that share a key; `where` is a list's path, or each object's path (top level)."""
