@@ -30,6 +30,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic import create_model
 
 from ..db import in_use
+from .diff import changes
 from .fields import Spec, message, path, show
 from .yamlio import ManifestError, ManifestSyntaxError, dump, read_yaml
 
@@ -333,36 +334,6 @@ def apply_manifests(sources: Sequence[tuple[str, str]], *, dry_run: bool = False
 def apply_manifest(text: str, *, dry_run: bool = False, source: str = "<string>", prune: bool = False) -> ApplyResult:
     """Validate one manifest, then create or update every object of it in one transaction."""
     return apply_manifests([(source, text)], dry_run=dry_run, prune=prune)
-
-
-def _brief(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    text = dump(value, inline=True).strip().removesuffix("...").strip()
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _named_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(x, dict) and "name" in x for x in value)
-
-
-def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """What differs between two canonical forms, key by key; named children by name."""
-    out = []
-    for key in [*after, *(k for k in before if k not in after)]:
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue
-        if _named_list(old) or _named_list(new):
-            olds = {x["name"]: x for x in old or []}
-            news = {x["name"]: x for x in new or []}
-            parts = [f"added {n}" for n in news if n not in olds]
-            parts += [f"removed {n}" for n in olds if n not in news]
-            parts += [f"changed {n}" for n in news if n in olds and olds[n] != news[n]]
-            out.append(f"{key}: {', '.join(parts)}")
-        else:
-            out.append(f"{key}: {_brief(old)} -> {_brief(new)}")
-    return out
 
 
 def _prune(loaded: Loaded, result: ApplyResult) -> None:
