@@ -81,13 +81,8 @@ def calendar_dict_from_db(c: BusinessCalendar) -> dict[str, Any]:
                          c.removed_holidays)
 
 
-class CalendarKind(Kind):
+class CalendarKind(Kind, section="calendars", singular="calendar", spec=CalendarSpec, model=BusinessCalendar):
     """Business calendars: working windows per weekday in a time zone, public holidays, extra and removed dates."""
-
-    section = "calendars"
-    singular = "calendar"
-    spec = CalendarSpec
-    model = BusinessCalendar
 
     def message(self, error: Any) -> str | None:
         if error["type"] == "literal_error" and "[key]" in error["loc"]:
@@ -271,14 +266,9 @@ def agreement_dict_from_db(a: Agreement) -> dict[str, Any]:
     )
 
 
-class AgreementKind(Kind):
+class AgreementKind(Kind, section="agreements", singular="agreement", spec=AgreementSpec, model=Agreement,
+                    depends=("calendars", "tiers", "services")):
     """Agreements for a tier or an account: objectives on services and on support, and a credit schedule."""
-
-    section = "agreements"
-    singular = "agreement"
-    spec = AgreementSpec
-    model = Agreement
-    depends = ("calendars", "tiers", "services")
 
     def message(self, error: Any) -> str | None:
         last = error["loc"][-1] if error["loc"] else None

@@ -114,13 +114,8 @@ def service_dict_from_db(s: Service) -> dict[str, Any]:
     )
 
 
-class ServiceKind(Kind):
+class ServiceKind(Kind, section="services", singular="service", spec=ServiceSpec, model=Service):
     """Services with their operations, pools and endpoints; the file's lists replace the stored ones."""
-
-    section = "services"
-    singular = "service"
-    spec = ServiceSpec
-    model = Service
 
     def check(self, check: Check) -> None:
         check.unique_in("services", lambda s: s.base_path, "base_path")
@@ -205,14 +200,9 @@ def partner_dict_from_db(p: PartnerService) -> dict[str, Any]:
                         [s.name for s in p.services.all() if not s.simulated])
 
 
-class PartnerKind(Kind):
+class PartnerKind(Kind, section="partners", singular="partner", spec=PartnerSpec, model=PartnerService,
+                  depends=("services",)):
     """Partner (upstream) services with the availability they promise and the services that depend on them."""
-
-    section = "partners"
-    singular = "partner"
-    spec = PartnerSpec
-    model = PartnerService
-    depends = ("services",)
 
     def check(self, check: Check) -> None:
         for p, partner in check.each("partners"):

@@ -40,13 +40,8 @@ def tier_dict(t: TierSpec | Tier) -> dict[str, Any]:
     )
 
 
-class TierKind(Kind):
+class TierKind(Kind, section="tiers", singular="tier", spec=TierSpec, model=Tier):
     """Tiers by name; ranks are unique, also across the file and the stored tiers it leaves alone."""
-
-    section = "tiers"
-    singular = "tier"
-    spec = TierSpec
-    model = Tier
 
     def check(self, check: Check) -> None:
         check.unique_in("tiers", lambda t: t.rank, "rank")

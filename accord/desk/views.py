@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.core.cache import cache
@@ -83,46 +85,47 @@ def _refused(form: forms.Form, error: ValidationError) -> None:
         form.add_error(None, error.messages)
 
 
+def _act(request: HttpRequest, t: Ticket, form: forms.Form, form_name: str,
+         act: Callable[[dict[str, Any]], None]) -> HttpResponse:
+    """Run an agent's action from a valid form and go back to the ticket; on any refusal, the ticket page again
+    (400) with what was typed kept and the error next to its field."""
+    if form.is_valid():
+        try:
+            act(form.cleaned_data)
+        except ValidationError as e:
+            _refused(form, e)
+        else:
+            return redirect("desk:ticket", pk=t.pk)
+    t.refresh_from_db()
+    return _ticket_page(request, t, status=400, **{form_name: form})  # type: ignore[arg-type]
+
+
 @staff_required
 @require_POST
 def reply(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
-    form = ReplyForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            if data["kind"] == "note":
-                actions.do_add_note(t, request.user, data["body"], new_status=data["status"] or None)  # type: ignore[arg-type]
-            else:
-                actions.do_reply(t, request.user, data["body"], new_status=data["status"] or None)  # type: ignore[arg-type]
-        except ValidationError as e:
-            _refused(form, e)
-        else:
-            return redirect("desk:ticket", pk=pk)
-    t.refresh_from_db()
-    return _ticket_page(request, t, reply_form=form, status=400)
+
+    def act(data: dict[str, Any]) -> None:
+        do = actions.do_add_note if data["kind"] == "note" else actions.do_reply
+        do(t, request.user, data["body"], new_status=data["status"] or None)  # type: ignore[arg-type]
+
+    return _act(request, t, ReplyForm(request.POST), "reply_form", act)
 
 
 @staff_required
 @require_POST
 def update(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
-    form = TicketUpdateForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            if data.get("priority") and data["priority"] != t.priority:
-                actions.do_set_priority(t, data["priority"])
-            if data.get("status") and data["status"] != t.status:
-                actions.do_set_status(t, data["status"])
-            if data.get("assign_to_me"):
-                Ticket.objects.filter(pk=pk).update(assignee=request.user)
-        except ValidationError as e:
-            _refused(form, e)
-        else:
-            return redirect("desk:ticket", pk=pk)
-    t.refresh_from_db()
-    return _ticket_page(request, t, update_form=form, status=400)
+
+    def act(data: dict[str, Any]) -> None:
+        if data.get("priority") and data["priority"] != t.priority:
+            actions.do_set_priority(t, data["priority"])
+        if data.get("status") and data["status"] != t.status:
+            actions.do_set_status(t, data["status"])
+        if data.get("assign_to_me"):
+            Ticket.objects.filter(pk=t.pk).update(assignee=request.user)
+
+    return _act(request, t, TicketUpdateForm(request.POST), "update_form", act)
 
 
 def _client_ip(request: HttpRequest) -> str:

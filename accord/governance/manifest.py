@@ -97,14 +97,9 @@ def policy_dict_from_db(p: Policy) -> dict[str, Any]:
     return _policy_dict(data, p.name)
 
 
-class PolicyKind(Kind):
+class PolicyKind(Kind, section="policies", singular="policy", spec=PolicySpec, model=Policy,
+                 depends=("calendars", "tiers", "services")):
     """Governance policies: a condition, its hysteresis, a scope and the action enforced while it holds."""
-
-    section = "policies"
-    singular = "policy"
-    spec = PolicySpec
-    model = Policy
-    depends = ("calendars", "tiers", "services")
 
     def check(self, check: Check) -> None:
         for p, policy in check.each("policies"):

@@ -36,13 +36,8 @@ def health_dict(h: HealthSpec | HealthWeights) -> dict[str, Any]:
                       keep=("name", "weights"))
 
 
-class HealthKind(Kind):
+class HealthKind(Kind, section="health", singular="health weights", spec=HealthSpec, model=HealthWeights):
     """Health weights by name: every factor named must be known, every weight between 0 and 100."""
-
-    section = "health"
-    singular = "health weights"
-    spec = HealthSpec
-    model = HealthWeights
 
     def check(self, check: Check) -> None:
         for where, h in check.each("health"):

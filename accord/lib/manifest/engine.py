@@ -38,7 +38,9 @@ from .yamlio import ManifestError, ManifestSyntaxError, dump, read_yaml
 class Kind:
     """One section of the manifest: its spec, how it is checked, compared, written and exported.
 
-    Objects are named (`name` is unique within a kind) and stored as rows of `model` looked up by name.
+    Objects are named (`name` is unique within a kind) and stored as rows of `model` looked up by name. A kind
+    is declared in its class line: `class TierKind(Kind, section="tiers", singular="tier", spec=TierSpec,
+    model=Tier)`.
     """
 
     section: ClassVar[str]  # 'agreements'
@@ -46,6 +48,15 @@ class Kind:
     spec: ClassVar[type[Spec]]  # one object as written in the file
     model: ClassVar[type[models.Model]]
     depends: ClassVar[tuple[str, ...]] = ()  # sections this kind refers to: written before it, pruned after
+
+    def __init_subclass__(cls, *, section: str | None = None, singular: str | None = None,
+                          spec: type[Spec] | None = None, model: type[models.Model] | None = None,
+                          depends: tuple[str, ...] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = {"section": section, "singular": singular, "spec": spec, "model": model, "depends": depends}
+        for name, value in declared.items():
+            if value is not None:  # else inherited
+                setattr(cls, name, value)
 
     def message(self, error: Any) -> str | None:
         """A kind's own wording for a pydantic error (None: the engine's)."""

@@ -83,13 +83,8 @@ class GroupSpec(Spec):
     email: str = ""
 
 
-class GroupKind(Kind):
+class GroupKind(Kind, section="groups", singular="group", spec=GroupSpec, model=SupportGroup):
     """A kind that is not part of Accord: proves a new kind is one class and one registration line."""
-
-    section = "groups"
-    singular = "group"
-    spec = GroupSpec
-    model = SupportGroup
 
     def check(self, check: Check) -> None:
         for where, group in check.each("groups"):
@@ -111,9 +106,8 @@ class GroupKind(Kind):
         return [{"name": g.name, "email": g.email} for g in SupportGroup.objects.order_by("name")], []
 
 
-class LateKind(GroupKind):
-    section = "late"
-    depends = ("nothing-registered",)
+class LateKind(GroupKind, section="late", depends=("nothing-registered",)):
+    """A kind registered before a section it depends on."""
 
 
 def registered(*extra: str) -> Any:
