@@ -77,6 +77,7 @@ def calendar_dict(
 
 
 def calendar_dict_from_db(c: BusinessCalendar) -> dict[str, Any]:
+    """A stored calendar in canonical form."""
     return calendar_dict(c.name, c.timezone, c.hours, c.holiday_country, c.holiday_subdivision, c.extra_holidays,
                          c.removed_holidays)
 
@@ -241,6 +242,7 @@ def _agreement_dict(
 
 
 def agreement_dict_from_spec(a: AgreementSpec) -> dict[str, Any]:
+    """An agreement of the file in canonical form."""
     return _agreement_dict(
         a.name, a.title, a.tier, a.account, a.effective_from, a.effective_to, a.monthly_fee, a.currency, a.calendar,
         a.services,
@@ -251,6 +253,7 @@ def agreement_dict_from_spec(a: AgreementSpec) -> dict[str, Any]:
 
 
 def agreement_dict_from_db(a: Agreement) -> dict[str, Any]:
+    """A stored agreement in canonical form, with its objectives and credit schedule."""
     schedule = CreditSchedule.objects.filter(agreement=a).first()
     return _agreement_dict(
         a.name, a.title, a.tier.name if a.tier else None, a.account.external_id if a.account else None,

@@ -97,6 +97,7 @@ def _service_dict(name: str, title: str, base_path: str, owner: str, cost: Decim
 
 
 def service_dict_from_spec(s: ServiceSpec) -> dict[str, Any]:
+    """A service of the file in canonical form."""
     return _service_dict(
         s.name, s.title, s.base_path, s.owner, s.cost_per_instance_hour, s.allow_anonymous,
         [{"name": o.name, "method": o.method, "path": o.path, "title": o.title} for o in s.operations],
@@ -106,6 +107,7 @@ def service_dict_from_spec(s: ServiceSpec) -> dict[str, Any]:
 
 
 def service_dict_from_db(s: Service) -> dict[str, Any]:
+    """A stored service in canonical form."""
     return _service_dict(
         s.name, s.title, s.base_path, s.owner, s.cost_per_instance_hour, s.allow_anonymous,
         [{"name": o.name, "method": o.method, "path": o.path_pattern, "title": o.title} for o in s.operations.all()],
@@ -189,6 +191,7 @@ def _write_service(s: ServiceSpec) -> None:
 
 
 def partner_dict(name: str, provider: str, availability: Decimal, services: list[str]) -> dict[str, Any]:
+    """A partner in canonical form."""
     return drop_empty(
         {"name": name, "provider": provider, "promised_availability": num(availability), "services": sorted(services)},
         keep=("name", "promised_availability"),
@@ -196,6 +199,7 @@ def partner_dict(name: str, provider: str, availability: Decimal, services: list
 
 
 def partner_dict_from_db(p: PartnerService) -> dict[str, Any]:
+    """A stored partner in canonical form (simulated services left out)."""
     return partner_dict(p.name, p.provider, p.promised_availability,
                         [s.name for s in p.services.all() if not s.simulated])
 

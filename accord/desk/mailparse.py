@@ -57,6 +57,7 @@ _PARSER = BytesParser(policy=_ParseOncePolicy())
 
 
 def max_message_bytes() -> int:
+    """The largest raw message stored whole (settings.ACCORD_MAX_EMAIL_BYTES, 25 MiB by default)."""
     return int(getattr(settings, "ACCORD_MAX_EMAIL_BYTES", 25 * 1024 * 1024))
 
 

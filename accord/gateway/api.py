@@ -29,6 +29,7 @@ NAME_REGEX = r"[-a-zA-Z0-9_]+"
 
 
 class GatewayActionSerializer(serializers.ModelSerializer):
+    """A gateway action as the API lists it, with whether the gateways enforce it now."""
     kind = serializers.CharField(help_text=", ".join(PARAMS))
     live = serializers.SerializerMethodField(help_text="Active and not expired: the gateways enforce it.")
 
@@ -43,6 +44,7 @@ class GatewayActionSerializer(serializers.ModelSerializer):
 
 
 class GatewayActionRequestSerializer(serializers.Serializer):
+    """The body that creates or replaces a gateway action by name."""
     name = serializers.SlugField(max_length=80)
     kind = serializers.CharField(max_length=12, help_text=", ".join(PARAMS))
     params = serializers.DictField(required=False, default=dict, help_text="Per kind: " + "; ".join(
@@ -114,6 +116,7 @@ class GatewayActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
 
 class RollupFilterSet(django_filters.FilterSet):
+    """Filters of the rollup list: resolution, the key's parts and a time range."""
     resolution = django_filters.ChoiceFilter(
         choices=[("minute", "minute"), ("hour", "hour")], method="filter_resolution", empty_label=None,
         label="minute (default): the gateways' per-minute rows; hour: the same per hour")
@@ -141,6 +144,7 @@ class RollupFilterSet(django_filters.FilterSet):
 
 
 class RollupSerializer(serializers.ModelSerializer):
+    """A rollup row with its latency percentiles instead of its encoded sketch."""
     mean_ms = serializers.SerializerMethodField()
     p50_ms = serializers.SerializerMethodField()
     p95_ms = serializers.SerializerMethodField()

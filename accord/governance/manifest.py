@@ -29,11 +29,13 @@ class ScopeSpec(Spec):
 
 
 class WebhookSpec(Spec):
+    """A webhook notified of a policy's switches, with the secret it is signed with."""
     url: Annotated[str, StringConstraints(max_length=500)]
     secret: Annotated[str, StringConstraints(max_length=200)] = ""
 
 
 class NotifySpec(Spec):
+    """Who hears of a policy's switches: e-mail addresses and webhooks."""
     emails: list[Annotated[str, StringConstraints(max_length=254)]] = []
     webhooks: list[WebhookSpec] = []
 
@@ -85,10 +87,12 @@ def _policy_dict(d: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def policy_dict_from_spec(p: PolicySpec) -> dict[str, Any]:
+    """A policy of the file in canonical form."""
     return _policy_dict(p.model_data(), p.name)
 
 
 def policy_dict_from_db(p: Policy) -> dict[str, Any]:
+    """A stored policy in canonical form."""
     data = {k: getattr(p, k) for k in ("description", "enabled", "mode", "priority", "condition", "hold_seconds",
                                        "clear_condition", "clear_seconds", "min_active_seconds", "cooldown_seconds",
                                        "tiers", "accounts", "services", "operations", "action", "params",

@@ -187,6 +187,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
 
 
 def summarize(traffic_class: str, phase: str, samples: Sequence[Sample]) -> SummaryRow:
+    """Per (class, phase): requests, answers, errors and latency percentiles of the samples."""
     latencies = sorted(s.latency_ms for s in samples if s.status > 0)
     statuses: dict[int, int] = {}
     for s in samples:

@@ -95,6 +95,7 @@ class Timings:
 
 @dataclass
 class Config:
+    """The scenario's knobs: run length, pools, service time, accounts per tier, the policy's thresholds."""
     duration: float = 60.0  # seconds per run
     primary_servers: int = 4
     standby_servers: int = 2
@@ -200,6 +201,7 @@ def standby_use(samples: Iterable[Sample], phases: list[Phase], switches: list[d
 
 @dataclass
 class RunResult:
+    """One run (without or with the policy): what the load generator saw and when the policy switched."""
     policy: bool
     load: LoadResult
     switches: list[dict[str, Any]] = field(default_factory=list)
@@ -220,6 +222,7 @@ class RunResult:
 
 
 def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -259,10 +262,12 @@ AGREEMENT_WINDOW_DAYS = 1
 
 
 def external_id(tier: str, i: int) -> str:
+    """The external id of the scenario's i-th simulated account of a tier."""
     return f"RTA-{tier.upper()}-{i}"
 
 
 def agreement_name(tier: str, i: int) -> str:
+    """The name of the agreement of the scenario's i-th simulated account of a tier."""
     return f"rta-{tier}-{i}-sla"
 
 
@@ -399,6 +404,7 @@ def _set_policy(enabled: bool) -> None:
 
 def one_run(config: Config, gateway_port: int, keys: dict[str, list[str]], with_policy: bool,
             say: Callable[[str], None], stop: threading.Event | None = None) -> RunResult:
+    """Drive one run of the load through the gateway, with or without the policy, and collect what it did."""
     classes = [TrafficClass(t, SHARES[t], keys[t], [f"{BASE_PATH}/fares?from=PAR&to=NYC"]) for t in TIERS]
     phases = config.phases()
     _set_policy(with_policy)
@@ -554,6 +560,7 @@ def _pct(value: float | None) -> str:
 
 
 def timings_text(timings: list[dict[str, Any]]) -> str:
+    """The scenario's timings next to production's defaults, one line each."""
     return "timings (this scenario / production default): " + ", ".join(
         f"{t['name']} {t['seconds']:g} s / {t['production_seconds']:g} s" for t in timings)
 
@@ -575,6 +582,7 @@ def standby_text(use: dict[str, Any]) -> list[str]:
 
 
 def report_text(report: dict[str, Any]) -> str:
+    """The report as people read it: phases, per-tier table of each run, switches and the check."""
     starts, t = [], 0.0
     for phase in report["phases"]:
         starts.append(f"{phase['name']} {phase['rps']:g}/s from {t:g} s")

@@ -171,9 +171,9 @@ def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[in
 
 
 def progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+    """A progress bar over `total` rows on standard error (tqdm), or a silent one."""
+    from tqdm import tqdm  # only the commands that import need it
 
-    """A progress bar on standard error (tqdm), or a silent one."""
     return tqdm(total=total, unit="row", disable=not enabled, file=sys.stderr)
 
 

@@ -122,6 +122,7 @@ def kind(section: str) -> Kind:
 
 
 def sections() -> list[str]:
+    """The registered sections, in export order."""
     return [k.section for k in kinds()]
 
 

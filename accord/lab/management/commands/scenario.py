@@ -17,6 +17,7 @@ from accord.lab.simulated import do_remove_simulated
 
 
 class Command(BaseCommand):
+    """`accord scenario rta` and `accord scenario clean`."""
     help = ("Run the RTA scenario: simulated services, a real gateway, open-loop traffic of every tier with a peak, "
             "once without and once with the platinum-to-standby policy; exit 1 when the check fails. "
             "`clean` removes the simulated rows scenarios created.")
