@@ -95,3 +95,63 @@ def page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+# Accessibility: axe-core (Deque's checker, pinned in accord/web/tests/axe/package-lock.json) injected into the
+# page. `python3 dev.py test` installs it with npm into var/node; nothing downloads while the tests run.
+AXE_JS = Path(os.environ.get("ACCORD_AXE_JS") or Path(__file__).resolve().parent / "var" / "node" / "node_modules"
+              / "axe-core" / "axe.min.js")
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+AXE_FAILING = ("critical", "serious")
+
+
+class Axe:
+    """Runs axe-core on a Playwright page; `violations` keeps the impacts that fail a test (critical, serious)."""
+
+    def __init__(self, script: Path) -> None:
+        self.script = script
+
+    def run(self, page: Any, context: str = "document") -> list[dict[str, Any]]:
+        """Every violation axe finds on the page as it is now (all impacts), in axe's own JSON shape."""
+        if not page.evaluate("typeof window.axe !== 'undefined'"):
+            page.add_script_tag(path=str(self.script))
+        result = page.evaluate(
+            "([context, tags]) => axe.run(context === 'document' ? document : document.querySelector(context),"
+            " {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
+            [context, AXE_TAGS],
+        )
+        return list(result["violations"])
+
+    def violations(self, page: Any, context: str = "document") -> list[dict[str, Any]]:
+        return [v for v in self.run(page, context) if v.get("impact") in AXE_FAILING]
+
+    @staticmethod
+    def duplicate_ids(page: Any) -> list[str]:
+        """The ids that more than one element of the page carries (a label or a description may hit the wrong one)."""
+        return list(page.evaluate(
+            "() => { const seen = new Map(); document.querySelectorAll('[id]').forEach(e => seen.set(e.id,"
+            " (seen.get(e.id) || 0) + 1)); return [...seen].filter(([, n]) => n > 1).map(([id]) => id).sort(); }"
+        ))
+
+    @staticmethod
+    def describe(url: str, violations: list[dict[str, Any]], nodes: int = 6) -> str:
+        """A readable list: rule id, impact, what is wrong, and the first few elements' selectors."""
+        lines = [f"{url}: {len(violations)} violation(s)"]
+        for v in violations:
+            lines.append(f"  [{v['impact']}] {v['id']}: {v['help']} ({len(v['nodes'])} element(s)) {v['helpUrl']}")
+            for node in v["nodes"][:nodes]:
+                summary = " ".join(str(node.get("failureSummary") or "").split())[:240]
+                lines.append(f"      {' > '.join(str(t) for t in node['target'])}  -- {summary}")
+            if len(v["nodes"]) > nodes:
+                lines.append(f"      ... and {len(v['nodes']) - nodes} more")
+        return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def axe() -> Axe:
+    """axe-core for a browser test; skipped when it is not installed, unless ACCORD_REQUIRE_AXE=1 (CI)."""
+    if not AXE_JS.exists():
+        if os.environ.get("ACCORD_REQUIRE_AXE") == "1":
+            pytest.fail(f"{AXE_JS} is missing and ACCORD_REQUIRE_AXE=1 (python3 dev.py test installs it with npm)")
+        pytest.skip(f"axe-core is not installed at {AXE_JS} (python3 dev.py test installs it when npm is present)")
+    return Axe(AXE_JS)

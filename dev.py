@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,6 +43,34 @@ def ensure_venv(extras: str) -> None:
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
     stamp.write_text(digest)
+
+
+AXE_SPEC = ROOT / "accord" / "web" / "tests" / "axe"  # package.json + package-lock.json: the pinned axe-core
+NODE_DIR = ROOT / "var" / "node"  # where npm installs it; the accessibility test reads node_modules/axe-core here
+
+
+def ensure_axe() -> bool:
+    """Install the pinned axe-core (the accessibility tests' checker) with npm, once, again when the lock changes.
+
+    Only here, at set-up: the tests themselves never download. Without npm the accessibility tests skip (CI sets
+    ACCORD_REQUIRE_AXE=1, which makes a missing axe-core a failure). Returns False when npm failed.
+    """
+    npm = shutil.which("npm")
+    if npm is None:
+        print("note: npm is not installed; the accessibility (axe-core) tests will skip", flush=True)
+        return True
+    lock = (AXE_SPEC / "package-lock.json").read_bytes()
+    stamp = NODE_DIR / ".accord-axe-installed"
+    digest = hashlib.sha256(lock).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest and (NODE_DIR / "node_modules" / "axe-core" / "axe.min.js").exists():
+        return True
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(AXE_SPEC / name, NODE_DIR / name)
+    if run(npm, "ci", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "--ignore-scripts", check=False) != 0:
+        return False
+    stamp.write_text(digest)
+    return True
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -101,6 +130,8 @@ def test(args: argparse.Namespace) -> int:
         if code != 0:
             failures.append(f"{name} (exit {code})")
 
+    if not ensure_axe():
+        failures.append("npm ci (axe-core)")
     step("ruff", BIN / "ruff", "check", ".")
     step("mypy", BIN / "mypy", "accord")
     base_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}

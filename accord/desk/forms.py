@@ -62,7 +62,10 @@ class SupportRequestForm(forms.Form):
     subject = forms.CharField(label="Subject", max_length=300)
     message = LimitedText(label="Message", what="message", limit=MESSAGE_LIMIT, widget=forms.Textarea,
                           error_messages={"required": "Please write your message."})
-    website = forms.CharField(required=False, label="Leave this empty")  # honeypot: hidden from people
+    # The honeypot: hidden from people, from screen readers (aria-hidden around it) and from the keyboard
+    # (tabindex -1), and never filled in by the browser's autofill: only a bot that fills every field fills it.
+    website = forms.CharField(required=False, label="Leave this empty",
+                              widget=forms.TextInput(attrs={"tabindex": "-1", "autocomplete": "off"}))
     token = forms.CharField(widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -108,6 +111,7 @@ class ReplyForm(forms.Form):
                                required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "id_reply_%s")  # the ticket page has two forms with a status: ids of its own
         super().__init__(*args, **kwargs)
         describe_limits(self)
 
@@ -121,3 +125,7 @@ class TicketUpdateForm(forms.Form):
 
     def changed_fields(self) -> dict[str, Any]:
         return {k: v for k, v in self.cleaned_data.items() if v}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "id_update_%s")
+        super().__init__(*args, **kwargs)

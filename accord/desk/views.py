@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.contrib import messages
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -64,6 +65,8 @@ def _ticket_page(
             "update_form": update_form or TicketUpdateForm(initial={"priority": t.priority, "status": t.status}),
             "now": timezone.now(),
             "running": SlaClock.Status.RUNNING,
+            # The queue's most urgent other ticket: where the agent goes next (the `n` key, docs/accessibility.md).
+            "next_ticket": Ticket.objects.filter(is_open=True).exclude(pk=t.pk).order_by("queue_due", "id").first(),
         },
         status=status,
     )
@@ -86,7 +89,7 @@ def _refused(form: forms.Form, error: ValidationError) -> None:
 
 
 def _act(request: HttpRequest, t: Ticket, form: forms.Form, form_name: str,
-         act: Callable[[dict[str, Any]], None]) -> HttpResponse:
+         act: Callable[[dict[str, Any]], None], done: Callable[[dict[str, Any]], str]) -> HttpResponse:
     """Run an agent's action from a valid form and go back to the ticket; on any refusal, the ticket page again
     (400) with what was typed kept and the error next to its field."""
     if form.is_valid():
@@ -95,6 +98,8 @@ def _act(request: HttpRequest, t: Ticket, form: forms.Form, form_name: str,
         except ValidationError as e:
             _refused(form, e)
         else:
+            # Said on the ticket page (role=status, focused), so a keyboard or screen reader user knows it went.
+            messages.success(request, done(form.cleaned_data))
             return redirect("desk:ticket", pk=t.pk)
     t.refresh_from_db()
     return _ticket_page(request, t, status=400, **{form_name: form})  # type: ignore[arg-type]
@@ -109,7 +114,10 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
         do = actions.do_add_note if data["kind"] == "note" else actions.do_reply
         do(t, request.user, data["body"], new_status=data["status"] or None)  # type: ignore[arg-type]
 
-    return _act(request, t, ReplyForm(request.POST), "reply_form", act)
+    def done(data: dict[str, Any]) -> str:
+        return "Internal note added." if data["kind"] == "note" else "Reply sent."
+
+    return _act(request, t, ReplyForm(request.POST), "reply_form", act, done)
 
 
 @staff_required
@@ -125,7 +133,7 @@ def update(request: HttpRequest, pk: int) -> HttpResponse:
         if data.get("assign_to_me"):
             Ticket.objects.filter(pk=t.pk).update(assignee=request.user)
 
-    return _act(request, t, TicketUpdateForm(request.POST), "update_form", act)
+    return _act(request, t, TicketUpdateForm(request.POST), "update_form", act, lambda data: "Ticket updated.")
 
 
 def _client_ip(request: HttpRequest) -> str:
