@@ -102,7 +102,7 @@ def page(browser: Any) -> Iterator[Any]:
 AXE_JS = Path(os.environ.get("ACCORD_AXE_JS") or Path(__file__).resolve().parent / "var" / "node" / "node_modules"
               / "axe-core" / "axe.min.js")
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
-AXE_FAILING = ("critical", "serious")
+AXE_FAILING = tuple(os.environ.get("ACCORD_AXE_IMPACTS", "critical,serious").split(","))
 
 
 class Axe:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from accord.lib.svg import PALETTE, coord
+from accord.lib.svg import PALETTE, coord, summary
 
 from .models import Tier, TierChange
 
@@ -90,9 +90,11 @@ def tier_bars(bars: Sequence[TierBar]) -> SafeString:
         '<text x="288" y="16" class="label">share of 12-month revenue</text></g>'
     )
     return format_html(
-        '<svg class="chart" id="tier-chart" viewBox="0 0 {} {}" role="img" '
-        'aria-label="Share of accounts and of 12-month revenue per tier">{}{}{}</svg>',
-        width, height, legend, grid, mark_safe("".join(parts)),
+        '<svg class="chart" id="tier-chart" viewBox="0 0 {} {}" role="img" aria-label="{}">{}{}{}</svg>',
+        width, height, summary("Share of accounts and of 12-month revenue per tier", [
+            f"{b.name} {b.accounts} accounts ({a:.0f}% of accounts), {r:.0f}% of revenue"
+            for b, (a, r) in zip(bars, shares, strict=True)]),
+        legend, grid, mark_safe("".join(parts)),
     )
 
 

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from accord.customers.charts import TIER_COLOURS
-from accord.lib.svg import PALETTE, coord, nice_ceiling
+from accord.lib.svg import PALETTE, coord, nice_ceiling, summary
 
 
 def colour_of(name: str, index: int) -> str:
@@ -106,8 +106,13 @@ def timeline(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime) -> Saf
         ((coord(x(h)), top, coord(x(h)), height - bottom, coord(x(h)), height - 6,
           h.strftime("%H:%M") if width - right - x(h) > 45 else "") for h in hours),
     )
-    rows = []
+    rows, said = [], []
     for i, lane in enumerate(lanes):
+        active = [p for p in lane.periods if not p.dry_run]
+        said.append(f"{lane.name} " + (
+            f"active {len(active)} time{'s' if len(active) != 1 else ''}, the last from "
+            f"{timezone.localtime(active[-1].start):%H:%M} to {timezone.localtime(active[-1].end):%H:%M}"
+            if active else "not active") + (f", {len(lane.marks)} override or error mark(s)" if lane.marks else ""))
         y = top + i * lane_h
         periods = format_html_join(
             "",
@@ -133,9 +138,9 @@ def timeline(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime) -> Saf
     edges = format_html('<text x="{}" y="{}" class="label" text-anchor="end">now</text>', width - right,
                         height - 6)
     return format_html(
-        '<svg class="chart" id="timeline" viewBox="0 0 {} {}" role="img" '
-        'aria-label="Active periods of each policy over the last {} hours">{}{}{}</svg>',
-        width, height, round(span / 3600), grid, mark_safe("".join(rows)), edges,
+        '<svg class="chart" id="timeline" viewBox="0 0 {} {}" role="img" aria-label="{}">{}{}{}</svg>',
+        width, height, summary(f"Active periods of each policy over the last {round(span / 3600)} hours", said), grid,
+        mark_safe("".join(rows)), edges,
     )
 
 
@@ -162,7 +167,7 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
         return format_html(
             '<svg class="chart live" id="{}" viewBox="0 0 {} {}" role="img" aria-label="{}" data-series="0">'
             '<text x="{}" y="{}" text-anchor="middle" class="label empty">{}</text></svg>',
-            chart_id, width, 80, title, width // 2, 44, empty,
+            chart_id, width, 80, f"{title}: {empty}", width // 2, 44, empty,
         )
     y_top = nice_ceiling(max(*values, y_min_top, reference or 0.0))
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -192,7 +197,7 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="reference"></line>', left, coord(y(reference)), left + plot_w,
         coord(y(reference)),
     ) if reference is not None else ""
-    lines, legend = [], []
+    lines, legend, said = [], [], []
     for i, s in enumerate(series):
         colour = s.colour or colour_of(s.name, i)
         path, pen_down, dots = [], False, []
@@ -209,6 +214,9 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
             if v is not None and before is None and after is None:
                 dots.append((coord(x(t)), coord(y(v)), colour))
         last = next((v for _t, v in reversed(s.points) if v is not None), None)
+        seen = [v for _t, v in s.points if v is not None]
+        said.append(f"{s.name} {'no data' if last is None else fmt(last)} now"
+                    + (f", at most {fmt(max(seen))}" if seen else ""))
         lines.append(format_html(
             '<g class="series" data-series="{}"><path d="{}" stroke="{}"></path>{}</g>',
             s.name, " ".join(path), colour,
@@ -225,7 +233,7 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], start: float
     return format_html(
         '<svg class="chart live" id="{}" viewBox="0 0 {} {}" role="img" aria-label="{}" data-series="{}">'
         '{}{}{}{}{}</svg>',
-        chart_id, width, height, title, len(series), grid, ref, ticks, mark_safe("".join(lines)),
+        chart_id, width, height, summary(title, said), len(series), grid, ref, ticks, mark_safe("".join(lines)),
         mark_safe("".join(legend)),
     )
 

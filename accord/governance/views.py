@@ -185,6 +185,9 @@ def live_json(request: HttpRequest) -> HttpResponse:
         "utilisation": data["utilisation"],
         "latency_svg": str(data["latency_svg"]),
         "utilisation_svg": str(data["utilisation_svg"]),
+        # Each policy's status: the page announces a policy that switched (a live region of changes, not a clock).
+        "policies": [{"name": p.name, "status": status, "status_label": STATUS_LABELS[status]}
+                     for p in Policy.objects.order_by("name") for status in [policy_status(p, state_of(p))]],
     }, headers={"Cache-Control": "no-store"})
 
 

@@ -12,6 +12,15 @@ import math
 PALETTE = ["#5b4bc4", "#c08a1e", "#7b8794", "#3f8f6b", "#b0413e", "#2b6cb0"]
 
 
+def summary(title: str, parts: list[str]) -> str:
+    """A chart's text alternative: its title and the numbers behind it, for the SVG's aria-label.
+
+    A chart drawn as `role="img"` is one image to a screen reader; this is what it reads instead of the lines.
+    "p95 latency per tier: gold 120 ms now, at most 340 ms; silver 80 ms now, at most 95 ms."
+    """
+    return f"{title}: {'; '.join(parts)}." if parts else f"{title}."
+
+
 def coord(value: float) -> str:
     """A coordinate with one decimal: enough for a screen, short in the page."""
     return f"{value:.1f}"

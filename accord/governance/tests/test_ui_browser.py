@@ -110,3 +110,36 @@ def test_the_live_charts_redraw_from_live_json_as_rows_arrive(live_server: Any, 
     page.wait_for_selector('#latency-chart g.series[data-series="gold"]')
     assert "40 ms" in page.locator('#latency-chart g.legend-item[data-series="gold"]').text_content()
     assert page.locator("#live-updated").inner_text().startswith("live · ")
+
+
+def test_the_live_region_announces_a_policy_switching_not_the_clock_and_the_charts_pause(
+        live_server: Any, page: Any, alice: User) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from accord.governance import engine
+
+    policy, _ = save_policy("to-standby", {"condition": "pool(booking, primary).utilisation[10s] > 0.8",
+                                           "action": "route", "params": {"pool": "standby"}, "tiers": ["platinum"]})
+    log_in(page, f"{live_server.url}/governance/")
+    stamp = page.locator("#live-updated")
+    assert stamp.get_attribute("aria-live") is None and stamp.get_attribute("role") is None
+    with page.expect_response(lambda r: "/governance/live.json" in r.url, timeout=10_000):
+        pass
+    assert page.locator("#live-announce").text_content() == ""  # a refresh with nothing new says nothing
+
+    engine.set_override(policy, True, "primary degraded", timezone.now() + dt.timedelta(minutes=10), "alice")
+    page.wait_for_function("document.getElementById('live-announce').textContent.includes('to-standby')",
+                           timeout=10_000)
+    assert page.locator("#live-announce").text_content() == "Policy to-standby is now active."
+    assert page.locator("#policy-to-standby").get_attribute("data-status") == "active"
+
+    pause = page.locator("#live-pause")
+    pause.focus()
+    page.keyboard.press("Enter")
+    assert pause.get_attribute("aria-pressed") == "true" and pause.inner_text() == "Resume live charts"
+    with pytest.raises(PlaywrightTimeout), page.expect_response(lambda r: "/governance/live.json" in r.url,
+                                                               timeout=5_000):
+        pass
+    with page.expect_response(lambda r: "/governance/live.json" in r.url, timeout=10_000):
+        page.keyboard.press("Enter")
+    assert pause.get_attribute("aria-pressed") == "false"

@@ -97,7 +97,7 @@ def test_the_page_shows_policies_their_state_actions_budgets_and_the_audit(staff
     response = staff.get("/governance/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert '<a href="/governance/" class="active">Governance</a>' in html
+    assert '<a href="/governance/" aria-current="page" class="active">Governance</a>' in html
     active = row_of(html, "to-standby")
     assert 'data-status="active"' in active and "since " in active
     assert "pool(booking, primary).utilisation[10s]" in active and "0.9" in active
@@ -283,3 +283,15 @@ def test_the_utilisation_chart_and_the_policy_signal_agree_and_a_backlog_reads_a
     axis = re.findall(r'class="label">([\d,]+%)</text>', data["utilisation_svg"])
     assert axis and max(int(v.rstrip("%").replace(",", "")) for v in axis) == 100
     assert "0.525" in row_of(page, "to-standby")
+
+
+def test_the_live_charts_say_their_numbers_and_live_json_each_policys_status(staff: Client) -> None:
+    """The charts' text alternative (their aria-label) carries the latest and highest values; live.json the
+    policies' statuses, which the page announces when one changes."""
+    empty = live(staff)
+    assert 'aria-label="p95 latency per tier, last 15 minutes: No traffic' in empty["latency_svg"]
+    traffic(2, "gold", 40.0)
+    policy("to-standby")
+    data = live(staff)
+    assert 'aria-label="p95 latency per tier, last 15 minutes: gold 40 ms now, at most 40 ms."' in data["latency_svg"]
+    assert data["policies"] == [{"name": "to-standby", "status": "idle", "status_label": views.STATUS_LABELS["idle"]}]
