@@ -38,6 +38,11 @@ class Steps:
         for old in self.dir.glob("*.png"):
             old.unlink()
 
+    def press(self, key: str, name: str) -> dict[str, Any]:
+        """Press a key, then where focus went (it must show) and a screenshot."""
+        self.page.keyboard.press(key)
+        return self.focused(name)
+
     def focused(self, name: str, *, visible: bool = True) -> dict[str, Any]:
         """Where focus is now; it must show (outline of 2 px or more, or a box-shadow ring); a screenshot."""
         info: dict[str, Any] = self.page.evaluate(FOCUS)
@@ -69,19 +74,14 @@ def test_an_agent_works_a_ticket_from_the_queue_to_a_sent_reply_by_keyboard(desk
     page.goto(f"{live_server.url}/desk/")
 
     # The queue: skip link, Enter skips the header's links; j / k walk the tickets, the most due first.
-    page.keyboard.press("Tab")
-    assert steps.focused("queue-skip-link")["text"] == "Skip to content"
+    assert steps.press("Tab", "queue-skip-link")["text"] == "Skip to content"
     page.keyboard.press("Enter")
-    page.keyboard.press("Tab")
-    assert steps.focused("queue-first-filter")["tag"] == "select", "after the skip link, the queue's filters"
+    assert steps.press("Tab", "queue-first-filter")["tag"] == "select", "after the skip link, the queue's filters"
     page.locator("#main").focus()
-    page.keyboard.press("j")
-    first = steps.focused("queue-j")
+    first = steps.press("j", "queue-j")
     assert first["cls"] == "ticket-link" and first["text"] == urgent.reference
-    page.keyboard.press("j")
-    assert steps.focused("queue-j-again")["text"] != urgent.reference
-    page.keyboard.press("k")
-    assert steps.focused("queue-k")["text"] == urgent.reference
+    assert steps.press("j", "queue-j-again")["text"] != urgent.reference
+    assert steps.press("k", "queue-k")["text"] == urgent.reference
     page.keyboard.press("?")  # the help lists the keys, and Esc closes it
     assert page.locator("#shortcuts").evaluate("d => d.open")
     steps.focused("help-dialog")
@@ -91,19 +91,15 @@ def test_an_agent_works_a_ticket_from_the_queue_to_a_sent_reply_by_keyboard(desk
     page.wait_for_url(f"**/desk/tickets/{urgent.pk}/")
 
     # The ticket: p, s, a reach priority, status and assignment; typing picks an option; Tab, Enter update.
-    page.keyboard.press("p")
-    assert steps.focused("ticket-p")["id"] == "id_update_priority"
+    assert steps.press("p", "ticket-p")["id"] == "id_update_priority"
     page.keyboard.type("h")  # high
     page.keyboard.press("s")  # a key in a select picks an option: the shortcut waits until focus leaves it
     assert page.evaluate(FOCUS)["id"] == "id_update_priority"
-    page.keyboard.press("Tab")
-    assert steps.focused("ticket-tab-to-status")["id"] == "id_update_status"
+    assert steps.press("Tab", "ticket-tab-to-status")["id"] == "id_update_status"
     page.keyboard.type("p")  # pending
-    page.keyboard.press("Tab")
-    assert steps.focused("ticket-tab-to-assign")["id"] == "id_update_assign_to_me"
+    assert steps.press("Tab", "ticket-tab-to-assign")["id"] == "id_update_assign_to_me"
     page.keyboard.press("Space")
-    page.keyboard.press("Tab")
-    assert steps.focused("ticket-tab-to-update")["text"] == "Update"
+    assert steps.press("Tab", "ticket-tab-to-update")["text"] == "Update"
     page.keyboard.press("Enter")
     page.wait_for_selector("#action-done")
     done = steps.focused("ticket-updated", visible=False)
@@ -112,11 +108,9 @@ def test_an_agent_works_a_ticket_from_the_queue_to_a_sent_reply_by_keyboard(desk
     assert (urgent.priority, urgent.status, urgent.assignee) == ("high", "pending", desk.agent)
 
     # r: the reply box; Ctrl+Enter sends it.
-    page.keyboard.press("r")
-    assert steps.focused("ticket-r")["id"] == "id_reply_body"
+    assert steps.press("r", "ticket-r")["id"] == "id_reply_body"
     page.keyboard.type("We are on it: payments provider incident.")
-    page.keyboard.press("Tab")
-    assert steps.focused("reply-tab-to-kind")["id"] == "id_reply_kind"
+    assert steps.press("Tab", "reply-tab-to-kind")["id"] == "id_reply_kind"
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("article.message.reply")
