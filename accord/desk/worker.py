@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accord.lib.faults import point
 from accord.lib.units import instant, minutes
 
 from . import clocks
@@ -80,6 +81,7 @@ def alert(clock_id: int, kind: str, now: dt.datetime) -> Tick:
         won = SlaClock.objects.filter(
             pk=clock_id, status=SlaClock.Status.RUNNING, **{f"{field}__isnull": True, f"{due_field}__lt": now}
         ).update(**{field: F(due_field)})
+        point("worker.alerting")  # tests: die with the clock marked and its event not yet recorded
         if won and claim(SlaClock(pk=clock_id), kind):
             if kind == WARNING:
                 tick.warnings = 1
