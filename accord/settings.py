@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "accord.ops",
     "accord.customers",
     "accord.agreements",
     "accord.catalog",
@@ -125,6 +126,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accord.ops.context_processors.processes",
             ],
         },
     },
@@ -256,3 +258,7 @@ LOGGING = {
 # Governance alerts (error-budget burn rates) go to these addresses and signed webhooks.
 ACCORD_ALERT_EMAILS = [e.strip() for e in os.environ.get("ACCORD_ALERT_EMAILS", "").split(",") if e.strip()]
 ACCORD_ALERT_WEBHOOKS = json.loads(os.environ.get("ACCORD_ALERT_WEBHOOKS", "[]"))  # [{"url": ..., "secret": ...}]
+# Background processes that must be running (comma-separated kinds: worker, governor, gateway, mail-poller); the
+# staff pages show a banner, and `accord doctor` exits 1, when one has no fresh heartbeat. A kind that has run in
+# the last day is expected anyway until it stops cleanly.
+ACCORD_EXPECTED_PROCESSES = [k.strip() for k in os.environ.get("ACCORD_EXPECTED_PROCESSES", "").split(",") if k.strip()]

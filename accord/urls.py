@@ -8,6 +8,8 @@ from django.urls import include, path
 
 from accord.desk.views import support_form
 
+handler500 = "accord.lib.middleware.server_error"
+
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="web/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accord.lib.faults import point
 from accord.lib.units import instant, minutes
 
 from . import clocks
@@ -73,16 +74,20 @@ def alert(clock_id: int, kind: str, now: dt.datetime) -> Tick:
     breached_at is the due instant the row holds then.
     """
     field, due_field = ALERT_FIELDS[kind]
-    won = SlaClock.objects.filter(
-        pk=clock_id, status=SlaClock.Status.RUNNING, **{f"{field}__isnull": True, f"{due_field}__lt": now}
-    ).update(**{field: F(due_field)})
     tick = Tick()
-    if won and claim(SlaClock(pk=clock_id), kind):
-        if kind == WARNING:
-            tick.warnings = 1
-        else:
-            tick.breaches = 1
-        tick.escalations = escalate(clock_id, kind, now)
+    # One transaction: a process killed at any instant leaves the clock alerted completely (marked, event
+    # recorded, escalation rules claimed) or not at all, and the next pass raises it (accord/desk/tests/test_faults.py).
+    with transaction.atomic():
+        won = SlaClock.objects.filter(
+            pk=clock_id, status=SlaClock.Status.RUNNING, **{f"{field}__isnull": True, f"{due_field}__lt": now}
+        ).update(**{field: F(due_field)})
+        point("worker.alerting")  # tests: die with the clock marked and its event not yet recorded
+        if won and claim(SlaClock(pk=clock_id), kind):
+            if kind == WARNING:
+                tick.warnings = 1
+            else:
+                tick.breaches = 1
+            tick.escalations = escalate(clock_id, kind, now)
     return tick
 
 

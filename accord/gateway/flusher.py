@@ -25,6 +25,8 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accord.ops.heartbeat import Beat
+
 from .measure import Accumulator, RollupKey, Sketch, Tally
 from .models import ALL_ACCOUNTS, HOUR, Rollup
 
@@ -205,6 +207,7 @@ class Flusher:
         self.failures = 0
         self.last_error = ""
         self._lock = asyncio.Lock()
+        self.heartbeat = Beat("gateway", interval=max(10.0, interval))
 
     async def flush(self) -> bool:
         """Write what has accumulated; on failure keep it for the next flush. Returns whether it was written."""
@@ -240,6 +243,8 @@ class Flusher:
                 await asyncio.wait_for(stopping.wait(), self.interval)
             if not stopping.is_set():
                 await self.flush()
+                # Alive is said by the thread that writes: a worker whose database writes hang goes silent too.
+                await asyncio.get_running_loop().run_in_executor(self.executor, self.heartbeat.beat)
 
     async def close(self, attempts: int = 10) -> bool:
         """Final flushes until everything is written (or attempts run out); then release the thread."""
@@ -250,6 +255,7 @@ class Flusher:
                 break
             await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.heartbeat.stop)
         await loop.run_in_executor(self.executor, connections.close_all)
         self.executor.shutdown(wait=True)
         return ok

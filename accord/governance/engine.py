@@ -26,6 +26,7 @@ from django.utils import timezone
 from accord.agreements.businesstime import BusinessTime
 from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.models import GatewayAction
+from accord.lib.faults import point
 from accord.lib.units import json_number, share, times
 
 from . import expr
@@ -85,6 +86,7 @@ def _switch_on(policy: Policy, state: PolicyState, now: dt.datetime, actor: str,
                                       reason=reason, values=values)
     if not dry:
         enqueue(event, policy.notify_emails, policy.notify_webhooks)
+    point("governor.switching")  # tests: die with the switch recorded and the policy's state not yet saved
     return Transition(policy.name, kind, reason)
 
 
@@ -103,6 +105,7 @@ def _switch_off(policy: Policy, state: PolicyState, now: dt.datetime, actor: str
                                       reason=reason, values=values)
     if not dry:
         enqueue(event, policy.notify_emails, policy.notify_webhooks)
+    point("governor.switching")  # tests: die with the switch recorded and the policy's state not yet saved
     return Transition(policy.name, kind, reason)
 
 

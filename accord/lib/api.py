@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, serializers
@@ -31,6 +31,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "throttled",
+    503: "unavailable",
 }
 
 
@@ -39,6 +40,14 @@ class Conflict(exceptions.APIException):
 
     status_code = 409
     default_code = "conflict"
+
+
+class Unavailable(exceptions.APIException):
+    """503: the database cannot be reached or written now (a restart, a failover, a full disk); retry later."""
+
+    status_code = 503
+    default_code = "unavailable"
+    default_detail = "The database cannot be reached right now; nothing was changed. Try again in a few seconds."
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -82,6 +91,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                        "is gone).")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, OperationalError | InterfaceError):  # down, restarting, locked, full: not a bug
+        log.warning("database unavailable: %s", exc)
+        exc = Unavailable()
     response = drf_exception_handler(exc, context)
     if response is None:
         # A bug, not the client's fault: logged with its traceback, answered in the API's shape (never HTML).
@@ -105,6 +117,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, exceptions.APIException) and getattr(exc, "default_code", None) and status not in _CODES:
             code = str(exc.default_code)
     response.data = {"error": {"code": code, "message": message, "fields": fields}}
+    if status == 503:
+        response["Retry-After"] = "10"
     return response
 
 

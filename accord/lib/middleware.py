@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
+from django.template import loader
+
+# Seconds a client is asked to wait when the database cannot be reached (a restart, a failover, a full disk).
+RETRY_AFTER = 10
 
 
 class ApiPayloadLimitMiddleware:
@@ -41,3 +47,29 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as django_csrf_failure
 
     return django_csrf_failure(request, reason)
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether an error means the database cannot be reached or written now, rather than a bug."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a database that is down or full answers 503 with a page that says so and when to retry (JSON
+    under /api/); any other error is a 500 (JSON under /api/). Rendered without the request's context, which
+    would read the session and the user from the database."""
+    unavailable = database_unavailable(sys.exc_info()[1])
+    if request.path.startswith("/api/"):
+        if unavailable:
+            response: HttpResponse = error_response(503, "unavailable", "The database cannot be reached right now; "
+                                                    f"nothing was changed. Try again in {RETRY_AFTER} s.")
+        else:
+            response = error_response(500, "server_error", "The server failed to handle this request; it has been "
+                                      "logged.")
+    elif unavailable:
+        response = HttpResponse(loader.get_template("503.html").render({"retry_after": RETRY_AFTER}), status=503)
+    else:
+        response = HttpResponseServerError(loader.get_template("500.html").render({}))
+    if unavailable:
+        response["Retry-After"] = str(RETRY_AFTER)
+    return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from accord.desk import imap, mail, outbound
 from accord.desk.models import Mailbox
+from accord.ops.heartbeat import Beat
 
 
 class Command(BaseCommand):
@@ -79,6 +81,18 @@ class Command(BaseCommand):
             unknown = set(names) - set(boxes.values_list("name", flat=True))
             if unknown:
                 raise CommandError(f"Unknown or disabled mailbox(es): {', '.join(sorted(unknown))}")
+        heartbeat = Beat("mail-poller", interval=max(10.0, loop)) if loop else None
+        if heartbeat:  # a stop asked for (SIGTERM, Ctrl-C) is a clean exit, not a missing process
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+        try:
+            self._poll_loop(boxes, loop, heartbeat)
+        except (SystemExit, KeyboardInterrupt):
+            pass
+        finally:
+            if heartbeat:
+                heartbeat.stop()
+
+    def _poll_loop(self, boxes: Any, loop: float, heartbeat: Beat | None) -> None:
         while True:
             failed = False
             for box in boxes:
@@ -93,4 +107,6 @@ class Command(BaseCommand):
                 if failed:
                     raise CommandError("at least one mailbox could not be polled")
                 return
+            assert heartbeat is not None
+            heartbeat.beat(f"{len(boxes)} mailbox(es), last pass {'with errors' if failed else 'ok'}")
             time.sleep(loop)

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from accord.desk.worker import run_once
+from accord.ops.heartbeat import Beat
 
 
 class Command(BaseCommand):
@@ -33,13 +34,19 @@ class Command(BaseCommand):
         # For tests and replays: pretend it is this instant (ISO 8601 with offset).
         fixed_now = os.environ.get("ACCORD_WORKER_NOW")
         now = dt.datetime.fromisoformat(fixed_now) if fixed_now else None
+        heartbeat = Beat("worker", interval=max(10.0, options["interval"]))
         while True:
             tick = run_once(now)
+            if not options["once"]:
+                heartbeat.beat(f"last pass: {tick.warnings} warning(s), {tick.breaches} breach(es)" if tick else None)
             if tick or options["once"]:
                 self.stdout.write(
                     f"warnings {tick.warnings}, breaches {tick.breaches}, escalations {tick.escalations}"
                 )
-            if options["once"] or stopping:
+            if options["once"]:
+                return
+            if stopping:
+                heartbeat.stop()
                 return
             deadline = time.monotonic() + options["interval"]
             while not stopping and time.monotonic() < deadline:

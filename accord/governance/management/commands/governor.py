@@ -12,6 +12,7 @@ from django.db import DatabaseError, connections
 
 from accord.governance.engine import INTERVAL, evaluate_budgets, evaluate_policies
 from accord.governance.notify import deliver_due
+from accord.ops.heartbeat import Beat
 
 
 class Command(BaseCommand):
@@ -37,6 +38,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         last_budget = 0.0
         ticks = switches = 0
+        heartbeat = Beat("governor", interval=max(10.0, interval))
         while not stopping:
             started = time.monotonic()
             try:
@@ -58,5 +60,8 @@ class Command(BaseCommand):
             ticks += 1
             if options["once"]:
                 break
+            heartbeat.beat(f"{ticks} evaluation(s), {switches} switch(es)")
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        if not options["once"]:
+            heartbeat.stop()
         self.stdout.write(f"governor stopped after {ticks} evaluation(s), {switches} switch(es)")
