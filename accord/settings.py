@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "accord.governance",
     "accord.lab",
     "accord.desk",
+    "accord.reports",
     "accord.insight",
     "accord.web",
 ]
