@@ -49,3 +49,19 @@ def traffic(day: dt.date, count: int, errors: int = 0, *, account: str = "ACME",
     at = dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
     add_rollup(at, count=count, errors=errors, account=account, tier="gold", latencies=[20.0] * min(count, 50),
                outcome=outcome)
+
+
+def need_pdf() -> str:
+    """pdftotext's path, with WeasyPrint importable; skipped without them unless ACCORD_REQUIRE_PDF=1."""
+    import os
+    import shutil
+
+    from accord.reports.freeze import pdf_available
+
+    binary = shutil.which("pdftotext")
+    if binary is None or not pdf_available():
+        if os.environ.get("ACCORD_REQUIRE_PDF") == "1":
+            pytest.fail("pdftotext or WeasyPrint is missing and ACCORD_REQUIRE_PDF=1 "
+                        "(apt-get install poppler-utils libpango-1.0-0 libpangoft2-1.0-0; pip install weasyprint)")
+        pytest.skip("pdftotext or WeasyPrint (with Pango) is not installed")
+    return binary
