@@ -156,3 +156,38 @@ def write_csv(rows: list[list[str]], header: bool = True) -> bytes:
 
 def csv_bytes(report: Report) -> bytes:
     return write_csv(csv_rows(report))
+
+
+def as_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON (the API): exact shares as the nearest float, "no data" as null."""
+    parts = []
+    for part in report.parts:
+        credits = {id(c.result): c for c in part.credits}
+        objectives = []
+        for r in part.objectives:
+            c = credits.get(id(r))
+            objectives.append({
+                "objective": r.objective.name, "kind": r.kind, "target": json_number(r.objective.target),
+                "attained": json_number(r.attained), "percentile_ms": r.percentile_ms,
+                "valid_events": r.valid, "bad_events": r.bad, "budget_used": json_number(r.budget_used),
+                "met": r.met, "breaches": [d.day.isoformat() for d in r.breaches()],
+                "credit": None if c is None else {"percent": json_number(c.percent), "amount": str(c.amount),
+                                                  "currency": c.currency, "note": c.note},
+            })
+        parts.append({"agreement": part.agreement.name if part.agreement else None,
+                      "from": part.first_day.isoformat(), "to": part.last_day.isoformat(),
+                      "objectives": objectives})
+    return {
+        "account": account_key(report.account.external_id, report.account.pk), "period": report.period.label,
+        "provisional": report.provisional, "parts": parts,
+        "credit_total": {c: str(v) for c, v in report.credit_total.items()},
+        "support": {"by_priority": support_rows(report.support_by_priority),
+                    "by_channel": support_rows(report.support_by_channel),
+                    "by_team": support_rows(report.support_by_team),
+                    "breaches": [{"ticket": b["ticket"], "kind": b["kind"], "url": b["url"]}
+                                 for b in report.support_breaches]},
+        "partners": [{"partner": p.partner, "service": p.service, "promised": json_number(p.promised),
+                      "measured": json_number(p.measured)} for p in report.partners],
+        "activations": [{"at": a["at"].isoformat(), "policy": a["subject"], "reason": a["reason"]}
+                        for a in report.activations],
+    }
