@@ -105,8 +105,8 @@ def test_pages_reports_and_the_finance_ledger(credit: Credit, client: Client) ->
         r = client.post(f"/reports/credits/{credit.pk}/decide/", {"decision": "rejected", "reason": ""}, follow=True)
         assert "needs a reason" in r.content.decode()
         client.post(f"/reports/credits/{credit.pk}/decide/", {"decision": "approved"})
+        assert client.get("/reports/accounts/NOPE/").status_code == 404
     credit.refresh_from_db()
     assert credit.status == "approved" and credit.steps.last().actor == "fran"
-    assert client.get("/reports/accounts/NOPE/").status_code == 404
     client.logout()
     assert client.get("/reports/credits/").status_code == 302  # to the login page
