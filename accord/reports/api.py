@@ -90,7 +90,8 @@ class CreditViewSet(viewsets.ReadOnlyModelViewSet):
         return qs
 
     @extend_schema(parameters=[OpenApiParameter("period", str), OpenApiParameter("status", str),
-                               OpenApiParameter("account", str)], responses={200: dict})
+                               OpenApiParameter("account", str)], responses={200: dict},
+                   operation_id="reports_credits_list")
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response([credit_dict(c) for c in page or []])
