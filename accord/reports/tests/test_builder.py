@@ -195,3 +195,27 @@ def test_composite_availability_serial_and_parallel_are_exact() -> None:
     assert serial([Fraction(999, 1000), Fraction(995, 1000)]) == Fraction(994005, 1000000)
     assert parallel([Fraction(99, 100), Fraction(99, 100)]) == Fraction(9999, 10000)
     assert serial([]) == 1 and parallel([]) == 0
+
+
+@time_machine.travel(AFTER, tick=False)
+def test_partners_promised_against_measured_and_the_pools_in_parallel(acme: Account) -> None:
+    from accord.catalog.models import PartnerService, Pool, Service
+    from accord.governance.tests.rollups import add_rollup
+
+    booking = Service.objects.get(name="booking")
+    gds = PartnerService.objects.create(name="gds", promised_availability=Decimal("99.9"))
+    gds.services.add(booking)
+    PartnerService.objects.create(name="pay", promised_availability=Decimal("99.5")).services.add(booking)
+    Pool.objects.create(service=booking, name="primary", role="primary", capacity=4)
+    Pool.objects.create(service=booking, name="standby", role="standby", capacity=4)
+    at = dt.datetime(2026, 11, 5, 10, tzinfo=dt.UTC)
+    add_rollup(at, count=100, errors=2, account="ACME", tier="gold", pool="primary")  # 98 %
+    add_rollup(at, count=100, errors=10, account="ACME", tier="gold", pool="standby")  # 90 %
+    report = build(acme, NOV)
+    assert [(p.partner, p.promised, p.measured) for p in report.partners] == [
+        ("gds", Decimal("99.9000"), Fraction(94)), ("pay", Decimal("99.5000"), Fraction(94))]
+    [composite] = report.composites
+    assert composite["partners_serial"] == Fraction(999, 1000) * Fraction(995, 1000) * 100
+    assert composite["pools_parallel"] == (1 - Fraction(2, 100) * Fraction(10, 100)) * 100  # 99.8 %
+    page = render.html(report).decode()
+    assert "at most 99.400 %" in page and "measured 99.800 %" in page and "94.000 %" in page
