@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "accord.governance",
     "accord.lab",
     "accord.desk",
+    "accord.reports",
     "accord.insight",
     "accord.web",
 ]
@@ -108,6 +109,8 @@ ACCORD_MANIFEST_KINDS = [
     "accord.governance.manifest.PolicyKind",
     "accord.insight.manifest.HealthKind",
 ]
+# Checks across kinds by apps above them: each f(check) may add errors or warnings (accord/lib/manifest/engine.py).
+ACCORD_MANIFEST_CHECKS = ["accord.reports.manifest.partner_promises"]
 # `accord import SUBJECT FILE.csv`: each app registers its importers (accord/lib/csvio.py).
 ACCORD_CSV_IMPORTERS = {
     "accounts": "accord.customers.csvio.import_accounts",

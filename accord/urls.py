@@ -18,6 +18,7 @@ urlpatterns = [
     path("desk/", include("accord.desk.urls")),
     path("governance/", include("accord.governance.urls")),
     path("insight/", include("accord.insight.urls")),
+    path("reports/", include("accord.reports.urls")),
     path("support/", support_form, name="support-form"),
     path("", include("accord.web.urls")),
 ]

@@ -186,6 +186,10 @@ class CreditsSpec(Spec):
 
     cap: Decimal = Field(default=Decimal(100), max_digits=6, decimal_places=3, allow_inf_nan=False)
     bands: list[CreditBandSpec]
+    # a credit smaller than this amount (in the agreement's currency) is not issued
+    minimum: Decimal = Field(default=Decimal(0), ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False)
+    # days after the period's end in which the customer may claim; none: until the end of the next month
+    claim_days: int | None = Field(default=None, ge=1, le=366)
 
 
 class AgreementSpec(Spec):
@@ -219,9 +223,12 @@ def _objective_dict(
     )
 
 
-def _credits_dict(cap: Decimal, bands: list[tuple[Decimal, Decimal]]) -> dict[str, Any]:
-    return {"cap": num(cap),
-            "bands": [{"below": num(b), "credit": num(c)} for b, c in sorted(bands, key=lambda x: -x[0])]}
+def _credits_dict(cap: Decimal, bands: list[tuple[Decimal, Decimal]], minimum: Decimal = Decimal(0),
+                  claim_days: int | None = None) -> dict[str, Any]:
+    return drop_empty({"cap": num(cap),
+                       "bands": [{"below": num(b), "credit": num(c)} for b, c in sorted(bands, key=lambda x: -x[0])],
+                       "minimum": num(minimum) if minimum else None, "claim_days": claim_days},
+                      keep=("cap", "bands"))
 
 
 def _agreement_dict(
@@ -248,7 +255,8 @@ def agreement_dict_from_spec(a: AgreementSpec) -> dict[str, Any]:
         a.services,
         [_objective_dict(o.name, o.kind, o.target, o.percentile, o.window.rolling_days if o.window else None,
                          o.service, o.operation, o.channel, o.priority) for o in a.objectives],
-        _credits_dict(a.credits.cap, [(b.below, b.credit) for b in a.credits.bands]) if a.credits else None,
+        _credits_dict(a.credits.cap, [(b.below, b.credit) for b in a.credits.bands], a.credits.minimum,
+                      a.credits.claim_days) if a.credits else None,
     )
 
 
@@ -264,8 +272,8 @@ def agreement_dict_from_db(a: Agreement) -> dict[str, Any]:
                          o.service.name if o.service else None, o.operation.name if o.operation else None,
                          o.channel or None, o.priority or None)
          for o in a.objectives.select_related("service", "operation")],
-        _credits_dict(schedule.cap_percent, [(b.below_percent, b.credit_percent) for b in schedule.bands.all()])
-        if schedule else None,
+        _credits_dict(schedule.cap_percent, [(b.below_percent, b.credit_percent) for b in schedule.bands.all()],
+                      schedule.minimum_amount, schedule.claim_days) if schedule else None,
     )
 
 
@@ -382,7 +390,8 @@ def _write_agreement(a: AgreementSpec) -> None:
     if a.credits is None:
         CreditSchedule.objects.filter(agreement=ag).delete()
         return
-    schedule, _ = CreditSchedule.objects.update_or_create(agreement=ag, defaults={"cap_percent": a.credits.cap})
+    schedule, _ = CreditSchedule.objects.update_or_create(agreement=ag, defaults={
+        "cap_percent": a.credits.cap, "minimum_amount": a.credits.minimum, "claim_days": a.credits.claim_days})
     stored = {band.below_percent: band for band in schedule.bands.all()}  # Decimal('99.9000') == Decimal('99.9')
     for b in a.credits.bands:
         band = stored.pop(b.below, None)

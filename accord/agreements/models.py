@@ -312,6 +312,12 @@ class CreditSchedule(models.Model):
 
     agreement = models.OneToOneField(Agreement, on_delete=models.CASCADE, related_name="credit_schedule")
     cap_percent = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal(100))
+    minimum_amount = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal(0),
+        help_text="A credit below this amount (in the agreement's currency) is not issued.")
+    claim_days = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Days after the period's end in which a credit may be claimed; blank: until the end of the next month.")
 
     def __str__(self) -> str:
         return f"credits for {self.agreement}"

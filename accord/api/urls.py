@@ -18,6 +18,7 @@ from accord.governance.api import IndicatorsView
 from accord.governance.api import register as register_governance
 from accord.insight.api import register as register_insight
 from accord.lib.middleware import error_response
+from accord.reports.api import register as register_reports
 
 router = DefaultRouter()
 register_customers(router)
@@ -26,6 +27,7 @@ register_catalog(router)
 register_desk(router)
 register_gateway(router)
 register_governance(router)
+register_reports(router)
 register_insight(router)
 
 urlpatterns = [

@@ -557,6 +557,9 @@ def test_the_apply_command_prints_every_object_and_a_summary(tmp_path: Path) -> 
     assert out.splitlines() == [
         "calendar emea-support: created", "tier platinum: created", "tier standard: created",
         "service booking: created", "partner gds-amadeus: created", "agreement platinum-sla: created",
+        # the reports app's check: 99.95 % on booking, whose partner promises 99.9 % (applied, but flagged)
+        "warning: agreements[0].objectives[0].target: 99.95 % cannot be kept: the partners it depends on "
+        "(gds-amadeus 99.9 %) promise at most 99.9000 % together",
         "6 created, 0 updated, 0 unchanged",
     ]
     good.write_text(BASE.replace("capacity: 4", "capacity: 5"))

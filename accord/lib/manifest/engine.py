@@ -133,6 +133,7 @@ class Loaded:
     items: dict[str, list[Any]]  # per section, the objects as specs
     where: dict[str, list[str]]  # per section, each object's path as the user reads it: 'tiers[2]'
     present: set[str]  # sections the files name (even empty): the ones --prune may empty
+    warnings: list[str] = field(default_factory=list)  # applied anyway, shown with their paths
 
     def __getattr__(self, section: str) -> list[Any]:
         try:
@@ -148,6 +149,7 @@ class Check:
     loaded: Loaded
     prune: bool = False
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def each(self, section: str) -> Iterator[tuple[str, Any]]:
         """(path, object) of a section of the file."""
@@ -158,6 +160,10 @@ class Check:
 
     def err(self, where: str, problem: str) -> None:
         self.errors.append(f"{where}: {problem}")
+
+    def warn(self, where: str, problem: str) -> None:
+        """Something the file may do but probably should not (it is applied, and the warning shown)."""
+        self.warnings.append(f"{where}: {problem}")
 
     def pruned(self, section: str) -> bool:
         return self.prune and section in self.loaded.present
@@ -266,6 +272,12 @@ def load_manifests(sources: Sequence[tuple[str, str]], *, prune: bool = False) -
         k.check(check)
     if check.errors:
         raise ManifestError(check.errors)
+    # checks across kinds that belong to a higher layer (settings.ACCORD_MANIFEST_CHECKS: f(check), may warn)
+    for dotted in getattr(settings, "ACCORD_MANIFEST_CHECKS", []):
+        import_string(dotted)(check)
+    if check.errors:
+        raise ManifestError(check.errors)
+    loaded.warnings = check.warnings
     return loaded
 
 
@@ -281,6 +293,7 @@ class ApplyResult:
     outcomes: list[tuple[str, str, str]] = field(default_factory=list)
     changes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.outcomes if o[2] == outcome)
@@ -329,6 +342,7 @@ def apply_manifests(sources: Sequence[tuple[str, str]], *, dry_run: bool = False
     try:
         with transaction.atomic():
             loaded = load_manifests(sources, prune=prune)
+            result.warnings = loaded.warnings
             if prune:
                 _prune(loaded, result)
             for k in kinds():

@@ -61,4 +61,6 @@ class Command(BaseCommand):
             return
         for line in result.lines():
             self.stdout.write(line)
+        for line in result.warnings:
+            self.stdout.write(f"warning: {line}")
         self.stdout.write(result.summary() + (" (dry run: nothing was written)" if result.dry_run else ""))

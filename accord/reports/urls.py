@@ -1,0 +1,15 @@
+"""The staff pages of reports and credits."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "reports"
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("credits/", views.ledger, name="ledger"),
+    path("credits/<int:pk>/decide/", views.decide_credit, name="decide"),
+    path("accounts/<str:external_id>/", views.account, name="account"),
+]
