@@ -202,6 +202,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The system's fonts: Redoc's own (Montserrat, Roboto) would come from Google.
+    "REDOC_UI_SETTINGS": {"theme": {"typography": {"fontFamily": "system-ui, sans-serif",
+                                                   "headings": {"fontFamily": "system-ui, sans-serif"}}}},
     "ENUM_NAME_OVERRIDES": {
         "AccountKindEnum": "accord.customers.models.Account.Kind",
         "ObjectiveKindEnum": "accord.agreements.models.Objective.Kind",

@@ -60,6 +60,9 @@ def staff_pages(base: str) -> dict[str, str]:
         "ticket": f"/desk/tickets/{ticket.pk}/",
         "governance": "/governance/",
         "insight": "/insight/",
+        "reports": "/reports/",
+        "account report": f"/reports/accounts/{account.external_id}/",
+        "credit ledger": "/reports/credits/",
         "not found": "/accounts/0/",
     }
 
@@ -111,5 +114,33 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#reply-errors")
     check("ticket, refused reply")
 
-    assert checked == 3 + 14 + 1
+    assert checked == 3 + 17 + 1
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_reference_is_accessible_and_nothing_is_fetched_off_the_host(
+    live_server: Any, page: Any, axe: Any, admin_user: Any
+) -> None:
+    """Redoc, on our own page (drf-spectacular's has no lang and takes its fonts from Google), passes axe; it and
+    Swagger UI load every asset from this host (drf-spectacular-sidecar), as every page must."""
+    base = live_server.url
+    asked: list[str] = []
+    blocked: set[str] = set()  # refused by the page's own Content-Security-Policy: never left the browser
+    page.on("request", lambda request: asked.append(request.url))
+    page.on("requestfailed", lambda request: request.failure in ("csp", "net::ERR_BLOCKED_BY_CSP")
+            and blocked.add(request.url))
+    page.goto(f"{base}/admin/login/?next=/api/v1/redoc/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/api/v1/redoc/")
+    page.wait_for_selector("#redoc-container h1")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    found = axe.violations(page)
+    assert not found, axe.describe("API reference (Redoc)", found)
+    page.goto(f"{base}/api/v1/docs/")
+    page.wait_for_selector(".swagger-ui .info")
+    assert len(asked) > 4
+    elsewhere = [url for url in asked if not url.startswith((base, "data:", f"blob:{base}")) and url not in blocked]
+    assert not elsewhere, f"fetched off the host: {elsewhere}"
