@@ -122,7 +122,8 @@ WSGI_APPLICATION = "accord.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Django's admin with Accord's branding and accessibility fixes (accord/web/admin_templates/admin/).
+        "DIRS": [BASE_DIR / "web" / "admin_templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -144,3 +144,36 @@ def test_the_api_reference_is_accessible_and_nothing_is_fetched_off_the_host(
     assert len(asked) > 4
     elsewhere = [url for url in asked if not url.startswith((base, "data:", f"blob:{base}")) and url not in blocked]
     assert not elsewhere, f"fetched off the host: {elsewhere}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_has_no_critical_or_serious_violation(live_server: Any, page: Any, axe: Any) -> None:
+    """Django's admin, for superusers: the index, and for every registered model its list, its add form and the
+    change form of its first object (the tabular inlines, date-time pairs and select2 boxes named by
+    web/admin-a11y.js)."""
+    from django.contrib import admin
+
+    call_command("seed-demo", "--accounts", "10", stdout=StringIO())
+    base = live_server.url
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", "demo")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+    assert page.title() == "Superusers' tools (staff work happens in the staff UI) | Accord administration"
+    paths = ["/admin/"]
+    for model in admin.site._registry:
+        meta = model._meta
+        paths.append(f"/admin/{meta.app_label}/{meta.model_name}/")
+        paths.append(f"/admin/{meta.app_label}/{meta.model_name}/add/")
+        first = model._default_manager.order_by("pk").first()
+        if first is not None:
+            paths.append(f"/admin/{meta.app_label}/{meta.model_name}/{first.pk}/change/")
+    reports = []
+    for path in paths:
+        page.goto(f"{base}{path}")
+        page.wait_for_load_state("load")
+        if found := axe.violations(page):
+            reports.append(axe.describe(path, found))
+    assert len(paths) > 40
+    assert not reports, "axe-core found critical or serious WCAG violations in the admin:\n" + "\n".join(reports)
