@@ -119,6 +119,31 @@ def demo(args: argparse.Namespace) -> int:
                 proc.kill()
 
 
+def together(passes: list[tuple[str, dict[str, str]]], pytest_args: list[str], failures: list[str]) -> None:
+    """Run pytest passes at the same time, each in var/test-<n> with its output in var/test-<n>.log."""
+    running = []
+    for n, (name, env) in enumerate(passes, start=1):
+        var = Path(env.get("ACCORD_VAR_DIR", ROOT / "var" / "test")).with_name(f"test-{n}")
+        log = var.with_suffix(".log")
+        var.mkdir(parents=True, exist_ok=True)
+        env = {**env, "ACCORD_VAR_DIR": str(var)}
+        if "DATABASE_URL" in env:  # SQLite passes name their file under their var directory themselves
+            env.setdefault("ACCORD_TEST_DB_NAME", f"test_accord_{n}")
+        cmd = [str(PY), "-m", "pytest", *pytest_args]
+        print(f"+ {name}: {' '.join(cmd)} (output in {log})", flush=True)
+        out = log.open("w")
+        running.append((name, log, out, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)))
+    for name, log, out, proc in running:
+        code = proc.wait()
+        out.close()
+        print(f"\n===== {name}: exit {code} =====", flush=True)
+        print(log.read_text(errors="replace"), flush=True)
+        if code == 5:
+            print(f"{name}: pytest collected no tests; that is a failure", flush=True)
+        if code != 0:
+            failures.append(f"{name} (exit {code})")
+
+
 def test(args: argparse.Namespace) -> int:
     ensure_venv("dev")
     failures: list[str] = []
@@ -145,13 +170,18 @@ def test(args: argparse.Namespace) -> int:
             print("warning: the data plane could not be compiled; the gateway tests run it as Python", flush=True)
     pytest_args = ["-p", "no:cacheprovider", *args.pytest_args]
     step("pytest (SQLite)", PY, "-m", "pytest", *pytest_args, env=base_env)
+    # The PostgreSQL pass and the moved-clock pass run side by side, each with its own var directory (SQLite
+    # files, logs) and its output in a log printed when it ends: much of a pass is waiting on sockets, browsers
+    # and child processes, so two at once take far less than two in a row.
+    passes: list[tuple[str, dict[str, str]]] = []
     if args.postgres:
-        step("pytest (PostgreSQL)", PY, "-m", "pytest", *pytest_args, env={**base_env, "DATABASE_URL": args.postgres})
+        passes.append(("pytest (PostgreSQL)", {**base_env, "DATABASE_URL": args.postgres}))
     if args.clock_shift:
         # The whole suite again on a clock moved months ahead (every process it starts too): a test that mixes a
         # fixed instant with the real clock fails here on the day it is written, not on main weeks later.
-        step(f"pytest (SQLite, clock moved by {args.clock_shift})", PY, "-m", "pytest", *pytest_args,
-             env={**base_env, "ACCORD_TEST_CLOCK_SHIFT": args.clock_shift})
+        passes.append((f"pytest (SQLite, clock moved by {args.clock_shift})",
+                       {**base_env, "ACCORD_TEST_CLOCK_SHIFT": args.clock_shift}))
+    together(passes, pytest_args, failures)
     if not args.pytest_args:  # the runs above used the compiled build when there is one: the Python one too
         step("pytest (SQLite, gateway tests on the Python data plane)", PY, "-m", "pytest", "-p", "no:cacheprovider",
              "accord/gateway", env={**base_env, "ACCORD_DATAPLANE": "python"})
