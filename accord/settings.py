@@ -147,6 +147,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    if os.environ.get("ACCORD_SQLITE_MAX_PAGES"):  # the full-disk tests: a file that cannot grow past N pages
+        DATABASES["default"]["OPTIONS"]["init_command"] += f" PRAGMA max_page_count={int(os.environ['ACCORD_SQLITE_MAX_PAGES'])};"
 if os.environ.get("ACCORD_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["ACCORD_TEST_DB_NAME"]}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
