@@ -13,9 +13,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
 
@@ -206,3 +208,21 @@ def test_a_permanent_refusal_fails_at_once_and_staff_see_it_and_retry_it(
     assert "Nothing waiting" in client.get("/desk/outbox/").content.decode()
     anonymous = Client().get("/desk/outbox/")
     assert anonymous.status_code == 302  # staff only
+
+
+def test_one_pass_of_send_mail_sends_what_is_due_and_exits_non_zero_on_a_permanent_refusal(
+    desk: Desk, settings: Any, sink: SmtpSink
+) -> None:
+    use(settings, sink.host, sink.port)
+    settings.ACCORD_OUTBOX_SEND_ON_COMMIT = False
+    sink.refuse_recipient("gone@example.org", "550 5.1.1 No such user")
+    fine, gone = replied(desk, "here@example.org"), replied(desk, "gone@example.org")
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 message"):
+        call_command("desk", "send-mail", stdout=out)
+    assert "sent 1, to retry 0, failed 1" in out.getvalue()
+    assert received(sink) == {fine.message_id: 1}
+    assert OutgoingMail.objects.get(message=gone).status == "failed"
+    out = StringIO()
+    call_command("desk", "send-mail", stdout=out)  # nothing due: the failed one is not retried
+    assert "sent 0, to retry 0, failed 0" in out.getvalue() and received(sink) == {fine.message_id: 1}

@@ -76,7 +76,8 @@ class Command(BaseCommand):
                           f"{failed}")
         if not_sent:
             raise CommandError(f"{not_sent} acknowledgement(s) could not be sent; each is flagged with the error on "
-                               f"its ticket (the messages themselves are stored)")
+                               f"its ticket (the messages themselves are stored); the outbox retries them (`accord desk "
+                               f"send-mail`, /desk/outbox/)")
 
     def _send(self, loop: float) -> None:
         """The outbox sender: one pass, or one every `loop` seconds until SIGTERM (a clean stop)."""
