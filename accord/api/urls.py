@@ -33,7 +33,7 @@ register_insight(router)
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="web/redoc.html"), name="api-redoc"),
     path("calls/", CallLogView.as_view(), name="desk-calls"),
     path("webhooks/<slug:channel>/", WebhookView.as_view(), name="desk-webhook"),
     path("governance/indicators/", IndicatorsView.as_view(), name="governance-indicators"),

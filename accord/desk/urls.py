@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import outbox_views, views
+from . import live, outbox_views, views
 
 app_name = "desk"
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("changes/", live.changes, name="changes"),
     path("tickets/<int:pk>/", views.ticket, name="ticket"),
     path("tickets/<int:pk>/reply/", views.reply, name="reply"),
     path("tickets/<int:pk>/update/", views.update, name="update"),

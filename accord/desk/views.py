@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from accord.lib.units import instant, minutes
 from accord.lib.views import staff_required
 
-from . import actions, outbound
+from . import actions, live, outbound
 from .actions import Inbound
 from .filters import TicketFilterSet
 from .forms import ReplyForm, SupportRequestForm, TicketUpdateForm
@@ -46,7 +46,8 @@ def queue(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "desk/queue.html", {"filter": filterset, "page": page, "query": query.urlencode(),
-                                               "now": timezone.now()})
+                                               "now": timezone.now(), "live": live.cursor(),
+                                               "live_poll": live.poll_seconds()})
 
 
 def _ticket_page(

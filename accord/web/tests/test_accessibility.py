@@ -61,6 +61,9 @@ def staff_pages(base: str) -> dict[str, str]:
         "desk outbox": "/desk/outbox/",
         "governance": "/governance/",
         "insight": "/insight/",
+        "reports": "/reports/",
+        "account report": f"/reports/accounts/{account.external_id}/",
+        "credit ledger": "/reports/credits/",
         "not found": "/accounts/0/",
     }
 
@@ -115,5 +118,66 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#reply-errors")
     check("ticket, refused reply")
 
-    assert checked == 3 + 15 + 1
+    assert checked == 3 + 18 + 1
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_reference_is_accessible_and_nothing_is_fetched_off_the_host(
+    live_server: Any, page: Any, axe: Any, admin_user: Any
+) -> None:
+    """Redoc, on our own page (drf-spectacular's has no lang and takes its fonts from Google), passes axe; it and
+    Swagger UI load every asset from this host (drf-spectacular-sidecar), as every page must."""
+    base = live_server.url
+    asked: list[str] = []
+    blocked: set[str] = set()  # refused by the page's own Content-Security-Policy: never left the browser
+    page.on("request", lambda request: asked.append(request.url))
+    page.on("requestfailed", lambda request: request.failure in ("csp", "net::ERR_BLOCKED_BY_CSP")
+            and blocked.add(request.url))
+    page.goto(f"{base}/admin/login/?next=/api/v1/redoc/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/api/v1/redoc/")
+    page.wait_for_selector("#redoc-container h1")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    found = axe.violations(page)
+    assert not found, axe.describe("API reference (Redoc)", found)
+    page.goto(f"{base}/api/v1/docs/")
+    page.wait_for_selector(".swagger-ui .info")
+    assert len(asked) > 4
+    elsewhere = [url for url in asked if not url.startswith((base, "data:", f"blob:{base}")) and url not in blocked]
+    assert not elsewhere, f"fetched off the host: {elsewhere}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_has_no_critical_or_serious_violation(live_server: Any, page: Any, axe: Any) -> None:
+    """Django's admin, for superusers: the index, and for every registered model its list, its add form and the
+    change form of its first object (the tabular inlines, date-time pairs and select2 boxes named by
+    web/admin-a11y.js)."""
+    from django.contrib import admin
+
+    call_command("seed-demo", "--accounts", "10", stdout=StringIO())
+    base = live_server.url
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", "demo")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+    assert page.title() == "Superusers' tools (staff work happens in the staff UI) | Accord administration"
+    paths = ["/admin/"]
+    for model in admin.site._registry:
+        meta = model._meta
+        paths.append(f"/admin/{meta.app_label}/{meta.model_name}/")
+        paths.append(f"/admin/{meta.app_label}/{meta.model_name}/add/")
+        first = model._default_manager.order_by("pk").first()
+        if first is not None:
+            paths.append(f"/admin/{meta.app_label}/{meta.model_name}/{first.pk}/change/")
+    reports = []
+    for path in paths:
+        page.goto(f"{base}{path}")
+        page.wait_for_load_state("load")
+        if found := axe.violations(page):
+            reports.append(axe.describe(path, found))
+    assert len(paths) > 40
+    assert not reports, "axe-core found critical or serious WCAG violations in the admin:\n" + "\n".join(reports)
