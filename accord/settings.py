@@ -148,6 +148,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    if os.environ.get("ACCORD_SQLITE_MAX_PAGES"):  # the full-disk tests: a file that cannot grow past N pages
+        DATABASES["default"]["OPTIONS"]["init_command"] += f" PRAGMA max_page_count={int(os.environ['ACCORD_SQLITE_MAX_PAGES'])};"
 if os.environ.get("ACCORD_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["ACCORD_TEST_DB_NAME"]}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -265,7 +267,15 @@ LOGGING = {
 # Governance alerts (error-budget burn rates) go to these addresses and signed webhooks.
 ACCORD_ALERT_EMAILS = [e.strip() for e in os.environ.get("ACCORD_ALERT_EMAILS", "").split(",") if e.strip()]
 ACCORD_ALERT_WEBHOOKS = json.loads(os.environ.get("ACCORD_ALERT_WEBHOOKS", "[]"))  # [{"url": ..., "secret": ...}]
-# Background processes that must be running (comma-separated kinds: worker, governor, gateway, mail-poller); the
+# Background processes that must be running (kinds: worker, governor, gateway, mail-poller, mail-sender); the
 # staff pages show a banner, and `accord doctor` exits 1, when one has no fresh heartbeat. A kind that has run in
 # the last day is expected anyway until it stops cleanly.
 ACCORD_EXPECTED_PROCESSES = [k.strip() for k in os.environ.get("ACCORD_EXPECTED_PROCESSES", "").split(",") if k.strip()]
+# The desk's outbox (accord/desk/outbox.py): seconds of backoff (doubling, capped, jittered), how long a send
+# may take before another sender takes it back, when to give up; try each mail right after its commit or leave
+# all sending to `accord desk send-mail --loop N`.
+ACCORD_OUTBOX_BACKOFF = float(os.environ.get("ACCORD_OUTBOX_BACKOFF", 30))
+ACCORD_OUTBOX_BACKOFF_MAX = float(os.environ.get("ACCORD_OUTBOX_BACKOFF_MAX", 3600))
+ACCORD_OUTBOX_LEASE = float(os.environ.get("ACCORD_OUTBOX_LEASE", 300))
+ACCORD_OUTBOX_GIVE_UP = float(os.environ.get("ACCORD_OUTBOX_GIVE_UP", 5 * 86400))
+ACCORD_OUTBOX_SEND_ON_COMMIT = _env_bool("ACCORD_OUTBOX_SEND_ON_COMMIT", True)

@@ -1,4 +1,11 @@
-"""IMAP polling: fetch unseen messages, store each safely, and only then mark it seen."""
+"""IMAP polling: fetch unseen messages, store each safely, and only then mark it seen.
+
+A connection cut (or a poller killed) at any instant loses nothing: a message not yet committed is still unseen
+and is fetched by the next poll; one committed but not yet marked seen is fetched again and recognised by its
+Message-ID (a digest of its bytes when it has none) as a duplicate: no second ticket, no second
+acknowledgement. An error is recorded on the mailbox (`last_error`) and cleared by the next good poll; the
+`poll-imap --loop` process carries on (accord/desk/tests/test_imap_faults.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import ssl
 from dataclasses import dataclass
 
 from django.utils import timezone
+
+from accord.lib.faults import point
 
 from . import mail, outbound
 from .models import Mailbox
@@ -55,6 +64,7 @@ def poll(box: Mailbox, limit: int = 500) -> PollResult:
                 if raw is None:
                     continue
                 outcome = mail.store(bytes(raw), source=f"imap:{box.name}/{box.folder}#{uid.decode()}", acknowledge=True)
+                point("imap.stored")  # tests: die with the message stored and not yet marked seen
                 # Stored and committed (or already there): now it is safe to mark it seen.
                 conn.uid("STORE", uid, "+FLAGS", "(\\Seen)")
                 if outcome.duplicate:

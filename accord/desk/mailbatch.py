@@ -25,7 +25,7 @@ from accord.agreements.models import Agreement
 from accord.customers.models import Account, Contact, ContactPoint
 from accord.lib.db import bulk_update_rows
 
-from . import actions, clocks, outbound, worker
+from . import actions, clocks, outbound, outbox, worker
 from .mailparse import REFERENCE_RE, Prepared, StoreResult, attachments, thread_ids
 from .models import Attachment, Message, RawMessage, SlaClock, Ticket
 
@@ -286,8 +286,7 @@ class _Round:
         changed = [t for t in self.threads.values() if t.changed]
         bulk_update_rows(Ticket, TICKET_FIELDS, [_row(t.ticket, TICKET_FIELDS) for t in changed])
         bulk_update_rows(SlaClock, CLOCK_FIELDS, [_row(c, CLOCK_FIELDS) for t in changed for c in t.changed_clocks.values()])
-        for message, headers in outgoing:
-            outbound.send_on_commit(message, headers)
+        outbox.enqueue_many(outgoing, auto=True)
         self.results = [
             StoreResult(entry.message, False, entry.prepared.inbound.flagged, entry.thread.ticket, acks.get(n))
             for n, entry in enumerate(self.entries)

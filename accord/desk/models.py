@@ -366,3 +366,36 @@ class WebhookChannel(models.Model):
     def signature(self, body: bytes) -> str:
         """The X-Accord-Signature of a body: `sha256=` and the hex HMAC-SHA256 of its bytes with the secret."""
         return "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class OutgoingMail(models.Model):
+    """A reply or acknowledgement waiting to go out by e-mail, or gone: the durable outbox (`outbox.py`).
+
+    Written in the transaction that stores its message, so a committed reply is never lost; the sender
+    claims it (pending → sending, committed), sends it, and marks it sent, or pending again with a later
+    attempt, or failed on a permanent refusal.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="outgoing")
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra headers (threading, Auto-Submitted).")
+    auto = models.BooleanField(default=False, help_text="An auto-acknowledgement: sent at most once, never resent.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["next_attempt_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outgoing_due")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.status}"

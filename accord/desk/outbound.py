@@ -1,5 +1,7 @@
 """Replies out: agents' public replies (by e-mail, or to a webhook channel's reply URL) and auto-acknowledgements,
-threaded, sent after the database commits; a send that fails flags its message with the error."""
+threaded. E-mail goes through the outbox (`outbox.py`: written with the ticket change, sent after the commit,
+retried with backoff); a webhook reply is posted after the commit. A send that fails flags its message with the
+error."""
 
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ from email.utils import make_msgid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from accord.lib.units import instant, minutes
 
+from . import outbox
 from .models import Message, SlaClock, Ticket, WebhookChannel
 
 log = logging.getLogger(__name__)
@@ -50,18 +52,9 @@ def _subject(ticket: Ticket) -> str:
     return base if tag in base else f"{base} {tag}"
 
 
-def _email(message: Message, extra_headers: dict[str, str]) -> EmailMessage:
-    return EmailMessage(
-        subject=message.subject,
-        body=message.body_text,
-        from_email=message.from_address or settings.DEFAULT_FROM_EMAIL,
-        to=message.to_addresses,
-        headers={"Message-ID": message.message_id or make_msgid(domain=mail_domain()), **extra_headers},
-    )
-
-
 def was_sent(message: Message) -> bool:
-    """Whether a message queued with `send_on_commit` went out: asked after the commit, when the send has run."""
+    """Whether a message queued with `send_on_commit` went out (or waits in the outbox, not yet refused): asked
+    after the commit, when the first attempt has run."""
     return not Message.objects.filter(pk=message.pk, flagged=True).exists()
 
 
@@ -70,16 +63,10 @@ def _not_sent(message: Message, error: Exception) -> None:
     log.error("could not send %s for ticket %s: %s", message.message_id, message.ticket_id, error)
 
 
-def send_on_commit(message: Message, extra_headers: dict[str, str]) -> None:
-    email = _email(message, extra_headers)
-
-    def send() -> None:
-        try:
-            email.send()
-        except OSError as e:
-            _not_sent(message, e)
-
-    transaction.on_commit(send)
+def send_on_commit(message: Message, extra_headers: dict[str, str], *, auto: bool = False) -> None:
+    """Put a saved e-mail in the outbox (`outbox.py`), in this transaction: it is sent once the transaction
+    commits, and retried until it goes (an auto-acknowledgement, `auto`, at most once)."""
+    outbox.enqueue(message, extra_headers, auto=auto)
 
 
 def acknowledgement(
@@ -134,7 +121,7 @@ def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock
         return None
     message, headers = built
     message.save(force_insert=True)
-    send_on_commit(message, headers)
+    send_on_commit(message, headers, auto=True)
     return message
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import live, views
+from . import live, outbox_views, views
 
 app_name = "desk"
 urlpatterns = [
@@ -13,4 +13,6 @@ urlpatterns = [
     path("tickets/<int:pk>/", views.ticket, name="ticket"),
     path("tickets/<int:pk>/reply/", views.reply, name="reply"),
     path("tickets/<int:pk>/update/", views.update, name="update"),
+    path("outbox/", outbox_views.outbox_page, name="outbox"),
+    path("outbox/retry/", outbox_views.outbox_retry, name="outbox-retry"),
 ]

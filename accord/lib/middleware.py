@@ -54,20 +54,38 @@ def database_unavailable(exc: BaseException | None) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
+def database_full(exc: BaseException | None) -> bool:
+    """Whether an error means the database has no room left (SQLite's SQLITE_FULL, PostgreSQL's disk_full)."""
+    text = str(exc).lower()
+    return database_unavailable(exc) and ("database or disk is full" in text or "no space left on device" in text
+                                          or getattr(getattr(exc, "__cause__", None), "sqlstate", "") == "53100")
+
+
+def database_problem(exc: BaseException | None) -> str:
+    """What to tell a person about a database error: that it is full, or cannot be reached."""
+    if database_full(exc):
+        return "The database is full (no disk space left)"
+    return "The database cannot be reached right now"
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: a database that is down or full answers 503 with a page that says so and when to retry (JSON
     under /api/); any other error is a 500 (JSON under /api/). Rendered without the request's context, which
     would read the session and the user from the database."""
-    unavailable = database_unavailable(sys.exc_info()[1])
+    exc = sys.exc_info()[1]
+    unavailable = database_unavailable(exc)
+    full = database_full(exc)
     if request.path.startswith("/api/"):
         if unavailable:
-            response: HttpResponse = error_response(503, "unavailable", "The database cannot be reached right now; "
-                                                    f"nothing was changed. Try again in {RETRY_AFTER} s.")
+            response: HttpResponse = error_response(503, "database_full" if full else "unavailable",
+                                                    f"{database_problem(exc)}; nothing was changed. Try again in "
+                                                    f"{RETRY_AFTER} s.")
         else:
             response = error_response(500, "server_error", "The server failed to handle this request; it has been "
                                       "logged.")
     elif unavailable:
-        response = HttpResponse(loader.get_template("503.html").render({"retry_after": RETRY_AFTER}), status=503)
+        response = HttpResponse(loader.get_template("503.html").render({"retry_after": RETRY_AFTER, "full": full}),
+                                status=503)
     else:
         response = HttpResponseServerError(loader.get_template("500.html").render({}))
     if unavailable:

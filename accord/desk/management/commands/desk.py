@@ -12,14 +12,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from accord.desk import imap, mail, outbound
+from accord.desk import imap, mail, outbound, outbox
 from accord.desk.models import Mailbox
 from accord.ops.heartbeat import Beat
 
 
 class Command(BaseCommand):
     help = ("Service desk tools: `import-mime PATH... [--acknowledge]` stores raw e-mails (acknowledging none unless "
-            "asked); `poll-imap` fetches mailboxes and acknowledges new tickets.")
+            "asked); `poll-imap` fetches mailboxes and acknowledges new tickets; `send-mail` sends the outbox.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -32,10 +32,14 @@ class Command(BaseCommand):
         poll = sub.add_parser("poll-imap", help="fetch unseen mail from the configured mailboxes")
         poll.add_argument("--mailbox", action="append", default=[], help="only this mailbox (repeatable)")
         poll.add_argument("--loop", type=float, default=0, help="poll every N seconds until stopped")
+        send = sub.add_parser("send-mail", help="send the outbox: replies and acknowledgements due (again)")
+        send.add_argument("--loop", type=float, default=0, help="send what is due every N seconds until stopped")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "import-mime":
             self._import(options["paths"], options["progress"], options["acknowledge"])
+        elif options["action"] == "send-mail":
+            self._send(options["loop"])
         else:
             self._poll(options["mailbox"], options["loop"])
 
@@ -72,7 +76,38 @@ class Command(BaseCommand):
                           f"{failed}")
         if not_sent:
             raise CommandError(f"{not_sent} acknowledgement(s) could not be sent; each is flagged with the error on "
-                               f"its ticket (the messages themselves are stored)")
+                               f"its ticket (the messages themselves are stored); the outbox retries them (`accord desk "
+                               f"send-mail`, /desk/outbox/)")
+
+    def _send(self, loop: float) -> None:
+        """The outbox sender: one pass, or one every `loop` seconds until SIGTERM (a clean stop)."""
+        heartbeat = Beat("mail-sender", interval=max(10.0, loop)) if loop else None
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        if loop:
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+        while True:
+            r = outbox.send_due()
+            if r.sent or r.retrying or r.failed or r.recovered or not loop:
+                self.stdout.write(f"sent {r.sent}, to retry {r.retrying}, failed {r.failed}, "
+                                  f"interrupted sends taken back {r.recovered}")
+            if not loop:
+                if r.failed:
+                    raise CommandError(f"{r.failed} message(s) refused for good; see /desk/outbox/")
+                return
+            assert heartbeat is not None
+            heartbeat.beat(f"last pass: sent {r.sent}, to retry {r.retrying}, failed {r.failed}")
+            deadline = time.monotonic() + loop
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(min(0.2, loop))
+            if stopping:
+                heartbeat.stop()
+                return
 
     def _poll(self, names: list[str], loop: float) -> None:
         boxes = Mailbox.objects.filter(enabled=True)

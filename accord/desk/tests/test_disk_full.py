@@ -1,0 +1,145 @@
+"""A full disk (SQLite): imports and desk actions fail with a clear error, and nothing is half-written.
+
+The database file is made unable to grow: every page is filled with a filler table, and every connection (this
+process's, through a `connection_created` hook, and the `accord` subprocesses', through ACCORD_SQLITE_MAX_PAGES)
+gets `PRAGMA max_page_count` at that size: SQLite then answers "database or disk is full" (SQLITE_FULL) exactly
+as it does on a full file system. Freeing the filler makes room again, and the same actions then succeed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from django.db import OperationalError, connection
+from django.db.backends.signals import connection_created
+from django.test import Client
+
+from accord.customers.models import Account
+from accord.desk import actions
+from accord.desk.actions import Inbound
+from accord.desk.forms import SupportRequestForm
+from accord.desk.models import Message, OutgoingMail, RawMessage, SlaClock, Ticket
+from accord.lib.testing import accord_command, subprocess_env
+
+from .conftest import Desk
+from .test_mail import email
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "sqlite", reason="a database file that cannot grow is SQLite's"),
+]
+BIG = "The booking engine returned error 500 on every retry. " * 300  # ~16 KB: needs new (overflow) pages
+
+
+def _fill(cursor: Any, size: int) -> None:
+    while True:
+        try:
+            cursor.execute("INSERT INTO zz_filler (x) VALUES (randomblob(%s))", [size])
+        except OperationalError as e:
+            assert "full" in str(e)
+            return
+
+
+@pytest.fixture
+def full_disk() -> Iterator[Any]:
+    """Fill the database to its new limit; yield a function that frees the room again."""
+    limit: list[int] = []
+
+    def cap(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if limit:
+            with connection.cursor() as c:
+                c.execute(f"PRAGMA max_page_count = {limit[0]}")
+
+    with connection.cursor() as c:
+        c.execute("CREATE TABLE zz_filler (x BLOB)")
+        c.execute("PRAGMA page_count")
+        pages = c.fetchone()[0]
+        c.execute(f"PRAGMA max_page_count = {pages + 50}")
+        for size in (3000, 300, 30, 1):  # large blobs, then smaller ones into what room is left on each page
+            _fill(c, size)
+        c.execute("PRAGMA page_count")
+        limit.append(c.fetchone()[0])
+        c.execute("PRAGMA freelist_count")
+        assert c.fetchone()[0] == 0
+    connection_created.connect(cap)
+
+    def free() -> None:
+        with connection.cursor() as c:
+            c.execute("DELETE FROM zz_filler")
+
+    try:
+        yield type("Full", (), {"pages": limit[0], "free": staticmethod(free)})
+    finally:
+        connection_created.disconnect(cap)
+        with connection.cursor() as c:
+            c.execute("PRAGMA max_page_count = 1073741823")
+            c.execute("DROP TABLE zz_filler")
+
+
+def counts() -> dict[str, int]:
+    return {m.__name__: m.objects.count() for m in (Ticket, Message, OutgoingMail, RawMessage, SlaClock, Account)}
+
+
+def test_desk_actions_on_a_full_database_answer_503_saying_so_and_write_nothing(
+    desk: Desk, settings: Any, request: Any
+) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    ticket = actions.do_open_ticket(Inbound(channel="web", subject="Refund", body_text="Hotel cancelled",
+                                            from_address="grace@globetrotter.example", from_name="Grace"))
+    clocks = list(ticket.clocks.values_list("kind", "status", "due_at"))
+    agent = Client(raise_request_exception=False)
+    agent.force_login(desk.agent)
+    with time_machine.travel(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60), tick=False):
+        token = SupportRequestForm.new_token()  # a minute old: filled in by a person
+    form = {"name": "Ada", "email": "ada@example.org", "subject": "Booking lost", "message": BIG, "website": "",
+            "token": token}
+    full = request.getfixturevalue("full_disk")
+    before = counts()
+    reply = agent.post(f"/desk/tickets/{ticket.pk}/reply/", {"body": BIG, "kind": "reply", "status": ""})
+    assert reply.status_code == 503 and reply["Retry-After"]
+    assert "The database is full" in reply.content.decode() and "Traceback" not in reply.content.decode()
+    opened = Client(raise_request_exception=False).post("/support/", form)
+    assert opened.status_code == 503 and "The database is full" in opened.content.decode()
+    # Nothing half-written: no message without its outbox row, no ticket without its clocks, the clocks untouched.
+    assert counts() == before
+    ticket.refresh_from_db()
+    assert ticket.status == "new" and list(ticket.clocks.values_list("kind", "status", "due_at")) == clocks
+    full.free()
+    again = agent.post(f"/desk/tickets/{ticket.pk}/reply/", {"body": BIG, "kind": "reply", "status": ""})
+    assert again.status_code == 302 and ticket.messages.filter(kind="reply").count() == 1
+    assert OutgoingMail.objects.filter(message__ticket=ticket).count() == 1
+
+
+def test_imports_on_a_full_database_exit_3_with_a_clear_message_and_write_nothing(
+    desk: Desk, tmp_path: Path, request: Any
+) -> None:
+    csv = tmp_path / "accounts.csv"
+    csv.write_text("external_id,name,timezone\n" + "".join(f"ACME-{n},Acme {n} {'x' * 150},UTC\n" for n in range(400)))
+    mails = tmp_path / "mails"
+    mails.mkdir()
+    for n in range(20):
+        (mails / f"{n}.eml").write_bytes(email(subject=f"Lost booking {n}", body=BIG, message_id=f"<full{n}@ex.org>"))
+    full = request.getfixturevalue("full_disk")
+    env = subprocess_env(ACCORD_SQLITE_MAX_PAGES=str(full.pages),
+                         ACCORD_EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
+    before = counts()
+    for command in (["import", "accounts", str(csv)], ["desk", "import-mime", str(mails)]):
+        done = subprocess.run([*accord_command(), *command], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3, done.stderr
+        assert "The database is full" in done.stderr and "Traceback" not in done.stderr
+        assert "nothing of the failed step was written" in done.stderr
+        assert counts() == before
+    full.free()
+    env.pop("ACCORD_SQLITE_MAX_PAGES")  # room again: the same commands, run again, import everything
+    for command in (["import", "accounts", str(csv)], ["desk", "import-mime", str(mails)]):
+        done = subprocess.run([*accord_command(), *command], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    after = counts()
+    assert after["Account"] == before["Account"] + 400 and after["Ticket"] == before["Ticket"] + 20
+    assert after["Message"] == before["Message"] + 20 and after["RawMessage"] == before["RawMessage"] + 20

@@ -1,0 +1,228 @@
+"""The outbox under faults: an SMTP server that refuses for a while, refuses for good, or a sender killed mid-send.
+
+Real parts: aiosmtpd on loopback (accord.lib.smtp.SmtpSink) behind a cuttable proxy (accord.lib.cutproxy), and
+`accord desk send-mail --loop` as a separate process killed with SIGKILL. The figures printed (run with -s) are
+the ones in docs/benchmarks.md, "Faults".
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.test import Client
+
+from accord.desk import actions, outbound, outbox
+from accord.desk.actions import Inbound
+from accord.desk.models import Message, OutgoingMail, Ticket
+from accord.lib.cutproxy import CutProxy
+from accord.lib.smtp import SmtpSink
+from accord.lib.testing import accord_command, subprocess_env
+
+from .conftest import Desk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as s:
+        yield s
+
+
+def web_ticket(address: str) -> Ticket:
+    return actions.do_open_ticket(Inbound(channel="web", subject=f"Refund for {address}", body_text="Hotel cancelled",
+                                          from_address=address, from_name="Traveller"))
+
+
+def acknowledged(address: str) -> Message:
+    """A web-form ticket and its auto-acknowledgement, in one transaction as the form does it."""
+    with transaction.atomic():
+        ticket = web_ticket(address)
+        ack = outbound.queue_acknowledgement(ticket, ticket.first_message)  # type: ignore[attr-defined]
+    assert ack is not None
+    return ack
+
+
+def replied(desk: Desk, address: str) -> Message:
+    return actions.do_reply(web_ticket(address), desk.agent, f"Your refund to {address} left today.")
+
+
+def use(settings: Any, host: str, port: int) -> None:
+    settings.EMAIL_BACKEND = SMTP_BACKEND
+    settings.EMAIL_HOST, settings.EMAIL_PORT = host, port
+    settings.ACCORD_OUTBOX_BACKOFF, settings.ACCORD_OUTBOX_BACKOFF_MAX = 0.2, 1.0
+
+
+def sender(host: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    env = subprocess_env(ACCORD_EMAIL_BACKEND=SMTP_BACKEND, ACCORD_SMTP_HOST=host, ACCORD_SMTP_PORT=str(port),
+                         ACCORD_OUTBOX_BACKOFF="0.2", ACCORD_OUTBOX_BACKOFF_MAX="1", **extra)
+    return subprocess.Popen([*accord_command(), "desk", "send-mail", "--loop", "0.1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.wait(30)
+
+
+def received(sink: SmtpSink) -> collections.Counter[str]:
+    """How many times each Message-ID reached the server."""
+    return collections.Counter(str(msg["Message-ID"]) for _sender, _to, msg in sink.messages)
+
+
+def wait_until(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_backoff_doubles_is_capped_and_jittered(settings: Any) -> None:
+    settings.ACCORD_OUTBOX_BACKOFF, settings.ACCORD_OUTBOX_BACKOFF_MAX = 1.0, 8.0
+    rng = random.Random(22)
+    for attempts, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0), (40, 8.0)]:
+        delays = [outbox.backoff(attempts, rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert max(delays) - min(delays) > ceiling / 4  # jittered, not one fixed delay
+
+
+def test_mail_refused_for_a_while_is_retried_with_backoff_and_delivered_exactly_once(
+    desk: Desk, settings: Any, sink: SmtpSink
+) -> None:
+    with CutProxy(sink.host, sink.port) as proxy:
+        use(settings, proxy.host, proxy.port)
+        proxy.cut()  # the server is down: connections refused
+        queued = [acknowledged(f"ack{n}@example.org") for n in range(4)] + [replied(desk, f"re{n}@example.org")
+                                                                           for n in range(4)]
+        rows = OutgoingMail.objects.filter(message__in=queued)
+        # Each was tried once right after its commit, refused, flagged on its ticket, and kept to be retried.
+        assert sorted(rows.values_list("status", "attempts")) == [("pending", 1)] * 8
+        assert all("ConnectionRefusedError" in r.last_error for r in rows)
+        assert Message.objects.filter(pk__in=[m.pk for m in queued], flagged=True).count() == 8
+        process = sender(proxy.host, proxy.port)
+        try:
+            time.sleep(1.5)
+            proxy.restore()  # up again, but it answers 451 to every message for a while
+            sink.refuse("451 4.3.0 Try again later")
+            wait_until(lambda: sink.refused >= 4)
+            time.sleep(1.0)
+            sink.refuse(None)
+            back = time.monotonic()
+            wait_until(lambda: rows.filter(status="sent").count() == 8)
+            delay = time.monotonic() - back
+            time.sleep(0.5)  # a sender that would send anything twice has had the time to
+        finally:
+            stop(process)
+    counts = received(sink)
+    assert counts == {m.message_id: 1 for m in queued}  # none lost, none twice
+    attempts = list(rows.values_list("attempts", flat=True))
+    assert min(attempts) >= 3  # refused, then 451, then delivered
+    assert not Message.objects.filter(pk__in=[m.pk for m in queued], flagged=True).exists()
+    print(f"\nFAULTS smtp-refusing: {len(queued)} mails, {sum(attempts) - len(queued)} retries "
+          f"({sink.refused} answered 451), all delivered {delay:.2f} s after the server accepted again")
+
+
+@pytest.mark.parametrize("in_flight", ["reply", "acknowledgement"])
+def test_a_sender_killed_mid_send_loses_nothing_and_never_sends_an_acknowledgement_twice(
+    desk: Desk, settings: Any, sink: SmtpSink, in_flight: str
+) -> None:
+    use(settings, sink.host, sink.port)
+    settings.ACCORD_OUTBOX_SEND_ON_COMMIT = False  # all sending is the sender process's
+    first = replied(desk, "first@example.org") if in_flight == "reply" else acknowledged("first@example.org")
+    others = [acknowledged("ack1@example.org"), replied(desk, "re1@example.org"), acknowledged("ack2@example.org"),
+              replied(desk, "re2@example.org")]
+    queued = [first, *others]
+    # The server takes the first message and never answers: the sender is killed while waiting for the answer.
+    sink.hold()
+    victim = sender(sink.host, sink.port, ACCORD_OUTBOX_LEASE="1")
+    try:
+        held = sink.wait_for(1)
+        assert [str(m["Message-ID"]) for _s, _t, m in held] == [first.message_id]
+        assert OutgoingMail.objects.get(message=first).status == "sending"
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(30) == -signal.SIGKILL
+    finally:
+        sink.release()
+    restarted = sender(sink.host, sink.port, ACCORD_OUTBOX_LEASE="1")
+    try:
+        wait_until(lambda: not OutgoingMail.objects.filter(status__in=["pending", "sending"]).exists())
+        time.sleep(0.5)  # more passes: nothing else may go out
+    finally:
+        stop(restarted)
+    counts = received(sink)
+    assert {m.message_id for m in queued} <= set(counts)  # nothing lost
+    assert all(counts[m.message_id] == 1 for m in others)
+    for ack in [m for m in queued if m.auto_generated]:
+        assert counts[ack.message_id] == 1  # an acknowledgement is never sent twice
+    row = OutgoingMail.objects.get(message=first)
+    if in_flight == "reply":
+        # The one mail in flight went again, with its Message-ID: a duplicate a mail client recognises.
+        assert counts[first.message_id] == 2 and row.status == "sent" and row.attempts == 2
+    else:
+        assert counts[first.message_id] == 1 and row.status == "failed" and "interrupted" in row.last_error
+        assert row.attempts == 1
+
+
+def test_a_permanent_refusal_fails_at_once_and_staff_see_it_and_retry_it(
+    desk: Desk, settings: Any, sink: SmtpSink
+) -> None:
+    use(settings, sink.host, sink.port)
+    sink.refuse_recipient("gone@example.org", "550 5.1.1 No such user")
+    reply = replied(desk, "gone@example.org")
+    fine = replied(desk, "here@example.org")
+    row = OutgoingMail.objects.get(message=reply)
+    assert (row.status, row.attempts) == ("failed", 1) and "550 5.1.1 No such user" in row.last_error
+    for _ in range(3):  # no retry loop: the sender leaves it alone
+        outbox.send_due()
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert OutgoingMail.objects.get(message=fine).status == "sent"
+    client = Client()
+    client.force_login(desk.agent)
+    assert 'href="/desk/outbox/"' in client.get("/desk/").content.decode()
+    page = client.get("/desk/outbox/").content.decode()
+    assert "<caption>Outgoing mail not yet delivered</caption>" in page and '<th scope="col">Last error</th>' in page
+    assert f'data-mail="{row.pk}" data-status="failed"' in page and "550 5.1.1 No such user" in page
+    assert f'data-mail="{OutgoingMail.objects.get(message=fine).pk}"' not in page  # sent: not listed
+    assert client.post("/desk/outbox/retry/", {}).status_code == 302  # nothing chosen: nothing done
+    row.refresh_from_db()
+    assert row.attempts == 1
+    sink.refuse_recipient("gone@example.org", "")  # the address exists again (an empty line: accepted)
+    answer = client.post("/desk/outbox/retry/", {"mail": [str(row.pk)]})
+    assert answer.status_code == 302
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert received(sink) == {fine.message_id: 1, reply.message_id: 1}
+    assert "Nothing waiting" in client.get("/desk/outbox/").content.decode()
+    anonymous = Client().get("/desk/outbox/")
+    assert anonymous.status_code == 302  # staff only
+
+
+def test_one_pass_of_send_mail_sends_what_is_due_and_exits_non_zero_on_a_permanent_refusal(
+    desk: Desk, settings: Any, sink: SmtpSink
+) -> None:
+    use(settings, sink.host, sink.port)
+    settings.ACCORD_OUTBOX_SEND_ON_COMMIT = False
+    sink.refuse_recipient("gone@example.org", "550 5.1.1 No such user")
+    fine, gone = replied(desk, "here@example.org"), replied(desk, "gone@example.org")
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 message"):
+        call_command("desk", "send-mail", stdout=out)
+    assert "sent 1, to retry 0, failed 1" in out.getvalue()
+    assert received(sink) == {fine.message_id: 1}
+    assert OutgoingMail.objects.get(message=gone).status == "failed"
+    out = StringIO()
+    call_command("desk", "send-mail", stdout=out)  # nothing due: the failed one is not retried
+    assert "sent 0, to retry 0, failed 0" in out.getvalue() and received(sink) == {fine.message_id: 1}
