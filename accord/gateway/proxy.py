@@ -732,7 +732,7 @@ class ClientConnection(asyncio.Protocol):
                     current.status, current.outcome = 400, "bad_request"
                 self._fail(0, "", "")
                 if current is self.active:
-                    self._finish(current, False)
+                    self._abort(current, 400, "bad_request", "The request body is malformed.")
             else:
                 self._fail(400, "bad_request", f"Malformed request: {str(e)[:200]}")
         finally:
@@ -826,11 +826,10 @@ class ClientConnection(asyncio.Protocol):
                            else "An HTTP/1.1 request needs a Host header.")
         if request.transfer_encoding and request.transfer_encoding.strip().lower() != b"chunked":
             raise _Refused(501, "not_implemented", "Transfer-Encoding other than chunked is not supported.")
-        if parser.should_upgrade():
-            # CONNECT, or Upgrade with Connection: upgrade. h2c is ignored, as RFC 9113 section 3.1 allows: the
-            # request is answered over HTTP/1.1. Any other protocol (websocket) is refused before forwarding.
-            if request.method == b"CONNECT" or request.upgrade.strip().lower() != b"h2c":
-                raise _Refused(501, "not_implemented", "Protocol upgrades and CONNECT are not supported.")
+        # CONNECT, or Upgrade with Connection: upgrade. h2c is ignored, as RFC 9113 section 3.1 allows: the request
+        # is answered over HTTP/1.1. Any other protocol (websocket) is refused before anything is forwarded.
+        if parser.should_upgrade() and (request.method == b"CONNECT" or request.upgrade.strip().lower() != b"h2c"):
+            raise _Refused(501, "not_implemented", "Protocol upgrades and CONNECT are not supported.")
         request.start = time.monotonic()
         request.wall = time.time()
         length = request.content_length
@@ -945,6 +944,10 @@ class ClientConnection(asyncio.Protocol):
                     if self.broken and not request.complete:
                         request.finished = True  # its body was cut off: nothing goes upstream
                         self.gateway.finished(request)
+                        if request.status and self.error is None and self.transport is not None:
+                            # its body was malformed (bad chunk framing): say so, then close
+                            self.transport.write(error_response(request.status, "The request body is malformed.",
+                                                                close=True))
                         continue
                     self.active = request
                     self._start(request)

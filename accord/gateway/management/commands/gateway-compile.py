@@ -33,7 +33,7 @@ class Command(BaseCommand):
             if not choice.compiled:
                 raise CommandError("the gateway would run the Python data plane")
             return
-        if options["if_stale"] and dataplane.current():
+        if options["if_stale"] and dataplane.built_on_disk() and dataplane.current():
             self.stdout.write("data plane: compiled build is current; nothing to do")
             return
         try:
