@@ -134,7 +134,7 @@ def missing_tools() -> str:
     try:
         import mypyc.build  # noqa: F401
     except ImportError:
-        return "mypyc is not installed: pip install 'accord[compiled]' (it comes with mypy)"
+        return "mypyc is not installed: it comes with mypy, a dependency of accord (pip install -e .)"
     include = sysconfig.get_paths().get("include", "")
     if not Path(include, "Python.h").exists():
         return f"Python's C headers are missing ({include}/Python.h): install python3-dev"
