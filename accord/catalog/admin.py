@@ -19,7 +19,7 @@ class PoolInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ("name", "base_path", "owner", "cost_per_instance_hour", "allow_anonymous")
+    list_display = ("name", "base_path", "owner", "cost_per_instance_hour", "allow_anonymous", "forward_credentials")
     search_fields = ("name", "base_path")
     inlines = [OperationInline, PoolInline]
 

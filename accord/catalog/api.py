@@ -21,7 +21,7 @@ class ServiceSerializer(StrictSerializer):
     class Meta:
         model = Service
         fields = ["id", "name", "title", "base_path", "owner", "cost_per_instance_hour", "allow_anonymous",
-                  "simulated"]
+                  "forward_credentials", "simulated"]
         read_only_fields = ["simulated"]
 
 
@@ -77,7 +77,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
 
     queryset = Service.objects.all()
     serializer_class = ServiceSerializer
-    filterset_fields = ["name", "owner", "allow_anonymous", "simulated"]
+    filterset_fields = ["name", "owner", "allow_anonymous", "forward_credentials", "simulated"]
 
 
 class OperationViewSet(viewsets.ModelViewSet):

@@ -59,6 +59,7 @@ class ServiceSpec(Spec):
     cost_per_instance_hour: Decimal = Field(default=Decimal(0), ge=0, max_digits=10, decimal_places=4,
                                             allow_inf_nan=False)
     allow_anonymous: StrictBool = False
+    forward_credentials: StrictBool = False
     operations: list[OperationSpec] = []
     pools: list[PoolSpec] = []
 
@@ -82,11 +83,13 @@ def _endpoint_dict(url: str, weight: int, enabled: bool) -> dict[str, Any]:
 
 
 def _service_dict(name: str, title: str, base_path: str, owner: str, cost: Decimal, anonymous: bool,
-                  operations: list[dict[str, Any]], pools: list[dict[str, Any]]) -> dict[str, Any]:
+                  forward_credentials: bool, operations: list[dict[str, Any]],
+                  pools: list[dict[str, Any]]) -> dict[str, Any]:
     return drop_empty(
         {
             "name": name, "title": title, "base_path": base_path, "owner": owner,
             "cost_per_instance_hour": num(cost) or None, "allow_anonymous": anonymous,
+            "forward_credentials": forward_credentials,
             "operations": [drop_empty(o, keep=("name", "method", "path"))
                            for o in sorted(operations, key=lambda o: o["name"])],
             "pools": [{**p, "endpoints": sorted(p["endpoints"], key=lambda e: e["url"])}
@@ -99,7 +102,7 @@ def _service_dict(name: str, title: str, base_path: str, owner: str, cost: Decim
 def service_dict_from_spec(s: ServiceSpec) -> dict[str, Any]:
     """A service of the file in canonical form."""
     return _service_dict(
-        s.name, s.title, s.base_path, s.owner, s.cost_per_instance_hour, s.allow_anonymous,
+        s.name, s.title, s.base_path, s.owner, s.cost_per_instance_hour, s.allow_anonymous, s.forward_credentials,
         [{"name": o.name, "method": o.method, "path": o.path, "title": o.title} for o in s.operations],
         [{"name": p.name, "role": p.role, "capacity": p.capacity,
           "endpoints": [_endpoint_dict(e.url, e.weight, e.enabled) for e in p.endpoints]} for p in s.pools],
@@ -109,7 +112,7 @@ def service_dict_from_spec(s: ServiceSpec) -> dict[str, Any]:
 def service_dict_from_db(s: Service) -> dict[str, Any]:
     """A stored service in canonical form."""
     return _service_dict(
-        s.name, s.title, s.base_path, s.owner, s.cost_per_instance_hour, s.allow_anonymous,
+        s.name, s.title, s.base_path, s.owner, s.cost_per_instance_hour, s.allow_anonymous, s.forward_credentials,
         [{"name": o.name, "method": o.method, "path": o.path_pattern, "title": o.title} for o in s.operations.all()],
         [{"name": p.name, "role": p.role, "capacity": p.capacity,
           "endpoints": [_endpoint_dict(e.url, e.weight, e.enabled) for e in p.endpoints.all()]} for p in s.pools.all()],
@@ -173,7 +176,8 @@ def _write_service(s: ServiceSpec) -> None:
     svc, _ = Service.objects.update_or_create(
         name=s.name,
         defaults={"title": s.title, "base_path": s.base_path, "owner": s.owner,
-                  "cost_per_instance_hour": s.cost_per_instance_hour, "allow_anonymous": s.allow_anonymous},
+                  "cost_per_instance_hour": s.cost_per_instance_hour, "allow_anonymous": s.allow_anonymous,
+                  "forward_credentials": s.forward_credentials},
     )
     svc.operations.exclude(name__in=[o.name for o in s.operations]).delete()
     for i, o in enumerate(s.operations):  # park routes first so two operations can swap them

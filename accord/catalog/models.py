@@ -36,6 +36,9 @@ class Service(models.Model):
     owner = models.CharField(max_length=200, blank=True, help_text="Team or person responsible.")
     cost_per_instance_hour = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
     allow_anonymous = models.BooleanField(default=False, help_text="Calls without a key count as account 'anonymous'.")
+    forward_credentials = models.BooleanField(
+        default=False, help_text="Pass the caller's Accord API key (X-Api-Key, Authorization: Bearer) on to the "
+                                 "service; by default the gateway strips it.")
     simulated = models.BooleanField(
         default=False, help_text="A service a scenario (accord scenario rta) runs on simulated servers, not a real "
                                  "one; `accord scenario clean` removes it.")

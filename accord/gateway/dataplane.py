@@ -8,6 +8,10 @@ can never run as stale machine code: until the next compile the gateway runs the
 
 ACCORD_DATAPLANE picks: `auto` (the default: compiled when a current build is there, else Python),
 `python`, or `compiled` (fail rather than run the Python).
+
+mypy (which ships mypyc) and setuptools are ordinary dependencies, so a default install can build it: `accord
+gateway` compiles at start when the build is missing or stale and a C compiler is there (`ensure_compiled`),
+and runs the Python when it cannot.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from . import proxy
 PACKAGE = Path(__file__).resolve().parent
 SOURCE = PACKAGE / "proxy.py"
 COMPILED = "accord.gateway._proxy_compiled"
+STAMP = PACKAGE / "_proxy_compiled.sha256"  # the SHA-256 of the proxy.py the build in place was made from
 MODES = ("auto", "python", "compiled")
 SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)  # what an extension module's file name ends with
 # mypy's configuration for the build: the copy is checked on its own; what it imports from the rest of Accord
@@ -129,7 +134,7 @@ def missing_tools() -> str:
     try:
         import mypyc.build  # noqa: F401
     except ImportError:
-        return "mypyc is not installed: pip install 'accord[compiled]' (it comes with mypy)"
+        return "mypyc is not installed: it comes with mypy, a dependency of accord (pip install -e .)"
     include = sysconfig.get_paths().get("include", "")
     if not Path(include, "Python.h").exists():
         return f"Python's C headers are missing ({include}/Python.h): install python3-dev"
@@ -137,6 +142,34 @@ def missing_tools() -> str:
     if shutil.which(compiler) is None and shutil.which("gcc") is None:
         return "no C compiler found (cc or gcc; or set CC)"
     return ""
+
+
+def built_on_disk() -> bool:
+    """Whether the build on disk is of the current proxy.py, read from its stamp without importing it (a process
+    that imported a stale build could not load a new one: an extension module loads once per process)."""
+    try:
+        return bool(compiled_files()) and STAMP.read_text().strip() == source_digest()
+    except OSError:
+        return False
+
+
+def ensure_compiled(progress: Callable[[str], None] = print) -> bool:
+    """Compile the data plane when the build is missing or stale and this machine can build it; True when a
+    current build is in place afterwards. Never raises: without a build the gateway runs the Python, and says why.
+    Call it before anything imports the compiled module (see `built_on_disk`)."""
+    if built_on_disk():
+        return True
+    missing = missing_tools()
+    if missing:
+        progress(f"data plane: not compiling ({missing}); the gateway runs the slower Python build")
+        return False
+    progress("data plane: no current compiled build; compiling it once (--no-compile skips this)")
+    try:
+        build(progress)
+    except DataPlaneError as e:
+        progress(f"data plane: compiling failed, the gateway runs the Python build: {e}")
+        return False
+    return True
 
 
 def build(progress: Callable[[str], None] = print, target: Path = PACKAGE) -> list[Path]:
@@ -169,11 +202,20 @@ def build(progress: Callable[[str], None] = print, target: Path = PACKAGE) -> li
             raise DataPlaneError("mypyc reported success but wrote no extension module")
         try:
             written = _install(built, target)
+            if target == PACKAGE:
+                _write_stamp(digest)
         except OSError as e:
             raise DataPlaneError(f"cannot write the build into {target}: {e.strerror or e}") from e
     progress(f"built {len(written)} file(s) in {time.monotonic() - started:.1f} s: "
              + ", ".join(p.name for p in written))
     return written
+
+
+def _write_stamp(digest: str) -> None:
+    fd, staging = tempfile.mkstemp(prefix=f".{STAMP.name}.", dir=STAMP.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(digest + "\n")
+    os.replace(staging, STAMP)
 
 
 def _install(built: list[Path], target: Path) -> list[Path]:

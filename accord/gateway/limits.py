@@ -21,3 +21,4 @@ class Limits:
     upstream_timeout: float = 30.0
     max_connections: int = 10_000
     max_idle_upstream: int = 256  # idle kept-alive connections per upstream
+    underscores_in_headers: bool = False  # forward header names with underscores (never X_Accord_* ones)

@@ -33,16 +33,16 @@ from .snapshot import ANONYMOUS, NO_POLICY, Identity, PoolTarget, Snapshot, Upst
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
-     b"trailer", b"trailers", b"transfer-encoding", b"upgrade"}
+     b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"http2-settings"}
 )
 # Request headers the gateway reads or replaces (name -> what to do); any other goes upstream as it came, except
 # X-Accord-* (the gateway's own, never taken from a client). Keyed by the lower-case names and by the usual
 # spellings of these and of common headers, so that most headers are looked up once, without lower-casing.
 (_H_KEEP, _H_DROP, _H_AUTHORIZATION, _H_API_KEY, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_EXPECT,
- _H_REQUEST_ID, _H_FORWARDED_FOR) = range(9)
+ _H_REQUEST_ID, _H_FORWARDED_FOR, _H_HOST, _H_UPGRADE) = range(11)
 _REQUEST_HEADERS: dict[bytes, int] = {}
 for _name, _kind in (
-    *((n, _H_DROP) for n in HOP_BY_HOP), (b"host", _H_DROP), (b"x-forwarded-proto", _H_DROP),
+    *((n, _H_DROP) for n in HOP_BY_HOP), (b"host", _H_HOST), (b"upgrade", _H_UPGRADE), (b"x-forwarded-proto", _H_DROP),
     (b"authorization", _H_AUTHORIZATION), (b"x-api-key", _H_API_KEY), (b"content-length", _H_CONTENT_LENGTH),
     (b"transfer-encoding", _H_TRANSFER_ENCODING), (b"expect", _H_EXPECT), (b"x-request-id", _H_REQUEST_ID),
     (b"x-forwarded-for", _H_FORWARDED_FOR),
@@ -70,11 +70,52 @@ REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 REASONS = {**{s.value: s.phrase for s in HTTPStatus},
            400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
            413: "Payload Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+           505: "HTTP Version Not Supported"}
 # "HTTP/1.1 200 OK\r\n" and the like, built once
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase.encode()) for code, phrase in REASONS.items()}
 CODES = {429: "throttled"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The %-encodings of unreserved characters (RFC 3986 section 2.3), which normalisation decodes; any other
+# %-encoding stays as it came (its hex digits upper-cased).
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_ENCODED_SEPARATOR = re.compile(rb"%(2[Ff]|5[Cc])")
+
+
+def _percent(match: re.Match[bytes]) -> bytes:
+    byte = int(match.group(1), 16)
+    return bytes((byte,)) if byte in _UNRESERVED else b"%" + match.group(1).upper()
+
+
+def normalize_path(path: bytes) -> bytes | None:
+    """The path as the route and the upstream both read it: %-encoded unreserved characters decoded, and dot-segments
+    removed as RFC 3986 section 5.2.4 says. None when the path climbs above the root (`/a/../..`) or hides a
+    dot-segment behind an encoded slash or backslash (`/a/..%2f..`), which an upstream may decode and resolve."""
+    if b"%" in path:
+        path = _PERCENT.sub(_percent, path)
+    if b"." not in path:
+        return path
+    out: list[bytes] = []
+    segments = path.split(b"/")
+    last = len(segments) - 1
+    for index, segment in enumerate(segments):
+        if segment == b"..":
+            if len(out) <= 1:  # out[0] is the empty segment before the leading slash
+                return None
+            out.pop()
+            if index == last:
+                out.append(b"")
+        elif segment == b".":
+            if index == last:
+                out.append(b"")
+        else:
+            if b"%" in segment and _ENCODED_SEPARATOR.search(segment):
+                decoded = _ENCODED_SEPARATOR.sub(b"/", segment).replace(b"\\", b"/")
+                if any(part in (b".", b"..") for part in decoded.split(b"/")):
+                    return None
+            out.append(segment)
+    return b"/".join(out)
 
 
 def error_response(status: int, message: str, request_id: bytes = b"", close: bool = False,
@@ -209,11 +250,11 @@ class Request:
 
     __slots__ = (
         "account", "body", "body_sent", "bytes_in", "bytes_out", "chunked", "chunked_out", "complete", "conn",
-        "connecting", "content_length", "continued", "endpoints", "expect_continue", "finished", "forwarded_for",
-        "gate", "head", "head_sent", "header_bytes", "http10", "keep_alive", "key", "lines", "method", "operation",
-        "outcome", "pool", "reply", "request_id", "resp_delimited", "resp_done", "resp_keep_alive", "resp_status",
-        "retried", "service", "start", "status", "streaming", "tier", "too_large", "upstream", "url", "waiter",
-        "wall",
+        "connecting", "content_length", "continued", "credentials", "endpoints", "expect_continue", "finished",
+        "forwarded_for", "gate", "head", "head_sent", "header_bytes", "hosts", "http10", "keep_alive", "key", "lines",
+        "method", "operation", "outcome", "pool", "reply", "request_id", "resp_delimited", "resp_done",
+        "resp_keep_alive", "resp_status", "retried", "service", "start", "status", "streaming", "tier", "too_large",
+        "transfer_encoding", "upgrade", "upstream", "url", "waiter", "wall",
     )
 
     def __init__(self) -> None:
@@ -230,6 +271,10 @@ class Request:
         self.key = b""  # the API key it presented, b"" for none
         self.request_id = b""  # a valid X-Request-Id it sent, else b"" until _start gives it one
         self.forwarded_for = b""  # the X-Forwarded-For it sent, b"" for none
+        self.credentials = b""  # its X-Api-Key / Authorization: Bearer lines: forwarded only if the service says so
+        self.hosts = 0  # Host header lines
+        self.upgrade = b""  # the Upgrade header's value
+        self.transfer_encoding = b""  # the Transfer-Encoding values, joined
         self.start = 0.0  # time.monotonic() when its head was complete
         self.wall = 0.0  # time.time() then
         # measurement
@@ -659,23 +704,35 @@ class ClientConnection(asyncio.Protocol):
             return
         self.in_feed = True
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "bad_request", "Protocol upgrades and CONNECT are not supported.")
+            while True:
+                try:
+                    self.parser.feed_data(data)
+                    break
+                except httptools.HttpParserUpgrade as e:
+                    # Only an ignored `Upgrade: h2c` gets here (others are refused with their head): the request
+                    # was read as HTTP/1.1, and so is what follows it.
+                    data = data[e.args[0]:]
+                    if not data:
+                        break
         except httptools.HttpParserCallbackError as e:
-            if isinstance(e.__context__, _TooLarge):
+            context = e.__context__
+            if isinstance(context, _TooLarge):
                 self._fail(431, "headers_too_large", "The request line and headers are too large.")
+            elif isinstance(context, _Refused):
+                self._fail(context.status, context.outcome, context.message)
             else:
                 self._fail(400, "bad_request", "Malformed request.")
         except httptools.HttpParserError as e:
             current = self.current
-            if current is not None and not current.complete:
+            if str(e) == "Invalid HTTP version":
+                self._fail(505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are supported.")
+            elif current is not None and not current.complete:
                 # the body broke off in the middle (bad chunk framing): the upstream must not see it end well
                 if not current.outcome:
                     current.status, current.outcome = 400, "bad_request"
                 self._fail(0, "", "")
                 if current is self.active:
-                    self._finish(current, False)
+                    self._abort(current, 400, "bad_request", "The request body is malformed.")
             else:
                 self._fail(400, "bad_request", f"Malformed request: {str(e)[:200]}")
         finally:
@@ -710,21 +767,37 @@ class ClientConnection(asyncio.Protocol):
         if kind is None:
             lower = name.lower()
             kind = _REQUEST_HEADERS.get(lower)
-            if kind is None:  # the gateway's own headers are never taken from a client
-                kind = _H_DROP if lower.startswith(b"x-accord-") else _H_KEEP
+            if kind is None:
+                if b"_" in lower:
+                    # A WSGI server reads X_Accord_Tier as X-Accord-Tier: names with underscores are dropped (as
+                    # nginx does), or with --underscores-in-headers kept unless the dashed name is one the gateway
+                    # reads or sets itself.
+                    dashed = lower.replace(b"_", b"-")
+                    kind = (_H_KEEP if self.limits.underscores_in_headers and dashed not in _REQUEST_HEADERS
+                            and not dashed.startswith(b"x-accord-") else _H_DROP)
+                else:  # the gateway's own headers are never taken from a client
+                    kind = _H_DROP if lower.startswith(b"x-accord-") else _H_KEEP
         if kind == _H_KEEP:
             request.lines += (name, b": ", value, b"\r\n")
         elif kind == _H_AUTHORIZATION:
             if value[:7].lower() == b"bearer ":
                 request.key = value[7:].strip()
-            request.lines += (name, b": ", value, b"\r\n")
+                request.credentials += name + b": " + value + b"\r\n"  # the gateway's credential
+            else:
+                request.lines += (name, b": ", value, b"\r\n")  # another scheme is the upstream's business
         elif kind == _H_API_KEY:
             request.key = value.strip()
-            request.lines += (name, b": ", value, b"\r\n")
+            request.credentials += name + b": " + value + b"\r\n"
         elif kind == _H_CONTENT_LENGTH:
             request.content_length = int(value)
         elif kind == _H_TRANSFER_ENCODING:
-            request.chunked = True  # llhttp only accepts chunked as the final coding
+            request.chunked = True  # llhttp only accepts chunked as the final coding; other codings get 501
+            te = request.transfer_encoding
+            request.transfer_encoding = te + b", " + value if te else value
+        elif kind == _H_HOST:
+            request.hosts += 1
+        elif kind == _H_UPGRADE:
+            request.upgrade = value
         elif kind == _H_EXPECT:
             request.expect_continue = request.expect_continue or value.lower() == b"100-continue"
         elif kind == _H_REQUEST_ID:
@@ -732,7 +805,7 @@ class ClientConnection(asyncio.Protocol):
                 request.request_id = value  # the first valid one is kept; the upstream gets exactly one
         elif kind == _H_FORWARDED_FOR:
             request.forwarded_for = request.forwarded_for + b", " + value if request.forwarded_for else value
-        # _H_DROP: hop-by-hop, or set by the gateway itself (Host, X-Forwarded-Proto)
+        # _H_DROP: hop-by-hop, or set by the gateway itself (X-Forwarded-Proto)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -741,8 +814,22 @@ class ClientConnection(asyncio.Protocol):
         request = self.parsing
         request.method = parser.get_method()
         request.keep_alive = parser.should_keep_alive()
-        if parser.get_http_version() == "1.0":
+        version = parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                raise _Refused(505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are supported.")
             request.http10 = True
+        # Each request's fate is decided here, once: what the gateway refuses is answered before anything goes
+        # upstream, with one response, and the connection closes after it (RFC 9112 sections 3.2 and 6.1).
+        if request.hosts != 1 and (request.hosts or not request.http10):
+            raise _Refused(400, "bad_request", "A request needs exactly one Host header." if request.hosts
+                           else "An HTTP/1.1 request needs a Host header.")
+        if request.transfer_encoding and request.transfer_encoding.strip().lower() != b"chunked":
+            raise _Refused(501, "not_implemented", "Transfer-Encoding other than chunked is not supported.")
+        # CONNECT, or Upgrade with Connection: upgrade. h2c is ignored, as RFC 9113 section 3.1 allows: the request
+        # is answered over HTTP/1.1. Any other protocol (websocket) is refused before anything is forwarded.
+        if parser.should_upgrade() and (request.method == b"CONNECT" or request.upgrade.strip().lower() != b"h2c"):
+            raise _Refused(501, "not_implemented", "Protocol upgrades and CONNECT are not supported.")
         request.start = time.monotonic()
         request.wall = time.time()
         length = request.content_length
@@ -857,6 +944,10 @@ class ClientConnection(asyncio.Protocol):
                     if self.broken and not request.complete:
                         request.finished = True  # its body was cut off: nothing goes upstream
                         self.gateway.finished(request)
+                        if request.status and self.error is None and self.transport is not None:
+                            # its body was malformed (bad chunk framing): say so, then close
+                            self.transport.write(error_response(request.status, "The request body is malformed.",
+                                                                close=True))
                         continue
                     self.active = request
                     self._start(request)
@@ -925,6 +1016,15 @@ class ClientConnection(asyncio.Protocol):
         url = request.url
         query = url.find(b"?")
         path = url if query < 0 else url[:query]
+        if b"%" in path or b"/." in path:
+            # the route and the upstream must read the same path: route by the normalised one, and forward it
+            normal = normalize_path(path)
+            if normal is None:
+                self._reply(request, 400, "bad_request", "The path climbs above the root.")
+                return
+            if normal != path:
+                path = normal
+                request.url = url = normal if query < 0 else normal + url[query:]
         route = snapshot.route(path)
         if route is None:
             self._reply(request, 404, "not_found", "No service is routed at this path.")
@@ -980,8 +1080,10 @@ class ClientConnection(asyncio.Protocol):
         else:
             framing = b""
         forwarded_for = request.forwarded_for + b", " + self.peer if request.forwarded_for else self.peer
+        if request.credentials and route.forward_credentials:
+            framing = request.credentials + framing  # the service asked for the caller's key (off by default)
         request.head = b"%s %s HTTP/1.1\r\n%sX-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s%s" % (
-            request.method, request.url, b"".join(request.lines), request.request_id, forwarded_for,
+            request.method, url, b"".join(request.lines), request.request_id, forwarded_for,
             identity.header_lines, framing)
         gate = gw.gate(route.name, pool)
         admission = policy.admission
@@ -1207,6 +1309,16 @@ class ClientConnection(asyncio.Protocol):
 
 class _TooLarge(Exception):
     """The request line and headers passed the limit."""
+
+
+class _Refused(Exception):
+    """A request head the gateway will not forward: its answer, then the connection closes."""
+
+    def __init__(self, status: int, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome = outcome
+        self.message = message
 
 
 async def serve(gateway: Gateway, host: str, port: int, *, reuse_port: bool = False,

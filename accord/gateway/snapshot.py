@@ -100,6 +100,7 @@ class Route:
     pools: dict[str, PoolTarget]
     primary: PoolTarget | None
     operations: tuple[OperationMatcher, ...] = ()
+    forward_credentials: bool = False  # the client's X-Api-Key / Authorization: Bearer go upstream too
     _op_cache: dict[tuple[bytes, bytes], str] = field(default_factory=dict, repr=False)
 
     def operation(self, method: bytes, path: bytes) -> str:
@@ -275,7 +276,8 @@ def load_snapshot() -> Snapshot:
             (OperationMatcher.compile(op.name, op.method, op.path_pattern) for op in svc.operations.all()),
             key=lambda o: o.specificity, reverse=True,
         )
-        routes.append(Route(svc.name, svc.base_path.encode(), svc.allow_anonymous, pools, primary, tuple(ops)))
+        routes.append(Route(svc.name, svc.base_path.encode(), svc.allow_anonymous, pools, primary, tuple(ops),
+                            svc.forward_credentials))
     routes.sort(key=lambda r: len(r.base_path), reverse=True)
     credentials = {}
     for cred in ApiCredential.objects.filter(revoked_at__isnull=True).select_related("account__tier"):

@@ -110,7 +110,7 @@ def test_a_build_without_mypyc_or_a_compiler_says_what_is_missing(tmp_path: Path
     import sys
 
     monkeypatch.setitem(sys.modules, "mypyc.build", None)  # as if mypy were not installed
-    with pytest.raises(dataplane.DataPlaneError, match=r"mypyc is not installed: pip install 'accord\[compiled\]'"):
+    with pytest.raises(dataplane.DataPlaneError, match=r"mypyc is not installed: it comes with mypy, a dependency"):
         dataplane.build(progress=lambda _line: None, target=tmp_path)
     monkeypatch.delitem(sys.modules, "mypyc.build")
     monkeypatch.setenv("CC", "no-such-cc")
@@ -120,6 +120,32 @@ def test_a_build_without_mypyc_or_a_compiler_says_what_is_missing(tmp_path: Path
     with pytest.raises(dataplane.DataPlaneError, match="no C compiler found"):
         dataplane.build(progress=lambda _line: None, target=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_current_build_on_disk_is_not_compiled_again() -> None:
+    needs_build()
+    assert dataplane.built_on_disk()  # the stamp beside the build names the proxy.py beside it
+    lines: list[str] = []
+    assert dataplane.ensure_compiled(lines.append) and lines == []
+
+
+def test_a_stale_build_is_compiled_at_start_and_a_failure_falls_back_to_python(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `accord gateway` does before it starts workers: compile when the build on disk is stale, and run the
+    Python, saying why, when compiling fails."""
+    needs_mypyc()
+    monkeypatch.setattr(dataplane, "STAMP", tmp_path / "_proxy_compiled.sha256")
+    (tmp_path / "_proxy_compiled.sha256").write_text("0" * 64 + "\n")  # a build of another proxy.py
+    assert not dataplane.built_on_disk()
+    broken = tmp_path / "proxy.py"
+    broken.write_text(dataplane.SOURCE.read_text() + "\n\ndef broken() -> int:\n    return 'not an int'\n")
+    monkeypatch.setattr(dataplane, "SOURCE", broken)
+    before = {p: p.stat().st_mtime_ns for p in dataplane.compiled_files()}
+    lines: list[str] = []
+    assert dataplane.ensure_compiled(lines.append) is False
+    assert lines[0] == "data plane: no current compiled build; compiling it once (--no-compile skips this)"
+    assert lines[-1].startswith("data plane: compiling failed, the gateway runs the Python build: mypyc failed")
+    assert {p: p.stat().st_mtime_ns for p in dataplane.compiled_files()} == before  # the build in place stays
 
 
 @pytest.mark.slow

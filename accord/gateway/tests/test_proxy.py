@@ -282,7 +282,9 @@ def test_malformed_and_adversarial_requests_never_take_it_down(gw: RunningGatewa
             data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
         reply = raw_request(gw.port, data, timeout=3)
         assert reply == b"" or reply.startswith(b"HTTP/1.1 "), reply[:80]
-        assert not reply.startswith(b"HTTP/1.1 5") or b"504" in reply[:12] or b"502" in reply[:12] or b"503" in reply[:12]
+        # 5xx only for what a gateway answers by design: not implemented (upgrades, codings), upstream trouble,
+        # unsupported versions; never a 500
+        assert not reply.startswith(b"HTTP/1.1 5") or reply[9:12] in (b"501", b"502", b"503", b"504", b"505")
     assert call(gw.port, "GET", "/bookings/after-the-storm")[0] == 200
 
 

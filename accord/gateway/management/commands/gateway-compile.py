@@ -1,7 +1,8 @@
 """`accord gateway-compile [--if-stale] [--check]`: build the gateway's data plane as a C extension with mypyc.
 
 Optional: without a build (or with a build of an older proxy.py) the gateway runs proxy.py as Python. Needs
-mypy (`pip install 'accord[compiled]'`), a C compiler and Python's headers.
+mypy (a dependency; it ships mypyc), a C compiler and Python's headers. `accord gateway` runs it at start when the
+build is stale.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Command(BaseCommand):
             if not choice.compiled:
                 raise CommandError("the gateway would run the Python data plane")
             return
-        if options["if_stale"] and dataplane.current():
+        if options["if_stale"] and dataplane.built_on_disk() and dataplane.current():
             self.stdout.write("data plane: compiled build is current; nothing to do")
             return
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from typing import Any
@@ -51,6 +52,21 @@ class Command(BaseCommand):
                             help="seconds a client has to send its request head")
         parser.add_argument("--upstream-timeout", type=float, default=Limits.upstream_timeout,
                             help="seconds an upstream has to answer")
+        parser.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout,
+                            help="seconds a kept-alive connection may sit idle, and between two reads of a body")
+        parser.add_argument("--connect-timeout", type=float, default=Limits.connect_timeout,
+                            help="seconds to open a connection to an upstream")
+        parser.add_argument("--max-header-bytes", type=int, default=Limits.max_header_bytes,
+                            help="largest request line and headers (bytes)")
+        parser.add_argument("--max-connections", type=int, default=Limits.max_connections,
+                            help="open client connections a worker takes")
+        parser.add_argument("--max-idle-upstream", type=int, default=Limits.max_idle_upstream,
+                            help="idle kept-alive connections a worker keeps per upstream")
+        parser.add_argument("--underscores-in-headers", action="store_true",
+                            help="forward header names with underscores (dropped by default, as nginx does; "
+                                 "X_Accord_* ones always are)")
+        parser.add_argument("--no-compile", action="store_true",
+                            help="do not compile the data plane at start when its build is missing or stale")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = _address(options["listen"])
@@ -58,13 +74,21 @@ class Command(BaseCommand):
         workers = options["workers"]
         if not 1 <= workers <= 64:
             raise CommandError("--workers must be between 1 and 64")
-        for name in ("poll", "reload", "flush", "grace", "header_timeout", "upstream_timeout"):
+        for name in ("poll", "reload", "flush", "grace", "header_timeout", "upstream_timeout", "idle_timeout",
+                     "connect_timeout"):
             if not 0 < options[name] <= 86_400:
                 raise CommandError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
         if not 0 <= options["live"] <= 3600:
             raise CommandError("--live must be a number of seconds between 0 (off) and 3600")
         if options["max_body"] < 0:
             raise CommandError("--max-body must be 0 or more")
+        for name in ("max_header_bytes", "max_connections", "max_idle_upstream"):
+            if options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be 1 or more")
+        mode = os.environ.get("ACCORD_DATAPLANE", "auto").strip().lower() or "auto"
+        if not options["no_compile"] and mode in ("auto", "compiled"):
+            # before anything imports a stale build (one loaded, a process cannot load the new one)
+            dataplane.ensure_compiled(self._say)
         try:
             plane = dataplane.choose()  # each worker chooses the same way; a bad ACCORD_DATAPLANE fails here
         except dataplane.DataPlaneError as e:
@@ -75,7 +99,10 @@ class Command(BaseCommand):
                 raise CommandError("--admin must differ from --listen")
             _check_bindable(*admin, "--admin")
         limits = Limits(max_body_bytes=options["max_body"], header_timeout=options["header_timeout"],
-                        upstream_timeout=options["upstream_timeout"])
+                        upstream_timeout=options["upstream_timeout"], idle_timeout=options["idle_timeout"],
+                        connect_timeout=options["connect_timeout"], max_header_bytes=options["max_header_bytes"],
+                        max_connections=options["max_connections"], max_idle_upstream=options["max_idle_upstream"],
+                        underscores_in_headers=options["underscores_in_headers"])
         config = WorkerConfig(host, port, reuse_port=True, workers=workers, poll=options["poll"],
                               full_reload=options["reload"], grace=options["grace"],
                               flush_interval=options["flush"], live_interval=options["live"], limits=limits)
@@ -86,3 +113,7 @@ class Command(BaseCommand):
         code = Supervisor(config, workers, admin).run()
         if code:
             sys.exit(code)
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
