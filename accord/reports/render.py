@@ -46,7 +46,8 @@ def support_rows(rows: list[SupportRow]) -> list[dict[str, str]]:
     } for r in rows]
 
 
-def context(report: Report, *, version: int | None = None, charts_on: bool = True) -> dict[str, Any]:
+def context(report: Report, *, version: int | None = None, charts_on: bool = True,
+            tooltips: bool = True) -> dict[str, Any]:
     """Everything the templates show, as text: the HTML page, the staff page and the PDF read the same."""
     parts = []
     for part in report.parts:
@@ -64,7 +65,7 @@ def context(report: Report, *, version: int | None = None, charts_on: bool = Tru
                 "breaches": [{"day": d.day.isoformat(), "valid": units.number(d.valid), "bad": units.number(d.bad),
                               "attained": percent_label(r.attained_of(d), worse_up=r.kind == "error_rate")}
                              for d in r.breaches()],
-                "attainment_chart": charts.attainment(r) if charts_on and r.days else "",
+                "attainment_chart": charts.attainment(r, tooltips=tooltips) if charts_on and r.days else "",
                 "burn_chart": charts.burn_down(r) if charts_on and r.days and r.allowed else "",
             })
         agreement = part.agreement
@@ -100,15 +101,20 @@ def html(report: Report, *, version: int | None = None) -> bytes:
     return render_to_string("reports/document.html", context(report, version=version)).encode()
 
 
-def pdf(report: Report, *, version: int | None = None, document: bytes | None = None) -> bytes:
-    """The report's HTML printed by WeasyPrint, with fixed dates (the period's end) and an identifier from the
-    content, so the same report is the same bytes. ImportError when WeasyPrint (or Pango) is missing."""
+def print_document(report: Report, *, version: int | None = None) -> bytes:
+    """The page WeasyPrint prints: the same body as the HTML page, under a stylesheet made for print (fixed
+    table layout, one font, few rules: WeasyPrint's time grows with each) and charts without hover titles."""
+    return render_to_string("reports/print.html", context(report, version=version, tooltips=False)).encode()
+
+
+def pdf(report: Report, *, version: int | None = None) -> bytes:
+    """The report printed by WeasyPrint, with fixed dates (the period's end) and an identifier from the content,
+    so the same report is the same bytes. ImportError when WeasyPrint (or Pango) is missing."""
     import weasyprint
 
-    source = document if document is not None else html(report, version=version)
+    source = print_document(report, version=version)
     stamp = report.period.end.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    doc = weasyprint.HTML(string=source.decode(), base_url=None)
-    rendered = doc.render()
+    rendered = weasyprint.HTML(string=source.decode(), base_url=None).render()
     rendered.metadata.created = rendered.metadata.modified = stamp
     rendered.metadata.title = f"Service report {account_key(report.account.external_id, report.account.pk)} " \
                               f"{report.period.label}"
