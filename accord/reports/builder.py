@@ -172,6 +172,7 @@ class Part:
     share: Fraction  # of the period's days
     objectives: list[ObjectiveResult] = field(default_factory=list)
     credits: list[CreditLine] = field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = field(default_factory=list)  # declared windows left out of the part
 
 
 @dataclass
@@ -486,6 +487,7 @@ def build_many(accounts: list[Account], period: Period, now: dt.datetime | None 
             part.objectives = [judged[(account.pk, o.pk, part.start)]
                                for o in part.agreement.runtime_objectives]  # type: ignore[attr-defined]
             part.credits = credits_of(part)
+            part.maintenance = windows_of(part.agreement, part.start, part.end)
             for s in part.agreement.services.all():
                 services.setdefault(s.pk, s)
         chosen = sorted(services.values(), key=lambda s: s.name)

@@ -9,12 +9,14 @@ period's end and its identifier derives from the content.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 from typing import Any
 
 from django.template.loader import render_to_string
 
+from accord.agreements.models import MaintenanceWindow
 from accord.gateway.snapshot import account_key
 from accord.lib import units
 from accord.lib.csvio import escape_cell
@@ -26,6 +28,12 @@ from .builder import NO_DATA, Report, SupportRow, percent_label
 CSV_COLUMNS = ["account", "period", "provisional", "row", "agreement", "terms_from", "terms_to", "objective",
                "kind", "target", "attained", "valid_events", "bad_events", "budget_used", "met", "day",
                "credit_percent", "credit_amount", "currency"]
+
+
+def minutes_within(window: MaintenanceWindow, start: dt.datetime, end: dt.datetime) -> int:
+    """The whole minutes of a maintenance window inside [start, end): the minutes left out of the part."""
+    seconds = (min(window.end, end) - max(window.start, start)).total_seconds()
+    return max(0, int(seconds // 60))
 
 
 def _minutes(value: float | None) -> str:
@@ -74,6 +82,9 @@ def context(report: Report, *, version: int | None = None, charts_on: bool = Tru
             "title": (agreement.title or agreement.name) if agreement else "",
             "from": part.first_day.isoformat(), "to": part.last_day.isoformat(),
             "whole": part.share == 1, "objectives": objectives,
+            "maintenance": [{"start": units.instant(w.start, "UTC"), "end": units.instant(w.end, "UTC"),
+                             "minutes": units.number(minutes_within(w, part.start, part.end)),
+                             "reason": w.reason} for w in part.maintenance],
         })
     return {
         "account": report.account, "account_key": account_key(report.account.external_id, report.account.pk),
@@ -182,7 +193,11 @@ def as_dict(report: Report) -> dict[str, Any]:
             })
         parts.append({"agreement": part.agreement.name if part.agreement else None,
                       "from": part.first_day.isoformat(), "to": part.last_day.isoformat(),
-                      "objectives": objectives})
+                      "objectives": objectives,
+                      "maintenance": [{"start": w.start.isoformat(), "end": w.end.isoformat(), "reason": w.reason,
+                                       "declared_at": w.declared_at.isoformat(),
+                                       "minutes": minutes_within(w, part.start, part.end)}
+                                      for w in part.maintenance]})
     return {
         "account": account_key(report.account.external_id, report.account.pk), "period": report.period.label,
         "provisional": report.provisional, "parts": parts,
