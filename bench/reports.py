@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Benchmark period reports: build a month's reports (data, HTML, CSV, PDF) of every account.
 
-    python bench/reports.py [--accounts 1000] [--minutes-per-hour 3] [--limit N] [--postgres URL]
+    python bench/reports.py [--accounts 1000] [--jobs 2] [--rounds 1] [--reference 20] [--postgres URL]
 
 A scratch database (as bench/governance.py: SQLite in a temporary directory, or a database of its own on
 `--postgres`) gets 1,000 accounts in four tiers, an agreement per tier (availability 99.9 % on booking, a
-credit schedule) and November 2026 of minute rollups, each account active in 3 random minutes of every hour
-(with the hour and all-accounts rows the flusher writes: governance's own generator). Then every account's
-report is built as `accord reports build` builds it, timed per stage: judging the period (the SLI
-queries, day by day), the HTML, the CSV, the PDF. The reference, in the same run: WeasyPrint printing one
-fixed page of the same size (the floor of a PDF) and the HTML alone. `--limit N` builds only the first N
-accounts' reports (the total is then extrapolated and marked so).
+credit schedule; platinum also p95 latency) and November 2026 of minute rollups, each account active in 3 random
+minutes of every hour (with the hour and all-accounts rows the flusher writes: governance's own generator).
+
+Then every account's files are built as `accord reports build --jobs N` builds them (`accord.reports.files`:
+batches judged together, printed on N processes), timed end to end, with the seconds of each stage. The
+reference, in the same run on the same data: the first `--reference` accounts built one at a time the way
+`reports build` did before (each account's traffic read on its own, WeasyPrint printing the HTML page with the
+page's stylesheet), CPU time per stage, medians. `--limit N` builds only the first N accounts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import datetime as dt
 import random
 import statistics
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +40,10 @@ def main() -> None:
     parser.add_argument("--minutes-per-hour", type=int, default=3)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--limit", type=int, default=0, help="build only this many reports")
+    parser.add_argument("--jobs", type=int, default=2, help="processes building reports (default 2)")
+    parser.add_argument("--rounds", type=int, default=1, help="builds of every report (the median is shown)")
+    parser.add_argument("--reference", type=int, default=20,
+                        help="accounts built one at a time the previous way, as the reference")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     args.days = 30
@@ -53,6 +60,7 @@ def run(args: argparse.Namespace, label: str) -> None:
     from accord.customers.models import Tier
     from accord.reports import render
     from accord.reports.builder import accounts_for, build
+    from accord.reports.files import build_all
     from accord.reports.periods import parse_period
 
     end = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -73,38 +81,47 @@ def run(args: argparse.Namespace, label: str) -> None:
     if args.limit:
         chosen = chosen[: args.limit]
     now = end + dt.timedelta(days=2)
-    stages: dict[str, list[float]] = {"judge": [], "html": [], "csv": [], "pdf": []}
-    started = time.perf_counter()
-    page = b""
-    for account in chosen:
-        t0 = time.perf_counter()
-        report = build(account, period, now)
-        t1 = time.perf_counter()
-        page = render.html(report)
-        t2 = time.perf_counter()
-        render.csv_bytes(report)
-        t3 = time.perf_counter()
-        render.pdf(report, document=page)
-        t4 = time.perf_counter()
-        for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            stages[name].append(value)
-    total = time.perf_counter() - started
+    # the reference: one account at a time, as `reports build` did before batches (build() reads the account's
+    # traffic on its own; WeasyPrint prints the HTML page with the page's stylesheet)
     import weasyprint
 
-    floor = []
-    for _ in range(5):
-        t = time.perf_counter()
+    reference: dict[str, list[float]] = {"judge": [], "html": [], "pdf": []}
+    for account in chosen[: args.reference]:
+        t0 = time.process_time()
+        report = build(account, period, now)
+        t1 = time.process_time()
+        page = render.html(report)
+        t2 = time.process_time()
         weasyprint.HTML(string=page.decode()).write_pdf()
-        floor.append(time.perf_counter() - t)
+        t3 = time.process_time()
+        for name, value in zip(reference, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            reference[name].append(value)
+    ref_total = sum(statistics.median(v) for v in reference.values())
+    runs = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as out:
+            started = time.perf_counter()
+            seconds: dict[str, float] = {}
+            for batch in build_all(chosen, period, now, Path(out), jobs=args.jobs):
+                for name, value in batch.seconds.items():
+                    seconds[name] = seconds.get(name, 0.0) + value
+            runs.append((time.perf_counter() - started, seconds))
+    walls = [w for w, _s in runs]
+    _wall, seconds = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     n = len(chosen)
-    scale = args.accounts / n if args.limit else 1
-    print(f"{label}: {n} reports (HTML, CSV, PDF) in {total:.1f} s"
-          + (f", {total * scale:.0f} s extrapolated to {args.accounts}" if args.limit else ""))
-    print("| stage | median ms per account | share of the time |")
-    print("|---|---:|---:|")
-    for name, values in stages.items():
-        print(f"| {name} | {statistics.median(values) * 1000:.1f} | {sum(values) / total * 100:.0f} % |")
-    print(f"| reference: WeasyPrint alone on the same page | {statistics.median(floor) * 1000:.1f} | |")
+    per_report = {name: value / n * 1000 for name, value in seconds.items()}
+    print(f"{label}: {n} reports (HTML, CSV, PDF) on {args.jobs} process(es): median {statistics.median(walls):.1f} s "
+          f"of {len(walls)} round(s) ({', '.join(f'{w:.1f}' for w in walls)})")
+    print(f"{label}: reference, one account at a time on one process: {ref_total * 1000:.1f} ms per report "
+          f"(median of {len(reference['judge'])}), {ref_total * n:.0f} s of CPU for {n}")
+    print("| stage | reference: one at a time, median ms per report | batched, mean ms per report | ratio |")
+    print("|---|---:|---:|---:|")
+    for name in ("judge", "html", "pdf"):
+        ref = statistics.median(reference[name]) * 1000
+        print(f"| {name} | {ref:.1f} | {per_report[name]:.1f} | {ref / per_report[name]:.1f} x |")
+    print(f"| csv | | {per_report['csv']:.1f} | |")
+    print(f"wall per report: {statistics.median(walls) / n * 1000:.1f} ms; reference CPU per report / wall per "
+          f"report: {ref_total * n / statistics.median(walls):.1f} x")
 
 
 if __name__ == "__main__":

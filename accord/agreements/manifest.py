@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from pydantic import BeforeValidator, Field, StrictInt, StringConstraints
 
 from accord.catalog.models import Operation, Service
@@ -32,6 +34,7 @@ from .models import (
     BusinessCalendar,
     CreditBand,
     CreditSchedule,
+    MaintenanceWindow,
     Objective,
     credit_errors,
     holiday_errors,
@@ -192,6 +195,59 @@ class CreditsSpec(Spec):
     claim_days: int | None = Field(default=None, ge=1, le=366)
 
 
+def _instant_text(value: object) -> object:
+    """An instant as written: YAML reads an unquoted 2026-11-14T02:00:00+01:00 as a datetime already."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        raise ValueError(f"{value} is a day: write an instant with its offset, like {value}T02:00:00+00:00")
+    return value
+
+
+InstantText = Annotated[str, BeforeValidator(_instant_text)]
+
+
+class MaintenanceSpec(Spec):
+    """A maintenance window declared in advance: its minutes are not counted against the run-time objectives."""
+
+    start: InstantText
+    end: InstantText
+    reason: Text = ""
+
+
+def parse_instant(text: str) -> tuple[dt.datetime | None, str]:
+    """(the aware instant, "") or (None, what is wrong): ISO 8601 with an offset (or Z), on a whole minute."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None, f"{show(text)} is not an instant like 2026-11-14T02:00:00+01:00"
+    if value.tzinfo is None:
+        return None, f"{show(text)} has no offset: write it like 2026-11-14T02:00:00+01:00 (or Z for UTC)"
+    if value.second or value.microsecond:
+        return None, f"{show(text)} is not on a whole minute (rollups count whole minutes)"
+    return value.astimezone(dt.UTC), ""
+
+
+def _utc_text(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _maintenance_dicts(windows: list[tuple[dt.datetime, dt.datetime, str]]) -> list[dict[str, Any]]:
+    return [drop_empty({"start": _utc_text(a), "end": _utc_text(b), "reason": reason}, keep=("start", "end"))
+            for a, b, reason in sorted(windows, key=lambda w: (w[0], w[1]))]
+
+
+def _maintenance_of(a: AgreementSpec) -> list[tuple[dt.datetime, dt.datetime, str]]:
+    """The file's windows as instants (after the check passed: every instant parses)."""
+    out = []
+    for w in a.maintenance:
+        start, _ = parse_instant(w.start)
+        end, _ = parse_instant(w.end)
+        assert start is not None and end is not None
+        out.append((start, end, w.reason))
+    return out
+
+
 class AgreementSpec(Spec):
     """A service-level agreement for a tier or for one account."""
 
@@ -207,6 +263,7 @@ class AgreementSpec(Spec):
     services: list[Name] = []
     objectives: list[ObjectiveSpec] = []
     credits: CreditsSpec | None = None
+    maintenance: list[MaintenanceSpec] = []
 
 
 def _objective_dict(
@@ -234,7 +291,7 @@ def _credits_dict(cap: Decimal, bands: list[tuple[Decimal, Decimal]], minimum: D
 def _agreement_dict(
     name: str, title: str, tier: str | None, account: str | None, effective_from: Any, effective_to: Any,
     fee: Decimal, currency: str, calendar: str, services: list[str], objectives: list[dict[str, Any]],
-    credits: dict[str, Any] | None,
+    credits: dict[str, Any] | None, maintenance: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return drop_empty(
         {
@@ -242,7 +299,7 @@ def _agreement_dict(
             "effective_from": effective_from, "effective_to": effective_to,
             "monthly_fee": num(fee), "currency": currency, "calendar": calendar,
             "services": sorted(services), "objectives": sorted(objectives, key=lambda o: o["name"]),
-            "credits": credits,
+            "credits": credits, "maintenance": maintenance or None,
         },
         keep=("name", "effective_from", "monthly_fee", "currency", "calendar"),
     )
@@ -257,6 +314,7 @@ def agreement_dict_from_spec(a: AgreementSpec) -> dict[str, Any]:
                          o.service, o.operation, o.channel, o.priority) for o in a.objectives],
         _credits_dict(a.credits.cap, [(b.below, b.credit) for b in a.credits.bands], a.credits.minimum,
                       a.credits.claim_days) if a.credits else None,
+        _maintenance_dicts(_maintenance_of(a)),
     )
 
 
@@ -274,6 +332,7 @@ def agreement_dict_from_db(a: Agreement) -> dict[str, Any]:
          for o in a.objectives.select_related("service", "operation")],
         _credits_dict(schedule.cap_percent, [(b.below_percent, b.credit_percent) for b in schedule.bands.all()],
                       schedule.minimum_amount, schedule.claim_days) if schedule else None,
+        _maintenance_dicts([(w.start, w.end, w.reason) for w in a.maintenance_windows.all()]),
     )
 
 
@@ -318,6 +377,34 @@ class AgreementKind(Kind, section="agreements", singular="agreement", spec=Agree
             if ag.credits is not None:
                 for where, problem in credit_errors(ag.credits.cap, [(b.below, b.credit) for b in ag.credits.bands]):
                     check.err(f"{p}.credits.{where}", problem)
+            self._maintenance(check, p, ag)
+
+    def _maintenance(self, check: Check, p: str, ag: AgreementSpec) -> None:
+        """Each window parses, ends after it starts, overlaps no other, and is declared in advance: a window not
+        stored yet must start after now (a window cannot be declared once it has begun, nor stretched)."""
+        stored = set(MaintenanceWindow.objects.filter(agreement__name=ag.name).values_list("start", "end"))
+        now = timezone.now()
+        seen: list[tuple[int, dt.datetime, dt.datetime]] = []
+        for j, w in enumerate(ag.maintenance):
+            where = f"{p}.maintenance[{j}]"
+            start, problem = parse_instant(w.start)
+            if start is None:
+                check.err(f"{where}.start", problem)
+            end, problem = parse_instant(w.end)
+            if end is None:
+                check.err(f"{where}.end", problem)
+            if start is None or end is None:
+                continue
+            if end <= start:
+                check.err(f"{where}.end", f"{w.end} is not after start ({w.start})")
+                continue
+            for k, other_start, other_end in seen:
+                if start < other_end and other_start < end:
+                    check.err(where, f"overlaps maintenance[{k}]")
+            seen.append((j, start, end))
+            if (start, end) not in stored and start <= now:
+                check.err(f"{where}.start", f"{w.start} has begun (it is {_utc_text(now)}): a maintenance window "
+                                            "is declared in advance, before it starts")
 
     def _objective(self, check: Check, p: str, o: ObjectiveSpec, services: set[str],
                    operations: set[tuple[str, str]]) -> None:
@@ -387,6 +474,7 @@ def _write_agreement(a: AgreementSpec) -> None:
                 "priority": o.priority or "",
             },
         )
+    _write_maintenance(ag, a)
     if a.credits is None:
         CreditSchedule.objects.filter(agreement=ag).delete()
         return
@@ -401,3 +489,17 @@ def _write_agreement(a: AgreementSpec) -> None:
             band.credit_percent = b.credit
             band.save(update_fields=["credit_percent"])
     CreditBand.objects.filter(pk__in=[band.pk for band in stored.values()]).delete()
+
+
+def _write_maintenance(ag: Agreement, a: AgreementSpec) -> None:
+    """Windows by (start, end): a stored one keeps the instant it was declared; a new one is declared now."""
+    stored = {(w.start, w.end): w for w in ag.maintenance_windows.all()}
+    now = timezone.now()
+    for start, end, reason in _maintenance_of(a):
+        window = stored.pop((start, end), None)
+        if window is None:
+            MaintenanceWindow.objects.create(agreement=ag, start=start, end=end, reason=reason, declared_at=now)
+        elif window.reason != reason:
+            window.reason = reason
+            window.save(update_fields=["reason"])
+    MaintenanceWindow.objects.filter(pk__in=[w.pk for w in stored.values()]).delete()

@@ -347,3 +347,27 @@ class CreditBand(models.Model):
 
     def __str__(self) -> str:
         return f"< {self.below_percent}% -> {self.credit_percent}%"
+
+
+class MaintenanceWindow(models.Model):
+    """A maintenance window declared in advance: its minutes are not measured against the agreement's run-time
+    objectives (docs/reports.md, "What counts as downtime")."""
+
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="maintenance_windows")
+    start = models.DateTimeField(help_text="First instant of the window, on a whole minute.")
+    end = models.DateTimeField(help_text="First instant after the window, on a whole minute.")
+    reason = models.CharField(max_length=200, blank=True)
+    declared_at = models.DateTimeField(help_text="When the window was first applied; before its start, or it is "
+                                                 "not a declared window.")
+
+    class Meta:
+        ordering = ["start", "end"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="maintenance_end_after_start"),
+            models.CheckConstraint(condition=Q(declared_at__lte=models.F("start")),
+                                   name="maintenance_declared_in_advance"),
+            models.UniqueConstraint(fields=["agreement", "start", "end"], name="maintenance_unique_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement}: maintenance {self.start.isoformat()} to {self.end.isoformat()}"

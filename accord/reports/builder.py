@@ -21,21 +21,22 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from accord.agreements.models import Agreement, CreditSchedule, Objective
+from accord.agreements.models import Agreement, CreditSchedule, MaintenanceWindow, Objective
 from accord.catalog.models import Pool, Service
 from accord.customers.models import Account
 from accord.desk.clocks import _pauses, engine
 from accord.desk.models import SlaClock
 from accord.gateway.measure import Sketch
 from accord.gateway.snapshot import account_key
-from accord.governance.indicators import RUNTIME_KINDS, allowed_bad, burn, objective_events, rollup_stats
+from accord.governance.indicators import RUNTIME_KINDS, abandon_threshold_ms, allowed_bad, burn, rollup_stats
 from accord.governance.models import AuditEvent
 from accord.lib import units
 
+from .measure import CHUNK, events_by_account
 from .partners import parallel, serial
 from .periods import Period
 
@@ -61,6 +62,7 @@ class ObjectiveResult:
     requests: int
     days: list[Day]
     percentile_ms: float | None = None  # latency objectives: the measured percentile
+    maintenance: list[MaintenanceWindow] = field(default_factory=list)  # declared windows left out of the part
 
     @property
     def kind(self) -> str:
@@ -170,6 +172,7 @@ class Part:
     share: Fraction  # of the period's days
     objectives: list[ObjectiveResult] = field(default_factory=list)
     credits: list[CreditLine] = field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = field(default_factory=list)  # declared windows left out of the part
 
 
 @dataclass
@@ -203,12 +206,24 @@ class Report:
         return dict(sorted(totals.items()))
 
 
-def parts_of(account: Account, period: Period, now: dt.datetime) -> list[Part]:
+def in_force(agreements: list[Agreement], account: Account, day: dt.date) -> Agreement | None:
+    """`Agreement.for_account` on agreements already read: the account's own beats its tier's, newest start
+    wins."""
+    live = [a for a in agreements
+            if (a.account_id == account.pk or (account.tier_id is not None and a.tier_id == account.tier_id))
+            and a.effective_from <= day and (a.effective_to is None or a.effective_to >= day)]
+    ranked = sorted(live, key=lambda a: (a.account_id is None, -a.effective_from.toordinal(), a.name))
+    return ranked[0] if ranked else None
+
+
+def parts_of(account: Account, period: Period, now: dt.datetime,
+             agreements: list[Agreement] | None = None) -> list[Part]:
     """Consecutive days under one agreement, each a part; the last measured up to `now` while the period runs."""
     days = period.days()
     runs: list[tuple[Agreement | None, dt.date, dt.date]] = []
     for day in days:
-        agreement = Agreement.for_account(account, day)
+        agreement = (Agreement.for_account(account, day) if agreements is None
+                     else in_force(agreements, account, day))
         if runs and (runs[-1][0].pk if runs[-1][0] else None) == (agreement.pk if agreement else None):
             runs[-1] = (runs[-1][0], runs[-1][1], day)
         else:
@@ -221,27 +236,76 @@ def parts_of(account: Account, period: Period, now: dt.datetime) -> list[Part]:
     return parts
 
 
-def judge(objective: Objective, part: Part, key: str) -> ObjectiveResult:
-    """A run-time objective over a part, day by day, for one account's traffic."""
-    days: list[Day] = []
-    requests = 0
-    latencies = Sketch() if objective.kind == Objective.Kind.LATENCY else None
+def windows_of(agreement: Agreement, start: dt.datetime, end: dt.datetime) -> list[MaintenanceWindow]:
+    """The agreement's declared maintenance windows that overlap [start, end) (read with the agreement)."""
+    return [w for w in agreement.maintenance_windows.all() if w.start < end and w.end > start]
+
+
+def measured_spans(start: dt.datetime, end: dt.datetime,
+                   windows: list[MaintenanceWindow]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """[start, end) less the maintenance windows: the spans whose minutes count."""
+    spans = []
+    cursor = start
+    for w in sorted(windows, key=lambda w: w.start):
+        if w.start > cursor:
+            spans.append((cursor, min(w.start, end)))
+        cursor = max(cursor, w.end)
+        if cursor >= end:
+            break
+    if cursor < end:
+        spans.append((cursor, end))
+    return [(a, b) for a, b in spans if a < b]
+
+
+def judge_many(objective: Objective, part: Part, keys: list[str]) -> dict[str, ObjectiveResult]:
+    """A run-time objective over a part, day by day, for each of several accounts' traffic under the same
+    terms: one set of queries per day for all of them (`measure.events_by_account`). The minutes of declared
+    maintenance windows are left out."""
+    threshold = abandon_threshold_ms(objective)
+    windows = windows_of(objective.agreement, part.start, part.end)
+    days: dict[str, list[Day]] = {k: [] for k in keys}
+    requests = dict.fromkeys(keys, 0)
+    latency = objective.kind == Objective.Kind.LATENCY
+    sketches = {k: Sketch() for k in keys} if latency else {}
     day = part.first_day
     while day <= part.last_day:
         span = Period("", day, day)
         start, end = span.start, min(span.end, part.end)
         if start < end:
-            events = objective_events(objective, start, end, account=key)
-            requests += events.requests
-            days.append(Day(day, events.valid, events.bad))
-            if latencies is not None and events.latencies is not None:
-                latencies.merge(events.latencies)
+            valid = dict.fromkeys(keys, 0)
+            bad = dict.fromkeys(keys, 0)
+            for a, b in measured_spans(start, end, windows):
+                for key, events in events_by_account(objective, a, b, keys, threshold=threshold).items():
+                    requests[key] += events.requests
+                    valid[key] += events.valid
+                    bad[key] += events.bad
+                    if latency and events.latencies is not None:
+                        sketches[key].merge(events.latencies)
+            for key in keys:
+                days[key].append(Day(day, valid[key], bad[key]))
         day += dt.timedelta(days=1)
-    valid = sum(d.valid for d in days)
-    result = ObjectiveResult(objective, valid, sum(d.bad for d in days), requests, days)
-    if latencies is not None and valid:
-        result.percentile_ms = units.significant(latencies.quantile(float(objective.percentile or 95) / 100))
-    return result
+    out = {}
+    for key in keys:
+        total = sum(d.valid for d in days[key])
+        result = ObjectiveResult(objective, total, sum(d.bad for d in days[key]), requests[key], days[key])
+        result.maintenance = windows
+        if latency and total:
+            result.percentile_ms = units.significant(
+                sketches[key].quantile(float(objective.percentile or 95) / 100))
+        out[key] = result
+    return out
+
+
+def judge(objective: Objective, part: Part, key: str) -> ObjectiveResult:
+    """A run-time objective over a part, day by day, for one account's traffic."""
+    return judge_many(objective, part, [key])[key]
+
+
+def schedule_of(agreement: Agreement) -> CreditSchedule | None:
+    try:
+        return agreement.credit_schedule
+    except CreditSchedule.DoesNotExist:
+        return None
 
 
 def credit_percent(schedule: CreditSchedule, attained: Fraction) -> Decimal:
@@ -258,7 +322,7 @@ def credits_of(part: Part) -> list[CreditLine]:
     """Credits of a part's availability objectives: the band's share of the fee for the part's days, the total
     held under the cap; a credit below the schedule's minimum amount is not issued. No valid event: no credit."""
     agreement = part.agreement
-    schedule = CreditSchedule.objects.filter(agreement=agreement).first() if agreement else None
+    schedule = schedule_of(agreement) if agreement else None
     if agreement is None or schedule is None:
         return []
     fee = agreement.monthly_fee * Decimal(part.share.numerator) / Decimal(part.share.denominator)
@@ -280,15 +344,27 @@ def credits_of(part: Part) -> list[CreditLine]:
     return lines
 
 
-def support(account: Account, period: Period, now: dt.datetime) -> tuple[list[SupportRow], list[SupportRow],
-                                                                          list[SupportRow], list[dict[str, Any]]]:
+def clocks_of(accounts: list[Account], period: Period, now: dt.datetime) -> dict[int, list[SlaClock]]:
+    """First response and resolution clocks started in the period, per account, in one query."""
+    out: dict[int, list[SlaClock]] = defaultdict(list)
+    ids = [a.pk for a in accounts]
+    for i in range(0, len(ids), CHUNK):
+        for clock in (SlaClock.objects.filter(ticket__account_id__in=ids[i:i + CHUNK], started_at__gte=period.start,
+                                              started_at__lt=min(period.end, max(now, period.start)),
+                                              kind__in=[SlaClock.Kind.FIRST_RESPONSE, SlaClock.Kind.RESOLUTION])
+                      .exclude(status=SlaClock.Status.CANCELLED)
+                      .select_related("ticket__group", "calendar").order_by("started_at", "id")):
+            if clock.ticket.account_id is not None:
+                out[clock.ticket.account_id].append(clock)
+    return out
+
+
+def support(account: Account, period: Period, now: dt.datetime, clocks: list[SlaClock] | None = None) -> tuple[
+        list[SupportRow], list[SupportRow], list[SupportRow], list[dict[str, Any]]]:
     """First response and resolution clocks started in the period: met (stopped in time) of judged (stopped or
     breached; a clock still running in time is not judged yet), and business minutes to stop."""
-    clocks = (SlaClock.objects.filter(ticket__account=account, started_at__gte=period.start,
-                                      started_at__lt=min(period.end, max(now, period.start)),
-                                      kind__in=[SlaClock.Kind.FIRST_RESPONSE, SlaClock.Kind.RESOLUTION])
-              .exclude(status=SlaClock.Status.CANCELLED)
-              .select_related("ticket__group", "calendar").order_by("started_at", "id"))
+    if clocks is None:
+        clocks = clocks_of([account], period, now).get(account.pk, [])
     groups: dict[str, dict[str, SupportRow]] = {"priority": {}, "channel": {}, "team": {}}
     breaches = []
     for clock in clocks:
@@ -321,12 +397,17 @@ def support(account: Account, period: Period, now: dt.datetime) -> tuple[list[Su
             sorted(groups["team"].values(), key=lambda r: r.key), breaches)
 
 
-def activations(account: Account, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+def activation_events(start: dt.datetime, end: dt.datetime) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(kind=AuditEvent.Kind.ACTIVATED, at__gte=start, at__lt=end)
+                .select_related("policy").order_by("at", "id"))
+
+
+def activations(account: Account, start: dt.datetime, end: dt.datetime,
+                events: list[AuditEvent] | None = None) -> list[dict[str, Any]]:
     """Policy activations in the period whose policy reaches the account (its tier, itself, or everyone)."""
     tier = account.tier.name if account.tier_id and account.tier else None
     out = []
-    for event in (AuditEvent.objects.filter(kind=AuditEvent.Kind.ACTIVATED, at__gte=start, at__lt=end)
-                  .select_related("policy").order_by("at", "id")):
+    for event in activation_events(start, end) if events is None else events:
         policy = event.policy
         if policy is not None and (policy.tiers or policy.accounts) and not (
                 (tier and tier in policy.tiers) or account.external_id in policy.accounts):
@@ -363,26 +444,68 @@ def partners(services: list[Service], start: dt.datetime, end: dt.datetime) -> t
     return lines, composites
 
 
+def agreements_with_terms() -> list[Agreement]:
+    """Every agreement with what judging needs, read once for a batch of reports."""
+    runtime = Objective.objects.filter(kind__in=RUNTIME_KINDS).select_related("service", "operation")
+    return list(Agreement.objects.select_related("calendar", "tier", "account").prefetch_related(
+        Prefetch("objectives", queryset=runtime, to_attr="runtime_objectives"), "credit_schedule__bands",
+        "services__partners", "maintenance_windows"))
+
+
+def build_many(accounts: list[Account], period: Period, now: dt.datetime | None = None) -> list[Report]:
+    """The reports of several accounts for a period, reading what they share once: the agreements and their
+    terms, each objective's traffic for all the accounts it judges (one query per day, not per account and day),
+    the support clocks, the policy activations and the partner services."""
+    now = now or timezone.now()
+    agreements = agreements_with_terms()
+    end = min(period.end, max(now, period.start))
+    parts = {a.pk: parts_of(a, period, now, agreements) for a in accounts}
+    keys = {a.pk: account_key(a.external_id, a.pk) for a in accounts}
+    groups: dict[tuple[int, dt.datetime, dt.datetime], list[Account]] = defaultdict(list)
+    for account in accounts:
+        for part in parts[account.pk]:
+            if part.agreement is not None:
+                groups[(part.agreement.pk, part.start, part.end)].append(account)
+    judged: dict[tuple[int, int, dt.datetime], ObjectiveResult] = {}
+    for (_agreement, part_start, _end), members in groups.items():
+        part = next(p for p in parts[members[0].pk] if p.start == part_start)
+        assert part.agreement is not None
+        for objective in part.agreement.runtime_objectives:  # type: ignore[attr-defined]
+            objective.agreement = part.agreement
+            results = judge_many(objective, part, [keys[m.pk] for m in members])
+            for m in members:
+                judged[(m.pk, objective.pk, part_start)] = results[keys[m.pk]]
+    clocks = clocks_of(accounts, period, now)
+    events = activation_events(period.start, end)
+    partner_cache: dict[tuple[int, ...], tuple[list[PartnerLine], list[dict[str, Any]]]] = {}
+    reports = []
+    for account in accounts:
+        services: dict[int, Service] = {}
+        for part in parts[account.pk]:
+            if part.agreement is None:
+                continue
+            part.objectives = [judged[(account.pk, o.pk, part.start)]
+                               for o in part.agreement.runtime_objectives]  # type: ignore[attr-defined]
+            part.credits = credits_of(part)
+            part.maintenance = windows_of(part.agreement, part.start, part.end)
+            for s in part.agreement.services.all():
+                services.setdefault(s.pk, s)
+        chosen = sorted(services.values(), key=lambda s: s.name)
+        signature = tuple(s.pk for s in chosen)
+        if signature not in partner_cache:
+            partner_cache[signature] = partners(chosen, period.start, end)
+        lines, composites = partner_cache[signature]
+        by_priority, by_channel, by_team, support_breaches = support(account, period, now,
+                                                                     clocks.get(account.pk, []))
+        reports.append(Report(account, period, not period.ended(now), parts[account.pk], by_priority, by_channel,
+                              by_team, support_breaches, activations(account, period.start, end, events),
+                              lines, composites))
+    return reports
+
+
 def build(account: Account, period: Period, now: dt.datetime | None = None) -> Report:
     """The report of an account for a period; provisional while the period runs (measured up to `now`)."""
-    now = now or timezone.now()
-    key = account_key(account.external_id, account.pk)
-    parts = parts_of(account, period, now)
-    services: dict[int, Service] = {}
-    for part in parts:
-        if part.agreement is None:
-            continue
-        objectives = (part.agreement.objectives.filter(kind__in=RUNTIME_KINDS)
-                      .select_related("agreement__tier", "agreement__account", "service", "operation"))
-        part.objectives = [judge(o, part, key) for o in objectives]
-        part.credits = credits_of(part)
-        for s in part.agreement.services.prefetch_related("partners"):
-            services.setdefault(s.pk, s)
-    end = min(period.end, max(now, period.start))
-    by_priority, by_channel, by_team, support_breaches = support(account, period, now)
-    lines, composites = partners(sorted(services.values(), key=lambda s: s.name), period.start, end)
-    return Report(account, period, not period.ended(now), parts, by_priority, by_channel, by_team,
-                  support_breaches, activations(account, period.start, end), lines, composites)
+    return build_many([account], period, now)[0]
 
 
 def accounts_for(external_id: str | None) -> list[Account]:

@@ -53,8 +53,9 @@ def _day_labels(result: ObjectiveResult) -> list[tuple[float, str]]:
     return [(_x(i, n), d.day.strftime("%d %b")) for i, d in enumerate(result.days) if i % step == 0]
 
 
-def attainment(result: ObjectiveResult) -> SafeString:
-    """Each day's attainment (a dot, none on a day without traffic) against the target (a dashed line)."""
+def attainment(result: ObjectiveResult, *, tooltips: bool = True) -> SafeString:
+    """Each day's attainment (a dot, none on a day without traffic) against the target (a dashed line); each dot
+    says its day and value on hover unless `tooltips` is off (print: nobody hovers, and they cost a PDF time)."""
     o = result.objective
     target = float(o.target)
     error_rate = o.kind == Objective.Kind.ERROR_RATE
@@ -75,11 +76,20 @@ def attainment(result: ObjectiveResult) -> SafeString:
         low = max(0.0, low - max((100 - low) * 0.25, 0.05))
         high = 100.0
     n = len(levels)
-    dots = format_html_join("", '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {}</title></circle>', (
-        (coord(_x(i, n)), coord(_y(v, low, high)),
-         BAD if (v > target if error_rate else v < target) else PALETTE[0],
-         result.days[i].day.isoformat(), units.percent(v, 3))
-        for i, v in enumerate(levels) if v is not None))
+    if tooltips:
+        dots = format_html_join("", '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {}</title></circle>', (
+            (coord(_x(i, n)), coord(_y(v, low, high)),
+             BAD if (v > target if error_rate else v < target) else PALETTE[0],
+             result.days[i].day.isoformat(), units.percent(v, 3))
+            for i, v in enumerate(levels) if v is not None))
+    else:  # print: a dot is a zero-length stroke with round caps, all dots of a colour one path (cheap to draw)
+        by_colour: dict[str, list[str]] = {}
+        for i, v in enumerate(levels):
+            if v is not None:
+                colour = BAD if (v > target if error_rate else v < target) else PALETTE[0]
+                by_colour.setdefault(colour, []).append(f"M{coord(_x(i, n))} {coord(_y(v, low, high))}h0")
+        dots = format_html_join("", '<path d="{}" stroke="{}" stroke-width="6" stroke-linecap="round"/>',
+                                (("".join(moves), colour) for colour, moves in sorted(by_colour.items())))
     points = " ".join(f"{coord(_x(i, n))},{coord(_y(v, low, high))}" for i, v in enumerate(levels) if v is not None)
     body = format_html('<polyline points="{}" fill="none" stroke="{}" stroke-width="1.5"/>'
                        '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="1.5" stroke-dasharray="5 3"/>'

@@ -46,7 +46,7 @@ def formats(account: Account, period: Period, version: int, now: dt.datetime) ->
     page = render.html(report, version=version)
     out = {"html": page, "csv": render.csv_bytes(report)}
     if pdf_available():
-        out["pdf"] = render.pdf(report, version=version, document=page)
+        out["pdf"] = render.pdf(report, version=version)
     return out
 
 

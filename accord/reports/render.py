@@ -9,12 +9,14 @@ period's end and its identifier derives from the content.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 from typing import Any
 
 from django.template.loader import render_to_string
 
+from accord.agreements.models import MaintenanceWindow
 from accord.gateway.snapshot import account_key
 from accord.lib import units
 from accord.lib.csvio import escape_cell
@@ -26,6 +28,12 @@ from .builder import NO_DATA, Report, SupportRow, percent_label
 CSV_COLUMNS = ["account", "period", "provisional", "row", "agreement", "terms_from", "terms_to", "objective",
                "kind", "target", "attained", "valid_events", "bad_events", "budget_used", "met", "day",
                "credit_percent", "credit_amount", "currency"]
+
+
+def minutes_within(window: MaintenanceWindow, start: dt.datetime, end: dt.datetime) -> int:
+    """The whole minutes of a maintenance window inside [start, end): the minutes left out of the part."""
+    seconds = (min(window.end, end) - max(window.start, start)).total_seconds()
+    return max(0, int(seconds // 60))
 
 
 def _minutes(value: float | None) -> str:
@@ -46,7 +54,8 @@ def support_rows(rows: list[SupportRow]) -> list[dict[str, str]]:
     } for r in rows]
 
 
-def context(report: Report, *, version: int | None = None, charts_on: bool = True) -> dict[str, Any]:
+def context(report: Report, *, version: int | None = None, charts_on: bool = True,
+            tooltips: bool = True) -> dict[str, Any]:
     """Everything the templates show, as text: the HTML page, the staff page and the PDF read the same."""
     parts = []
     for part in report.parts:
@@ -64,7 +73,7 @@ def context(report: Report, *, version: int | None = None, charts_on: bool = Tru
                 "breaches": [{"day": d.day.isoformat(), "valid": units.number(d.valid), "bad": units.number(d.bad),
                               "attained": percent_label(r.attained_of(d), worse_up=r.kind == "error_rate")}
                              for d in r.breaches()],
-                "attainment_chart": charts.attainment(r) if charts_on and r.days else "",
+                "attainment_chart": charts.attainment(r, tooltips=tooltips) if charts_on and r.days else "",
                 "burn_chart": charts.burn_down(r) if charts_on and r.days and r.allowed else "",
             })
         agreement = part.agreement
@@ -73,6 +82,9 @@ def context(report: Report, *, version: int | None = None, charts_on: bool = Tru
             "title": (agreement.title or agreement.name) if agreement else "",
             "from": part.first_day.isoformat(), "to": part.last_day.isoformat(),
             "whole": part.share == 1, "objectives": objectives,
+            "maintenance": [{"start": units.instant(w.start, "UTC"), "end": units.instant(w.end, "UTC"),
+                             "minutes": units.number(minutes_within(w, part.start, part.end)),
+                             "reason": w.reason} for w in part.maintenance],
         })
     return {
         "account": report.account, "account_key": account_key(report.account.external_id, report.account.pk),
@@ -100,15 +112,20 @@ def html(report: Report, *, version: int | None = None) -> bytes:
     return render_to_string("reports/document.html", context(report, version=version)).encode()
 
 
-def pdf(report: Report, *, version: int | None = None, document: bytes | None = None) -> bytes:
-    """The report's HTML printed by WeasyPrint, with fixed dates (the period's end) and an identifier from the
-    content, so the same report is the same bytes. ImportError when WeasyPrint (or Pango) is missing."""
+def print_document(report: Report, *, version: int | None = None) -> bytes:
+    """The page WeasyPrint prints: the same body as the HTML page, under a stylesheet made for print (fixed
+    table layout, one font, few rules: WeasyPrint's time grows with each) and charts without hover titles."""
+    return render_to_string("reports/print.html", context(report, version=version, tooltips=False)).encode()
+
+
+def pdf(report: Report, *, version: int | None = None) -> bytes:
+    """The report printed by WeasyPrint, with fixed dates (the period's end) and an identifier from the content,
+    so the same report is the same bytes. ImportError when WeasyPrint (or Pango) is missing."""
     import weasyprint
 
-    source = document if document is not None else html(report, version=version)
+    source = print_document(report, version=version)
     stamp = report.period.end.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    doc = weasyprint.HTML(string=source.decode(), base_url=None)
-    rendered = doc.render()
+    rendered = weasyprint.HTML(string=source.decode(), base_url=None).render()
     rendered.metadata.created = rendered.metadata.modified = stamp
     rendered.metadata.title = f"Service report {account_key(report.account.external_id, report.account.pk)} " \
                               f"{report.period.label}"
@@ -176,7 +193,11 @@ def as_dict(report: Report) -> dict[str, Any]:
             })
         parts.append({"agreement": part.agreement.name if part.agreement else None,
                       "from": part.first_day.isoformat(), "to": part.last_day.isoformat(),
-                      "objectives": objectives})
+                      "objectives": objectives,
+                      "maintenance": [{"start": w.start.isoformat(), "end": w.end.isoformat(), "reason": w.reason,
+                                       "declared_at": w.declared_at.isoformat(),
+                                       "minutes": minutes_within(w, part.start, part.end)}
+                                      for w in part.maintenance]})
     return {
         "account": account_key(report.account.external_id, report.account.pk), "period": report.period.label,
         "provisional": report.provisional, "parts": parts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,9 +14,20 @@ from django.utils import timezone
 
 from accord.lib.csvio import progress_bar
 from accord.reports import render
-from accord.reports.builder import accounts_for, build
+from accord.reports.builder import accounts_for
+from accord.reports.files import build_all
 from accord.reports.freeze import FreezeError, close, file_name, pdf_available, verify
 from accord.reports.periods import Period, parse_period
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1 process")
+    return value
 
 
 def period_arg(text: str) -> Period:
@@ -35,6 +47,8 @@ class Command(BaseCommand):
         b.add_argument("--account", help="external id of one account (default: every account with an agreement)")
         b.add_argument("--out", default="reports", help="directory to write to (default: ./reports)")
         b.add_argument("--no-pdf", action="store_true", help="HTML and CSV only")
+        b.add_argument("--jobs", type=positive, default=0,
+                       help="processes building reports (default: one per CPU core)")
         c = sub.add_parser("close", help="freeze an ended period: store each report with its SHA-256 digest")
         c.add_argument("--period", required=True)
         c.add_argument("--account")
@@ -61,31 +75,29 @@ class Command(BaseCommand):
         want_pdf = not options["no_pdf"]
         if want_pdf and not pdf_available():
             raise CommandError("WeasyPrint (with Pango) is not installed: install it, or pass --no-pdf")
+        jobs = options["jobs"] or (os.cpu_count() or 1)
         now = timezone.now()
         started = time.monotonic()
         every: list[list[str]] = []
-        files = provisional = 0
+        files = 0
+        provisional = False
+        seconds: dict[str, float] = {}
         bar = progress_bar(len(accounts), options["verbosity"] > 0 and sys.stderr.isatty())
-        for account in accounts:
-            report = build(account, period, now)
-            provisional = provisional or report.provisional
-            page = render.html(report)
-            rows = render.csv_rows(report)
-            every.extend(rows)
-            stem = file_name(account, period, 0, "x").removesuffix("-v0.x")
-            (out / f"{stem}.html").write_bytes(page)
-            (out / f"{stem}.csv").write_bytes(render.write_csv(rows))
-            files += 2
-            if want_pdf:
-                (out / f"{stem}.pdf").write_bytes(render.pdf(report, document=page))
-                files += 1
-            bar.update(1)
+        bar.unit = "report"
+        for batch in build_all(accounts, period, now, out, want_pdf=want_pdf, jobs=jobs, progress=bar.update):
+            every.extend(batch.rows)
+            files += batch.files
+            provisional = provisional or batch.provisional
+            for stage, value in batch.seconds.items():
+                seconds[stage] = seconds.get(stage, 0.0) + value
         bar.close()
         (out / f"all-accounts-{period.label}.csv").write_bytes(render.write_csv(every))
         files += 1
         note = " (provisional: the period has not ended)" if provisional else ""
+        stages = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items() if stage != "pdf" or want_pdf)
         self.stdout.write(f"built {len(accounts)} reports for {period.label}: {files} files in {out} "
-                          f"in {time.monotonic() - started:.1f} s{note}")
+                          f"in {time.monotonic() - started:.1f} s on {min(jobs, max(1, len(accounts)))} "
+                          f"process(es) ({stages} of process time){note}")
 
     def do_close(self, options: dict[str, Any]) -> None:
         period = period_arg(options["period"])
