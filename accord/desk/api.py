@@ -95,6 +95,8 @@ class CallSerializer(serializers.Serializer):
 class CallLogView(APIView):
     """Log a phone call: a new ticket on the phone channel (caller matched to a contact), or on a given ticket."""
 
+    required_perms = {"POST": ["desk.add_ticket", "desk.change_ticket"]}
+
     @extend_schema(request=CallSerializer, responses={201: TicketSerializer})
     def post(self, request: Request) -> Response:
         s = CallSerializer(data=request.data)
