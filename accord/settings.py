@@ -196,7 +196,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "accord.lib.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "accord.lib.schema.AutoSchema",
     "EXCEPTION_HANDLER": "accord.lib.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

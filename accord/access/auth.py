@@ -10,6 +10,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
@@ -90,3 +91,17 @@ class ThrottledLoginView(LoginView):
             response.status_code = 429
             response["Retry-After"] = str(form.throttled)
         return response
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """The staff token in the OpenAPI schema: an HTTP bearer token."""
+
+    target_class = TokenAuthentication
+    name = "staffToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A staff token `acc_<prefix>_<secret>` (accord token create, /api/v1/me/tokens/)",
+        }

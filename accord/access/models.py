@@ -50,6 +50,9 @@ class UsedNonce(models.Model):
     scope = models.CharField(max_length=40)
     nonce = models.CharField(max_length=64)
     used_at = models.DateTimeField(default=timezone.now)
+    result = models.CharField(
+        max_length=100, blank=True, help_text="what spending it made (a ticket reference)"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "nonce"], name="access_nonce_once")]

@@ -49,7 +49,7 @@ class MessageSerializer(serializers.ModelSerializer):
 class TicketSerializer(serializers.ModelSerializer):
     reference = serializers.CharField(read_only=True)
     account = serializers.SlugRelatedField(slug_field="external_id", read_only=True)
-    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     clocks = ClockSerializer(many=True, read_only=True)
 
     class Meta:

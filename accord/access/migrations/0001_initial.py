@@ -50,6 +50,7 @@ class Migration(migrations.Migration):
                 ('scope', models.CharField(max_length=40)),
                 ('nonce', models.CharField(max_length=64)),
                 ('used_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('result', models.CharField(blank=True, help_text='what spending it made (a ticket reference)', max_length=100)),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('scope', 'nonce'), name='access_nonce_once')],
