@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 CLOCK_KEY = pytest.StashKey[object]()
@@ -52,10 +51,11 @@ def bob(db: None) -> User:
 
 @pytest.fixture
 def api(alice: User) -> APIClient:
-    """An API client authenticated with Alice's token."""
+    """An API client authenticated with Alice's token (a hashed, expiring staff token: accord/access)."""
+    from accord.access.tokens import create
+
     client = APIClient()
-    token = Token.objects.create(user=alice)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {create(alice, 'tests').secret}")
     return client
 
 

@@ -52,12 +52,24 @@ SESSION_COOKIE_SECURE = _HTTPS
 CSRF_COOKIE_SECURE = _HTTPS
 SECURE_SSL_REDIRECT = _env_bool("ACCORD_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = 31536000 if _HTTPS else 0
+# Only when every subdomain is served over HTTPS too (README, Production).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("ACCORD_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("ACCORD_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 if _env_bool("ACCORD_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Proxies (CIDRs) whose X-Forwarded-For is believed when finding a client's address (accord/lib/net.py): the
+# sign-in throttle and the public form's limit count per real client, not per proxy.
+ACCORD_TRUSTED_PROXIES = [c.strip() for c in os.environ.get("ACCORD_TRUSTED_PROXIES", "").split(",") if c.strip()]
+# Staff API tokens live this many days unless created with another (accord/access/tokens.py).
+ACCORD_TOKEN_DAYS = int(os.environ.get("ACCORD_TOKEN_DAYS", 90))
+# Failed sign-ins or API tokens per account, and per address, within the window before 429 (accord/access).
+ACCORD_SIGNIN_ACCOUNT_FAILURES = int(os.environ.get("ACCORD_SIGNIN_ACCOUNT_FAILURES", 5))
+ACCORD_SIGNIN_ADDRESS_FAILURES = int(os.environ.get("ACCORD_SIGNIN_ADDRESS_FAILURES", 20))
+ACCORD_SIGNIN_WINDOW = int(os.environ.get("ACCORD_SIGNIN_WINDOW", 900))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -68,11 +80,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accord.ops",
+    "accord.access",
     "accord.customers",
     "accord.agreements",
     "accord.catalog",
@@ -180,17 +192,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("ACCORD_MAX_BODY_BYTES", 1024 *
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accord.access.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["accord.lib.permissions.RolePermissions"],  # roles: accord/access/roles.py
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "accord.lib.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "accord.lib.schema.AutoSchema",
     "EXCEPTION_HANDLER": "accord.lib.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -6,8 +6,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.routers import DefaultRouter
+from rest_framework import routers
 
+from accord.access.api import register as register_access
 from accord.agreements.api import register as register_agreements
 from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
@@ -20,7 +21,17 @@ from accord.insight.api import register as register_insight
 from accord.lib.middleware import error_response
 from accord.reports.api import register as register_reports
 
-router = DefaultRouter()
+
+class Router(routers.DefaultRouter):
+    class APIRootView(routers.APIRootView):
+        """The API's resources; any staff role may read this list (every role holds access.view_apitoken)."""
+
+        required_perms = {"GET": ["access.view_apitoken"], "HEAD": ["access.view_apitoken"],
+                          "OPTIONS": ["access.view_apitoken"]}
+
+
+router = Router()
+register_access(router)
 register_customers(router)
 register_agreements(router)
 register_catalog(router)

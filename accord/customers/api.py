@@ -32,7 +32,7 @@ class TierSerializer(StrictSerializer):
 
 
 class AccountSerializer(StrictSerializer):
-    tier = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    tier = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     owner = serializers.SlugRelatedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True
     )
@@ -153,8 +153,8 @@ class TierOverrideSerializer(StrictSerializer):
 
 class TierChangeSerializer(serializers.ModelSerializer):
     account = serializers.SlugRelatedField(slug_field="external_id", read_only=True)
-    from_tier = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    to_tier = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    from_tier = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    to_tier = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = TierChange

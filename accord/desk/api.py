@@ -49,7 +49,7 @@ class MessageSerializer(serializers.ModelSerializer):
 class TicketSerializer(serializers.ModelSerializer):
     reference = serializers.CharField(read_only=True)
     account = serializers.SlugRelatedField(slug_field="external_id", read_only=True)
-    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     clocks = ClockSerializer(many=True, read_only=True)
 
     class Meta:
@@ -94,6 +94,8 @@ class CallSerializer(serializers.Serializer):
 
 class CallLogView(APIView):
     """Log a phone call: a new ticket on the phone channel (caller matched to a contact), or on a given ticket."""
+
+    required_perms = {"POST": ["desk.add_ticket", "desk.change_ticket"]}
 
     @extend_schema(request=CallSerializer, responses={201: TicketSerializer})
     def post(self, request: Request) -> Response:

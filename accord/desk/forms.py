@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django import forms
@@ -77,7 +78,8 @@ class SupportRequestForm(forms.Form):
 
     @staticmethod
     def new_token() -> str:
-        return signing.TimestampSigner(salt=FORM_SALT).sign("form")
+        """A signed, timestamped nonce: each form shown can be sent once (the view records the nonce)."""
+        return signing.TimestampSigner(salt=FORM_SALT).sign(secrets.token_urlsafe(16))
 
     def clean_website(self) -> str:
         if self.cleaned_data.get("website"):
@@ -88,7 +90,7 @@ class SupportRequestForm(forms.Form):
         token = self.cleaned_data["token"]
         signer = signing.TimestampSigner(salt=FORM_SALT)
         try:
-            signer.unsign(token, max_age=MAX_FILL_SECONDS)
+            nonce = signer.unsign(token, max_age=MAX_FILL_SECONDS)
         except signing.SignatureExpired:
             raise forms.ValidationError("This form has expired; please reload the page.") from None
         except signing.BadSignature:
@@ -96,7 +98,7 @@ class SupportRequestForm(forms.Form):
         try:
             signer.unsign(token, max_age=MIN_FILL_SECONDS)
         except signing.SignatureExpired:
-            return token  # older than the minimum: a person
+            return nonce  # older than the minimum: a person; the view spends the nonce
         raise forms.ValidationError("That was quick. Please check your message and send it again.")
 
 

@@ -13,21 +13,24 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accord.access.models import UsedNonce
+from accord.access.strikes import Limit, strike, wait
+from accord.lib.net import client_ip
 from accord.lib.units import instant, minutes
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 from . import actions, live, outbound
 from .actions import Inbound
 from .filters import TicketFilterSet
-from .forms import ReplyForm, SupportRequestForm, TicketUpdateForm
+from .forms import MAX_FILL_SECONDS, ReplyForm, SupportRequestForm, TicketUpdateForm
 from .models import SlaClock, Ticket
 
 WEBFORM_LIMIT = 5  # requests per address per window
@@ -37,6 +40,7 @@ ACTION_FIELDS = {"body_text": "body"}
 
 
 @staff_required
+@needs("desk.view_ticket")
 def queue(request: HttpRequest) -> HttpResponse:
     """Open tickets, the next due clock first."""
     base = Ticket.objects.filter(is_open=True).select_related("account__tier", "assignee")
@@ -74,6 +78,7 @@ def _ticket_page(
 
 
 @staff_required
+@needs("desk.view_ticket")
 def ticket(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket.objects.select_related("account__tier", "contact", "agreement", "assignee", "group"), pk=pk)
     return _ticket_page(request, t)
@@ -107,6 +112,7 @@ def _act(request: HttpRequest, t: Ticket, form: forms.Form, form_name: str,
 
 
 @staff_required
+@needs("desk.add_message")
 @require_POST
 def reply(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
@@ -122,6 +128,7 @@ def reply(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_required
+@needs("desk.change_ticket")
 @require_POST
 def update(request: HttpRequest, pk: int) -> HttpResponse:
     t = get_object_or_404(Ticket, pk=pk)
@@ -137,15 +144,12 @@ def update(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, t, TicketUpdateForm(request.POST), "update_form", act, lambda data: "Ticket updated.")
 
 
-def _client_ip(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", "unknown"))
+WEBFORM = Limit(WEBFORM_LIMIT, WEBFORM_WINDOW)
 
 
-def _limited(request: HttpRequest, since: float) -> HttpResponse:
+def _limited(request: HttpRequest, wait: int) -> HttpResponse:
     """The form again, with what the person wrote, saying when they can send it."""
-    now = timezone.now()
-    wait = max(1, math.ceil(since + WEBFORM_WINDOW - now.timestamp()))
-    again = now + dt.timedelta(seconds=wait)
+    again = timezone.now() + dt.timedelta(seconds=wait)
     kept = {name: request.POST.get(name, "") for name in ("name", "email", "subject", "message")}
     form = SupportRequestForm(initial={**kept, "token": SupportRequestForm.new_token()})
     response = render(request, "desk/support_form.html", {
@@ -156,23 +160,41 @@ def _limited(request: HttpRequest, since: float) -> HttpResponse:
     return response
 
 
+def _replayed(request: HttpRequest, nonce: str) -> HttpResponse:
+    """The same form sent twice (a double click, a reload, a replay): the first stands, nothing is opened twice."""
+    first = UsedNonce.objects.filter(scope="webform", nonce=nonce).first()
+    return render(request, "desk/support_form.html", {"replayed": first.result if first else ""}, status=409)
+
+
 def support_form(request: HttpRequest) -> HttpResponse:
-    """The public web form: rate-limited per address, with a honeypot and a minimum fill time."""
+    """The public web form: rate-limited per client address (in the database, behind trusted proxies), with a
+    honeypot, a minimum fill time and a single-use token."""
     if request.method == "POST":
-        key = f"desk:webform:{_client_ip(request)}"
-        count = cache.get_or_set(key, 0, WEBFORM_WINDOW)
-        since = cache.get_or_set(f"{key}:since", timezone.now().timestamp(), WEBFORM_WINDOW)
-        if count is not None and count >= WEBFORM_LIMIT:
-            return _limited(request, float(since or timezone.now().timestamp()))
+        key = f"webform:addr:{client_ip(request)}"
+        if seconds := wait(key, WEBFORM):
+            return _limited(request, seconds)
         data = request.POST.copy()
         form = SupportRequestForm(data)
         if form.is_valid():
-            cache.incr(key)
             d = form.cleaned_data
-            new = actions.do_open_ticket(
-                Inbound(channel=Ticket.Channel.WEB, subject=d["subject"], body_text=d["message"],
-                        from_address=d["email"], from_name=d["name"])
-            )
+            with transaction.atomic():  # the nonce is spent with the ticket, or not at all
+                try:
+                    with transaction.atomic():
+                        spent = UsedNonce.objects.create(scope="webform", nonce=d["token"])
+                except IntegrityError:
+                    spent = None
+                if spent is not None:
+                    new = actions.do_open_ticket(
+                        Inbound(channel=Ticket.Channel.WEB, subject=d["subject"], body_text=d["message"],
+                                from_address=d["email"], from_name=d["name"])
+                    )
+                    spent.result = new.reference
+                    spent.save(update_fields=["result"])
+            if spent is None:
+                return _replayed(request, d["token"])
+            strike(key, WEBFORM)
+            UsedNonce.objects.filter(scope="webform",
+                                     used_at__lt=timezone.now() - dt.timedelta(seconds=MAX_FILL_SECONDS)).delete()
             outbound.queue_acknowledgement(new, new.first_message, new.new_clocks)  # type: ignore[attr-defined]
             return render(request, "desk/support_form.html", {"done": new})
         # A fresh token in the re-rendered form, so a person who fixes an error can send it again.

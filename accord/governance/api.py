@@ -498,6 +498,8 @@ class IndicatorsSerializer(serializers.Serializer):
 class IndicatorsView(APIView):
     """Live indicators from the gateways' per-second signals over the last `window` seconds."""
 
+    required_perms = {"GET": ["governance.view_policy"]}
+
     @extend_schema(parameters=[IndicatorQuerySerializer], responses={200: IndicatorsSerializer})
     def get(self, request: Request) -> Response:
         query = IndicatorQuerySerializer(data=request.query_params)

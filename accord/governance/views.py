@@ -24,7 +24,7 @@ from accord.gateway.measure import Sketch
 from accord.gateway.models import GatewayAction, LivePool, LiveTraffic
 from accord.lib import units
 from accord.lib.middleware import error_response
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 from . import charts, engine
 from .api import MAX_OVERRIDE_MINUTES, current_override, live_overrides, policy_status, state_of
@@ -350,11 +350,13 @@ def _render(request: HttpRequest, forms_given: dict[str, OverrideForm] | None = 
 
 
 @staff_required
+@needs("governance.view_policy")
 def page(request: HttpRequest) -> HttpResponse:
     return _render(request)
 
 
 @staff_required
+@needs("governance.change_policy")
 @require_POST
 def override(request: HttpRequest, name: str) -> HttpResponse:
     """Force a policy's action on or off; errors re-render the page with the form as it was sent."""
@@ -378,6 +380,7 @@ def override(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @staff_required
+@needs("governance.change_policy")
 @require_POST
 def end_override(request: HttpRequest, name: str) -> HttpResponse:
     policy = get_object_or_404(Policy, name=name)

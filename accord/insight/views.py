@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from accord.customers.models import Account
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 from . import charts, health, recommend, touchpoints
 from .models import AccountValue, ClvFit, HealthScore, OrderLine
@@ -49,6 +49,7 @@ def _touchpoint_context(account_id: int | None, now: dt.datetime, chart_prefix: 
 
 
 @staff_required
+@needs("insight.view_healthscore")
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     currency = base_currency()
@@ -143,6 +144,7 @@ def _monthly(account: Account, months: int = 24) -> tuple[list[str], list[float]
 
 
 @staff_required
+@needs("insight.view_healthscore")
 def account(request: HttpRequest, pk: int) -> HttpResponse:
     acct = get_object_or_404(Account.objects.select_related("tier"), pk=pk)
     now = timezone.now()

@@ -43,7 +43,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF refusals: the API's JSON shape under /api/, Django's page elsewhere (settings.CSRF_FAILURE_VIEW)."""
     if request.path.startswith("/api/"):
         return error_response(403, "csrf_failed", f"CSRF check failed ({reason}). API clients authenticate with "
-                              "'Authorization: Token <token>'; a browser session must send the CSRF token.")
+                              "'Authorization: Bearer <token>'; a browser session must send the CSRF token.")
     from django.views.csrf import csrf_failure as django_csrf_failure
 
     return django_csrf_failure(request, reason)

@@ -36,6 +36,8 @@ class ReportQuery(serializers.Serializer):
 class ReportViewSet(viewsets.GenericViewSet):
     """An account's report for a period, by the account's external id."""
 
+    required_perms = {"GET": ["customers.view_account", "reports.view_credit"]}
+
     lookup_field = "external_id"
     lookup_value_regex = "[^/]+"
     filter_backends: list[Any] = []
@@ -77,6 +79,8 @@ class DecisionSerializer(serializers.Serializer):
 
 class CreditViewSet(viewsets.ReadOnlyModelViewSet):
     """The service-credit ledger: computed by `accord credits compute`, approved or rejected by finance."""
+
+    required_perms = {"approve": [APPROVE], "reject": [APPROVE], "apply_credit": [APPROVE]}
 
     filter_backends: list[Any] = []
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accord.customers.models import Account
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 from . import render as formats
 from .builder import accounts_for, build
@@ -40,6 +40,7 @@ def _period(request: HttpRequest) -> tuple[Period, PeriodForm, str]:
 
 
 @staff_required
+@needs("reports.view_credit")
 def index(request: HttpRequest) -> HttpResponse:
     period, form, error = _period(request)
     return render(request, "reports/index.html", {
@@ -50,6 +51,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@needs("reports.view_credit")
 def account(request: HttpRequest, external_id: str) -> HttpResponse:
     acc = get_object_or_404(Account.objects.select_related("tier"), external_id=external_id)
     period, form, error = _period(request)
@@ -77,6 +79,7 @@ class DecisionForm(forms.Form):
 
 
 @staff_required
+@needs("reports.view_credit")
 def ledger(request: HttpRequest) -> HttpResponse:
     credits = Credit.objects.select_related("account", "agreement").prefetch_related("steps")
     status = request.GET.get("status", "")
@@ -89,6 +92,7 @@ def ledger(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@needs("reports.view_credit")
 @require_POST
 def decide_credit(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.user.has_perm(APPROVE):

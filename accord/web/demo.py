@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from accord.access.roles import grant
 from accord.agreements.models import Agreement
 from accord.catalog import demo as catalog_demo
 from accord.catalog.models import Service
@@ -99,7 +100,7 @@ def seed(accounts: int = 300, rng_seed: int = 7, progress: Callable[[str], None]
 
 
 def _users() -> tuple[Any, bool]:
-    """The demo/demo superuser (an existing `demo` keeps its password) and three account managers."""
+    """The demo/demo superuser (an existing `demo` keeps its password) and three account managers (role manager)."""
     user_model = get_user_model()
     demo = user_model.objects.filter(username=DEMO_USER).first()
     created = demo is None
@@ -107,5 +108,6 @@ def _users() -> tuple[Any, bool]:
         demo = user_model.objects.create_superuser(DEMO_USER, "demo@voyager.example", "demo")
     for name in MANAGERS:
         if not user_model.objects.filter(username=name).exists():
-            user_model.objects.create_user(name, f"{name}@voyager.example", is_staff=True)
+            manager = user_model.objects.create_user(name, f"{name}@voyager.example", is_staff=True)
+            grant(manager, "manager")
     return demo, created

@@ -19,7 +19,7 @@ from accord.catalog.models import Pool, Service
 from accord.customers import charts
 from accord.customers.filters import AccountFilterSet
 from accord.customers.models import Account, Tier, TierChange
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 PAGE_SIZE = 50
 # The account list's sort orders: the value in the URL, its label, and the ORM ordering.
@@ -46,6 +46,7 @@ def _revenue_of_top(fraction: Decimal) -> tuple[int, Decimal, Decimal]:
 
 
 @staff_required
+@needs("customers.view_account")
 def dashboard(request: HttpRequest) -> HttpResponse:
     # The business's figures: accounts a scenario made up are counted apart (and said so), never mixed in.
     real = Q(accounts__simulated=False)
@@ -99,6 +100,7 @@ def _filter_errors(filterset: AccountFilterSet) -> list[str]:
 
 
 @staff_required
+@needs("customers.view_account")
 def accounts(request: HttpRequest) -> HttpResponse:
     filterset = AccountFilterSet(request.GET, queryset=Account.objects.select_related("tier", "owner"))
     errors = _filter_errors(filterset) if not filterset.is_valid() else []
@@ -131,6 +133,7 @@ def accounts(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@needs("customers.view_account")
 def account(request: HttpRequest, pk: int) -> HttpResponse:
     acct = get_object_or_404(Account.objects.select_related("tier", "owner"), pk=pk)
     today = timezone.localdate()
@@ -160,6 +163,7 @@ def _simulated_choice(request: HttpRequest) -> str:
 
 
 @staff_required
+@needs("agreements.view_agreement")
 def agreements(request: HttpRequest) -> HttpResponse:
     rows = Agreement.objects.select_related("tier", "account", "calendar").annotate(n_objectives=Count("objectives"))
     simulated = _simulated_choice(request)
@@ -170,6 +174,7 @@ def agreements(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@needs("agreements.view_agreement")
 def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     ag = get_object_or_404(Agreement.objects.select_related("tier", "account", "calendar"), pk=pk)
     schedule = CreditSchedule.objects.filter(agreement=ag).first()
@@ -194,6 +199,7 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_required
+@needs("catalog.view_service")
 def services(request: HttpRequest) -> HttpResponse:
     capacity = Pool.objects.filter(service=OuterRef("pk")).values("service").annotate(c=Sum("capacity")).values("c")
     rows = Service.objects.annotate(
@@ -208,6 +214,7 @@ def services(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@needs("catalog.view_service")
 def service(request: HttpRequest, pk: int) -> HttpResponse:
     svc = get_object_or_404(Service, pk=pk)
     return render(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from accord.access.roles import grant
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.customers.models import Account, Contact, ContactPoint, Tier
 from accord.lib.smtp import free_port
@@ -79,6 +80,7 @@ def desk(db: None) -> Desk:
     ContactPoint.objects.create(contact=contact, kind="email", value="grace@globetrotter.example", primary=True)
     ContactPoint.objects.create(contact=contact, kind="phone", value="+442079460000")
     agent = User.objects.create_user("agent", "agent@accord.example", "agent-password", is_staff=True)
+    grant(agent, "agent")
     return Desk(calendar, platinum, gold, agreement, gold_agreement, account, contact, agent)
 
 

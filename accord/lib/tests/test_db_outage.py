@@ -21,7 +21,7 @@ from accord.lib.smtp import free_port
 from accord.lib.testing import accord_command, subprocess_env
 
 SESSION = {"Cookie": "sessionid=0123456789abcdefghijklmnopqrstuv"}  # any session id makes the page read the database
-TOKEN = {"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"}
+TOKEN = {"Authorization": "Bearer acc_01234567_notarealsecretbutwellformed"}
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from accord.access.roles import grant
 from accord.lib.testing import accord_command, subprocess_env
 from accord.ops.heartbeat import Beat, missing
 from accord.ops.models import Heartbeat
@@ -95,6 +96,7 @@ def test_a_killed_worker_goes_missing_and_a_terminated_one_stops_cleanly() -> No
 @pytest.mark.django_db
 def test_staff_pages_show_a_banner_for_a_missing_process_and_doctor_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     user = User.objects.create_user("staff", password="pw-staff-1", is_staff=True)
+    grant(user, "agent")
     client = Client()
     client.force_login(user)
     assert "Background process missing" not in client.get("/").content.decode()

@@ -8,9 +8,9 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accord.access.tokens import create as create_token
 from accord.customers.models import Account
 from accord.reports.credits import compute
 from accord.reports.freeze import pdf_available
@@ -39,7 +39,7 @@ def staff(name: str, *perms: str) -> User:
 
 def api_as(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {create_token(user).secret}")
     return client
 
 
@@ -66,13 +66,13 @@ def test_api_report_in_each_format_and_bad_periods(acme: Account, api: APIClient
 
 @pytest.mark.django_db
 def test_api_credits_need_the_permission_to_be_decided_and_every_step_is_audited(credit: Credit) -> None:
-    reader = api_as(staff("rita"))
+    reader = api_as(staff("rita", "view_credit", "view_account"))
     listed = reader.get("/api/v1/reports/credits/?period=2026-11").json()
     assert listed["count"] == 1 and listed["results"][0]["amount"] == "250.00"
     assert listed["results"][0]["steps"][0]["status"] == "computed"
     refused = reader.post(f"/api/v1/reports/credits/{credit.pk}/approve/", {}, format="json")
     assert refused.status_code == 403
-    finance = api_as(staff("fran", "approve_credit"))
+    finance = api_as(staff("fran", "view_credit", "view_account", "approve_credit"))
     with time_machine.travel(AFTER + dt.timedelta(days=1), tick=False):
         no_reason = finance.post(f"/api/v1/reports/credits/{credit.pk}/reject/", {}, format="json")
         assert no_reason.status_code == 400 and "needs a reason" in str(no_reason.json())
@@ -88,7 +88,7 @@ def test_api_credits_need_the_permission_to_be_decided_and_every_step_is_audited
 
 @pytest.mark.django_db
 def test_pages_reports_and_the_finance_ledger(credit: Credit, client: Client) -> None:
-    client.force_login(staff("rita"))
+    client.force_login(staff("rita", "view_credit", "view_account"))
     with time_machine.travel(AFTER + dt.timedelta(days=1), tick=False):
         index = client.get("/reports/?period=2026-11").content.decode()
         assert 'href="/reports/accounts/ACME/?period=2026-11"' in index and "Reports</a>" in index
@@ -100,7 +100,7 @@ def test_pages_reports_and_the_finance_ledger(credit: Credit, client: Client) ->
         ledger = client.get("/reports/credits/").content.decode()
         assert f'id="credit-{credit.pk}"' in ledger and "needs the permission" in ledger
         assert client.post(f"/reports/credits/{credit.pk}/decide/", {"decision": "approved"}).status_code == 403
-        client.force_login(staff("fran", "approve_credit"))
+        client.force_login(staff("fran", "view_credit", "view_account", "approve_credit"))
         assert 'for="reason-' in client.get("/reports/credits/").content.decode()
         r = client.post(f"/reports/credits/{credit.pk}/decide/", {"decision": "rejected", "reason": ""}, follow=True)
         assert "needs a reason" in r.content.decode()
