@@ -14,7 +14,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 from .models import ClockEvent, Ticket
 
@@ -39,6 +39,7 @@ def _after(request: HttpRequest, name: str) -> int | None:
 
 @require_GET
 @staff_required
+@needs("desk.view_ticket")
 def changes(request: HttpRequest) -> JsonResponse:
     """New open tickets with id > ?ticket= and breaches with event id > ?breach=, oldest first."""
     after_ticket, after_breach = _after(request, "ticket"), _after(request, "breach")

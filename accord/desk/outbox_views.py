@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accord.lib.views import staff_required
+from accord.lib.views import needs, staff_required
 
 from . import outbox
 from .models import OutgoingMail
@@ -20,6 +20,7 @@ S = OutgoingMail.Status
 
 
 @staff_required
+@needs("desk.view_outgoingmail")
 def outbox_page(request: HttpRequest) -> HttpResponse:
     """What is waiting or failed, the oldest first; the sent ones of the last day are only counted."""
     rows = (OutgoingMail.objects.exclude(status=S.SENT).select_related("message__ticket")
@@ -30,6 +31,7 @@ def outbox_page(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@needs("desk.change_outgoingmail")
 @require_POST
 def outbox_retry(request: HttpRequest) -> HttpResponse:
     """Retry the chosen mails now (staff): due at once, and tried right after this request commits."""
