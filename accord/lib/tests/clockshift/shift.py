@@ -46,7 +46,7 @@ def watch(path: str, every: float = 0.02) -> None:
         applied = dt.timedelta(0)
         while True:
             try:
-                text = open(path).read().strip()  # noqa: SIM115, PTH123 - read whole, closed by refcount
+                text = open(path).read().strip()  # noqa: SIM115 - read whole, closed by refcount
             except OSError:
                 text = ""
             wanted = parse(text) if text else dt.timedelta(0)
