@@ -32,6 +32,8 @@ from .models import ALL_ACCOUNTS, HOUR, Rollup
 
 BATCH = 500  # measured keys per transaction (each adds to up to four rows)
 ATTEMPTS = 5
+# Rollup keys a worker keeps while its database is away (about 1 KB each): beyond, the oldest are dropped.
+BUFFER_KEYS = 100_000
 
 # A stored row: (window_seconds, window start in epoch seconds, account, service, operation, pool, outcome, tier)
 RowKey = tuple[int, int, str, str, str, str, str, str]
@@ -195,19 +197,51 @@ def _update_rows(updates: list[tuple[Any, ...]]) -> None:
 
 
 class Flusher:
-    """Moves an accumulator's rollups to the database every `interval` seconds without blocking requests."""
+    """Moves an accumulator's rollups to the database every `interval` seconds without blocking requests.
+
+    While the database is away (a failed write) or slow (a write still waiting when the next is due), the rollups
+    stay in memory and are written with the next write that succeeds, each request once. What stays is bounded:
+    beyond `max_keys` rollup keys the oldest windows are dropped, counted in `dropped` and logged.
+    """
 
     def __init__(self, accumulator: Accumulator, interval: float = 2.0,
-                 writer: Callable[[dict[RollupKey, Tally], int], None] = write_rollups) -> None:
+                 writer: Callable[[dict[RollupKey, Tally], int], None] = write_rollups,
+                 max_keys: int = BUFFER_KEYS) -> None:
         self.accumulator = accumulator
         self.interval = interval
         self.writer = writer
+        self.max_keys = max_keys
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="gateway-flush")
         self.flushed = 0  # requests written
         self.failures = 0
+        self.dropped = 0  # requests measured but dropped because the buffer was full
         self.last_error = ""
+        self.failing_since: float | None = None  # time.monotonic() of the first failed write in a row
         self._lock = asyncio.Lock()
+        self._writing: asyncio.Task[None] | None = None
+        self._taken: dict[RollupKey, Tally] = {}  # the rollups of the write under way
         self.heartbeat = Beat("gateway", interval=max(10.0, interval))
+
+    @property
+    def pending(self) -> int:
+        """Requests measured and not yet written: in the accumulator, or in the write under way."""
+        return self.accumulator.pending + sum(t.count for t in list(self._taken.values()))
+
+    @property
+    def keys(self) -> int:
+        """Rollup keys held in memory: in the accumulator, or in the write under way."""
+        return self.accumulator.keys + len(self._taken)
+
+    def bound(self) -> int:
+        """Drop the oldest buffered rollups beyond `max_keys`; returns the requests dropped (and logs them)."""
+        dropped = self.accumulator.trim(self.max_keys)
+        if dropped:
+            self.dropped += dropped
+            away = time.monotonic() - self.failing_since if self.failing_since is not None else 0.0
+            print(f"gateway: measurement buffer full ({self.max_keys} rollup keys, database unwritable for "
+                  f"{away:.0f} s): dropped {dropped} measured requests of the oldest minutes, {self.dropped} in all",
+                  file=sys.stderr, flush=True)
+        return dropped
 
     async def flush(self) -> bool:
         """Write what has accumulated; on failure keep it for the next flush. Returns whether it was written."""
@@ -216,14 +250,25 @@ class Flusher:
             if not taken:
                 return True
             loop = asyncio.get_running_loop()
+            self._taken = taken
             try:
                 await loop.run_in_executor(self.executor, self._write, taken)
             except Exception as e:  # the database may be restarting: retry with the next flush
+                self._taken = {}
                 self.accumulator.give_back(taken)
                 self.failures += 1
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 self.last_error = f"{type(e).__name__}: {e}"
                 print(f"gateway: flushing rollups failed, will retry: {self.last_error}", file=sys.stderr, flush=True)
+                self.bound()
                 return False
+            finally:
+                self._taken = {}
+            if self.failing_since is not None:
+                print(f"gateway: rollups written again after {time.monotonic() - self.failing_since:.1f} s of "
+                      f"failed writes", file=sys.stderr, flush=True)
+                self.failing_since = None
             return True
 
     def _write(self, taken: dict[RollupKey, Tally]) -> None:
@@ -236,18 +281,34 @@ class Flusher:
             raise
         self.flushed += total
 
+    async def _flush_and_beat(self) -> None:
+        await self.flush()
+        # Alive is said by the thread that writes: a worker whose database writes hang goes silent too.
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.heartbeat.beat)
+
     async def run(self, stopping: asyncio.Event) -> None:
-        """Flush every interval until `stopping` is set (the final flush is the caller's, after requests end)."""
+        """Start a write every interval until `stopping` is set (the final flush is the caller's, after requests
+        end). The writes start on a fixed cadence (a slow write does not push the next ones later, which would
+        leave more unwritten for a `kill -9` to lose); while one still waits on the database, the next is
+        skipped and what piles up is bounded instead."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.interval
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.interval)
-            if not stopping.is_set():
-                await self.flush()
-                # Alive is said by the thread that writes: a worker whose database writes hang goes silent too.
-                await asyncio.get_running_loop().run_in_executor(self.executor, self.heartbeat.beat)
+                await asyncio.wait_for(stopping.wait(), max(0.0, due - loop.time()))
+            if stopping.is_set():
+                break
+            due = max(due + self.interval, loop.time())  # a late tick does not bring a burst of catching up
+            if self._writing is not None and not self._writing.done():
+                self.bound()
+                continue
+            self._writing = loop.create_task(self._flush_and_beat())
 
     async def close(self, attempts: int = 10) -> bool:
         """Final flushes until everything is written (or attempts run out); then release the thread."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing  # the write under way finishes (or gives its rollups back) first
         ok = False
         for attempt in range(attempts):
             ok = await self.flush()

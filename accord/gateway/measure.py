@@ -389,6 +389,27 @@ class Accumulator:
             else:
                 mine.merge(tally)
 
+    def trim(self, max_keys: int) -> int:
+        """Keep at most `max_keys` rollup keys, dropping the oldest windows first; returns the requests dropped.
+
+        The bound on what a gateway buffers while its database is away: memory grows with the keys (a tally and
+        its sketch each), not with the requests counted in them.
+        """
+        self._fold()
+        tallies = self._tallies
+        excess = len(tallies) - max(0, max_keys)
+        if excess <= 0:
+            return 0
+        dropped = 0
+        for key in sorted(tallies)[:excess]:  # a key starts with its window: the oldest sort first
+            dropped += tallies.pop(key).count
+        return dropped
+
+    @property
+    def keys(self) -> int:
+        """Rollup keys held (per-second tallies not yet folded count as keys too)."""
+        return len(self._tallies) + len(self._seconds)
+
     @property
     def pending(self) -> int:
         return sum(t.count for t in self._tallies.values()) + sum(t.count for t in self._seconds.values())

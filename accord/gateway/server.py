@@ -3,6 +3,8 @@
 The supervisor forks the workers, which share the listening port with SO_REUSEPORT, and serves the admin port
 (/healthz, /readyz, /metrics) from what each worker reports over a pipe every second. SIGTERM: the supervisor
 passes it on; each worker stops accepting, finishes the requests in flight, flushes its measurements and exits.
+A worker that dies otherwise (kill -9, out of memory) is replaced by a new one; it loses at most the measurements
+of its last flush interval (docs/gateway.md, "Faults").
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from django.db import connections
 
 from . import dataplane
-from .flusher import Flusher
+from .flusher import BUFFER_KEYS, Flusher
 from .limits import Limits
 from .live import LiveReporter
 from .measure import Accumulator
@@ -45,6 +47,7 @@ class WorkerConfig:
     full_reload: float = 10.0  # seconds between unconditional reloads (bulk writes send no signals)
     grace: float = 30.0
     flush_interval: float = 2.0
+    buffer_keys: int = BUFFER_KEYS  # rollup keys kept while the database is away
     live_interval: float = 1.0  # seconds between live signal writes; 0 turns them off
     limits: Limits = field(default_factory=Limits)
 
@@ -109,7 +112,8 @@ def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | No
         "connections": len(gateway.connections), "snapshot_version": gateway.snapshot.version,
         "snapshot_reloads": keeper.reloads if keeper else 0, "snapshot_failures": keeper.failures if keeper else 0,
         "measured": gateway.accumulator.recorded, "flushed": flusher.flushed, "flush_failures": flusher.failures,
-        "pending": gateway.accumulator.pending, "upstream_connections_opened": gateway.pool.opened,
+        "pending": flusher.pending, "dropped": flusher.dropped,
+        "buffered_keys": flusher.keys, "upstream_connections_opened": gateway.pool.opened,
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
         "compiled_workers": int(dataplane.runs_compiled(gateway)),
     }
@@ -126,7 +130,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
         keeper_thread.shutdown()
     plane = dataplane.choose()  # proxy.py compiled by mypyc when a current build is there, else as Python
     gateway: Gateway = plane.module.Gateway(snapshot, config.limits, Accumulator(), config.workers)
-    flusher = Flusher(gateway.accumulator, config.flush_interval)
+    flusher = Flusher(gateway.accumulator, config.flush_interval, max_keys=config.buffer_keys)
     keeper = SnapshotKeeper(gateway, config.poll, config.full_reload)
     server = await plane.module.serve(gateway, config.host, config.port, reuse_port=config.reuse_port)
     stopping = asyncio.Event()
@@ -177,6 +181,7 @@ PROMETHEUS_COUNTERS = {
     "measured": "Requests recorded in rollups.",
     "flushed": "Requests whose rollups were written to the database.",
     "flush_failures": "Flushes that failed and were retried.",
+    "dropped": "Measured requests dropped because the buffer was full while the database was away.",
     "snapshot_reloads": "Snapshots loaded after a change.",
     "snapshot_failures": "Snapshot checks that failed.",
     "upstream_connections_opened": "Connections opened to upstreams.",
@@ -185,11 +190,12 @@ PROMETHEUS_GAUGES = {
     "in_flight": "Requests in flight.",
     "connections": "Open client connections.",
     "pending": "Measured requests not yet written.",
+    "buffered_keys": "Rollup keys held in memory, not yet written (bounded by --buffer-keys).",
     "compiled_workers": "Workers running the data plane compiled with mypyc (the others run it as Python).",
 }
 
 
-def render_metrics(stats: list[dict[str, Any]], alive: int) -> str:
+def render_metrics(stats: list[dict[str, Any]], alive: int, restarts: int = 0) -> str:
     """The Prometheus text exposition of the workers' latest reports."""
     lines = []
     for name, help_text in PROMETHEUS_COUNTERS.items():
@@ -215,7 +221,9 @@ def render_metrics(stats: list[dict[str, Any]], alive: int) -> str:
               "# TYPE accord_gateway_snapshot_version gauge",
               f"accord_gateway_snapshot_version {min(versions) if versions else 0}",
               "# HELP accord_gateway_workers_alive Worker processes running.",
-              "# TYPE accord_gateway_workers_alive gauge", f"accord_gateway_workers_alive {alive}"]
+              "# TYPE accord_gateway_workers_alive gauge", f"accord_gateway_workers_alive {alive}",
+              "# HELP accord_gateway_worker_restarts_total Workers restarted after they died.",
+              "# TYPE accord_gateway_worker_restarts_total counter", f"accord_gateway_worker_restarts_total {restarts}"]
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +240,9 @@ class Supervisor:
         self.stopping = False
         self.lock = threading.Lock()
         self.admin_server: ThreadingHTTPServer | None = None
+        self.restarts = 0
+        self.started: dict[int, float] = {}  # worker index -> time.monotonic() of its last start
+        self.pauses: dict[int, float] = {}  # worker index -> seconds waited before its last restart
 
     def _fork(self, index: int) -> tuple[int, int]:
         read_fd, write_fd = os.pipe()
@@ -267,6 +278,35 @@ class Supervisor:
         os.close(write_fd)
         return pid, read_fd
 
+    def _start_worker(self, index: int) -> int:
+        pid, read_fd = self._fork(index)
+        self.children[pid] = index
+        self.alive.add(index)
+        self.started[index] = time.monotonic()
+        return read_fd
+
+    def _restart(self, index: int) -> None:
+        """Fork a worker in place of one that died. One that dies soon after starting (no database yet, a bad
+        setting) is restarted after a growing pause (0.1 s doubling to 5 s) rather than in a tight loop.
+
+        The supervisor has threads by now (report readers, the admin server), which a fork does not copy: the
+        worker uses no lock or object of theirs, only the configuration, and starts its own event loop.
+        """
+        lived = time.monotonic() - self.started.get(index, 0.0)
+        pause = self.pauses[index] = 0.0 if lived >= 10 else min(5.0, max(0.1, 2 * self.pauses.get(index, 0.0)))
+        time.sleep(pause)
+        if self.stopping:
+            return
+        read_fd = self._start_worker(index)
+        self.restarts += 1
+        print(f"gateway worker {index} restarted (pid {next(p for p, i in self.children.items() if i == index)})",
+              file=sys.stderr, flush=True)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # see run()
+        try:
+            threading.Thread(target=self._read_reports, args=(index, read_fd), daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+
     def _read_reports(self, index: int, read_fd: int) -> None:
         with os.fdopen(read_fd, "rb") as pipe:
             for line in pipe:
@@ -280,10 +320,7 @@ class Supervisor:
         connections.close_all()  # never share a database connection across fork
         readers = []
         for index in range(self.count):
-            pid, read_fd = self._fork(index)
-            self.children[pid] = index
-            self.alive.add(index)
-            readers.append((index, read_fd))
+            readers.append((index, self._start_worker(index)))
         def stop(signum: int, frame: object) -> None:
             self.stopping = True
             for pid in list(self.children):
@@ -315,6 +352,9 @@ class Supervisor:
             exit_code = os.waitstatus_to_exitcode(status)
             if exit_code != 0 or not self.stopping:
                 print(f"gateway worker {index} (pid {pid}) exited with {exit_code}", file=sys.stderr, flush=True)
+            if not self.stopping:  # killed (kill -9, out of memory) or crashed: a new worker takes its place
+                self._restart(index)
+            elif exit_code != 0:
                 code = 1
         if self.admin_server is not None:
             self.admin_server.shutdown()
@@ -335,7 +375,7 @@ class Supervisor:
     def metrics(self) -> str:
         with self.lock:
             stats = list(self.stats.values())
-        return render_metrics(stats, len(self.alive))
+        return render_metrics(stats, len(self.alive), self.restarts)
 
 
 def _admin_server(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPServer:

@@ -109,10 +109,33 @@ def _switch_off(policy: Policy, state: PolicyState, now: dt.datetime, actor: str
     return Transition(policy.name, kind, reason)
 
 
+def _settle_clock(policy: Policy, state: PolicyState, now: dt.datetime) -> None:
+    """Keep the windows sane after the wall clock moved back (NTP stepping it, a VM restored, an operator).
+
+    The windows are stored instants, not monotonic readings, because they must survive a restart of the
+    governor (or a second governor taking over). An instant a window is measured from that lies after `now`
+    would make it count negative time: a hold never reached and a minimum active time never served, for as long
+    as the clock went back (an hour: an action stuck on for an hour). Such a window starts again at `now`, and
+    a cooldown ends at most its own length after `now`: after a backward jump a window waits at most its own
+    length again, never the jump. (A forward jump looks like time passing, as it would for a governor that was
+    stopped meanwhile: the windows end early.)
+    """
+    if state.true_since is not None and state.true_since > now:
+        state.true_since = now
+    if state.clear_since is not None and state.clear_since > now:
+        state.clear_since = now
+    if state.activated_at is not None and state.activated_at > now:
+        state.activated_at = now
+    latest = now + dt.timedelta(seconds=policy.cooldown_seconds)
+    if state.cooldown_until is not None and state.cooldown_until > latest:
+        state.cooldown_until = latest
+
+
 def evaluate_policy(policy: Policy, now: dt.datetime) -> Transition | None:
     """One step of one policy's state machine; the caller holds a transaction."""
     state, _ = PolicyState.objects.select_for_update().get_or_create(policy=policy)
     state.evaluated_at = now
+    _settle_clock(policy, state, now)
     try:
         condition = parsed(policy.condition)
         clear = parsed(policy.clear_condition) if policy.clear_condition.strip() else None

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway import dataplane
+from accord.gateway.flusher import BUFFER_KEYS
 from accord.gateway.limits import Limits
 from accord.gateway.server import Supervisor, WorkerConfig
 
@@ -44,6 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--reload", type=float, default=10.0,
                             help="seconds between full snapshot reloads (catches bulk writes that send no signal)")
         parser.add_argument("--flush", type=float, default=2.0, help="seconds between writes of measurements")
+        parser.add_argument("--buffer-keys", type=int, default=BUFFER_KEYS,
+                            help="rollup keys a worker keeps in memory while the database is away; beyond, the "
+                                 "oldest are dropped and counted (accord_gateway_dropped_total)")
         parser.add_argument("--live", type=float, default=1.0,
                             help="seconds between writes of live signals for governance (0: off)")
         parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
@@ -80,6 +84,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
         if not 0 <= options["live"] <= 3600:
             raise CommandError("--live must be a number of seconds between 0 (off) and 3600")
+        if not 1 <= options["buffer_keys"] <= 100_000_000:
+            raise CommandError("--buffer-keys must be between 1 and 100000000")
         if options["max_body"] < 0:
             raise CommandError("--max-body must be 0 or more")
         for name in ("max_header_bytes", "max_connections", "max_idle_upstream"):
@@ -105,7 +111,8 @@ class Command(BaseCommand):
                         underscores_in_headers=options["underscores_in_headers"])
         config = WorkerConfig(host, port, reuse_port=True, workers=workers, poll=options["poll"],
                               full_reload=options["reload"], grace=options["grace"],
-                              flush_interval=options["flush"], live_interval=options["live"], limits=limits)
+                              flush_interval=options["flush"],
+                              buffer_keys=options["buffer_keys"], live_interval=options["live"], limits=limits)
         self.stdout.write(f"gateway listening on {host}:{port} with {workers} worker(s)"
                           + (f", admin on {admin[0]}:{admin[1]}" if admin else "")
                           + f"; data plane: {plane.name} ({plane.reason})")

@@ -1,4 +1,8 @@
-"""Start a moved clock (time-machine, ticking) from a shift such as '200d', '-3h' or '90m'."""
+"""Start a moved clock (time-machine, ticking) from a shift such as '200d', '-3h' or '90m'; `watch` moves it again
+while the process runs, each time a file's shift changes (a host whose wall clock jumps, for the fault tests).
+
+time-machine moves the wall clock (time.time(), datetime.now()) only: time.monotonic() goes on as before, as it
+does on a host whose clock is stepped."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _travel: Any = None
+_coordinates: Any = None
 
 
 def parse(text: str) -> dt.timedelta:
@@ -20,12 +25,34 @@ def parse(text: str) -> dt.timedelta:
 
 def start(text: str) -> dt.datetime:
     """Move this process's wall clock by the shift, ticking from there; returns the moved instant."""
-    global _travel
+    global _travel, _coordinates
     import time_machine
 
     if _travel is not None:
         _travel.stop()
     destination = dt.datetime.now(dt.UTC) + parse(text)
     _travel = time_machine.travel(destination, tick=True)
-    _travel.start()
+    _coordinates = _travel.start()
     return destination
+
+
+def watch(path: str, every: float = 0.02) -> None:
+    """Move this process's clock, from a thread, whenever the file at `path` holds a new shift (e.g. '-1h'):
+    the clock is then that far from where `start` put it. An absent or empty file is no shift."""
+    import threading
+    import time
+
+    def follow() -> None:
+        applied = dt.timedelta(0)
+        while True:
+            try:
+                text = open(path).read().strip()  # noqa: SIM115 - read whole, closed by refcount
+            except OSError:
+                text = ""
+            wanted = parse(text) if text else dt.timedelta(0)
+            if wanted != applied:
+                _coordinates.shift(wanted - applied)  # one step, as a stepped host clock moves
+                applied = wanted
+            time.sleep(every)
+
+    threading.Thread(target=follow, name="clock-watch", daemon=True).start()
