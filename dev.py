@@ -123,6 +123,14 @@ def demo(args: argparse.Namespace) -> int:
                 proc.kill()
 
 
+def judge(name: str, code: int, failures: list[str]) -> None:
+    """Record a step's failure; pytest's exit 5 (no tests collected) is one too."""
+    if code == 5:
+        print(f"{name}: pytest collected no tests; that is a failure", flush=True)
+    if code != 0:
+        failures.append(f"{name} (exit {code})")
+
+
 def together(passes: list[tuple[str, dict[str, str]]], pytest_args: list[str], failures: list[str]) -> None:
     """Run pytest passes at the same time, each in var/test-<n> with its output in var/test-<n>.log."""
     running = []
@@ -142,10 +150,7 @@ def together(passes: list[tuple[str, dict[str, str]]], pytest_args: list[str], f
         out.close()
         print(f"\n===== {name}: exit {code} =====", flush=True)
         print(log.read_text(errors="replace"), flush=True)
-        if code == 5:
-            print(f"{name}: pytest collected no tests; that is a failure", flush=True)
-        if code != 0:
-            failures.append(f"{name} (exit {code})")
+        judge(name, code, failures)
 
 
 def test(args: argparse.Namespace) -> int:
@@ -153,11 +158,7 @@ def test(args: argparse.Namespace) -> int:
     failures: list[str] = []
 
     def step(name: str, *cmd: str | Path, env: dict[str, str] | None = None) -> None:
-        code = run(*cmd, env=env, check=False)
-        if code == 5:
-            print(f"{name}: pytest collected no tests; that is a failure", flush=True)
-        if code != 0:
-            failures.append(f"{name} (exit {code})")
+        judge(name, run(*cmd, env=env, check=False), failures)
 
     if not ensure_axe():
         failures.append("npm ci (axe-core)")
