@@ -59,3 +59,38 @@ class UsedNonce(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.nonce}"
+
+
+class AuditEntry(models.Model):
+    """One change made by a person (or a command) to a configuration or customer record: who, when, what.
+
+    Written by `accord.access.audit.record()` from the staff UI, the API and the command line; never edited.
+    `changes` maps a field to `[before, after]` (`{}` for a creation or deletion, which `summary` describes);
+    a code object's YAML edit stores its diff in `summary`.
+    """
+
+    class Source(models.TextChoices):
+        UI = "ui", "staff UI"
+        API = "api", "API"
+        CLI = "cli", "command line"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    source = models.CharField(max_length=4, choices=Source.choices, default=Source.UI)
+    action = models.CharField(max_length=40, help_text="create, update, delete, apply, issue-key, revoke-key, ...")
+    object_type = models.CharField(max_length=60, help_text="app_label.model of what changed")
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    summary = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id", "at"])]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        who = self.user.get_username() if self.user else "system"
+        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.object_type} {self.object_repr}"

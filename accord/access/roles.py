@@ -57,6 +57,7 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "insight.*",
             "reports.view_*",
             "ops.view_*",
+            "access.view_auditentry",
             *_OWN_TOKENS,
         ),
     ),
