@@ -17,9 +17,10 @@ from .engine import (
     load_manifest,
     load_manifests,
 )
-from .yamlio import ManifestError, ManifestSyntaxError, read_yaml
+from .yamlio import ManifestError, ManifestSyntaxError, dump, read_yaml, read_yaml_documents
 
 __all__ = [
     "ApplyResult", "Check", "Kind", "Loaded", "ManifestError", "ManifestSyntaxError", "apply_manifest",
-    "apply_manifests", "export_data", "export_manifest", "kinds", "load_manifest", "load_manifests", "read_yaml",
+    "apply_manifests", "dump", "export_data", "export_manifest", "kinds", "load_manifest", "load_manifests", "read_yaml",
+    "read_yaml_documents",
 ]

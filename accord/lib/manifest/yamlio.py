@@ -120,6 +120,16 @@ def expanded_nodes(node: yaml.Node, limit: int) -> int:
 
 def read_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML text; raises ManifestSyntaxError with 'source:line:column: problem' lines."""
+    return _read(text, source, several=False)
+
+
+def read_yaml_documents(text: str, source: str = "<string>") -> list[Any]:
+    """Parse a stream of `---`-separated YAML documents (OpenSLO files, Kubernetes style) within the same bounds:
+    the text's size, and the expanded size of all documents together; empty documents are left out."""
+    return list(_read(text, source, several=True))
+
+
+def _read(text: str, source: str, *, several: bool) -> Any:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
         raise ManifestSyntaxError([f"{source}: {size:,} bytes; a manifest may have at most {MAX_BYTES:,} "
@@ -127,14 +137,29 @@ def read_yaml(text: str, source: str = "<string>") -> Any:
     loader: _Loader | None = None
     try:
         loader = _Loader(text, source)  # checks for unprintable characters already
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        nodes = expanded_nodes(node, MAX_NODES)
-        if nodes > MAX_NODES:
-            raise ManifestSyntaxError([f"{source}: the document expands to more than {MAX_NODES:,} values "
-                                       "(anchors and aliases count each time they are used); nothing was read"])
-        data = loader.construct_document(node)
+        if several:
+            documents, total = [], 0
+            while loader.check_node():
+                node = loader.get_node()
+                if node is None:
+                    continue
+                total += expanded_nodes(node, MAX_NODES)
+                if total > MAX_NODES:
+                    raise ManifestSyntaxError([f"{source}: the documents expand to more than {MAX_NODES:,} values "
+                                               "(anchors and aliases count each time they are used); nothing was read"])
+                document = loader.construct_document(node)
+                if document is not None:
+                    documents.append(document)
+            data: Any = documents
+        else:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            nodes = expanded_nodes(node, MAX_NODES)
+            if nodes > MAX_NODES:
+                raise ManifestSyntaxError([f"{source}: the document expands to more than {MAX_NODES:,} values "
+                                           "(anchors and aliases count each time they are used); nothing was read"])
+            data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
