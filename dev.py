@@ -174,11 +174,11 @@ def test(args: argparse.Namespace) -> int:
         else:
             print("warning: the data plane could not be compiled; the gateway tests run it as Python", flush=True)
     pytest_args = ["-p", "no:cacheprovider", *args.pytest_args]
-    step("pytest (SQLite)", PY, "-m", "pytest", *pytest_args, env=base_env)
-    # The PostgreSQL pass and the moved-clock pass run side by side, each with its own var directory (SQLite
-    # files, logs) and its output in a log printed when it ends: much of a pass is waiting on sockets, browsers
-    # and child processes, so two at once take far less than two in a row.
-    passes: list[tuple[str, dict[str, str]]] = []
+    # The passes run side by side (SQLite; PostgreSQL; SQLite on a moved clock), each with its own var directory
+    # (SQLite files, logs) and its output in a log printed when it ends: much of a pass is waiting on sockets,
+    # browsers and child processes, so three at once take far less than three in a row. A single pass (no
+    # --postgres, no --clock-shift) runs in the foreground with its output as it comes.
+    passes: list[tuple[str, dict[str, str]]] = [("pytest (SQLite)", base_env)]
     if args.postgres:
         passes.append(("pytest (PostgreSQL)", {**base_env, "DATABASE_URL": args.postgres}))
     if args.clock_shift:
@@ -186,6 +186,9 @@ def test(args: argparse.Namespace) -> int:
         # fixed instant with the real clock fails here on the day it is written, not on main weeks later.
         passes.append((f"pytest (SQLite, clock moved by {args.clock_shift})",
                        {**base_env, "ACCORD_TEST_CLOCK_SHIFT": args.clock_shift}))
+    if len(passes) == 1:
+        step("pytest (SQLite)", PY, "-m", "pytest", *pytest_args, env=base_env)
+        passes = []
     together(passes, pytest_args, failures)
     if not args.pytest_args:  # the runs above used the compiled build when there is one: the Python one too
         step("pytest (SQLite, gateway tests on the Python data plane)", PY, "-m", "pytest", "-p", "no:cacheprovider",
