@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from accord.access.auth import ThrottledLoginView
 from accord.desk.views import support_form
+from accord.ops.views import health_details
 
 handler500 = "accord.lib.middleware.server_error"
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("healthz/details", health_details, name="health-details"),
     path("api/v1/", include("accord.api.urls")),
     path("desk/", include("accord.desk.urls")),
     path("governance/", include("accord.governance.urls")),

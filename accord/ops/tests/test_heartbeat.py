@@ -94,6 +94,7 @@ def test_a_killed_worker_goes_missing_and_a_terminated_one_stops_cleanly() -> No
 
 
 @pytest.mark.django_db
+@override_settings(DEMO=True)  # production settings are doctor's business too: tests/test_doctor.py
 def test_staff_pages_show_a_banner_for_a_missing_process_and_doctor_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     user = User.objects.create_user("staff", password="pw-staff-1", is_staff=True)
     grant(user, "agent")
@@ -101,7 +102,7 @@ def test_staff_pages_show_a_banner_for_a_missing_process_and_doctor_exits_1(caps
     client.force_login(user)
     assert "Background process missing" not in client.get("/").content.decode()
     call_command("doctor")
-    assert "0 kind(s) missing" in capsys.readouterr().out
+    assert "0 failure(s)" in capsys.readouterr().out
     Heartbeat.objects.create(kind="governor", host="h", pid=1, started_at=timezone.now(), interval=10,
                              beat_at=timezone.now() - dt.timedelta(minutes=2))
     page = client.get("/").content.decode()
@@ -110,6 +111,8 @@ def test_staff_pages_show_a_banner_for_a_missing_process_and_doctor_exits_1(caps
         call_command("doctor", "--json")
     assert err.value.returncode == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["missing"][0]["kind"] == "governor" and report["processes"][0]["state"] == "silent"
+    failed = [f for f in report["findings"] if f["status"] == "fail"]
+    assert [f["check"] for f in failed] == ["process governor"] and "accord governor" in failed[0]["fix"]
+    assert report["processes"][0]["state"] == "silent" and report["healthy"] is False
     # The public form's visitors get no banner (and no query for it).
     assert "Background process missing" not in Client().get("/support/").content.decode()

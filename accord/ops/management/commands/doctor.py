@@ -1,4 +1,4 @@
-"""`accord doctor`: are Accord's background processes alive? (exit 1 when one is missing)"""
+"""`accord doctor`: what a self-hosted operator needs to know, in seconds; exit 1 on any failure."""
 
 from __future__ import annotations
 
@@ -9,40 +9,50 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accord.ops.heartbeat import REMEMBER, missing
+from accord.ops import checks
+from accord.ops.heartbeat import REMEMBER
 from accord.ops.models import Heartbeat
+
+MARK = {checks.OK: "ok  ", checks.WARN: "warn", checks.FAIL: "FAIL"}
 
 
 class Command(BaseCommand):
-    help = "Show the heartbeats of the background processes (worker, governor, gateway, mail poller); exit 1 if one is missing."
+    help = ("Check the database and its migrations, the background processes' heartbeats, the gateway's rollups, "
+            "mail servers, clock skew, disk space and production settings; exit 1 on any failure.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        now = timezone.now()
-        rows = list(Heartbeat.objects.filter(beat_at__gte=now - REMEMBER))
-        gone = missing(now)
+        findings = checks.run()
+        result = checks.summary(findings)
+        database_up = not any(f.check in ("database", "migrations") and f.status == checks.FAIL for f in findings)
+        rows = self._processes() if database_up else []
         if options["json"]:
-            self.stdout.write(json.dumps({
-                "processes": [
-                    {"kind": r.kind, "host": r.host, "pid": r.pid, "beat_at": r.beat_at.isoformat(),
-                     "state": state(r, now), "detail": r.detail} for r in rows
-                ],
-                "missing": [{"kind": m.kind, "last_seen": m.last_seen.isoformat() if m.last_seen else None}
-                            for m in gone],
-            }, indent=2))
+            result["processes"] = rows
+            self.stdout.write(json.dumps(result, indent=2))
         else:
-            for r in rows:
-                age = (now - r.beat_at).total_seconds()
-                self.stdout.write(f"{r.kind:<12} {r.host}:{r.pid:<8} {state(r, now):<8} last beat {age:,.0f} s ago"
-                                  + (f"  {r.detail}" if r.detail else ""))
-            if not rows:
-                self.stdout.write("no background process has reported in the last 24 h")
-            self.stdout.write(f"{len(rows)} process(es) seen, {len(gone)} kind(s) missing"
-                              + "".join(f"\n  missing: {m}" for m in gone))
-        if gone:
-            raise CommandError(f"{len(gone)} background process kind(s) missing", returncode=1)
+            width = max(len(f.check) for f in findings)
+            for f in findings:
+                self.stdout.write(f"{MARK[f.status]}  {f.check:<{width}}  {f.message}")
+                if f.fix and f.status != checks.OK:
+                    self.stdout.write(f"      {'':<{width}}  -> {f.fix}")
+            if rows:
+                self.stdout.write("\nprocesses seen in the last 24 h:")
+                for r in rows:
+                    self.stdout.write(f"  {r['kind']:<12} {r['host']}:{r['pid']:<8} {r['state']:<8} last beat "
+                                      f"{r['age_seconds']:,.0f} s ago" + (f"  {r['detail']}" if r["detail"] else ""))
+            c = result["counts"]
+            self.stdout.write(f"\n{c['ok']} ok, {c['warn']} warning(s), {c['fail']} failure(s)")
+        if not result["healthy"]:
+            raise CommandError(f"{result['counts']['fail']} check(s) failed", returncode=1)
+
+    @staticmethod
+    def _processes() -> list[dict[str, Any]]:
+        now = timezone.now()
+        return [{"kind": r.kind, "host": r.host, "pid": r.pid, "beat_at": r.beat_at.isoformat(), "state": state(r, now),
+                 "age_seconds": (now - r.beat_at).total_seconds(), "detail": r.detail}
+                for r in Heartbeat.objects.filter(beat_at__gte=now - REMEMBER)]
 
 
 def state(row: Heartbeat, now: Any) -> str:
