@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "accord.desk",
     "accord.reports",
     "accord.insight",
+    "accord.outreach",
     "accord.web",
 ]
 
@@ -235,7 +236,11 @@ EMAIL_HOST_PASSWORD = os.environ.get("ACCORD_SMTP_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("ACCORD_SMTP_STARTTLS", False)
 EMAIL_USE_SSL = _env_bool("ACCORD_SMTP_SSL", False)
 EMAIL_TIMEOUT = 20
-EMAIL_FILE_PATH = str(VAR_DIR / "sent-mail")  # used by the file backend the demo selects
+EMAIL_FILE_PATH = str(VAR_DIR / "sent-mail")
+# Where people reach this Accord from outside: the links mailed for consent and unsubscribing start with it.
+ACCORD_PUBLIC_URL = os.environ.get("ACCORD_PUBLIC_URL", "http://127.0.0.1:8000")
+# A mailbox for List-Unsubscribe's mailto: form (RFC 2369), e.g. unsubscribe@example.com; empty: the URL only.
+ACCORD_UNSUBSCRIBE_MAILTO = os.environ.get("ACCORD_UNSUBSCRIBE_MAILTO", "")  # used by the file backend the demo selects
 DEFAULT_FROM_EMAIL = os.environ.get("ACCORD_MAIL_FROM", "support@accord.localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

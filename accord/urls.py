@@ -9,6 +9,7 @@ from django.urls import include, path
 from accord.access.auth import ThrottledLoginView
 from accord.desk.views import support_form
 from accord.ops.views import health_details
+from accord.outreach import views as outreach
 
 handler500 = "accord.lib.middleware.server_error"
 
@@ -23,5 +24,8 @@ urlpatterns = [
     path("insight/", include("accord.insight.urls")),
     path("reports/", include("accord.reports.urls")),
     path("support/", support_form, name="support-form"),
+    path("u/<str:token>/", outreach.unsubscribe, name="unsubscribe"),
+    path("c/<str:token>/", outreach.confirm, name="confirm-consent"),
+    path("outreach/contacts/<int:contact_id>/opt-out/", outreach.opt_out, name="opt-out"),
     path("", include("accord.web.urls")),
 ]

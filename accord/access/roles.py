@@ -23,6 +23,7 @@ ACCORD_APPS = (
     "insight",
     "ops",
     "access",
+    "outreach",
 )
 _OWN_TOKENS = ("access.view_apitoken", "access.add_apitoken", "access.delete_apitoken")
 _CATALOG_READ = tuple(
@@ -42,6 +43,8 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "gateway.view_*",
             "insight.view_*",
             "ops.view_*",
+            "outreach.view_*",
+            "outreach.change_consent",  # a contact who asks an agent to stop mailing them is opted out at once
             *_OWN_TOKENS,
         ),
     ),
@@ -58,6 +61,7 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "reports.view_*",
             "ops.view_*",
             "access.view_auditentry",
+            "outreach.*",
             *_OWN_TOKENS,
         ),
     ),
