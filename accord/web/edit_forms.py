@@ -11,6 +11,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models import Q
 from django.forms import BaseInlineFormSet, inlineformset_factory
 from django.utils import timezone
 
@@ -50,7 +51,10 @@ class AccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         owner = self.fields["owner"]
         assert isinstance(owner, forms.ModelChoiceField)
-        owner.queryset = get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+        # Active staff, and whoever owns the account now (so saving never drops an owner who left the staff).
+        current = self.instance.owner_id if self.instance and self.instance.pk else None
+        owner.queryset = get_user_model().objects.filter(
+            Q(is_staff=True, is_active=True) | Q(pk=current)).order_by("username")
         owner.empty_label = "nobody"
         owner.help_text = "The staff member who looks after this customer."
 
@@ -119,7 +123,7 @@ class PhoneForm(PointForm):
         widgets = {"value": forms.TextInput(attrs={"type": "tel", "autocomplete": "off"})}
 
 
-class BasePointFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
+class BasePointFormSet(BaseInlineFormSet):
     """A contact's addresses (or numbers): no value twice, none that another contact already has."""
 
     kind = ContactPoint.Kind.EMAIL
@@ -141,7 +145,7 @@ class BasePointFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
         primary_row: int | None = None
         owner_pk = self.instance.pk
         for i, form in enumerate(self.forms):
-            if not hasattr(form, "cleaned_data") or not form.cleaned_data or self._should_delete_form(form):
+            if not getattr(form, "cleaned_data", None) or form.cleaned_data.get("DELETE"):
                 continue
             value = form.cleaned_data.get("value")
             if not value:
@@ -161,9 +165,9 @@ class BasePointFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
             if other is not None:
                 form.add_error("value", f"“{value}” already belongs to the contact {other.contact.name}.")
 
-    def save_new(self, form: forms.ModelForm, commit: bool = True) -> ContactPoint:  # type: ignore[type-arg]
+    def save_new(self, form: forms.ModelForm, commit: bool = True) -> ContactPoint:
         form.instance.kind = self.kind
-        return super().save_new(form, commit)  # type: ignore[no-any-return]
+        return super().save_new(form, commit)
 
 
 class EmailFormSet(BasePointFormSet):
