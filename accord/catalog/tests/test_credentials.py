@@ -48,6 +48,17 @@ def test_the_cli_prints_the_key_once_lists_and_revokes(acme: Account) -> None:
     cred.refresh_from_db()
     assert cred.revoked_at is not None and not cred.active
 
+    # Both changes are in the audit trail, said to come from the command line, without the key or its hash.
+    from accord.access.models import AuditEntry
+
+    entries = list(AuditEntry.objects.filter(object_type="catalog.apicredential", object_id=str(cred.pk))
+                   .order_by("at", "id"))
+    assert [(e.action, e.source, e.user) for e in entries] == [("issue-key", "cli", None), ("revoke-key", "cli", None)]
+    assert entries[0].changes["prefix"] == [None, cred.prefix] and cred.key_hash not in str(entries[0].changes)
+    assert entries[1].changes["revoked_at"][0] is None and entries[1].changes["revoked_at"][1]
+    call_command("credentials", "revoke", cred.prefix, stdout=StringIO())
+    assert AuditEntry.objects.filter(action="revoke-key").count() == 1, "revoking again records nothing"
+
 
 def test_the_cli_explains_unknown_accounts_and_prefixes(acme: Account) -> None:
     with pytest.raises(CommandError, match="No account has the external id 'NOPE'"):

@@ -6,7 +6,10 @@ import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from accord.access.audit import diff, record, snapshot
+from accord.access.models import AuditEntry
 from accord.catalog.models import ApiCredential
 from accord.customers.models import Account
 
@@ -28,7 +31,12 @@ class Command(BaseCommand):
         action = options["action"]
         if action == "issue":
             account = self._account(options["account"])
-            cred, key = ApiCredential.issue(account, options["name"])
+            with transaction.atomic():
+                cred, key = ApiCredential.issue(account, options["name"])
+                after = snapshot(cred)
+                after.pop("key_hash", None)
+                record(None, "issue-key", cred, changes=diff({}, after), summary=f"API key of {account.name}",
+                       source=AuditEntry.Source.CLI)
             self.stdout.write(key)
             self.stderr.write(f"issued {cred.prefix}... for {account.name}; store the key now, it is not shown again")
         elif action == "list":
@@ -45,7 +53,13 @@ class Command(BaseCommand):
                 raise CommandError(f"No credential has the prefix '{options['prefix']}'.")
             if len(matches) > 1:
                 raise CommandError(f"Prefix '{options['prefix']}' is ambiguous ({len(matches)} keys).")
-            matches[0].revoke()
+            with transaction.atomic():
+                before = snapshot(matches[0], ["revoked_at"])
+                matches[0].revoke()
+                changes = diff(before, snapshot(matches[0], ["revoked_at"]))
+                if changes:
+                    record(None, "revoke-key", matches[0], changes=changes, source=AuditEntry.Source.CLI,
+                           summary=f"API key of {matches[0].account.name}")
             self.stdout.write(f"revoked {matches[0].prefix}...")
 
     def _account(self, external_id: str) -> Account:
