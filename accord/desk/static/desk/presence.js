@@ -20,7 +20,7 @@
       .then(function (data) {
         if (!data) { return; }
         var text = data.text ? data.text + "." : "";
-        if (text !== said) { region.textContent = text; said = text; }
+        if (text !== said) { region.textContent = text; region.className = text ? "notice live-line" : ""; said = text; }
       })
       .catch(function () { /* offline for a moment: try again next time */ })
       .then(function () { window.setTimeout(ping, poll); });
