@@ -77,8 +77,9 @@ def do_assign(ticket: Ticket, *, user: Any = None, group: SupportGroup | None = 
     return ticket
 
 
-def do_tags(ticket: Ticket, *, add: list[str] = (), remove: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+def do_tags(ticket: Ticket, *, add: list[str] | None = None, remove: list[str] | None = None) -> list[str]:
     """Add and remove tags (new names are created); returns the ticket's tags after."""
+    add, remove = add or [], remove or []
     bad = [n for n in [*add, *remove] if not TAG_NAME.match(n)]
     if bad:
         raise ValidationError({"tags": f"Not a tag name: {', '.join(repr(b) for b in bad)} (letters, digits, - and _)."})
