@@ -224,6 +224,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AccountKindEnum": "accord.customers.models.Account.Kind",
         "ObjectiveKindEnum": "accord.agreements.models.Objective.Kind",
+        "TicketStatusEnum": "accord.desk.models.Ticket.Status",
     },
 }
 

@@ -76,6 +76,12 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: role -> permissions its patterns would match but it must not hold (agents use canned replies, managers edit them)
+EXCEPT: dict[str, tuple[str, ...]] = {
+    "agent": ("desk.add_cannedreply", "desk.change_cannedreply", "desk.delete_cannedreply"),
+}
+
+
 def _matches(pattern: str, app_label: str, codename: str) -> bool:
     app, _, code = pattern.partition(".")
     if app == "*" and app_label not in ACCORD_APPS:
@@ -86,10 +92,12 @@ def _matches(pattern: str, app_label: str, codename: str) -> bool:
 def permissions_of(role: str, using: str = "default") -> list[Permission]:
     """The permissions a role's patterns match among those the database holds."""
     patterns = ROLES[role][1]
+    excluded = set(EXCEPT.get(role, ()))
     return [
         p
         for p in Permission.objects.using(using).select_related("content_type")
         if any(_matches(pat, p.content_type.app_label, p.codename) for pat in patterns)
+        and f"{p.content_type.app_label}.{p.codename}" not in excluded
     ]
 
 

@@ -14,6 +14,7 @@ from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
 from accord.desk.api import CallLogView, WebhookView
 from accord.desk.api import register as register_desk
+from accord.desk.ticket_api import ROUTES as DESK_TICKET_ACTIONS
 from accord.gateway.api import register as register_gateway
 from accord.governance.api import IndicatorsView
 from accord.governance.api import register as register_governance
@@ -48,6 +49,8 @@ urlpatterns = [
     path("calls/", CallLogView.as_view(), name="desk-calls"),
     path("webhooks/<slug:channel>/", WebhookView.as_view(), name="desk-webhook"),
     path("governance/indicators/", IndicatorsView.as_view(), name="governance-indicators"),
+    *[path(f"tickets/<int:pk>/{name}/", view.as_view(), name=f"desk-ticket-{name}")
+      for name, view in DESK_TICKET_ACTIONS],
     path("", include(router.urls)),
 ]
 

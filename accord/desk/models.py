@@ -399,3 +399,42 @@ class OutgoingMail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.status}"
+
+
+class CannedReply(models.Model):
+    """A reply agents insert into the reply box; placeholders are filled for the ticket at hand (`canned.py`)."""
+
+    title = models.CharField(max_length=120, unique=True)
+    body = models.TextField(help_text="Placeholders: {customer_name}, {ticket_ref}, {promised_time}, {agent_name}.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name_plural = "canned replies"
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        from .canned import check_placeholders
+
+        check_placeholders(self.body)
+
+
+class Presence(models.Model):
+    """An agent has a ticket open (and maybe is typing a reply), as of `seen_at`; refreshed by the page's poll."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    replying = models.BooleanField(default=False)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ticket", "user"], name="presence_once")]
+        indexes = [models.Index(fields=["ticket", "seen_at"], name="presence_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.ticket_id}"
