@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import code_views, views
 
 app_name = "web"
 urlpatterns = [
@@ -16,3 +16,4 @@ urlpatterns = [
     path("services/", views.services, name="services"),
     path("services/<int:pk>/", views.service, name="service"),
 ]
+urlpatterns += code_views.urlpatterns  # what stays code: the YAML editor, calendars, policies

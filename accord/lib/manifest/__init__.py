@@ -13,6 +13,9 @@ from .engine import (
     apply_manifests,
     export_data,
     export_manifest,
+    export_object,
+    export_objects,
+    kind,
     kinds,
     load_manifest,
     load_manifests,
@@ -21,5 +24,5 @@ from .yamlio import ManifestError, ManifestSyntaxError, read_yaml
 
 __all__ = [
     "ApplyResult", "Check", "Kind", "Loaded", "ManifestError", "ManifestSyntaxError", "apply_manifest",
-    "apply_manifests", "export_data", "export_manifest", "kinds", "load_manifest", "load_manifests", "read_yaml",
+    "apply_manifests", "export_data", "export_manifest", "export_object", "export_objects", "kind", "kinds", "load_manifest", "load_manifests", "read_yaml",
 ]
