@@ -32,7 +32,7 @@ _CATALOG_READ = tuple(
 #: role -> (what it is for, the permission patterns it holds)
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "agent": (
-        "works tickets; reads accounts, agreements, the catalog (not its API keys) and governance",
+        "works tickets; reads accounts, agreements, the catalog (not its API keys), governance and the desk's settings",
         (
             "customers.view_*",
             "agreements.view_*",
@@ -72,6 +72,17 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: role -> permissions its patterns would match but it must not hold. Agents work tickets; the desk's configuration
+#: (mailboxes, webhook channels, escalation rules, support groups and their members) is a manager's: agents read it.
+EXCEPT: dict[str, tuple[str, ...]] = {
+    "agent": tuple(
+        f"desk.{action}_{model}"
+        for model in ("mailbox", "webhookchannel", "escalationrule", "supportgroup")
+        for action in ("add", "change", "delete")
+    ),
+}
+
+
 def _matches(pattern: str, app_label: str, codename: str) -> bool:
     app, _, code = pattern.partition(".")
     if app == "*" and app_label not in ACCORD_APPS:
@@ -82,10 +93,12 @@ def _matches(pattern: str, app_label: str, codename: str) -> bool:
 def permissions_of(role: str, using: str = "default") -> list[Permission]:
     """The permissions a role's patterns match among those the database holds."""
     patterns = ROLES[role][1]
+    excluded = set(EXCEPT.get(role, ()))
     return [
         p
         for p in Permission.objects.using(using).select_related("content_type")
         if any(_matches(pat, p.content_type.app_label, p.codename) for pat in patterns)
+        and f"{p.content_type.app_label}.{p.codename}" not in excluded
     ]
 
 
