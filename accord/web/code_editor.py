@@ -205,9 +205,13 @@ def apply(section: str, name: str | None, text: str, user: Any) -> tuple[Checked
     checked = check(section, name, text)
     if not checked.ok:
         return checked, None
-    with transaction.atomic():
-        result = apply_manifest(normalise(text), source=SOURCE)
-        singular = kind(section).singular
-        record_apply(result, user, source=AuditEntry.Source.UI,
-                     summaries={(singular, checked.name): checked.diff_text})
+    try:
+        with transaction.atomic():
+            result = apply_manifest(normalise(text), source=SOURCE)
+            singular = kind(section).singular
+            record_apply(result, user, source=AuditEntry.Source.UI,
+                         summaries={(singular, checked.name): checked.diff_text})
+    except ManifestError as e:  # the database refused what the check let through (a race): nothing was written
+        checked.errors = [_readable(x) for x in e.errors]
+        return checked, None
     return checked, result
