@@ -31,9 +31,10 @@
   var note = document.getElementById("apply-stale");
   if (apply) {
     var checkedText = box.value;
+    var nothingToApply = apply.disabled;
     box.addEventListener("input", function () {
       var stale = box.value !== checkedText;
-      apply.disabled = stale;
+      apply.disabled = stale || nothingToApply;
       if (note) { note.hidden = !stale; }
     });
   }
