@@ -33,7 +33,7 @@ _CATALOG_READ = tuple(
 #: role -> (what it is for, the permission patterns it holds)
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "agent": (
-        "works tickets; reads accounts, agreements, the catalog (not its API keys) and governance",
+        "works tickets; reads accounts, agreements, the catalog (not its API keys), governance and the desk's settings",
         (
             "customers.view_*",
             "agreements.view_*",
@@ -76,9 +76,15 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-#: role -> permissions its patterns would match but it must not hold (agents use canned replies, managers edit them)
+#: role -> permissions its patterns would match but it must not hold. Agents work tickets and use canned replies;
+#: the desk's configuration (mailboxes, webhook channels, escalation rules, support groups and their members) and
+#: the canned replies themselves are a manager's: agents read them.
 EXCEPT: dict[str, tuple[str, ...]] = {
-    "agent": ("desk.add_cannedreply", "desk.change_cannedreply", "desk.delete_cannedreply"),
+    "agent": tuple(
+        f"desk.{action}_{model}"
+        for model in ("mailbox", "webhookchannel", "escalationrule", "supportgroup", "cannedreply")
+        for action in ("add", "change", "delete")
+    ),
 }
 
 

@@ -28,6 +28,9 @@ class SupportGroup(models.Model):
 
     name = models.SlugField(max_length=80, unique=True)
     email = models.EmailField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="support_groups", help_text="The agents in the group."
+    )
 
     class Meta:
         ordering = ["name"]

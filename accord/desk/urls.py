@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import canned, live, outbox_views, presence, ticket_views, views
+from . import canned, live, outbox_views, presence, settings_views, ticket_views, views
 
 app_name = "desk"
 urlpatterns = [
@@ -23,3 +23,4 @@ urlpatterns = [
     path("outbox/", outbox_views.outbox_page, name="outbox"),
     path("outbox/retry/", outbox_views.outbox_retry, name="outbox-retry"),
 ]
+urlpatterns += settings_views.urlpatterns  # /desk/settings/: mailboxes, webhooks, escalation, groups

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from django.urls import path
 
+<<<<<<< HEAD
 from . import edit_views, views
+=======
+from . import code_views, views
+>>>>>>> i16-yaml
 
 app_name = "web"
 urlpatterns = [
@@ -32,3 +36,4 @@ urlpatterns = [
     path("accounts/<int:pk>/keys/<int:key_pk>/revoke/", edit_views.key_revoke, name="key-revoke"),
     path("audit/", edit_views.audit, name="audit"),
 ]
+urlpatterns += code_views.urlpatterns  # what stays code: the YAML editor, calendars, policies

@@ -13,6 +13,9 @@ from .engine import (
     apply_manifests,
     export_data,
     export_manifest,
+    export_object,
+    export_objects,
+    kind,
     kinds,
     load_manifest,
     load_manifests,
@@ -21,6 +24,6 @@ from .yamlio import ManifestError, ManifestSyntaxError, dump, read_yaml, read_ya
 
 __all__ = [
     "ApplyResult", "Check", "Kind", "Loaded", "ManifestError", "ManifestSyntaxError", "apply_manifest",
-    "apply_manifests", "dump", "export_data", "export_manifest", "kinds", "load_manifest", "load_manifests", "read_yaml",
-    "read_yaml_documents",
+    "apply_manifests", "dump", "export_data", "export_manifest", "export_object", "export_objects", "kind", "kinds",
+    "load_manifest", "load_manifests", "read_yaml", "read_yaml_documents",
 ]

@@ -398,3 +398,17 @@ def export_manifest() -> str:
     header += "".join(f"# {note}\n" for note in notes)
     data = {k: v for k, v in data.items() if v}
     return header + dump(data) if data else header
+
+
+def export_object(section: str, name: str) -> str | None:
+    """One stored object as manifest YAML (`{section: [object]}`), exactly as `accord export` writes it; None if
+    there is no object of that name. The staff UI's YAML editor starts from it."""
+    found = kind(section).stored(name)
+    return dump({section: [found]}) if found is not None else None
+
+
+def export_objects(section: str, items: list[Any]) -> str:
+    """Objects of the file (specs of `section`) in canonical form as manifest YAML, as the export would write
+    them once applied (applying is idempotent: the stored form then equals the canonical one)."""
+    k = kind(section)
+    return dump({section: [k.canonical(x) for x in items]})

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from accord.access.models import AuditEntry
 from accord.lib.manifest import ManifestError, ManifestSyntaxError, apply_manifests
+
+from ...applylog import record_apply
+
+
+def _who() -> str:
+    """The operating-system user running the command, for the audit trail (the command has no Accord user)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 class Command(BaseCommand):
@@ -45,7 +58,13 @@ class Command(BaseCommand):
             except OSError as e:
                 raise CommandError(f"{name}: {e.strerror or e}", returncode=1) from e
         try:
-            result = apply_manifests(sources, dry_run=options["dry_run"], prune=options["prune"])
+            with transaction.atomic():  # the changes and their audit entries land together, or neither
+                result = apply_manifests(sources, dry_run=options["dry_run"], prune=options["prune"])
+                if not result.dry_run:
+                    files = " ".join(f"-f {label}" for label, _ in sources)
+                    record_apply(result, None, source=AuditEntry.Source.CLI,
+                                 note=f"accord apply {files}{' --prune' if options['prune'] else ''} "
+                                      f"(system user {_who()})")
         except ManifestSyntaxError as e:
             for line in e.errors:
                 self.stderr.write(line)
