@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-<<<<<<< HEAD
-from . import edit_views, views
-=======
-from . import code_views, views
->>>>>>> i16-yaml
+from . import code_views, edit_views, views
 
 app_name = "web"
 urlpatterns = [
