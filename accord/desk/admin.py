@@ -65,11 +65,11 @@ class TicketAdmin(admin.ModelAdmin):
 class OutgoingMailAdmin(admin.ModelAdmin):
     """The outbox as the sender sees it: read-only (the sender and /desk/outbox/ change it), with "retry now"."""
 
-    list_display = ("id", "message", "auto", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
-    list_filter = ("status", "auto")
+    list_display = ("id", "message", "via", "auto", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
+    list_filter = ("status", "via", "auto")
     search_fields = ("message__subject", "last_error")
     raw_id_fields = ("message",)
-    readonly_fields = ("message", "headers", "auto", "status", "attempts", "last_error", "next_attempt_at",
+    readonly_fields = ("message", "via", "channel", "headers", "auto", "status", "attempts", "last_error", "next_attempt_at",
                        "claimed_at", "sent_at", "created_at")
     actions = ["retry_now"]
 
