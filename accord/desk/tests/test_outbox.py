@@ -292,3 +292,28 @@ def test_a_webhook_reply_refused_with_a_4xx_fails_at_once_and_is_not_retried(des
     row = OutgoingMail.objects.get(message=reply)
     assert (row.status, row.attempts) == ("failed", 1) and "HTTP 410" in row.last_error
     assert len(receiver.requests) == 1
+
+
+def test_the_admin_shows_the_outbox_read_only_and_retries_the_chosen(desk: Desk, settings: Any, sink: SmtpSink) -> None:
+    from django.contrib.auth import get_user_model
+
+    use(settings, sink.host, sink.port)
+    sink.refuse_recipient("gone@example.org", "550 5.1.1 No such user")
+    row = OutgoingMail.objects.get(message=replied(desk, "gone@example.org"))
+    assert row.status == "failed"
+    admin = get_user_model().objects.create_superuser("root", "root@accord.example", "root-password")
+    client = Client()
+    client.force_login(admin)
+    listing = client.get("/admin/desk/outgoingmail/")
+    assert listing.status_code == 200 and "550 5.1.1 No such user" in listing.content.decode()
+    change = client.get(f"/admin/desk/outgoingmail/{row.pk}/change/")
+    assert change.status_code == 200 and 'name="status"' not in change.content.decode()  # read-only
+    assert client.get("/admin/desk/outgoingmail/add/").status_code == 403  # mail enters with its message only
+    done = client.post("/admin/desk/outgoingmail/", {"action": "retry_now", "_selected_action": [str(row.pk)]})
+    assert done.status_code == 302
+    row.refresh_from_db()
+    assert row.status == "pending" and row.attempts == 1  # due now: the sender's next pass tries it
+    sink.refuse_recipient("gone@example.org", "")
+    outbox.send_due()
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("sent", 2)
