@@ -345,8 +345,8 @@ class Flusher:
 
     async def _flush_and_beat(self, tick: float) -> None:
         loop = asyncio.get_running_loop()
-        await self.flush()
-        self.span = max(loop.time() - tick, self.span * 0.9)
+        if await self.flush():  # a failed write (the database away) says nothing of how long writes take
+            self.span = max(loop.time() - tick, self.span * 0.9)
         # Alive is said by the thread that writes: a worker whose database writes hang goes silent too.
         await loop.run_in_executor(self.executor, self.heartbeat.beat)
 
