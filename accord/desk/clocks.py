@@ -14,6 +14,11 @@ The rules, in one place:
 - Writers lock the ticket, then its clocks (`locked`), and save only the fields they change: a worker's
   conditional UPDATE of warned_at or breached_at waits for them and is never written over.
 - Solving stops resolution; reopening a solved ticket starts a new resolution cycle, keeping the old one.
+- Instants come from the host's wall clock, which can be stepped back (or forward): a stop or a pause dated before
+  what the clock already holds (its start, the end of its last pause, the pause it is in) counts at that instant
+  instead (`known_since`), so no clock ever stops before it started, pauses overlap or elapsed time is negative.
+  Due instants are fixed instants: after a step back they come due when the wall clock reaches them again, and
+  the worker raises each alert once (its conditional UPDATE), dated at the due instant.
 """
 
 from __future__ import annotations
@@ -118,8 +123,20 @@ def plan(ticket: Ticket, kind: str, objective: Objective, at: dt.datetime, cycle
     return clock
 
 
+def known_since(clock: SlaClock, at: dt.datetime) -> dt.datetime:
+    """`at`, or the latest instant the clock already holds if `at` is before it (its start, the end of its last
+    pause, the start of the pause it is in): a wall clock stepped back cannot date a change into its past."""
+    latest = clock.started_at
+    if clock.pauses:
+        latest = max(latest, dt.datetime.fromisoformat(clock.pauses[-1][1]))
+    if clock.paused_since is not None:
+        latest = max(latest, clock.paused_since)
+    return max(at, latest)
+
+
 def stop(clock: SlaClock, at: dt.datetime) -> None:
     """Mark a milestone reached; late means breached, and a breach is never cleared."""
+    at = known_since(clock, at)
     if clock.status == SlaClock.Status.PAUSED:
         resume(clock, at)
     if clock.status != SlaClock.Status.RUNNING:
@@ -139,7 +156,7 @@ def pause(clock: SlaClock, at: dt.datetime) -> None:
     if clock.status != SlaClock.Status.RUNNING:
         return
     clock.status = SlaClock.Status.PAUSED
-    clock.paused_since = at
+    clock.paused_since = known_since(clock, at)
     clock.due_at = clock.warn_at = None
     clock.save(update_fields=SCHEDULE_FIELDS)
 
@@ -192,6 +209,12 @@ def passed(instant: dt.datetime | None, now: dt.datetime) -> bool:
     return instant is not None and instant < now
 
 
+def warned(clock: SlaClock) -> bool:
+    """Whether the clock's warning was raised for the warning instant it has now (not for an earlier target or
+    schedule): it stays warned when the wall clock is stepped back before that instant."""
+    return clock.warned_at is not None and clock.warned_at == clock.warn_at
+
+
 def live(clocks: Iterable[SlaClock]) -> list[SlaClock]:
     """The clocks that still run or are paused (not met, not cancelled)."""
     return [c for c in clocks if c.status in (SlaClock.Status.RUNNING, SlaClock.Status.PAUSED)]
@@ -239,7 +262,7 @@ def summarise(ticket: Ticket, now: dt.datetime | None = None, known: list[SlaClo
         passed(c.due_at, now) for c in running
     ):
         ticket.sla_state = Ticket.SlaState.BREACHED
-    elif any(passed(c.warn_at, now) for c in running):
+    elif any(passed(c.warn_at, now) or warned(c) for c in running):
         ticket.sla_state = Ticket.SlaState.WARNING
     elif running:
         ticket.sla_state = Ticket.SlaState.ON_TRACK

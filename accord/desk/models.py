@@ -385,8 +385,16 @@ class OutgoingMail(models.Model):
         SENT = "sent"
         FAILED = "failed"
 
+    class Via(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
     message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="outgoing")
     headers = models.JSONField(default=dict, blank=True, help_text="Extra headers (threading, Auto-Submitted).")
+    via = models.CharField(max_length=8, choices=Via.choices, default=Via.EMAIL,
+                           help_text="By e-mail, or POSTed to a webhook channel's reply URL.")
+    channel = models.ForeignKey("WebhookChannel", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="outgoing", help_text="The webhook channel a reply goes to (via webhook).")
     auto = models.BooleanField(default=False, help_text="An auto-acknowledgement: sent at most once, never resent.")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

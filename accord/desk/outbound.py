@@ -19,7 +19,6 @@ from email.utils import make_msgid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
 from django.utils import timezone
 
 from accord.lib.units import instant, minutes
@@ -56,11 +55,6 @@ def was_sent(message: Message) -> bool:
     """Whether a message queued with `send_on_commit` went out (or waits in the outbox, not yet refused): asked
     after the commit, when the first attempt has run."""
     return not Message.objects.filter(pk=message.pk, flagged=True).exists()
-
-
-def _not_sent(message: Message, error: Exception) -> None:
-    Message.objects.filter(pk=message.pk).update(flagged=True, flag_reason=f"not sent: {error}"[:300])
-    log.error("could not send %s for ticket %s: %s", message.message_id, message.ticket_id, error)
 
 
 def send_on_commit(message: Message, extra_headers: dict[str, str], *, auto: bool = False) -> None:
@@ -227,11 +221,19 @@ def webhook_id(message_id: str | None, channel: str) -> str:
 
 
 def post_on_commit(reply: Message, channel: WebhookChannel) -> None:
-    """POST a reply to the channel's reply URL after the commit, signed as inbound messages are.
+    """Put a reply for a webhook channel in the outbox (`outbox.py`), in this transaction: it is POSTed once the
+    transaction commits (`post_reply`) and, should that fail, retried with backoff by the sender, shown on
+    /desk/outbox/ with its last error meanwhile."""
+    outbox.enqueue(reply, {}, webhook=channel)
+
+
+def post_reply(reply: Message, channel: WebhookChannel) -> None:
+    """POST a reply to the channel's reply URL, signed as inbound messages are. Raises what failed.
 
     Body: {"id", "to", "text", "subject", "in_reply_to", "ticket"}; the customer's answer to it threads onto the
     ticket when it names "id" as its "in_reply_to". A refused connection, a timeout or a 5xx answer is tried
-    again (`WEBHOOK_ATTEMPTS` in all); a 4xx is not. What still fails flags the reply with the error.
+    again at once (`WEBHOOK_ATTEMPTS` in all), then raised as OSError for the outbox to retry later; a 4xx is
+    raised as `outbox.WebhookRefused`, not retried.
     """
     payload = {
         "id": webhook_id(reply.message_id, channel.name),
@@ -246,26 +248,24 @@ def post_on_commit(reply: Message, channel: WebhookChannel) -> None:
         "Content-Type": "application/json", "X-Accord-Signature": channel.signature(body),
         "X-Accord-Event": "reply", "X-Accord-Delivery": payload["id"], "User-Agent": "accord-desk",
     })
-
-    def send() -> None:
-        error: Exception | None = None
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            if attempt:
-                time.sleep(0.5 * 2 ** (attempt - 1))
-            try:
-                with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
-                    if 200 <= response.status < 300:
-                        return
-                    error = OSError(f"HTTP {response.status} from {channel.reply_url}")
-            except urllib.error.HTTPError as e:
-                error = OSError(f"HTTP {e.code} {e.reason} from {channel.reply_url}")
-                if e.code < 500:
-                    break  # the receiver refused this request: the same again would be refused again
-            except urllib.error.URLError as e:  # refused, unreachable
-                error = OSError(f"{e.reason} ({channel.reply_url})")
-            except (OSError, ValueError) as e:  # timed out; ValueError: a malformed URL
-                error = OSError(f"{type(e).__name__}: {e} ({channel.reply_url})")
-        assert error is not None
-        _not_sent(reply, error)
-
-    transaction.on_commit(send)
+    error: Exception | None = None
+    for attempt in range(WEBHOOK_ATTEMPTS):
+        if attempt:
+            time.sleep(0.5 * 2 ** (attempt - 1))
+        try:
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
+                if 200 <= response.status < 300:
+                    return
+                error = OSError(f"HTTP {response.status} from {channel.reply_url}")
+        except urllib.error.HTTPError as e:
+            if e.code < 500:  # the receiver refused this request: the same again would be refused again
+                raise outbox.WebhookRefused(f"HTTP {e.code} {e.reason} from {channel.reply_url}") from None
+            error = OSError(f"HTTP {e.code} {e.reason} from {channel.reply_url}")
+        except urllib.error.URLError as e:  # refused, unreachable
+            error = OSError(f"{e.reason} ({channel.reply_url})")
+        except ValueError as e:  # a malformed URL: the same again fails again
+            raise outbox.WebhookRefused(f"{type(e).__name__}: {e} ({channel.reply_url})") from None
+        except OSError as e:  # timed out
+            error = OSError(f"{type(e).__name__}: {e} ({channel.reply_url})")
+    assert error is not None
+    raise error

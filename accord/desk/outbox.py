@@ -9,6 +9,11 @@ while the server was down does not hit it in one burst). A permanent refusal (an
 once; mail still refused after `ACCORD_OUTBOX_GIVE_UP` seconds (5 days, Postfix's queue lifetime) too. The staff
 page /desk/outbox/ lists what is pending or failed with its last error, and retries it on demand.
 
+A reply on a webhook ticket goes through the same outbox (`via` webhook): it is POSTed to the channel's reply
+URL (`outbound.post_reply`) instead of e-mailed, with the same claim, backoff, lease and page. A 4xx answer is a
+permanent refusal; a refused connection, a timeout or a 5xx is retried. Its `X-Accord-Delivery` id is the same on
+every attempt, so a receiver recognises the one duplicate a sender killed mid-POST can cause.
+
 Each attempt is claim → send → mark. The claim (pending → sending, with the attempt counted) commits before a
 byte goes out, so two senders never send one mail. A sender that dies between the send and the mark leaves the
 row in `sending`; after `ACCORD_OUTBOX_LEASE` seconds it is taken back:
@@ -37,7 +42,7 @@ from django.utils import timezone
 
 from accord.lib.faults import point
 
-from .models import Message, OutgoingMail
+from .models import Message, OutgoingMail, WebhookChannel
 
 log = logging.getLogger(__name__)
 S = OutgoingMail.Status
@@ -65,10 +70,18 @@ def email(message: Message, headers: dict[str, str]) -> EmailMessage:
     )
 
 
-def enqueue(message: Message, headers: dict[str, str], *, auto: bool = False) -> OutgoingMail:
-    """Put a saved message in the outbox, in the caller's transaction; it is tried once that commits."""
+class WebhookRefused(Exception):
+    """A webhook receiver refused a reply for good (a 4xx answer), or its channel is gone."""
+
+
+def enqueue(message: Message, headers: dict[str, str], *, auto: bool = False,
+            webhook: WebhookChannel | None = None) -> OutgoingMail:
+    """Put a saved message in the outbox, in the caller's transaction; it is tried once that commits. With
+    `webhook` it is POSTed to that channel's reply URL instead of e-mailed."""
     now = timezone.now()
-    row = OutgoingMail.objects.create(message=message, headers=headers, auto=auto, created_at=now, next_attempt_at=now)
+    via = OutgoingMail.Via.WEBHOOK if webhook is not None else OutgoingMail.Via.EMAIL
+    row = OutgoingMail.objects.create(message=message, headers=headers, auto=auto, created_at=now, next_attempt_at=now,
+                                      via=via, channel=webhook)
     _try_on_commit([row.pk])
     return row
 
@@ -90,7 +103,9 @@ def _try_on_commit(pks: list[int]) -> None:
 
 
 def permanent(error: Exception) -> bool:
-    """Whether the server refused for good (5xx): trying again would be refused again."""
+    """Whether the server refused for good (SMTP 5xx, webhook 4xx): trying again would be refused again."""
+    if isinstance(error, WebhookRefused):
+        return True
     if isinstance(error, smtplib.SMTPResponseException):
         return error.smtp_code >= 500
     if isinstance(error, smtplib.SMTPRecipientsRefused):
@@ -108,6 +123,8 @@ def describe(error: Exception) -> str:
     if isinstance(error, smtplib.SMTPResponseException):
         text = error.smtp_error.decode(errors="replace") if isinstance(error.smtp_error, bytes) else str(error.smtp_error)
         return f"SMTP {error.smtp_code} {text}"
+    if isinstance(error, WebhookRefused):
+        return str(error)
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return "recipients refused: " + "; ".join(
             f"{addr}: {code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
@@ -122,10 +139,17 @@ def deliver(pk: int, now: dt.datetime | None = None) -> str:
         status=S.SENDING, claimed_at=now, attempts=F("attempts") + 1)
     if not won:
         return ""
-    row = OutgoingMail.objects.select_related("message").get(pk=pk)
+    row = OutgoingMail.objects.select_related("message", "channel").get(pk=pk)
     point("outbox.claimed")  # tests: die with the mail claimed and not sent
     try:
-        get_connection(fail_silently=False).send_messages([email(row.message, row.headers)])
+        if row.via == OutgoingMail.Via.WEBHOOK:
+            from .outbound import post_reply
+
+            if row.channel is None:
+                raise WebhookRefused("the webhook channel was deleted")
+            post_reply(row.message, row.channel)
+        else:
+            get_connection(fail_silently=False).send_messages([email(row.message, row.headers)])
     except Exception as e:  # whatever the backend raises is recorded on the row, not lost
         return _failed(row, e)
     point("outbox.sent")  # tests: die with the mail sent and not yet marked

@@ -23,7 +23,7 @@ S = OutgoingMail.Status
 @needs("desk.view_outgoingmail")
 def outbox_page(request: HttpRequest) -> HttpResponse:
     """What is waiting or failed, the oldest first; the sent ones of the last day are only counted."""
-    rows = (OutgoingMail.objects.exclude(status=S.SENT).select_related("message__ticket")
+    rows = (OutgoingMail.objects.exclude(status=S.SENT).select_related("message__ticket", "channel")
             .order_by("status", "next_attempt_at", "id")[:500])
     since = timezone.now() - dt.timedelta(days=1)
     sent = OutgoingMail.objects.filter(status=S.SENT, sent_at__gte=since).count()

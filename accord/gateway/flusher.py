@@ -6,8 +6,15 @@ instead of every minute of every account. The four are written in one transactio
 
 Several workers and hosts write the same keys: a flush first inserts any missing rows (ignoring conflicts, in
 one key order for every writer), then locks the rows of its keys in primary-key order, adds its counts, merges
-its sketches in Python, and commits. A flush that fails (database down, deadlock) hands its rollups back to the
-accumulator to be retried with the next one, so a request is counted exactly once, in every row it adds to.
+its sketches in Python, and commits. A flush that fails (database down, deadlock) is retried with the next one,
+so a request is counted exactly once, in every row it adds to.
+
+A failed commit does not say whether it happened: the connection can be cut after the database committed and
+before its answer arrived. So every batch has an id (the flush's id and the batch's first key), inserted into
+`FlushBatch` in the batch's own transaction; a batch retried after such a failure finds its id there and is
+skipped instead of counted twice. A flush that failed keeps its rollups apart, as they were (not merged with
+what was measured since, which would change its batches), and is retried whole, with its ids, before anything
+newer is written.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,12 +37,14 @@ from django.utils import timezone
 from accord.ops.heartbeat import Beat
 
 from .measure import Accumulator, RollupKey, Sketch, Tally
-from .models import ALL_ACCOUNTS, HOUR, Rollup
+from .models import ALL_ACCOUNTS, HOUR, FlushBatch, Rollup
 
 BATCH = 500  # measured keys per transaction (each adds to up to four rows)
 ATTEMPTS = 5
 # Rollup keys a worker keeps while its database is away (about 1 KB each): beyond, the oldest are dropped.
 BUFFER_KEYS = 100_000
+# Batch ids kept this long (a retried batch is retried within the outage its worker waits out), then deleted.
+BATCH_IDS_KEPT = dt.timedelta(days=1)
 
 # A stored row: (window_seconds, window start in epoch seconds, account, service, operation, pool, outcome, tier)
 RowKey = tuple[int, int, str, str, str, str, str, str]
@@ -82,19 +93,29 @@ def rollup_rows(tallies: Mapping[RollupKey, Tally], window_seconds: int) -> dict
     return rows
 
 
-def write_rollups(tallies: dict[RollupKey, Tally], window_seconds: int) -> None:
+def batch_id(flush: str, first: RollupKey) -> str:
+    """The id of the batch of a flush that starts with a key: the same however often the flush is retried (its
+    written batches removed, the rest split again from the same keys, in the same places)."""
+    return f"{flush}:{hashlib.sha1(repr(first).encode()).hexdigest()[:20]}"
+
+
+def write_rollups(tallies: dict[RollupKey, Tally], window_seconds: int, flush: str | None = None) -> None:
     """Add the tallies to the stored rollups (synchronous; call it from a thread). Raises DatabaseError.
 
     Written keys are removed from `tallies`, so after a failure it holds exactly what is still to be written:
-    a batch of keys commits with its hour and all-accounts rows, or none of them.
+    a batch of keys commits with its hour and all-accounts rows, or none of them. `flush` names the flush: called
+    again with the same name and what is left of the same tallies, a batch already committed (its answer lost)
+    is skipped. Without a name each call is a new flush.
     """
+    flush = flush or uuid.uuid4().hex
     keys = sorted(tallies)
     for i in range(0, len(keys), BATCH):
         part = keys[i : i + BATCH]
         rows = rollup_rows({k: tallies[k] for k in part}, window_seconds)
+        batch = batch_id(flush, part[0])
         for attempt in range(ATTEMPTS):
             try:
-                _write_batch(rows, window_seconds)
+                _write_batch(rows, window_seconds, batch)
             except DatabaseError:
                 if attempt == ATTEMPTS - 1:
                     raise
@@ -105,12 +126,30 @@ def write_rollups(tallies: dict[RollupKey, Tally], window_seconds: int) -> None:
                 break
 
 
-def _write_batch(rows: dict[RowKey, Tally], window_seconds: int) -> None:
+def _claim_batch(batch: str, now: Any) -> bool:
+    """Record a batch's id in the current transaction; False if it is recorded already (committed before)."""
+    qn = connection.ops.quote_name
+    table = qn(FlushBatch._meta.db_table)
+    ignore = "INSERT OR IGNORE INTO" if connection.vendor == "sqlite" else "INSERT INTO"
+    conflict = "" if connection.vendor == "sqlite" else " ON CONFLICT DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{ignore} {table} ({qn('id')}, {qn('written_at')}) VALUES (%s, %s){conflict}", [batch, now])
+        return cursor.rowcount == 1
+
+
+def forget_batches(before: dt.datetime) -> int:
+    """Delete the ids of batches written before an instant; returns how many."""
+    return FlushBatch.objects.filter(written_at__lt=before).delete()[0]
+
+
+def _write_batch(rows: dict[RowKey, Tally], window_seconds: int, batch: str) -> None:
     ordered = sorted(rows)  # one order for every writer
     ops = connection.ops
     now = ops.adapt_datetimefield_value(timezone.now())
     windows = {start: ops.adapt_datetimefield_value(_when(start)) for start in {k[1] for k in ordered}}
     with transaction.atomic():
+        if not _claim_batch(batch, now):
+            return  # committed by an earlier attempt whose answer was lost: counted already
         _insert_rows([(windows[k[1]], k[0], k[2], k[3], k[4], k[5], k[6], k[7], 0, 0, 0, 0, 0.0, _EMPTY, now)
                       for k in ordered])
         resolutions = Q()
@@ -201,11 +240,15 @@ class Flusher:
 
     While the database is away (a failed write) or slow (a write still waiting when the next is due), the rollups
     stay in memory and are written with the next write that succeeds, each request once. What stays is bounded:
-    beyond `max_keys` rollup keys the oldest windows are dropped, counted in `dropped` and logged.
+    beyond `max_keys` rollup keys the oldest windows are dropped, counted in `dropped` and logged. A failed flush
+    is kept apart as it was (its batches may have committed with their answer lost) and retried with its ids first.
+
+    `writer(tallies, window_seconds, flush)` writes and removes what it wrote (`write_rollups`); `flush` names the
+    flush, the same on each retry of it.
     """
 
     def __init__(self, accumulator: Accumulator, interval: float = 2.0,
-                 writer: Callable[[dict[RollupKey, Tally], int], None] = write_rollups,
+                 writer: Callable[[dict[RollupKey, Tally], int, str], None] = write_rollups,
                  max_keys: int = BUFFER_KEYS) -> None:
         self.accumulator = accumulator
         self.interval = interval
@@ -217,20 +260,26 @@ class Flusher:
         self.dropped = 0  # requests measured but dropped because the buffer was full
         self.last_error = ""
         self.failing_since: float | None = None  # time.monotonic() of the first failed write in a row
+        # How long the slowest recent write took from its tick to its commit (monotonic seconds, forgotten slowly)
+        self.span = 0.0
         self._lock = asyncio.Lock()
         self._writing: asyncio.Task[None] | None = None
         self._taken: dict[RollupKey, Tally] = {}  # the rollups of the write under way
+        self._retry: tuple[str, dict[RollupKey, Tally]] | None = None  # a failed flush: its name, what is left
+        self._writes = 0
         self.heartbeat = Beat("gateway", interval=max(10.0, interval))
 
     @property
     def pending(self) -> int:
-        """Requests measured and not yet written: in the accumulator, or in the write under way."""
-        return self.accumulator.pending + sum(t.count for t in list(self._taken.values()))
+        """Requests measured and not yet written: in the accumulator, in the write under way or a failed one."""
+        retry = self._retry[1] if self._retry is not None else {}
+        return (self.accumulator.pending + sum(t.count for t in list(self._taken.values()))
+                + sum(t.count for t in list(retry.values())))
 
     @property
     def keys(self) -> int:
-        """Rollup keys held in memory: in the accumulator, or in the write under way."""
-        return self.accumulator.keys + len(self._taken)
+        """Rollup keys held in memory: in the accumulator, in the write under way or a failed one."""
+        return self.accumulator.keys + len(self._taken) + (len(self._retry[1]) if self._retry is not None else 0)
 
     def bound(self) -> int:
         """Drop the oldest buffered rollups beyond `max_keys`; returns the requests dropped (and logs them)."""
@@ -244,65 +293,89 @@ class Flusher:
         return dropped
 
     async def flush(self) -> bool:
-        """Write what has accumulated; on failure keep it for the next flush. Returns whether it was written."""
+        """Write what has accumulated (a failed flush first); on failure keep it for the next flush. Returns
+        whether everything was written."""
         async with self._lock:
-            taken = self.accumulator.take()
-            if not taken:
+            batches: list[tuple[str, dict[RollupKey, Tally]]] = []
+            if self._retry is not None:
+                batches.append(self._retry)
+                self._retry = None
+            if taken := self.accumulator.take():
+                batches.append((uuid.uuid4().hex, taken))
+            if not batches:
                 return True
             loop = asyncio.get_running_loop()
-            self._taken = taken
-            try:
-                await loop.run_in_executor(self.executor, self._write, taken)
-            except Exception as e:  # the database may be restarting: retry with the next flush
-                self._taken = {}
-                self.accumulator.give_back(taken)
-                self.failures += 1
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                self.last_error = f"{type(e).__name__}: {e}"
-                print(f"gateway: flushing rollups failed, will retry: {self.last_error}", file=sys.stderr, flush=True)
-                self.bound()
-                return False
-            finally:
-                self._taken = {}
+            for i, (name, taken) in enumerate(batches):
+                self._taken = taken
+                try:
+                    await loop.run_in_executor(self.executor, self._write, taken, name)
+                except Exception as e:  # the database may be restarting: retry with the next flush
+                    self._retry = (name, taken)  # what is left of it, kept as it is with its name
+                    for _later, untried in batches[i + 1:]:
+                        self.accumulator.give_back(untried)  # never tried: nothing of it can be committed
+                    self.failures += 1
+                    if self.failing_since is None:
+                        self.failing_since = time.monotonic()
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    print(f"gateway: flushing rollups failed, will retry: {self.last_error}", file=sys.stderr,
+                          flush=True)
+                    self.bound()
+                    return False
+                finally:
+                    self._taken = {}
             if self.failing_since is not None:
                 print(f"gateway: rollups written again after {time.monotonic() - self.failing_since:.1f} s of "
                       f"failed writes", file=sys.stderr, flush=True)
                 self.failing_since = None
             return True
 
-    def _write(self, taken: dict[RollupKey, Tally]) -> None:
+    def _write(self, taken: dict[RollupKey, Tally], name: str) -> None:
         total = sum(t.count for t in taken.values())
         try:
-            self.writer(taken, self.accumulator.window_seconds)
+            self.writer(taken, self.accumulator.window_seconds, name)
         except Exception:
             self.flushed += total - sum(t.count for t in taken.values())
             connections.close_all()  # a broken connection is replaced on the next attempt
             raise
         self.flushed += total
+        self._writes += 1
+        if self._writes % 1000 == 1:  # now and then: the ids of batches nobody will retry any more
+            with contextlib.suppress(DatabaseError):
+                forget_batches(timezone.now() - BATCH_IDS_KEPT)
 
-    async def _flush_and_beat(self) -> None:
-        await self.flush()
+    async def _flush_and_beat(self, tick: float) -> None:
+        loop = asyncio.get_running_loop()
+        if await self.flush():  # a failed write (the database away) says nothing of how long writes take
+            self.span = max(loop.time() - tick, self.span * 0.9)
         # Alive is said by the thread that writes: a worker whose database writes hang goes silent too.
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.heartbeat.beat)
+        await loop.run_in_executor(self.executor, self.heartbeat.beat)
+
+    @property
+    def lead(self) -> float:
+        """How much earlier than `interval` after the last one a write starts: the time recent writes took from
+        their tick to their commit, plus 50 ms, at most half the interval."""
+        return min(self.interval / 2, self.span + 0.05)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Start a write every interval until `stopping` is set (the final flush is the caller's, after requests
         end). The writes start on a fixed cadence (a slow write does not push the next ones later, which would
-        leave more unwritten for a `kill -9` to lose); while one still waits on the database, the next is
-        skipped and what piles up is bounded instead."""
+        leave more unwritten for a `kill -9` to lose), early by `lead`: a write commits what was measured up to
+        its start, so what a hard kill loses (measured since the start of the last committed write) stays within
+        one interval as long as a write takes no longer than recent ones did. While one still waits on the
+        database, the next is skipped and what piles up is bounded instead."""
         loop = asyncio.get_running_loop()
-        due = loop.time() + self.interval
+        due = loop.time() + self.interval - self.lead
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), max(0.0, due - loop.time()))
             if stopping.is_set():
                 break
-            due = max(due + self.interval, loop.time())  # a late tick does not bring a burst of catching up
+            tick = due
+            due = max(due + self.interval - self.lead, loop.time())  # a late tick brings no burst of catching up
             if self._writing is not None and not self._writing.done():
                 self.bound()
                 continue
-            self._writing = loop.create_task(self._flush_and_beat())
+            self._writing = loop.create_task(self._flush_and_beat(tick))
 
     async def close(self, attempts: int = 10) -> bool:
         """Final flushes until everything is written (or attempts run out); then release the thread."""

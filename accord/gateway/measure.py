@@ -295,6 +295,10 @@ class Tally:
         self.sketch.merge(other.sketch)
 
 
+# Seconds recorded this far after the instant a caller asks about mean the wall clock was stepped back since.
+STEPPED_BACK = 60
+
+
 class Accumulator:
     """Rollups of one process since the last flush; only the event loop's thread touches it.
 
@@ -342,7 +346,7 @@ class Accumulator:
         if before is None:
             done, self._seconds = seconds, {}
         else:
-            done = {k: t for k, t in seconds.items() if k[0] < before}
+            done = {k: t for k, t in seconds.items() if k[0] < before or k[0] > before + STEPPED_BACK}
             for k in done:
                 del seconds[k]
         window, tallies, live = self.window_seconds, self._tallies, self.live
@@ -366,9 +370,10 @@ class Accumulator:
         return self._tallies
 
     def take_live(self, before: int) -> dict[LiveKey, Tally]:
-        """The live tallies of whole seconds before `before` (epoch seconds); later ones stay to fill up."""
+        """The live tallies of whole seconds before `before` (epoch seconds); later ones stay to fill up, unless
+        they are more than STEPPED_BACK seconds later: the wall clock went back, and they would wait that long."""
         self._fold(before)
-        done = {k: t for k, t in self.live.items() if k[0] < before}
+        done = {k: t for k, t in self.live.items() if k[0] < before or k[0] > before + STEPPED_BACK}
         for k in done:
             del self.live[k]
         return done

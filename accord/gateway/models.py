@@ -234,3 +234,18 @@ class SnapshotVersion(models.Model):
     def __str__(self) -> str:
         return f"snapshot version {self.version}"
 
+
+
+class FlushBatch(models.Model):
+    """A batch of rollups a gateway worker has written: recorded in the batch's own transaction, so a batch whose
+    commit went through but whose acknowledgement was lost (the connection cut just after the commit) is
+    recognised when it is retried, and skipped instead of counted twice (`flusher.write_rollups`).
+
+    The id is the worker's id for the flush and the batch's first key; rows older than a day are deleted by the
+    flushers as they go (a worker retries a batch within seconds, or within the outage it waits out)."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    written_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"rollup batch {self.id} written {self.written_at:%Y-%m-%d %H:%M:%S}"

@@ -226,3 +226,94 @@ def test_one_pass_of_send_mail_sends_what_is_due_and_exits_non_zero_on_a_permane
     out = StringIO()
     call_command("desk", "send-mail", stdout=out)  # nothing due: the failed one is not retried
     assert "sent 0, to retry 0, failed 0" in out.getvalue() and received(sink) == {fine.message_id: 1}
+
+
+def test_a_webhook_reply_goes_through_the_outbox_retried_until_the_endpoint_recovers_and_posted_once(
+    desk: Desk, settings: Any
+) -> None:
+    """A social channel's reply endpoint (a real loopback HTTP server) is unreachable (behind a cut proxy), then
+    answers 503, then 200: the reply waits in the outbox with its last error on /desk/outbox/, is retried with
+    backoff, and is accepted exactly once; later passes of the sender post nothing more."""
+    from accord.desk.models import WebhookChannel
+
+    from .test_replies import Receiver, post_webhook
+
+    settings.ACCORD_OUTBOX_BACKOFF, settings.ACCORD_OUTBOX_BACKOFF_MAX = 0.2, 1.0
+    with Receiver(503, 503, 503, 503, 200) as receiver:
+        host, port = receiver.server.server_address[:2]
+        with CutProxy(str(host), int(port)) as proxy:
+            channel = WebhookChannel.objects.create(name="x-social", secret="s3cret",
+                                                    reply_url=receiver.url.replace(f":{port}/", f":{proxy.port}/"))
+            assert post_webhook(channel, {"id": "m1", "from": "@globetrotter", "text": "Refund?"}).status_code == 201
+            proxy.cut()
+            reply = actions.do_reply(Ticket.objects.get(), desk.agent, "It left our account today.")
+            row = OutgoingMail.objects.get(message=reply)
+            # tried on commit: refused, waiting for the next attempt, on the staff page with its error
+            assert (row.via, row.channel_id, row.status, row.attempts) == ("webhook", channel.pk, "pending", 1)
+            assert "refused" in row.last_error.lower() and receiver.requests == []
+            client = Client()
+            client.force_login(desk.agent)
+            page = client.get("/desk/outbox/").content.decode()
+            assert f'data-mail="{row.pk}" data-status="pending"' in page and "via webhook x-social" in page
+            reply.refresh_from_db()
+            assert reply.flagged and reply.flag_reason.startswith("not sent:")
+            proxy.restore()
+            errors = set()
+            deadline = time.monotonic() + 30
+            while OutgoingMail.objects.get(pk=row.pk).status != "sent":
+                assert time.monotonic() < deadline, OutgoingMail.objects.get(pk=row.pk).last_error
+                outbox.send_due()
+                errors.add(OutgoingMail.objects.get(pk=row.pk).last_error.split(" (")[0])
+                time.sleep(0.05)
+            for _ in range(3):
+                outbox.send_due()
+                time.sleep(0.3)
+    row.refresh_from_db()
+    assert row.status == "sent" and row.last_error == "" and row.attempts == 3  # refused; 3 x 503; 503 then 200
+    assert any("HTTP 503" in e for e in errors), errors
+    assert [r[0]["X-Accord-Event"] for r in receiver.requests] == ["reply"] * 5  # the 200 was the last request
+    assert len({r[0]["X-Accord-Delivery"] for r in receiver.requests}) == 1  # one id on every attempt
+    reply.refresh_from_db()
+    assert not reply.flagged
+    assert "Nothing waiting" in client.get("/desk/outbox/").content.decode()
+
+
+def test_a_webhook_reply_refused_with_a_4xx_fails_at_once_and_is_not_retried(desk: Desk, settings: Any) -> None:
+    from accord.desk.models import WebhookChannel
+
+    from .test_replies import Receiver, post_webhook
+
+    with Receiver(410) as receiver:
+        channel = WebhookChannel.objects.create(name="x-social", secret="s3cret", reply_url=receiver.url)
+        post_webhook(channel, {"id": "m1", "from": "@globetrotter", "text": "Refund?"})
+        reply = actions.do_reply(Ticket.objects.get(), desk.agent, "It left our account today.")
+        for _ in range(3):
+            outbox.send_due()
+    row = OutgoingMail.objects.get(message=reply)
+    assert (row.status, row.attempts) == ("failed", 1) and "HTTP 410" in row.last_error
+    assert len(receiver.requests) == 1
+
+
+def test_the_admin_shows_the_outbox_read_only_and_retries_the_chosen(desk: Desk, settings: Any, sink: SmtpSink) -> None:
+    from django.contrib.auth import get_user_model
+
+    use(settings, sink.host, sink.port)
+    sink.refuse_recipient("gone@example.org", "550 5.1.1 No such user")
+    row = OutgoingMail.objects.get(message=replied(desk, "gone@example.org"))
+    assert row.status == "failed"
+    admin = get_user_model().objects.create_superuser("root", "root@accord.example", "root-password")
+    client = Client()
+    client.force_login(admin)
+    listing = client.get("/admin/desk/outgoingmail/")
+    assert listing.status_code == 200 and "550 5.1.1 No such user" in listing.content.decode()
+    change = client.get(f"/admin/desk/outgoingmail/{row.pk}/change/")
+    assert change.status_code == 200 and 'name="status"' not in change.content.decode()  # read-only
+    assert client.get("/admin/desk/outgoingmail/add/").status_code == 403  # mail enters with its message only
+    done = client.post("/admin/desk/outgoingmail/", {"action": "retry_now", "_selected_action": [str(row.pk)]})
+    assert done.status_code == 302
+    row.refresh_from_db()
+    assert row.status == "pending" and row.attempts == 1  # due now: the sender's next pass tries it
+    sink.refuse_recipient("gone@example.org", "")
+    outbox.send_due()
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("sent", 2)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, OperationalError, connections
 
 from accord.gateway.flusher import Flusher, write_rollups
 from accord.gateway.measure import Accumulator, RollupKey, Sketch, Tally
-from accord.gateway.models import ALL_ACCOUNTS, Rollup
+from accord.gateway.models import ALL_ACCOUNTS, FlushBatch, Rollup
 from accord.lib.testing import run_in_thread
 
 T0 = 1_800_000_000
@@ -96,10 +97,10 @@ def test_several_writers_at_once_merge_exactly() -> None:
 def test_a_failed_flush_keeps_its_rollups_for_the_next_one() -> None:
     failures = [True]
 
-    def flaky(tallies: dict[RollupKey, Tally], window: int) -> None:
+    def flaky(tallies: dict[RollupKey, Tally], window: int, flush: str) -> None:
         if failures.pop(0) if failures else False:
             raise DatabaseError("the database is restarting")
-        write_rollups(tallies, window)
+        write_rollups(tallies, window, flush)
 
     async def scenario() -> tuple[bool, bool, bool, int, int]:
         acc = Accumulator()
@@ -195,7 +196,7 @@ def test_a_flush_failing_after_the_minute_rows_writes_nothing_and_the_retry_coun
         for minute, account in enumerate(["A", "B", "C", "D", "E"]):
             acc.record(T0 + 60 * minute, account, "booking", "read", "primary", "ok", 200, 1, 0, 10.0 + minute)
         failed = await flusher.flush()
-        pending = acc.pending
+        pending = flusher.pending  # held for the retry, apart from new measurements
         left = await asyncio.get_running_loop().run_in_executor(flusher.executor, Rollup.objects.count)
         broken[0] = False
         retried = await flusher.flush()
@@ -218,11 +219,11 @@ def test_a_later_batch_failing_keeps_only_its_own_keys_for_the_retry(monkeypatch
     real_write = flusher_module._write_batch
     batches: list[int] = []
 
-    def second_batch_fails(rows: dict[flusher_module.RowKey, Tally], window_seconds: int) -> None:
+    def second_batch_fails(rows: dict[flusher_module.RowKey, Tally], window_seconds: int, batch: str) -> None:
         batches.append(len(rows))
         if len(batches) > 1:
             raise DatabaseError("deadlock detected")
-        real_write(rows, window_seconds)
+        real_write(rows, window_seconds, batch)
 
     monkeypatch.setattr(flusher_module, "_write_batch", second_batch_fails)
     monkeypatch.setattr(flusher_module, "BATCH", 2)
@@ -276,3 +277,86 @@ def test_the_migration_builds_the_same_hour_and_all_accounts_rows_from_stored_mi
     editor.connection = connection  # type: ignore[attr-defined]
     migration.build_hours_and_totals(apps, editor)
     assert coarse() == written
+
+
+class CutAfterCommit:
+    """Every database connection's commit goes through, then the connection is cut before the answer is read (as
+    when a network drops between the database's commit and its reply): the caller gets an error, the rows stay."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, commits: set[int]) -> None:
+        from django.db import connection
+
+        self.cuts = 0
+        self.seen = 0
+        wrapper = type(connections["default"])
+        real = wrapper._commit
+        assert connection.vendor in ("sqlite", "postgresql")
+
+        def commit(db: Any) -> None:
+            real(db)
+            self.seen += 1
+            if self.seen in commits:
+                self.cuts += 1
+                db.connection.close()
+                raise OperationalError("server closed the connection unexpectedly (after the commit)")
+
+        monkeypatch.setattr(wrapper, "_commit", commit)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_committed_whose_answer_was_lost_is_skipped_on_retry_not_counted_twice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import accord.gateway.flusher as flusher
+
+    monkeypatch.setattr(flusher, "BATCH", 2)  # 3 keys: two batches, the second cut after its commit
+    acc = Accumulator()
+    fill(acc, 100)  # two minutes of ok
+    fill(acc, 7, outcome="server_error")
+    taken = acc.take()
+    assert len(taken) == 3
+    cut = CutAfterCommit(monkeypatch, commits={2})
+    write_rollups(taken, 60)
+    assert cut.cuts == 1 and taken == {}
+    assert stored()[:2] == (107, 7)
+    assert FlushBatch.objects.count() == 2  # each batch's id, recorded with it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_flush_whose_commit_went_through_is_retried_with_its_ids_and_counted_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import accord.gateway.flusher as flusher
+
+    monkeypatch.setattr(flusher, "ATTEMPTS", 1)  # the failure reaches the flusher, which retries with its next flush
+    cut = CutAfterCommit(monkeypatch, commits={1})
+
+    async def scenario() -> tuple[bool, bool, int, int]:
+        acc = Accumulator()
+        flusher = Flusher(acc)
+        fill(acc, 30)
+        first = await flusher.flush()
+        held = flusher.pending
+        fill(acc, 12)  # measured meanwhile, into the same keys as the failed flush
+        second = await flusher.flush()
+        await flusher.close()
+        return first, second, held, flusher.flushed
+
+    first, second, held, flushed = run_in_thread(scenario())
+    assert cut.cuts == 1
+    assert (first, second, held) == (False, True, 30)
+    assert stored()[0] == 42  # not 72: the retried batch was found committed and skipped
+    assert flushed == 42  # the retried batch once (found committed), the new measurements once
+
+
+@pytest.mark.django_db
+def test_old_batch_ids_are_forgotten() -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from accord.gateway.flusher import forget_batches
+
+    now = timezone.now()
+    FlushBatch.objects.create(id="old:1", written_at=now - dt.timedelta(days=2))
+    FlushBatch.objects.create(id="new:1", written_at=now)
+    assert forget_batches(now - dt.timedelta(days=1)) == 1
+    assert list(FlushBatch.objects.values_list("id", flat=True)) == ["new:1"]

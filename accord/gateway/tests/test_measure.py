@@ -179,3 +179,20 @@ def test_seconds_fold_into_the_same_rollups_and_live_tallies_whatever_is_taken_f
         got[1] += n if outcome == "server_error" else 0
     assert per_second == wanted
     assert sum(t.sketch.count for t in rollups.values()) == sum(t.sketch.count for t in live.values()) == 3000
+
+
+def test_live_seconds_left_an_hour_ahead_by_a_clock_stepped_back_are_taken_not_held() -> None:
+    acc = Accumulator()
+    t = 1_800_000_000
+    acc.record(t + 0.5, "GLOBEX", "booking", "read", "primary", "ok", 200, 1, 0, 3.0)
+    acc.record(t + 1.5, "GLOBEX", "booking", "read", "primary", "ok", 200, 1, 0, 3.0)  # the second still filling
+    # the wall clock goes back an hour: the next sample asks for the seconds before its own now
+    acc.record(t - 3600 + 0.2, "GLOBEX", "booking", "read", "primary", "ok", 200, 1, 0, 3.0)
+    taken = acc.take_live(t - 3600 + 1)
+    assert sorted(k[0] for k in taken) == [t - 3600, t, t + 1]  # not held for an hour
+    assert sum(tally.count for tally in taken.values()) == 3
+    # on the right clock a second still filling stays until it is whole
+    acc.record(t + 10.5, "GLOBEX", "booking", "read", "primary", "ok", 200, 1, 0, 3.0)
+    assert acc.take_live(t + 10) == {}
+    assert [k[0] for k in acc.take_live(t + 11)] == [t + 10]
+    assert sum(tally.count for tally in acc.take().values()) == 4  # the rollups got every request once

@@ -36,23 +36,32 @@ def start(text: str) -> dt.datetime:
     return destination
 
 
+_applied = dt.timedelta(0)  # the shift `watch` has applied so far (a forked child starts from its parent's)
+
+
 def watch(path: str, every: float = 0.02) -> None:
     """Move this process's clock, from a thread, whenever the file at `path` holds a new shift (e.g. '-1h'):
-    the clock is then that far from where `start` put it. An absent or empty file is no shift."""
+    the clock is then that far from where `start` put it. An absent or empty file is no shift. A forked child
+    (the gateway's workers) starts a thread of its own, as a fork copies no thread."""
+    import os
     import threading
     import time
 
     def follow() -> None:
-        applied = dt.timedelta(0)
+        global _applied
         while True:
             try:
                 text = open(path).read().strip()  # noqa: SIM115 - read whole, closed by refcount
             except OSError:
                 text = ""
             wanted = parse(text) if text else dt.timedelta(0)
-            if wanted != applied:
-                _coordinates.shift(wanted - applied)  # one step, as a stepped host clock moves
-                applied = wanted
+            if wanted != _applied:
+                _coordinates.shift(wanted - _applied)  # one step, as a stepped host clock moves
+                _applied = wanted
             time.sleep(every)
 
-    threading.Thread(target=follow, name="clock-watch", daemon=True).start()
+    def begin() -> None:
+        threading.Thread(target=follow, name="clock-watch", daemon=True).start()
+
+    begin()
+    os.register_at_fork(after_in_child=begin)
