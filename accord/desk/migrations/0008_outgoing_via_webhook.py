@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('desk', '0005_outbox'),
+        ('desk', '0007_supportgroup_members'),
     ]
 
     operations = [
