@@ -14,6 +14,7 @@ from django.test import Client, TestCase
 
 from accord.access.roles import grant
 from accord.customers.models import Account, Contact, ContactPoint
+from accord.desk.models import Ticket
 from accord.outreach import consent as service
 from accord.outreach.models import Consent, ConsentEvent, Purpose, Suppression
 
@@ -142,6 +143,9 @@ def test_an_agent_opts_a_contact_out_in_one_click(ada: Contact, news: Purpose) -
     assert Consent.objects.filter(status="withdrawn").count() == 0
     client.force_login(agent)
     assert client.get(f"/outreach/contacts/{ada.pk}/opt-out/").status_code == 405
+    ticket = Ticket.objects.create(account=ada.account, contact=ada, channel="email", subject="Stop the newsletter")
+    page = client.get(f"/desk/tickets/{ticket.pk}/").content.decode()
+    assert f'action="/outreach/contacts/{ada.pk}/opt-out/"' in page and "Stop marketing mail to Ada Lovelace" in page
     done = client.post(f"/outreach/contacts/{ada.pk}/opt-out/", {"next": "/desk/", "reason": "asked on T-1"})
     assert done.status_code == 302 and done["Location"] == "/desk/"
     assert set(Consent.objects.values_list("status", flat=True)) == {"withdrawn"}
