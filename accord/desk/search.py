@@ -6,7 +6,7 @@ triggers (migration 0006), ranked with `bm25`, the text turned into quoted terms
 (`AND`, `NEAR(`, `*`, quotes, parentheses) can reach the query parser.
 
 A frequent word matches most of a million messages: ranking them all would take seconds. So each search looks
-at the newest `CANDIDATES` matching messages and the newest `CANDIDATES` matching subjects, ranks those, and
+at the newest `CANDIDATES` (500) matching messages and the newest `CANDIDATES` matching subjects, ranks those, and
 groups them by ticket; a ticket whose subject matches ranks first. The page says when that cap was reached.
 """
 
@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 
 from .models import Message, Ticket
 
-CANDIDATES = 2000  # newest matching messages (and subjects) ranked per search
+CANDIDATES = 500  # newest matching messages (and subjects) ranked per search
 MAX_TEXT = 500  # characters of a search that are used; the rest is ignored (and said)
 MAX_TERMS = 12
 SUBJECT_BONUS = 10.0
