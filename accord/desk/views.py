@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -127,6 +127,13 @@ def queue(request: HttpRequest) -> HttpResponse:
     })
 
 
+def _clean_query(query: str) -> str:
+    """A query string sent back by a form, parsed and encoded again (no page, nothing but parameters)."""
+    parsed = QueryDict(query[:2000], mutable=True)
+    parsed.pop("page", None)
+    return parsed.urlencode()
+
+
 @staff_required
 @needs("desk.view_ticket")
 @require_POST
@@ -141,7 +148,7 @@ def save_filter(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Filter “{name}” saved.")
         return redirect(f"{reverse('desk:queue')}?{form.cleaned_data['query']}")
     messages.error(request, f"The filter was not saved: {form_errors(form)}")
-    return redirect(f"{reverse('desk:queue')}?{query[:2000]}")
+    return redirect(f"{reverse('desk:queue')}?{_clean_query(query)}")
 
 
 @staff_required
@@ -161,7 +168,7 @@ def delete_filter(request: HttpRequest, pk: int) -> HttpResponse:
 def bulk(request: HttpRequest) -> HttpResponse:
     """One change on the selected tickets, each through the domain action a single change uses, in one
     transaction; the flash says what changed and what was refused (and why)."""
-    back = f"{reverse('desk:queue')}?{request.POST.get('query', '')[:2000]}"
+    back = f"{reverse('desk:queue')}?{_clean_query(request.POST.get('query', ''))}"
     form = BulkForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Nothing was changed: {form_errors(form)}")

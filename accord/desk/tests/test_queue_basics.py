@@ -290,3 +290,12 @@ def test_in_a_browser_assign_to_a_group_bulk_solve_and_search(desk: Desk, live_s
     page.click("#queue a.ticket-link")
     page.wait_for_url(f"**/desk/tickets/{hidden.pk}/")
     assert "quetzal account number" in page.locator("#thread").inner_text()
+
+
+def test_a_hostile_query_in_a_form_is_encoded_again(desk: Desk, agent_client: Client) -> None:
+    t = open_ticket("A")
+    response = agent_client.post("/desk/bulk/", {"tickets": [t.pk], "change": "priority:high",
+                                                 "query": "status=new\r\nSet-Cookie: x=1&page=2"})
+    assert response.status_code == 302 and response["Location"] == "/desk/?status=new%0D%0ASet-Cookie%3A+x%3D1"
+    response = agent_client.post("/desk/filters/", {"name": "", "query": "a=1\nb"})
+    assert response.status_code == 302 and "\n" not in response["Location"]
