@@ -241,8 +241,14 @@ def bench_search(n: int, per_ticket: int) -> None:
     rng = random.Random(4)
     now = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
     pg = connection.vendor == "postgresql"
-    if REUSE and Message.objects.count() >= n * per_ticket:
-        print("RESULT\tsearch-build\t0\t0\t0")  # loaded and indexed by an earlier --reuse run
+    if REUSE and Message.objects.count() >= n * per_ticket:  # loaded by an earlier --reuse run: index again
+        t0 = time.perf_counter()
+        with connection.cursor() as cur:
+            for sql in [*(fts.FTS_POSTGRES_DROP if pg else fts.FTS_SQLITE_DROP), *(fts.FTS_POSTGRES if pg else fts.FTS_SQLITE)]:
+                cur.execute(sql)
+            if pg:
+                cur.execute("ANALYZE")
+        print(f"RESULT\tsearch-build\t{Message.objects.count()}\t0\t{time.perf_counter() - t0:.0f}")
         return measure_search(vocab, n, per_ticket)
     with connection.cursor() as cur:  # load without the search index; built (and timed) afterwards
         for sql in (fts.FTS_POSTGRES_DROP if pg else fts.FTS_SQLITE_DROP):
