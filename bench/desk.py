@@ -14,6 +14,11 @@
 3. Agent queue: GET /desk/ (first page, 50 rows, ordered by next due clock) with 100,000 open tickets, through
    Django's test client in-process (template rendering included), 60 requests; p50 and p95. Also with a
    filter (tier) and deep in the pages. Aim: p95 under 200 ms. SQLite and PostgreSQL.
+4. Full-text search: --tickets tickets with --per-ticket messages each (default 100,000 x 10 = 1,000,000
+   messages; words drawn from a 5,000-word vocabulary with Zipf frequencies), loaded with COPY on PostgreSQL and
+   executemany on SQLite with the search index dropped, then the index built (its time reported). 60 searches
+   (GET /desk/?search=...) of words from the most frequent to absent, through the test client rendering the
+   queue page; p50 and p95 overall and per word. Aim: p95 under 300 ms on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ def bench_queue(n: int) -> None:
     from django.db import connection, transaction
     from django.test import Client
 
+    from accord.access.roles import grant
     from accord.customers.models import Account, Tier
     from accord.desk.models import Ticket
 
@@ -181,6 +187,7 @@ def bench_queue(n: int) -> None:
         with connection.cursor() as cur:
             cur.execute("ANALYZE")
     user = User.objects.create_user("agent", is_staff=True)
+    grant(user, "agent")
     client = Client()
     client.force_login(user)
 
@@ -209,18 +216,163 @@ def bench_queue(n: int) -> None:
     print(f"RESULT\tqueue\treference: the rows query alone\t{statistics.median(times):.1f}\t{times[56]:.1f}")
 
 
+SYLLABLES = ["ka", "lo", "mi", "ner", "pa", "qui", "ros", "ta", "ven", "wu", "zel", "bri", "cho", "dex", "fa", "gor"]
+
+
+def vocabulary(n: int = 5000) -> list[str]:
+    rng = random.Random(5)
+    words: set[str] = set()
+    while len(words) < n:
+        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))) + "x")  # x: no stemming apart
+    return sorted(words)
+
+
+def bench_search(n: int, per_ticket: int) -> None:
+    import importlib
+
+    from django.db import connection, transaction
+
+    from accord.desk.models import Message, Ticket
+
+    fts = importlib.import_module("accord.desk.migrations.0006_saved_filter_search")
+    vocab = vocabulary()
+    weights = [1 / (rank + 1) for rank in range(len(vocab))]  # Zipf: the r-th word is 1/r as frequent
+    cum = list(__import__("itertools").accumulate(weights))
+    rng = random.Random(4)
+    now = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+    pg = connection.vendor == "postgresql"
+    if REUSE and Message.objects.count() >= n * per_ticket:  # loaded by an earlier --reuse run: index again
+        t0 = time.perf_counter()
+        with connection.cursor() as cur:
+            for sql in [*(fts.FTS_POSTGRES_DROP if pg else fts.FTS_SQLITE_DROP), *(fts.FTS_POSTGRES if pg else fts.FTS_SQLITE)]:
+                cur.execute(sql)
+            if pg:
+                cur.execute("ANALYZE")
+        print(f"RESULT\tsearch-build\t{Message.objects.count()}\t0\t{time.perf_counter() - t0:.0f}")
+        return measure_search(vocab, n, per_ticket)
+    with connection.cursor() as cur:  # load without the search index; built (and timed) afterwards
+        for sql in (fts.FTS_POSTGRES_DROP if pg else fts.FTS_SQLITE_DROP):
+            cur.execute(sql)
+    t0 = time.perf_counter()
+    statuses = ["new", "open", "open", "pending", "solved", "closed"]
+    with transaction.atomic():
+        batch = []
+        for i in range(n):
+            status = statuses[i % len(statuses)]
+            due = now + dt.timedelta(minutes=rng.randrange(-600, 6000))
+            running = status in ("new", "open")
+            batch.append(Ticket(
+                channel="email", subject=f"Ticket {i} about {' '.join(rng.choices(vocab, cum_weights=cum, k=3))}",
+                status=status, next_due_at=due if running else None,
+                queue_due=due if running else dt.datetime(9999, 1, 1, tzinfo=dt.UTC),
+                sla_state="on_track" if running else "paused", created_at=now))
+            if len(batch) == 10000:
+                Ticket.objects.bulk_create(batch)
+                batch = []
+        Ticket.objects.bulk_create(batch)
+    first = Ticket.objects.order_by("id").values_list("id", flat=True).first() or 1
+    columns = ("ticket_id", "kind", "channel", "from_address", "to_addresses", "cc_addresses", "subject", "body_text",
+               "body_html", "in_reply_to", "references", "flagged", "flag_reason", "auto_generated", "meta", "created_at")
+
+    def rows():  # type: ignore[no-untyped-def]
+        for i in range(n):
+            for _ in range(per_ticket):
+                body = "Hello, " + " ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(15, 45))) + "."
+                yield (first + i, "inbound", "email", "c@example.com", "[]", "[]", "", body, "", "", "", False, "",
+                       False, "{}", now)
+
+    if pg:
+        raw = connection.connection
+        with raw.cursor() as cur, cur.copy(f"COPY desk_message ({', '.join(chr(34) + c + chr(34) for c in columns)}) FROM STDIN") as copy:
+            for row in rows():
+                copy.write_row(row)
+        raw.commit()
+    else:
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        with transaction.atomic(), connection.cursor() as cur:
+            chunk = []
+            for row in rows():
+                chunk.append(row)
+                if len(chunk) == 20000:
+                    cur.executemany(f"INSERT INTO desk_message ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})", chunk)
+                    chunk = []
+            if chunk:
+                cur.executemany(f"INSERT INTO desk_message ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})", chunk)
+    load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with connection.cursor() as cur:
+        for sql in (fts.FTS_POSTGRES if pg else fts.FTS_SQLITE):
+            cur.execute(sql)
+        if pg:
+            cur.execute("ANALYZE")
+    index = time.perf_counter() - t0
+    messages = Message.objects.count()
+    print(f"RESULT\tsearch-build\t{messages}\t{load:.0f}\t{index:.0f}")
+    measure_search(vocab, n, per_ticket)
+
+
+def measure_search(vocab: list[str], n: int, per_ticket: int) -> None:
+    import json
+
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from accord.access.roles import grant
+    from accord.desk import search
+    from accord.desk.models import Ticket
+
+    user = User.objects.get_or_create(username="agent", defaults={"is_staff": True})[0]
+    grant(user, "agent")
+    client = Client()
+    client.force_login(user)
+    # Words from the most frequent to rare, two-word searches, and a word that occurs nowhere.
+    queries = [vocab[0], vocab[3], vocab[30], vocab[300], vocab[1500], vocab[4900], f"{vocab[0]} {vocab[10]}",
+               f"{vocab[50]} {vocab[700]}", "nowherexyz", f'"{vocab[2]} {vocab[1]}"']
+    client.get("/desk/", {"search": queries[0]})  # warm up
+    times: list[float] = []
+    per: dict[str, list[float]] = {}
+    for i in range(60):
+        q = queries[i % len(queries)]
+        t = time.perf_counter()
+        response = client.get("/desk/", {"search": q})
+        ms = (time.perf_counter() - t) * 1000
+        assert response.status_code == 200
+        times.append(ms)
+        per.setdefault(q, []).append(ms)
+    times.sort()
+    print(f"RESULT\tsearch\tall 60 searches\t{statistics.median(times):.1f}\t{times[int(len(times) * 0.95) - 1]:.1f}")
+    base = []
+    for _ in range(60):  # the same page without a search, on the same database: the reference
+        t = time.perf_counter()
+        assert client.get("/desk/").status_code == 200
+        base.append((time.perf_counter() - t) * 1000)
+    base.sort()
+    print(f"RESULT\tsearch\treference: the queue page without a search\t{statistics.median(base):.1f}\t{base[56]:.1f}")
+    for q, ts in per.items():
+        hits = len(search.search(Ticket.objects.filter(is_open=True), q).ids)
+        print(f"RESULT\tsearch\t{json.dumps(q)} ({hits} open tickets found)\t{statistics.median(ts):.1f}\t{max(ts):.1f}")
+
+
+REUSE = False
+
+
 def child(args: argparse.Namespace) -> None:
+    global REUSE
+    REUSE = args.reuse
     url, var_dir, part = args.child
     setup_django(url, var_dir)
     if part == "mail":
         bench_mail(args.mails)
+    elif part == "search":
+        bench_search(args.tickets, args.per_ticket)
     else:
         bench_queue(args.tickets)
 
 
 def run_child(part: str, url: str, var_dir: str, args: argparse.Namespace) -> list[list[str]]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--mails", str(args.mails), "--tickets", str(args.tickets), "--child", url, var_dir, part],
+        [sys.executable, __file__, "--mails", str(args.mails), "--tickets", str(args.tickets),
+         "--per-ticket", str(args.per_ticket), *(["--reuse"] if args.reuse else []), "--child", url, var_dir, part],
         capture_output=True, text=True, cwd=ROOT,
     )
     if proc.returncode != 0:
@@ -230,14 +382,16 @@ def run_child(part: str, url: str, var_dir: str, args: argparse.Namespace) -> li
 
 def fresh_databases(args: argparse.Namespace, tag: str) -> list[tuple[str, str, str]]:
     tmp = tempfile.mkdtemp(prefix="accord-bench-desk-")
-    targets = [("SQLite", f"sqlite:///{tmp}/{tag}.sqlite3", tmp)]
+    targets = [("SQLite", f"sqlite:///{tmp}/{tag}.sqlite3", tmp)] if args.sqlite else []
     if args.postgres:
         import psycopg
 
-        name = f"accord_bench_desk_{tag}"
+        name = f"{args.db_prefix}_{tag}"
         with psycopg.connect(args.postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if not (args.reuse and exists):
+                conn.execute(f"DROP DATABASE IF EXISTS {name}")
+                conn.execute(f"CREATE DATABASE {name}")
         targets.append(("PostgreSQL", f"{args.postgres.rsplit('/', 1)[0]}/{name}", tmp))
     return targets
 
@@ -247,7 +401,7 @@ def drop(args: argparse.Namespace, tag: str) -> None:
         import psycopg
 
         with psycopg.connect(args.postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS accord_bench_desk_{tag}")
+            conn.execute(f"DROP DATABASE IF EXISTS {args.db_prefix}_{tag}")
 
 
 def main() -> int:
@@ -257,7 +411,12 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--postgres", default="postgres://127.0.0.1:5432/postgres")
     parser.add_argument("--runs", type=int, default=3, help="fresh e-mail imports per database (median)")
-    parser.add_argument("--only", choices=["due", "mail", "queue"])
+    parser.add_argument("--db-prefix", default="accord_bench_desk", help="PostgreSQL databases made (and dropped)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="search: keep the PostgreSQL database, and reuse it if it is already loaded")
+    parser.add_argument("--per-ticket", type=int, default=10, help="messages per ticket in the search case")
+    parser.add_argument("--only", choices=["due", "mail", "queue", "search"])
+    parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -299,6 +458,17 @@ def main() -> int:
                 print(f"Agent queue on {label}, {args.tickets:,} open tickets, {what}: p50 {p50} ms, p95 {p95} ms"
                       f"{' (aim: p95 < 200 ms)' if what == 'first page' else ''}")
         drop(args, "queue")
+    if args.only in (None, "search"):
+        for label, url, tmp in fresh_databases(args, "search"):
+            for result in run_child("search", url, tmp, args):
+                if result[1] == "search-build":
+                    print(f"Search on {label}: {int(result[2]):,} messages loaded in {result[3]} s; "
+                          f"search index built in {result[4]} s")
+                else:
+                    print(f"Search on {label}, {result[2]}: p50 {result[3]} ms, "
+                          f"{'max' if result[2].startswith(chr(34)) else 'p95'} {result[4]} ms")
+        if not args.reuse:
+            drop(args, "search")
     return 0
 
 

@@ -124,6 +124,7 @@ class TicketUpdateForm(forms.Form):
     priority = forms.ChoiceField(label="Priority", choices=Ticket.Priority.choices, required=False)
     status = forms.ChoiceField(label="Status", choices=Ticket.Status.choices, required=False)
     assign_to_me = forms.BooleanField(label="Assign to me", required=False)
+    assign = forms.ChoiceField(label="Assign to", required=False)
 
     def changed_fields(self) -> dict[str, Any]:
         return {k: v for k, v in self.cleaned_data.items() if v}
@@ -131,3 +132,72 @@ class TicketUpdateForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "id_update_%s")
         super().__init__(*args, **kwargs)
+        self.fields["assign"].choices = [("", "keep as it is"), *assign_choices()]  # type: ignore[attr-defined]
+
+
+def assign_choices() -> list[tuple[str, Any]]:
+    """Agents (the agent and manager roles) and support groups, as the assign selects offer them."""
+    from .filters import agents
+    from .models import SupportGroup
+
+    return [
+        ("Agents", [("assignee:none", "nobody (unassign)"), *((f"assignee:{u.pk}", u.username) for u in agents())]),
+        ("Groups", [("group:none", "no group"), *((f"group:{g.pk}", g.name) for g in SupportGroup.objects.order_by("name"))]),
+    ]
+
+
+class SavedFilterForm(forms.Form):
+    """Save the queue's current filters under a name."""
+
+    name = forms.CharField(label="Save these filters as", max_length=80)
+    query = forms.CharField(widget=forms.HiddenInput, required=False, max_length=2000)
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError("Please give the filter a name.")
+        return name
+
+    def clean_query(self) -> str:
+        from django.http import QueryDict
+
+        query = QueryDict(self.cleaned_data.get("query", ""), mutable=True)
+        query.pop("page", None)
+        return query.urlencode()
+
+
+class BulkForm(forms.Form):
+    """One change to the tickets selected in the queue."""
+
+    tickets = forms.ModelMultipleChoiceField(
+        queryset=Ticket.objects.all(), widget=forms.MultipleHiddenInput,
+        error_messages={"required": "Select at least one ticket.",
+                        "invalid_choice": "Ticket %(value)s does not exist (any more).",
+                        "invalid_pk_value": "“%(pk)s” is not a ticket number."},
+    )
+    change = forms.ChoiceField(label="Change the selected tickets", error_messages={"required": "Choose a change."})
+    tag = forms.SlugField(label="Tag", required=False, max_length=60,
+                          help_text="For “add tag”: letters, digits, - and _.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "id_bulk_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["change"].choices = [  # type: ignore[attr-defined]
+            ("", "choose…"),
+            ("Status", [(f"status:{v}", f"status: {label}") for v, label in Ticket.Status.choices]),
+            ("Priority", [(f"priority:{v}", f"priority: {label}") for v, label in Ticket.Priority.choices]),
+            *assign_choices(),
+            ("Tags", [("tag", "add the tag below")]),
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("change") == "tag" and not data.get("tag"):
+            self.add_error("tag", "Write the tag to add.")
+        return data
+
+
+def split_assign(value: str) -> tuple[str, int | None]:
+    """'assignee:5' -> ('assignee', 5); 'group:none' -> ('group', None)."""
+    kind, _, pk = value.partition(":")
+    return kind, (None if pk == "none" else int(pk))

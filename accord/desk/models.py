@@ -449,3 +449,19 @@ class Presence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} on {self.ticket_id}"
+
+
+class SavedFilter(models.Model):
+    """A filter set an agent saved from the queue, under a name of their own; only its owner sees it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_filters")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, help_text="The queue's query string (filters, view, search).")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="saved_filter_user_name")]
+
+    def __str__(self) -> str:
+        return self.name

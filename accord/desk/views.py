@@ -16,8 +16,10 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -25,13 +27,21 @@ from accord.access.models import UsedNonce
 from accord.access.strikes import Limit, strike, wait
 from accord.lib.net import client_ip
 from accord.lib.units import instant, minutes
-from accord.lib.views import needs, staff_required
+from accord.lib.views import form_errors, needs, staff_required
 
-from . import actions, live, outbound
+from . import actions, live, outbound, search
+from . import bulk as bulk_actions
 from .actions import Inbound
-from .filters import TicketFilterSet
-from .forms import MAX_FILL_SECONDS, ReplyForm, SupportRequestForm, TicketUpdateForm
-from .models import SlaClock, Ticket
+from .filters import QueueFilterSet
+from .forms import (
+    MAX_FILL_SECONDS,
+    BulkForm,
+    ReplyForm,
+    SavedFilterForm,
+    SupportRequestForm,
+    TicketUpdateForm,
+)
+from .models import SavedFilter, SlaClock, Ticket
 
 WEBFORM_LIMIT = 5  # requests per address per window
 WEBFORM_WINDOW = 600  # seconds
@@ -39,19 +49,136 @@ WEBFORM_WINDOW = 600  # seconds
 ACTION_FIELDS = {"body_text": "body"}
 
 
+# The queue's views (tabs): key -> (label, statuses or None for all, ordering). "" is the default: the open
+# work (new, open, pending, on hold), the next due clock first.
+VIEWS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
+    "": ("Open work", Ticket.OPEN_STATUSES, ("queue_due", "id")),
+    "new": ("New", ("new",), ("queue_due", "id")),
+    "open": ("Open", ("open",), ("queue_due", "id")),
+    "pending": ("Pending", ("pending", "on_hold"), ("queue_due", "id")),
+    "solved": ("Solved", ("solved",), ("-solved_at", "-id")),
+    "closed": ("Closed", ("closed",), ("-closed_at", "-id")),
+    "all": ("All", None, ("-created_at", "-id")),
+}
+# The built-in saved filters: name -> query string.
+BUILT_IN_FILTERS = [
+    ("My tickets", "assignee=me"),
+    ("Unassigned", "assignee=none"),
+    ("Breaching today", "due=today"),
+    ("Platinum", "tier=platinum"),
+]
+
+
+def _tabs(request: HttpRequest, current: str) -> list[dict[str, Any]]:
+    """Each view with its count (one GROUP BY over the tickets' statuses) and its link, keeping the filters."""
+    counts = dict(Ticket.objects.order_by().values_list("status").annotate(n=Count("id")))
+    query = request.GET.copy()
+    for name in ("page", "view"):
+        query.pop(name, None)
+    tabs = []
+    for key, (label, statuses, _order) in VIEWS.items():
+        link = query.copy()
+        if key:
+            link["view"] = key
+        n = sum(counts.get(s, 0) for s in statuses) if statuses is not None else sum(counts.values())
+        tabs.append({"key": key, "label": label, "count": n, "query": link.urlencode(), "current": key == current})
+    return tabs
+
+
 @staff_required
 @needs("desk.view_ticket")
 def queue(request: HttpRequest) -> HttpResponse:
-    """Open tickets, the next due clock first."""
-    base = Ticket.objects.filter(is_open=True).select_related("account__tier", "assignee")
-    filterset = TicketFilterSet(request.GET, queryset=base, request=request)
+    """The tickets of one view (by default the open work, the next due clock first), filtered and searched."""
+    view = request.GET.get("view", "")
+    if view not in VIEWS:
+        view = ""
+    _label, statuses, order = VIEWS[view]
+    base = Ticket.objects.select_related("account__tier", "assignee", "group")
+    if view == "":
+        base = base.filter(is_open=True)
+    elif statuses is not None:
+        base = base.filter(status__in=statuses)
+    filterset = QueueFilterSet(request.GET, queryset=base, request=request)
     qs = filterset.qs if filterset.is_valid() else Ticket.objects.none()
-    page = Paginator(qs.order_by("queue_due", "id"), 50).get_page(request.GET.get("page"))
+    text = request.GET.get("search", "").strip()
+    found: search.Results | None = None
+    page: Any
+    snippets: dict[int, str] = {}
+    if text:
+        found = search.search(qs, text)
+        page = Paginator(found.ids, 50).get_page(request.GET.get("page"))
+        rows = qs.in_bulk(list(page.object_list))
+        page.object_list = [rows[pk] for pk in page.object_list if pk in rows]
+        snippets = found.snippets([t.pk for t in page.object_list])
+        for t in page.object_list:
+            t.snippet = snippets.get(t.pk, "")
+    else:
+        page = Paginator(qs.order_by(*order), 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "desk/queue.html", {"filter": filterset, "page": page, "query": query.urlencode(),
-                                               "now": timezone.now(), "live": live.cursor(),
-                                               "live_poll": live.poll_seconds()})
+    saved_query = query.copy()
+    saved = SavedFilter.objects.filter(user=request.user.pk)
+    return render(request, "desk/queue.html", {
+        "filter": filterset, "page": page, "query": query.urlencode(), "saved_query": saved_query.urlencode(),
+        "now": timezone.now(), "live": live.cursor(), "live_poll": live.poll_seconds(),
+        "tabs": _tabs(request, view), "view": view, "view_label": VIEWS[view][0], "search_text": text,
+        "found": found, "found_cap": f"{search.CANDIDATES:,}", "built_in": BUILT_IN_FILTERS, "saved": saved, "save_form": SavedFilterForm(),
+        "bulk_form": BulkForm(), "can_change": request.user.has_perm("desk.change_ticket"),
+    })
+
+
+def _clean_query(query: str) -> str:
+    """A query string sent back by a form, parsed and encoded again (no page, nothing but parameters)."""
+    parsed = QueryDict(query[:2000], mutable=True)
+    parsed.pop("page", None)
+    return parsed.urlencode()
+
+
+@staff_required
+@needs("desk.view_ticket")
+@require_POST
+def save_filter(request: HttpRequest) -> HttpResponse:
+    """Save the queue's current filters (the query string) under a name of the agent's own."""
+    form = SavedFilterForm(request.POST)
+    query = request.POST.get("query", "")
+    if form.is_valid():
+        name = form.cleaned_data["name"]
+        SavedFilter.objects.update_or_create(user=request.user, name=name,
+                                             defaults={"query": form.cleaned_data["query"]})
+        messages.success(request, f"Filter “{name}” saved.")
+        return redirect(f"{reverse('desk:queue')}?{form.cleaned_data['query']}")
+    messages.error(request, f"The filter was not saved: {form_errors(form)}")
+    return redirect(f"{reverse('desk:queue')}?{_clean_query(query)}")
+
+
+@staff_required
+@needs("desk.view_ticket")
+@require_POST
+def delete_filter(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete one of the agent's own saved filters (another's is not found)."""
+    saved = get_object_or_404(SavedFilter, pk=pk, user=request.user.pk)
+    saved.delete()
+    messages.success(request, f"Filter “{saved.name}” deleted.")
+    return redirect("desk:queue")
+
+
+@staff_required
+@needs("desk.view_ticket", "desk.change_ticket")
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """One change on the selected tickets, each through the domain action a single change uses, in one
+    transaction; the flash says what changed and what was refused (and why)."""
+    back = f"{reverse('desk:queue')}?{_clean_query(request.POST.get('query', ''))}"
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Nothing was changed: {form_errors(form)}")
+        return redirect(back)
+    report = bulk_actions.apply(form.cleaned_data, request.user)
+    if report.changed or report.unchanged:
+        messages.success(request, report.done())
+    if report.refused:
+        messages.error(request, report.refusals())
+    return redirect(back)
 
 
 def _ticket_page(
@@ -140,6 +267,8 @@ def update(request: HttpRequest, pk: int) -> HttpResponse:
             actions.do_set_status(t, data["status"])
         if data.get("assign_to_me"):
             Ticket.objects.filter(pk=t.pk).update(assignee=request.user)
+        if data.get("assign"):
+            bulk_actions.assign(t, data["assign"])
 
     return _act(request, t, TicketUpdateForm(request.POST), "update_form", act, lambda data: "Ticket updated.")
 

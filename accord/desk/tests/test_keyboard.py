@@ -76,7 +76,8 @@ def test_an_agent_works_a_ticket_from_the_queue_to_a_sent_reply_by_keyboard(desk
     # The queue: skip link, Enter skips the header's links; j / k walk the tickets, the most due first.
     assert steps.press("Tab", "queue-skip-link")["text"] == "Skip to content"
     page.keyboard.press("Enter")
-    assert steps.press("Tab", "queue-first-filter")["tag"] == "select", "after the skip link, the queue's filters"
+    first_tab = steps.press("Tab", "queue-first-view")
+    assert (first_tab["tag"], first_tab["text"].split()[0]) == ("a", "Open"), "after the skip link, the views"
     page.locator("#main").focus()
     first = steps.press("j", "queue-j")
     assert first["cls"] == "ticket-link" and first["text"] == urgent.reference
@@ -99,6 +100,7 @@ def test_an_agent_works_a_ticket_from_the_queue_to_a_sent_reply_by_keyboard(desk
     page.keyboard.type("p")  # pending
     assert steps.press("Tab", "ticket-tab-to-assign")["id"] == "id_update_assign_to_me"
     page.keyboard.press("Space")
+    assert steps.press("Tab", "ticket-tab-to-assign-select")["id"] == "id_update_assign"
     assert steps.press("Tab", "ticket-tab-to-update")["text"] == "Update"
     page.keyboard.press("Enter")
     page.wait_for_selector("#action-done")

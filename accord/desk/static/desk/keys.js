@@ -3,6 +3,7 @@
 // readers' own keys), and the help dialog (?) turns them off for good in this browser (localStorage).
 //
 //   ?  this help          j / k  next / previous ticket in the queue      n  open the next ticket
+//   x  select the focused ticket in the queue (for a bulk change)
 //   r  reply box          s  status     p  priority     a  assign to me   u  back to the queue
 //   Ctrl+Enter in the reply box sends it.
 (function () {
@@ -39,6 +40,36 @@
     links[next].closest("tr").scrollIntoView({block: "nearest"});
   }
 
+  // x toggles the selection (the bulk-change checkbox) of the queue row that holds the focus.
+  function toggleRow() {
+    var el = document.activeElement;
+    var row = el && el.closest ? el.closest("#queue tbody tr[data-ticket]") : null;
+    var box = row ? row.querySelector("input.select-ticket") : null;
+    if (!box) { return false; }
+    box.checked = !box.checked;
+    box.dispatchEvent(new Event("change", {bubbles: true}));
+    return true;
+  }
+
+  // "Select all on this page", and the selected rows marked.
+  var all = document.getElementById("select-page");
+  var boxes = Array.prototype.slice.call(document.querySelectorAll("#queue input.select-ticket"));
+  function mark() {
+    boxes.forEach(function (b) { b.closest("tr").classList.toggle("selected", b.checked); });
+    if (all) {
+      var n = boxes.filter(function (b) { return b.checked; }).length;
+      all.checked = n > 0 && n === boxes.length;
+      all.indeterminate = n > 0 && n < boxes.length;
+    }
+  }
+  if (all) {
+    all.addEventListener("change", function () {
+      boxes.forEach(function (b) { b.checked = all.checked; });
+      mark();
+    });
+  }
+  boxes.forEach(function (b) { b.addEventListener("change", mark); });
+
   // An element marked data-key="x": a link is followed, a field's control (or the element itself) is focused.
   function act(key) {
     var target = document.querySelector('[data-key="' + key + '"]');
@@ -63,6 +94,7 @@
     if (event.key === "?") { openHelp(); }
     else if (event.key === "j") { move(1); }
     else if (event.key === "k") { move(-1); }
+    else if (event.key === "x") { handled = toggleRow(); }
     else { handled = act(event.key); }
     if (handled) { event.preventDefault(); }
   });
