@@ -137,6 +137,11 @@ def pymc_fit(s: clv.Summary) -> tuple[dict[str, float], dict[str, float]]:
 
 def knn_recommend(x: Any, k: int) -> np.ndarray:
     """scikit-learn reference: each item's 20 nearest items by cosine over accounts, scores summed per account."""
+    return recommend.recommend(knn_model(x), x, k)[0]
+
+
+def knn_model(x: Any) -> recommend.Model:
+    """The reference's model: each item's 20 nearest items by cosine over accounts (scikit-learn)."""
     from scipy import sparse
     from sklearn.neighbors import NearestNeighbors
 
@@ -145,9 +150,8 @@ def knn_recommend(x: Any, k: int) -> np.ndarray:
     dist, idx = nn.kneighbors(items)
     rows = np.repeat(np.arange(items.shape[0]), 20)
     sim = sparse.csr_matrix((1 - dist[:, 1:].ravel(), (rows, idx[:, 1:].ravel())), shape=(items.shape[0],) * 2)
-    model = recommend.Model(items=[str(i) for i in range(items.shape[0])], confidence=sim, lift=sim,
-                            popularity=np.asarray(x.sum(axis=0)).ravel())
-    return recommend.recommend(model, x, k)[0]
+    return recommend.Model(items=[str(i) for i in range(items.shape[0])], confidence=sim, lift=sim,
+                           popularity=np.asarray(x.sum(axis=0)).ravel())
 
 
 def main() -> None:
@@ -212,11 +216,17 @@ def main() -> None:
     items = [f"SKU-{i}" for i in range(N_ITEMS)]
     med_rec, runs_rec, (top, _scores) = timed(lambda: recommend.recommend(recommend.fit(x, items), x, 5), args.rounds)
     med_knn, runs_knn, _ = timed(lambda: knn_recommend(x, 5), args.rounds)
+    med_fit_rec, runs_fit_rec, _ = timed(lambda: recommend.fit(x, items), args.rounds)
+    med_knn_fit, runs_knn_fit, _ = timed(lambda: knn_model(x), args.rounds)
     print(f"\nrecommendations, top 5 for {args.accounts:,} accounts from {len(line_c):,} order lines, {N_ITEMS} items:")
     print("| recommender | median s | runs |\n|---|---:|---|")
     print(f"| accord co-occurrence with lift | {med_rec:.2f} | {', '.join(f'{v:.2f}' for v in runs_rec)} |")
     print(f"| scikit-learn NearestNeighbors (cosine) | {med_knn:.2f} | {', '.join(f'{v:.2f}' for v in runs_knn)} |")
-    print(f"accounts with 5 recommendations: {int((top[:, -1] >= 0).sum()):,}")
+    print(f"model build alone: accord `recommend.fit` {med_fit_rec:.2f} s "
+          f"({', '.join(f'{v:.2f}' for v in runs_fit_rec)}); scikit-learn NearestNeighbors fit + kneighbors "
+          f"{med_knn_fit:.2f} s ({', '.join(f'{v:.2f}' for v in runs_knn_fit)})")
+    print(f"accounts with 5 recommendations: {int((top[:, -1] >= 0).sum()):,}; load average at the end: "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import statistics
 import sys
@@ -40,7 +41,8 @@ def main() -> None:
     parser.add_argument("--minutes-per-hour", type=int, default=3)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--limit", type=int, default=0, help="build only this many reports")
-    parser.add_argument("--jobs", type=int, default=2, help="processes building reports (default 2)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes building reports (default: one per CPU core, as `reports build`)")
     parser.add_argument("--rounds", type=int, default=1, help="builds of every report (the median is shown)")
     parser.add_argument("--reference", type=int, default=20,
                         help="accounts built one at a time the previous way, as the reference")
@@ -96,15 +98,16 @@ def run(args: argparse.Namespace, label: str) -> None:
         t3 = time.process_time()
         for name, value in zip(reference, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             reference[name].append(value)
-    ref_total = sum(statistics.median(v) for v in reference.values())
+    ref_total = sum(statistics.median(v) for v in reference.values()) if args.reference else 0.0
     runs = []
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            seconds: dict[str, float] = {}
+            seconds: dict[str, float] = {"judge_wall": 0.0}
             for batch in build_all(chosen, period, now, Path(out), jobs=args.jobs):
                 for name, value in batch.seconds.items():
                     seconds[name] = seconds.get(name, 0.0) + value
+                seconds["judge_wall"] += batch.judge_wall
             runs.append((time.perf_counter() - started, seconds))
     walls = [w for w, _s in runs]
     _wall, seconds = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
@@ -120,6 +123,8 @@ def run(args: argparse.Namespace, label: str) -> None:
         ref = statistics.median(reference[name]) * 1000
         print(f"| {name} | {ref:.1f} | {per_report[name]:.1f} | {ref / per_report[name]:.1f} x |")
     print(f"| csv | | {per_report['csv']:.1f} | |")
+    print(f"judging's wall time (its process time plus waiting for the database): {per_report['judge_wall']:.1f} ms "
+          f"per report; load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"wall per report: {statistics.median(walls) / n * 1000:.1f} ms; reference CPU per report / wall per "
           f"report: {ref_total * n / statistics.median(walls):.1f} x")
 

@@ -42,13 +42,53 @@ def baskets(account: NDArray[np.int64], item: NDArray[np.int64], n_accounts: int
     return x
 
 
+def _bitsets(x: sparse.csr_matrix) -> NDArray[np.uint64]:
+    """Each item's buyers as a row of bits (one bit per account), packed in 64-bit words."""
+    n, m = x.shape
+    bought = np.zeros((m, n), dtype=bool)
+    bought[x.indices, np.repeat(np.arange(n), np.diff(x.indptr))] = True
+    packed = np.packbits(bought, axis=1)
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return packed.view(np.uint64)
+
+
+def cooccurrence(x: sparse.csr_matrix) -> NDArray[np.int64] | sparse.coo_matrix:
+    """How many accounts bought both items, for every pair (the diagonal: an item's buyers).
+
+    With a few hundred items, as bit sets: the count of a pair is the popcount of the AND of two items' rows of
+    bits, a few thousand words each, for all pairs in vectorised passes; about three times faster than the
+    sparse product X'X, whose cost grows with the square of each account's items rather than with accounts.
+    Beyond that (many items: the pairs outnumber what the baskets hold), the sparse product, as a COO matrix."""
+    n, m = x.shape
+    per_account = np.diff(x.indptr).astype(np.float64)
+    pairs = float(per_account @ per_account)  # the sparse product's work: each account's items squared
+    words = m * m * (n / 64) / 2  # the bit sets' work: a popcount per word, for half the pairs
+    if words > 4 * pairs or m * n > 256_000_000:
+        return (x.T @ x).tocoo()
+    bits = _bitsets(x)
+    counts = np.zeros((m, m), dtype=np.int64)
+    for i in range(m):
+        row = np.bitwise_count(bits[i] & bits[i:]).sum(axis=1, dtype=np.int64)
+        counts[i, i:] = row
+        counts[i:, i] = row
+    return counts
+
+
 def fit(x: sparse.csr_matrix, items: list[str], min_support: int = MIN_SUPPORT) -> Model:
     """Co-occurrence counts, confidence and lift of every pair bought together by `min_support` accounts."""
     n = x.shape[0]
-    together = (x.T @ x).tocoo()
-    buyers = np.asarray(x.sum(axis=0)).ravel()
-    keep = (together.row != together.col) & (together.data >= min_support)
-    i, j, c = together.row[keep], together.col[keep], together.data[keep]
+    together = cooccurrence(x)
+    if isinstance(together, np.ndarray):
+        buyers = np.diagonal(together).astype(np.float64)
+        np.fill_diagonal(together, 0)
+        i, j = np.nonzero(together >= min_support)
+        c = together[i, j].astype(np.float64)
+    else:
+        buyers = np.asarray(x.sum(axis=0)).ravel()
+        keep = (together.row != together.col) & (together.data >= min_support)
+        i, j, c = together.row[keep], together.col[keep], together.data[keep]
     lift = c * n / (buyers[i] * buyers[j])
     chance = lift > 1
     i, j, c, lift = i[chance], j[chance], c[chance], lift[chance]

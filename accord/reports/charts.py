@@ -24,7 +24,20 @@ INK, GRID, TARGET, BAD = "#1f2933", "#d9dde3", "#b0413e", "#b0413e"
 
 
 def _frame(title: str, y_labels: list[tuple[float, str]], x_labels: list[tuple[float, str]], body: SafeString,
-           description: str) -> SafeString:
+           description: str, *, printed: bool = False) -> SafeString:
+    """The chart's grid and axis labels around its body. `printed`: for WeasyPrint, the labels are HTML laid over
+    the drawing (`printing.PRINT_CSS`, class "chart") instead of SVG text, which WeasyPrint lays out and draws
+    letter by letter (a label cost as much as eight lines of the page); the grid is one path."""
+    if printed:
+        lines = "".join(f"M{LEFT} {coord(y)}H{WIDTH - RIGHT}" for y, _text in y_labels)
+        ys = format_html_join("", '<span class="y" style="left:{}px;top:{}px">{}</span>',
+                              ((LEFT - 4 - 64, coord(y + 3 - 10), text) for y, text in y_labels))
+        xs = format_html_join("", '<span class="x" style="left:{}px;top:{}px">{}</span>',
+                              ((coord(x - 32), HEIGHT - 20, text) for x, text in x_labels))
+        return format_html(
+            '<div class="chart" role="img" aria-label="{}: {}"><svg xmlns="http://www.w3.org/2000/svg" '
+            'viewBox="0 0 {} {}" width="{}" height="{}"><path d="{}" stroke="{}" stroke-width="1"/>{}</svg>{}{}'
+            '</div>', title, description, WIDTH, HEIGHT, WIDTH, HEIGHT, lines, GRID, body, ys, xs)
     grid = format_html_join("", '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="1"/>'
                             '<text x="{}" y="{}" font-size="10" text-anchor="end" fill="{}">{}</text>',
                             ((LEFT, WIDTH - RIGHT, coord(y), coord(y), GRID, LEFT - 4, coord(y + 3), INK, text)
@@ -53,9 +66,9 @@ def _day_labels(result: ObjectiveResult) -> list[tuple[float, str]]:
     return [(_x(i, n), d.day.strftime("%d %b")) for i, d in enumerate(result.days) if i % step == 0]
 
 
-def attainment(result: ObjectiveResult, *, tooltips: bool = True) -> SafeString:
+def attainment(result: ObjectiveResult, *, printed: bool = False) -> SafeString:
     """Each day's attainment (a dot, none on a day without traffic) against the target (a dashed line); each dot
-    says its day and value on hover unless `tooltips` is off (print: nobody hovers, and they cost a PDF time)."""
+    says its day and value on hover, except `printed` (for WeasyPrint: nobody hovers, and they cost a PDF time)."""
     o = result.objective
     target = float(o.target)
     error_rate = o.kind == Objective.Kind.ERROR_RATE
@@ -76,7 +89,7 @@ def attainment(result: ObjectiveResult, *, tooltips: bool = True) -> SafeString:
         low = max(0.0, low - max((100 - low) * 0.25, 0.05))
         high = 100.0
     n = len(levels)
-    if tooltips:
+    if not printed:
         dots = format_html_join("", '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {}</title></circle>', (
             (coord(_x(i, n)), coord(_y(v, low, high)),
              BAD if (v > target if error_rate else v < target) else PALETTE[0],
@@ -98,10 +111,10 @@ def attainment(result: ObjectiveResult, *, tooltips: bool = True) -> SafeString:
     y_labels = [(_y(v, low, high), units.percent(v, 2)) for v in (low, (low + high) / 2, high)]
     days_with = sum(1 for v in levels if v is not None)
     return _frame(f"{o.name}: daily attainment against the target {o.target_label()}", y_labels,
-                  _day_labels(result), body, f"{days_with} days with traffic of {n}")
+                  _day_labels(result), body, f"{days_with} days with traffic of {n}", printed=printed)
 
 
-def burn_down(result: ObjectiveResult) -> SafeString:
+def burn_down(result: ObjectiveResult, *, printed: bool = False) -> SafeString:
     """The share of the period's error budget left at the end of each day (100 % down to 0 and below)."""
     budget = result.allowed * result.valid
     n = len(result.days)
@@ -123,4 +136,4 @@ def burn_down(result: ObjectiveResult) -> SafeString:
     y_labels = [(_y(v, low, high), units.percent(v, 0)) for v in sorted({low, 0.0, 50.0, high})]
     last = units.percent(left[-1], 1) if left else units.MISSING
     return _frame(f"{result.objective.name}: error budget left", y_labels, _day_labels(result), body,
-                  f"budget left at the end: {last}")
+                  f"budget left at the end: {last}", printed=printed)

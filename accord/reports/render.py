@@ -55,7 +55,7 @@ def support_rows(rows: list[SupportRow]) -> list[dict[str, str]]:
 
 
 def context(report: Report, *, version: int | None = None, charts_on: bool = True,
-            tooltips: bool = True) -> dict[str, Any]:
+            printed: bool = False) -> dict[str, Any]:
     """Everything the templates show, as text: the HTML page, the staff page and the PDF read the same."""
     parts = []
     for part in report.parts:
@@ -73,8 +73,8 @@ def context(report: Report, *, version: int | None = None, charts_on: bool = Tru
                 "breaches": [{"day": d.day.isoformat(), "valid": units.number(d.valid), "bad": units.number(d.bad),
                               "attained": percent_label(r.attained_of(d), worse_up=r.kind == "error_rate")}
                              for d in r.breaches()],
-                "attainment_chart": charts.attainment(r, tooltips=tooltips) if charts_on and r.days else "",
-                "burn_chart": charts.burn_down(r) if charts_on and r.days and r.allowed else "",
+                "attainment_chart": charts.attainment(r, printed=printed) if charts_on and r.days else "",
+                "burn_chart": charts.burn_down(r, printed=printed) if charts_on and r.days and r.allowed else "",
             })
         agreement = part.agreement
         parts.append({
@@ -113,19 +113,20 @@ def html(report: Report, *, version: int | None = None) -> bytes:
 
 
 def print_document(report: Report, *, version: int | None = None) -> bytes:
-    """The page WeasyPrint prints: the same body as the HTML page, under a stylesheet made for print (fixed
-    table layout, one font, few rules: WeasyPrint's time grows with each) and charts without hover titles."""
-    return render_to_string("reports/print.html", context(report, version=version, tooltips=False)).encode()
+    """The page WeasyPrint prints: the same body as the HTML page, under a stylesheet made for print
+    (`printing.PRINT_CSS`: fixed table layout, one font, few rules: WeasyPrint's time grows with each) and the
+    same charts drawn for print (no hover titles, axis labels as HTML over the drawing)."""
+    return render_to_string("reports/print.html", context(report, version=version, printed=True)).encode()
 
 
 def pdf(report: Report, *, version: int | None = None) -> bytes:
     """The report printed by WeasyPrint, with fixed dates (the period's end) and an identifier from the content,
     so the same report is the same bytes. ImportError when WeasyPrint (or Pango) is missing."""
-    import weasyprint
+    from . import printing  # WeasyPrint, set up once per process and thread
 
     source = print_document(report, version=version)
     stamp = report.period.end.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    rendered = weasyprint.HTML(string=source.decode(), base_url=None).render()
+    rendered = printing.render(source.decode())
     rendered.metadata.created = rendered.metadata.modified = stamp
     rendered.metadata.title = f"Service report {account_key(report.account.external_id, report.account.pk)} " \
                               f"{report.period.label}"
