@@ -16,7 +16,7 @@ import django_filters
 from django.db import transaction
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -271,6 +271,15 @@ class OverrideRequestSerializer(serializers.Serializer):
         return value
 
 
+class PolicyWriteSerializer(PolicySerializer):
+    """The body of a create or a full replace (PUT): a condition and an action are required (policy_errors)."""
+
+    condition = serializers.CharField(help_text="e.g. pool(booking, primary).utilisation > 0.8")
+    action = PolicyActionField()
+
+
+@extend_schema_view(create=extend_schema(request=PolicyWriteSerializer),
+                    update=extend_schema(request=PolicyWriteSerializer))
 class PolicyViewSet(viewsets.ModelViewSet):
     """Governance policies, by name: when a condition on live indicators holds, switch a gateway action on.
 
@@ -313,8 +322,10 @@ class PolicyViewSet(viewsets.ModelViewSet):
             instance.delete()
 
     @extend_schema(methods=["POST"], request=OverrideRequestSerializer, responses={200: PolicySerializer},
+                   summary="Override a policy",
                    description="Force the policy's action on or off until it expires; applied at once.")
     @extend_schema(methods=["DELETE"], request=None, responses={200: PolicySerializer},
+                   summary="End a policy's override",
                    description="End the override in force; the governor takes over again at its next "
                                "evaluation. 404 when there is none.")
     @action(detail=True, methods=["post", "delete"], url_path="override", filter_backends=[])
