@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiResponse
@@ -86,7 +87,16 @@ class AutoSchema(BaseAutoSchema):
             whole, places = field.max_whole_digits, field.decimal_places
             schema["pattern"] = (rf"^{sign}(?:\d{{1,{whole}}}(?:\.\d{{0,{places}}})?|\.\d{{1,{places}}})$"
                                  if places else rf"^{sign}\d{{1,{whole}}}$")
+        if direction == "request" and not any(isinstance(v, RegexValidator) for v in getattr(field, "validators", [])):
+            _no_nul(schema)  # (a RegexValidator's pattern, added by drf-spectacular after this, says more)
         return schema
+
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super()._get_parameters()
+        for parameter in parameters:
+            if parameter.get("in") == "query":
+                _no_nul(parameter.get("schema", {}))
+        return parameters
 
     def get_summary(self) -> str | None:
         """Every operation has a summary: the one given with extend_schema, or one made from the action and the
@@ -115,7 +125,7 @@ class AutoSchema(BaseAutoSchema):
         one = many[:-3] + "y" if many.endswith("ies") else many[:-1] if many.endswith("s") else many
         return one, many
 
-    def get_description(self) -> str:
+    def get_description(self) -> str:  # type: ignore[override]  # drf-spectacular's signature, not DRF's
         """Every operation has a description: the action's own docstring, else the resource's (its viewset's),
         followed by what the operation does with it."""
         description = super().get_description() or ""
@@ -170,6 +180,18 @@ _DOES = {
     "partial_update": "Changes only the fields given; the others keep their values.",
     "destroy": "Deletes the {one}; 409 if other records still use it.",
 }
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    """A free string refuses NUL characters (PostgreSQL cannot store them: refuse_unknown, Django's forms); a
+    string with a pattern, a format or a list of values says more already."""
+    if schema.get("type") == "string" and not ({"pattern", "format", "enum"} & set(schema)):
+        schema["pattern"] = NO_NUL
+    elif schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        _no_nul(schema["items"])
 
 
 def _model(view: Any) -> Any:
