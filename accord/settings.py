@@ -136,7 +136,9 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         # Django's admin with Accord's branding and accessibility fixes (accord/web/admin_templates/admin/).
-        "DIRS": [BASE_DIR / "web" / "admin_templates"],
+        "DIRS": [BASE_DIR / "web" / "admin_templates",
+                 # the browsable API's page, our own accessible one (accord/api/templates/rest_framework/api.html)
+                 BASE_DIR / "api" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -22,6 +22,10 @@ def validate_base_path(value: str) -> None:
         raise ValidationError(f"'{value}' is not a base path like /bookings (leading slash, no trailing slash).")
 
 
+# The same rule for the OpenAPI schema (accord.lib.schema reads `openapi_pattern` off a field's validators).
+validate_base_path.openapi_pattern = r"^/(?:[^/ ]+(?:/[^/ ]+)*)?$"  # type: ignore[attr-defined]
+
+
 def validate_path_pattern(value: str) -> None:
     if not value.startswith("/") or " " in value:
         raise ValidationError(f"'{value}' is not a path pattern like /bookings/{{id}}.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import django_filters
 from django.db.models import Q, QuerySet
 
@@ -53,7 +55,7 @@ class CommitmentFilterSet(django_filters.FilterSet):
         model = Commitment
         fields = ["account", "active_on"]
 
-    def covering(self, queryset: QuerySet[Commitment], name: str, value: object) -> QuerySet[Commitment]:
+    def covering(self, queryset: QuerySet[Commitment], name: str, value: dt.date) -> QuerySet[Commitment]:
         return queryset.filter(period_start__lte=value, period_end__gte=value) if value else queryset
 
 

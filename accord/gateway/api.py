@@ -8,7 +8,7 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -43,10 +43,15 @@ class GatewayActionSerializer(serializers.ModelSerializer):
         return obj.active and (obj.expires_at is None or obj.expires_at > timezone.now())
 
 
+@extend_schema_field({"type": "string", "enum": list(PARAMS)})
+class ActionKindField(serializers.CharField):
+    """An action's kind: one of PARAMS (checked with the rest by action_errors, which names the kinds)."""
+
+
 class GatewayActionRequestSerializer(serializers.Serializer):
     """The body that creates or replaces a gateway action by name."""
     name = serializers.SlugField(max_length=80)
-    kind = serializers.CharField(max_length=12, help_text=", ".join(PARAMS))
+    kind = ActionKindField(max_length=12, help_text=", ".join(PARAMS))
     params = serializers.DictField(required=False, default=dict, help_text="Per kind: " + "; ".join(
         f"{kind}: {', '.join(names)}" for kind, names in PARAMS.items()))
     tiers = name_list(default=list, help_text="Tier names; empty: any.")

@@ -16,7 +16,8 @@ import django_filters
 from django.db import transaction
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -36,7 +37,7 @@ from . import engine
 from .indicators import budget_status, live_pool, live_traffic, objective_scope, runtime_objectives
 from .models import AuditEvent, Override, Policy, PolicyState
 from .notify import webhook_list
-from .policies import FIELDS, PolicyError, save_policy
+from .policies import FIELDS, MAX_SECONDS, PolicyError, save_policy
 
 NAME_REGEX = r"[-a-zA-Z0-9_]+"
 # A policy's gateway action is "policy-<name>" cut at 80 characters: longer names would share an action.
@@ -160,6 +161,27 @@ def _keep_secrets(hooks: Any, stored: list[dict[str, str]]) -> Any:
         return merged  # policy_errors reports it with the entry's index
 
 
+class RangeIntegerField(serializers.IntegerField):
+    """An integer whose range policy_errors checks (its message names the range); the schema states it."""
+
+    def __init__(self, low: int, high: int, **kwargs: Any) -> None:
+        self.low, self.high = low, high
+        super().__init__(**kwargs)
+
+
+class SecondsField(RangeIntegerField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(0, MAX_SECONDS, **kwargs)
+
+
+class RangeIntegerFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = RangeIntegerField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.target.low, "maximum": self.target.high}
+
+
 class PolicySerializer(serializers.Serializer):
     """A governance policy and its current state."""
 
@@ -168,15 +190,16 @@ class PolicySerializer(serializers.Serializer):
     description = serializers.CharField(max_length=300, required=False, allow_blank=True)
     enabled = serializers.BooleanField(required=False)
     mode = ModeField(required=False, help_text="enforce, or dry_run: record what it would do, touch nothing.")
-    priority = serializers.IntegerField(required=False, help_text="-1000..1000; lower wins when actions overlap.")
+    priority = RangeIntegerField(-1000, 1000, required=False,
+                                 help_text="-1000..1000; lower wins when actions overlap.")
     condition = serializers.CharField(required=False, allow_blank=True,
                                       help_text="e.g. pool(booking, primary).utilisation > 0.8")
-    hold_seconds = serializers.IntegerField(required=False)
+    hold_seconds = SecondsField(required=False)
     clear_condition = serializers.CharField(required=False, allow_blank=True,
                                             help_text="Default: the condition no longer holds.")
-    clear_seconds = serializers.IntegerField(required=False)
-    min_active_seconds = serializers.IntegerField(required=False)
-    cooldown_seconds = serializers.IntegerField(required=False)
+    clear_seconds = SecondsField(required=False)
+    min_active_seconds = SecondsField(required=False)
+    cooldown_seconds = SecondsField(required=False)
     tiers = name_list(help_text="Tier names; empty: any.")
     accounts = name_list(help_text="Account external ids; empty: any.")
     services = name_list(help_text="Service names; empty: any.")
@@ -271,6 +294,15 @@ class OverrideRequestSerializer(serializers.Serializer):
         return value
 
 
+class PolicyWriteSerializer(PolicySerializer):
+    """The body of a create or a full replace (PUT): a condition and an action are required (policy_errors)."""
+
+    condition = serializers.CharField(help_text="e.g. pool(booking, primary).utilisation > 0.8")
+    action = PolicyActionField()
+
+
+@extend_schema_view(create=extend_schema(request=PolicyWriteSerializer),
+                    update=extend_schema(request=PolicyWriteSerializer))
 class PolicyViewSet(viewsets.ModelViewSet):
     """Governance policies, by name: when a condition on live indicators holds, switch a gateway action on.
 
@@ -313,8 +345,10 @@ class PolicyViewSet(viewsets.ModelViewSet):
             instance.delete()
 
     @extend_schema(methods=["POST"], request=OverrideRequestSerializer, responses={200: PolicySerializer},
+                   summary="Override a policy",
                    description="Force the policy's action on or off until it expires; applied at once.")
     @extend_schema(methods=["DELETE"], request=None, responses={200: PolicySerializer},
+                   summary="End a policy's override",
                    description="End the override in force; the governor takes over again at its next "
                                "evaluation. 404 when there is none.")
     @action(detail=True, methods=["post", "delete"], url_path="override", filter_backends=[])

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -28,8 +28,15 @@ from .periods import current_month, parse_period
 APPROVE = "reports.approve_credit"
 
 
+@extend_schema_field({"type": "string", "maxLength": 40,
+                     "pattern": r"^(?:\d{4}-(?:0[1-9]|1[0-2])|\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2})$"})
+class PeriodField(serializers.CharField):
+    """A month (YYYY-MM) or days (YYYY-MM-DD..YYYY-MM-DD); parse_period checks the days and their order."""
+
+
 class ReportQuery(serializers.Serializer):
-    period = serializers.CharField(required=False, max_length=40, help_text="YYYY-MM (default: this month)")
+    period = PeriodField(required=False, max_length=40, help_text="YYYY-MM, or YYYY-MM-DD..YYYY-MM-DD (both days "
+                         "included); default: this month")
     output = serializers.ChoiceField(choices=["json", "csv", "html", "pdf"], default="json", required=False)
 
 
@@ -116,17 +123,20 @@ class CreditViewSet(viewsets.ReadOnlyModelViewSet):
             raise exceptions.ValidationError({"status": [str(e)]}) from None
         return Response(credit_dict(self.get_queryset().get(pk=credit.pk)))
 
-    @extend_schema(request=DecisionSerializer, responses={200: dict})
+    @extend_schema(request=DecisionSerializer, responses={200: dict}, summary="Approve a credit",
+                   description="Finance approves a computed credit; it can then be applied to an invoice.")
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, Credit.Status.APPROVED)
 
-    @extend_schema(request=DecisionSerializer, responses={200: dict})
+    @extend_schema(request=DecisionSerializer, responses={200: dict}, summary="Reject a credit",
+                   description="Finance rejects a computed credit, with a reason; it is not owed.")
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, Credit.Status.REJECTED)
 
-    @extend_schema(request=DecisionSerializer, responses={200: dict})
+    @extend_schema(request=DecisionSerializer, responses={200: dict}, summary="Apply a credit",
+                   description="Marks an approved credit as applied (given to the customer).")
     @action(detail=True, methods=["post"], url_path="apply")
     def apply_credit(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(request, Credit.Status.APPLIED)

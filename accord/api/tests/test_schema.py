@@ -68,3 +68,19 @@ def test_every_create_operation_refuses_an_unknown_field(api: APIClient, spec: d
         if r.status_code != 400 or "zz_unknown" not in r.json()["error"]["fields"]:
             accepted.append((path, r.status_code, r.content[:200]))
     assert accepted == []
+
+
+def test_every_operation_has_a_summary_and_a_description(spec: dict[str, Any]) -> None:
+    operations = [(method.upper(), path, op) for path, item in spec["paths"].items() for method, op in item.items()]
+    assert len(operations) > 60
+    missing = [f"{method} {path}: {'summary' if not (op.get('summary') or '').strip() else 'description'}"
+               for method, path, op in operations
+               if not (op.get("summary") or "").strip() or not (op.get("description") or "").strip()]
+    assert missing == [], "operations without a summary or a description:\n" + "\n".join(missing)
+    # one summary per operation of a path: two operations that read the same say nothing about their difference
+    for path, item in spec["paths"].items():
+        summaries = [op["summary"] for op in item.values()]
+        assert len(set(summaries)) == len(summaries), (path, summaries)
+    accounts = spec["paths"]["/api/v1/accounts/"]
+    assert accounts["get"]["summary"] == "List accounts" and accounts["post"]["summary"] == "Create an account"
+    assert "unknown fields are refused" in accounts["post"]["description"]
