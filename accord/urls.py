@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from accord.access.auth import ThrottledLoginView
 from accord.desk.views import support_form
+from accord.web.favicon import favicon
 
 handler500 = "accord.lib.middleware.server_error"
 
@@ -21,5 +22,6 @@ urlpatterns = [
     path("insight/", include("accord.insight.urls")),
     path("reports/", include("accord.reports.urls")),
     path("support/", support_form, name="support-form"),
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("accord.web.urls")),
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from accord.agreements.models import Agreement, Objective
@@ -318,7 +318,8 @@ def account_context(request: Any, account: Account, agreement: Agreement | None,
     tickets = Ticket.objects.filter(account=account)
     lines = account_lines(account, agreement, now) if agreement else []
     context: dict[str, Any] = {
-        "tickets": list(tickets.select_related("assignee").order_by("-is_open", "queue_due", "-created_at", "-id")[:25]),
+        "tickets": list(tickets.select_related("assignee").order_by(
+            "-is_open", F("next_due_at").asc(nulls_last=True), "-created_at", "-id")[:25]),
         "ticket_count": tickets.count(),
         "open_count": tickets.filter(is_open=True).count(),
         "lines": lines,
