@@ -35,6 +35,13 @@ def add_traffic() -> None:
                    tier=agreement.tier.name, service=service or "booking")
 
 
+# The innermost elements that reach past the window's right edge, to start the fix from.
+WIDEST = """() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1
+  && ![...e.children].some(c => c.getBoundingClientRect().right > innerWidth + 1)).slice(0, 4)
+  .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className && typeof e.className === 'string'
+  ? '.' + e.className.split(' ').join('.') : '') + ' ' + Math.round(e.getBoundingClientRect().right))"""
+
+
 def sign_in(page: Any, base: str) -> None:
     page.goto(f"{base}/login/")
     page.fill("#id_username", "demo")
@@ -59,7 +66,8 @@ def test_no_staff_page_is_wider_than_the_window(live_server: Any, browser: Any) 
             page.goto(f"{base}{path}")
             scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             if scroll > inner:
-                too_wide.append(f"{name} at {width} px: {scroll} > {inner}")
+                culprits = page.evaluate(WIDEST)
+                too_wide.append(f"{name} at {width} px: {scroll} > {inner}: {culprits}")
         context.close()
     assert not too_wide, "pages wider than the window:\n" + "\n".join(too_wide)
 
