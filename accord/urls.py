@@ -10,6 +10,7 @@ from accord.access.auth import ThrottledLoginView
 from accord.desk.views import support_form
 from accord.ops.views import health_details
 from accord.outreach import views as outreach
+from accord.web.favicon import favicon
 
 handler500 = "accord.lib.middleware.server_error"
 
@@ -27,5 +28,6 @@ urlpatterns = [
     path("u/<str:token>/", outreach.unsubscribe, name="unsubscribe"),
     path("c/<str:token>/", outreach.confirm, name="confirm-consent"),
     path("outreach/contacts/<int:contact_id>/opt-out/", outreach.opt_out, name="opt-out"),
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("accord.web.urls")),
 ]

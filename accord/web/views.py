@@ -21,6 +21,8 @@ from accord.customers.filters import AccountFilterSet
 from accord.customers.models import Account, Tier, TierChange
 from accord.lib.views import needs, staff_required
 
+from . import sla
+
 PAGE_SIZE = 50
 # The account list's sort orders: the value in the URL, its label, and the ORM ordering.
 SORTS: dict[str, tuple[str, list[Any]]] = {
@@ -83,6 +85,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                       "services": Service.objects.filter(simulated=True).count()},
         "recent_changes": TierChange.objects.select_related("account", "from_tier", "to_tier")[:10],
     }
+    context.update(sla.dashboard_context(timezone.now()))
     return render(request, "web/dashboard.html", context)
 
 
@@ -153,6 +156,7 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
         "history": list(reversed(history)),
         "history_chart": charts.tier_timeline(history, list(Tier.objects.order_by("rank")), timezone.now()),
     }
+    context.update(sla.account_context(request, acct, context["agreement"], timezone.now()))
     return render(request, "web/account.html", context)
 
 
@@ -194,6 +198,7 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
             "bands": bands,
             "hours": hours,
             "services": ag.services.all(),
+            **sla.agreement_context(ag, timezone.now()),
         },
     )
 
