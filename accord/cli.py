@@ -24,6 +24,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("desk", ("desk",)),
     ("reports", ("reports",)),
     ("insight", ("insight",)),
+    ("outreach", ("outreach",)),
     ("lab (load, upstreams and scenarios to try the governance on)", ("lab",)),
     ("access and operations", ("access", "ops", "web")),
 ]
