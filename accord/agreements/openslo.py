@@ -39,6 +39,7 @@ from django.conf import settings
 from accord.lib.manifest import ApplyResult, ManifestError, apply_manifests, dump, read_yaml_documents
 from accord.lib.manifest.fields import num, show
 
+from .burn import burn_rules
 from .manifest import agreement_dict_from_db
 from .models import Agreement, Objective
 
@@ -71,12 +72,6 @@ def shorthand(seconds: float) -> str:
     if minutes % 60 == 0:
         return f"{minutes // 60}h"
     return f"{minutes}m"
-
-
-def _burn_rules(window_days: float) -> list[tuple[str, float, float, float]]:
-    from accord.governance.indicators import burn_rules  # governance reads agreements: imported when used
-
-    return burn_rules(window_days)
 
 
 def _window_days(o: Objective) -> float:
@@ -162,7 +157,7 @@ def _slo_document(o: Objective) -> dict[str, Any]:
             "timeWindow": [window],
             "budgetingMethod": "Occurrences",
             "objectives": [objective],
-            "alertPolicies": [{"alertPolicyRef": _policy_name(r)} for r in _burn_rules(_window_days(o))],
+            "alertPolicies": [{"alertPolicyRef": _policy_name(r)} for r in burn_rules(_window_days(o))],
         },
     }
 
@@ -191,7 +186,7 @@ def export_documents(agreements: Sequence[str] = ()) -> list[dict[str, Any]]:
                 desc = f"Every service of Accord agreement {o.agreement.name}"
             services[key] = {"apiVersion": API_VERSION, "kind": "Service", "metadata": meta,
                              "spec": {"description": desc}}
-        for rule in _burn_rules(_window_days(o)):
+        for rule in burn_rules(_window_days(o)):
             policies.setdefault(_policy_name(rule), _alert_policy(rule))
     docs: list[dict[str, Any]] = []
     if objectives:
@@ -505,7 +500,7 @@ def _expected_policies(objectives: Iterable[dict[str, Any]]) -> set[str]:
     for o in objectives:
         w = o["window"]
         days = float(w["rolling_days"]) if isinstance(w, dict) else 30.0
-        names.update(_policy_name(r) for r in _burn_rules(days))
+        names.update(_policy_name(r) for r in burn_rules(days))
     return names
 
 

@@ -8,3 +8,8 @@ class DeskConfig(AppConfig):
 
     name = "accord.desk"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # registers the SMTP and mailbox checks with `accord doctor`
+
+        del checks

@@ -10,6 +10,8 @@ class GatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals
+        from . import checks, signals  # checks: registers the rollups check with `accord doctor`
+
+        del checks
 
         signals.connect()

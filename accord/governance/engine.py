@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accord.agreements.burn import burn_rules
 from accord.agreements.businesstime import BusinessTime
 from accord.gateway.actions import do_clear_action, do_set_action
 from accord.gateway.models import GatewayAction
@@ -33,7 +34,6 @@ from . import expr
 from .indicators import (
     budget_status,
     burn_rate,
-    burn_rules,
     objective_window,
     rule_label,
     runtime_objectives,

@@ -25,9 +25,7 @@ there is 1 - 5xx / all answers.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -49,16 +47,6 @@ from accord.lib.units import json_number
 from .expr import Signal, Values
 
 RUNTIME_KINDS = (Objective.Kind.AVAILABILITY, Objective.Kind.LATENCY, Objective.Kind.ERROR_RATE)
-# Multiwindow, multi-burn-rate alerts for a 30-day objective (Google SRE workbook): severity, burn rate,
-# long window, short window; the windows scale with the objective's own window. ACCORD_BURN_RULES overrides
-# them with JSON like [["page", 14.4, 3600, 300], ...].
-DEFAULT_BURN_RULES: list[tuple[str, float, int, int]] = [
-    ("page", 14.4, 3600, 300),
-    ("page", 6.0, 6 * 3600, 1800),
-    ("ticket", 1.0, 3 * 86400, 6 * 3600),
-]
-
-
 class Stats:
     """Merged measurements of some traffic over a window.
 
@@ -578,14 +566,6 @@ def judge(objective: Objective, start: dt.datetime, end: dt.datetime, events: Ev
         met = share_bad <= allowed
         consumed = burn(events.bad, events.valid, allowed)
     return BudgetStatus(objective, start, end, events, sli, met, allowed, consumed)
-
-
-def burn_rules(window_days: float) -> list[tuple[str, float, float, float]]:
-    """The alert rules for an objective window: (severity, rate, long seconds, short seconds)."""
-    raw = os.environ.get("ACCORD_BURN_RULES")
-    rules = [tuple(r) for r in json.loads(raw)] if raw else DEFAULT_BURN_RULES
-    scale = window_days / 30
-    return [(str(sev), float(rate), float(long) * scale, float(short) * scale) for sev, rate, long, short in rules]
 
 
 def rule_label(rule: tuple[str, float, float, float]) -> str:

@@ -7,7 +7,6 @@ run, SQLite shares this host's clock) says so as `ok` with the reason rather tha
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import socket
@@ -86,58 +85,13 @@ def processes() -> list[Finding]:
     return out
 
 
-def rollups() -> list[Finding]:
-    """The gateway's measurements reach the database: the newest rollup is recent while a gateway runs."""
-    from accord.gateway.models import Rollup
-
-    from .models import Heartbeat
-
-    now = timezone.now()
-    gateways = [r for r in Heartbeat.objects.filter(kind="gateway", stopped_at=None) if r.stale_at() >= now]
-    newest = Rollup.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
-    if not gateways:
-        return [Finding("rollups", OK, "no gateway running: nothing to measure"
-                        + (f" (last measurement {newest:%Y-%m-%d %H:%M} UTC)" if newest else ""))]
-    started = min(r.started_at for r in gateways)
-    limit = dt.timedelta(minutes=ROLLUPS_STALE_MINUTES)
-    if now - started < limit:
-        return [Finding("rollups", OK, "a gateway started recently; its first flushes are due")]
-    if newest is None or now - newest > limit:
-        age = "never written" if newest is None else f"last written {(now - newest).total_seconds() / 60:,.0f} min ago"
-        return [Finding("rollups", WARN, f"a gateway runs but its measurements are stale: {age}",
-                        "quiet traffic explains it; otherwise read the gateway's log for flush failures and its "
-                        "/metrics (accord_gateway_flush_failures_total, accord_gateway_dropped_total)")]
-    return [Finding("rollups", OK, f"last written {(now - newest).total_seconds():,.0f} s ago")]
-
-
-def _reachable(host: str, port: int) -> str:
+def reachable(host: str, port: int) -> str:
     """'' when a TCP connection opens within the timeout, else why not."""
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             return ""
     except OSError as e:
         return e.strerror or str(e) or type(e).__name__
-
-
-def mail() -> list[Finding]:
-    from accord.desk.models import Mailbox
-
-    out: list[Finding] = []
-    if settings.EMAIL_BACKEND.endswith("smtp.EmailBackend"):
-        problem = _reachable(settings.EMAIL_HOST, int(settings.EMAIL_PORT))
-        where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
-        out.append(Finding("smtp", FAIL, f"cannot connect to the SMTP server {where}: {problem}",
-                           "start it, or set ACCORD_SMTP_HOST/ACCORD_SMTP_PORT; replies wait in the outbox meanwhile")
-                   if problem else Finding("smtp", OK, f"{where} answers"))
-    else:
-        out.append(Finding("smtp", OK, f"not used: mail goes to {settings.EMAIL_BACKEND.rsplit('.', 2)[-2]}"))
-    for box in Mailbox.objects.filter(enabled=True).order_by("name"):
-        problem = _reachable(box.host, box.port)
-        out.append(Finding(f"mailbox {box.name}", FAIL, f"cannot connect to {box.host}:{box.port}: {problem}",
-                           "check the IMAP server and the mailbox's host and port in Desk settings")
-                   if problem else Finding(f"mailbox {box.name}", OK, f"{box.host}:{box.port} answers"
-                                           + (f" (last poll error: {box.last_error})" if box.last_error else "")))
-    return out
 
 
 def clock() -> list[Finding]:
@@ -214,7 +168,20 @@ def deployment() -> list[Finding]:
     return out
 
 
-CHECKS: list[Callable[[], list[Finding]]] = [database, processes, rollups, mail, clock, disk, deployment]
+# The apps' own checks (the gateway's rollups, the desk's mail) register here from their AppConfig.ready(), so
+# this lower layer never imports them; they run after the processes and before the host's clock and disk.
+APP_CHECKS: list[Callable[[], list[Finding]]] = []
+
+
+def register(check: Callable[[], list[Finding]]) -> Callable[[], list[Finding]]:
+    """Add an app's check to `accord doctor` and `/healthz/details` (used as a decorator)."""
+    if check not in APP_CHECKS:
+        APP_CHECKS.append(check)
+    return check
+
+
+def all_checks() -> list[Callable[[], list[Finding]]]:
+    return [database, processes, *APP_CHECKS, clock, disk, deployment]
 
 
 def run() -> list[Finding]:
@@ -222,7 +189,7 @@ def run() -> list[Finding]:
     findings = database()
     if any(f.status == FAIL for f in findings):  # unreachable, or its tables not there yet
         return findings + disk() + deployment()
-    for check in CHECKS[1:]:
+    for check in all_checks()[1:]:
         try:
             findings += check()
         except DatabaseError as e:

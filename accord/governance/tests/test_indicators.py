@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 
+from accord.agreements.burn import burn_rules
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import Service
 from accord.customers.models import Tier
@@ -129,6 +130,6 @@ def test_burn_rates_use_their_windows_and_alerts_need_both_long_and_short(object
 
 
 def test_burn_windows_scale_with_the_objective_window() -> None:
-    rules = indicators.burn_rules(7)
+    rules = burn_rules(7)
     assert rules[0] == ("page", 14.4, pytest.approx(3600 * 7 / 30), pytest.approx(300 * 7 / 30))
-    assert indicators.rule_label(indicators.burn_rules(30)[2]) == "ticket 1x 3d/6h"
+    assert indicators.rule_label(burn_rules(30)[2]) == "ticket 1x 3d/6h"

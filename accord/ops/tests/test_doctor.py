@@ -19,7 +19,9 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from accord.access.roles import grant
+from accord.desk import checks as desk_checks
 from accord.desk.models import Mailbox
+from accord.gateway import checks as gateway_checks
 from accord.gateway.models import Rollup
 from accord.lib.testing import accord_command, subprocess_env
 from accord.ops import checks
@@ -133,15 +135,15 @@ def test_a_real_worker_killed_is_reported_by_the_command() -> None:
 @pytest.mark.django_db
 def test_rollups_stale_while_a_gateway_runs() -> None:
     now = timezone.now()
-    assert by_check(checks.rollups())["rollups"].message.startswith("no gateway running")
+    assert by_check(gateway_checks.rollups())["rollups"].message.startswith("no gateway running")
     Heartbeat.objects.create(kind="gateway", host="h", pid=1, started_at=now - dt.timedelta(minutes=30),
                              interval=10, beat_at=now)
-    assert by_check(checks.rollups())["rollups"].status == checks.WARN  # never written
+    assert by_check(gateway_checks.rollups())["rollups"].status == checks.WARN  # never written
     Rollup.objects.create(window_start=now.replace(second=0, microsecond=0), account="a", service="s",
                           outcome="ok", count=1, latency_sketch=b"")
-    assert by_check(checks.rollups())["rollups"].status == checks.OK
+    assert by_check(gateway_checks.rollups())["rollups"].status == checks.OK
     Rollup.objects.update(updated_at=now - dt.timedelta(minutes=20))  # auto_now: only update() can age it
-    found = by_check(checks.rollups())["rollups"]
+    found = by_check(gateway_checks.rollups())["rollups"]
     assert found.status == checks.WARN and "last written 20 min ago" in found.message
 
 
@@ -149,14 +151,14 @@ def test_rollups_stale_while_a_gateway_runs() -> None:
 def test_mail_servers_that_do_not_answer(listening: int) -> None:
     smtp = "django.core.mail.backends.smtp.EmailBackend"
     with override_settings(EMAIL_BACKEND=smtp, EMAIL_HOST="127.0.0.1", EMAIL_PORT=listening):
-        assert by_check(checks.mail())["smtp"].status == checks.OK
+        assert by_check(desk_checks.mail())["smtp"].status == checks.OK
     with override_settings(EMAIL_BACKEND=smtp, EMAIL_HOST="127.0.0.1", EMAIL_PORT=closed_port()):
-        found = by_check(checks.mail())["smtp"]
+        found = by_check(desk_checks.mail())["smtp"]
         assert found.status == checks.FAIL and "outbox" in found.fix
     Mailbox.objects.create(name="support", host="127.0.0.1", port=listening, username="u", password="p")
     Mailbox.objects.create(name="sales", host="127.0.0.1", port=closed_port(), username="u", password="p")
     Mailbox.objects.create(name="off", host="127.0.0.1", port=closed_port(), username="u", password="p", enabled=False)
-    found = by_check(checks.mail())
+    found = by_check(desk_checks.mail())
     assert found["mailbox support"].status == checks.OK
     assert found["mailbox sales"].status == checks.FAIL and "refused" in found["mailbox sales"].message.lower()
     assert "mailbox off" not in found
@@ -220,3 +222,10 @@ def test_health_details_for_staff() -> None:
     response = client.get("/healthz/details")
     assert response.status_code == 503
     assert [f["check"] for f in response.json()["findings"] if f["status"] == "fail"] == ["process governor"]
+
+
+def test_the_apps_checks_are_registered_once_between_the_processes_and_the_clock() -> None:
+    names = [c.__name__ for c in checks.all_checks()]
+    assert names == ["database", "processes", "rollups", "mail", "clock", "disk", "deployment"]
+    assert checks.register(gateway_checks.rollups) is gateway_checks.rollups  # a second registration adds nothing
+    assert [c.__name__ for c in checks.all_checks()] == names
