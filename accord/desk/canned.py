@@ -7,12 +7,11 @@ Managers create, edit and delete them (desk.change_cannedreply ...); agents only
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,28 +22,7 @@ from accord.lib.units import instant
 from accord.lib.views import needs, staff_required
 
 from .models import CannedReply, SlaClock, Ticket
-
-PLACEHOLDERS = {
-    "customer_name": "the requester's name (the contact's, else the address they wrote from)",
-    "ticket_ref": "the ticket's reference, e.g. ACC-000042",
-    "promised_time": "when the next running SLA clock is due, in the customer's time zone",
-    "agent_name": "your name",
-}
-
-
-def check_placeholders(body: str) -> None:
-    """Refuse a body with unknown placeholders or unbalanced braces, saying which and what is known."""
-    try:
-        names = [name for _text, name, _spec, _conv in string.Formatter().parse(body) if name is not None]
-    except ValueError as e:
-        raise ValidationError({"body": f"The braces do not match ({e}); write a literal brace twice: {{{{ or }}}}."}) from e
-    unknown = sorted({n for n in names if n not in PLACEHOLDERS})
-    if unknown:
-        known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
-        raise ValidationError({"body": f"Unknown placeholder(s): {', '.join('{' + n + '}' for n in unknown)}. "
-                                       f"Known: {known}."})
-    if any(name == "" for name in names):
-        raise ValidationError({"body": "An empty placeholder {} is not allowed; write a literal brace twice."})
+from .placeholders import PLACEHOLDERS
 
 
 def values(ticket: Ticket, user: Any) -> dict[str, str]:

@@ -15,6 +15,8 @@ from django.utils import timezone
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.customers.models import Account, Contact, Tier
 
+from .placeholders import check_placeholders
+
 REFERENCE_PREFIX = "ACC"
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
@@ -430,8 +432,6 @@ class CannedReply(models.Model):
         return self.title
 
     def clean(self) -> None:
-        from .canned import check_placeholders
-
         check_placeholders(self.body)
 
 

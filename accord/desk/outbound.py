@@ -6,11 +6,7 @@ error."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,8 +116,6 @@ def queue_acknowledgement(ticket: Ticket, inbound: Message, known: list[SlaClock
 
 
 NO_ADDRESS = "This reply cannot be delivered: no e-mail address for this requester."
-WEBHOOK_ATTEMPTS = 3  # a refused connection or a 5xx answer is tried again, after 0.5 s and 1 s
-WEBHOOK_TIMEOUT = 10.0  # seconds per attempt
 
 
 @dataclass
@@ -212,60 +206,8 @@ def send_reply_on_commit(reply: Message, to: Route, headers: dict[str, str]) -> 
         send_on_commit(reply, headers)
 
 
-def webhook_id(message_id: str | None, channel: str) -> str:
-    """The channel's own id of a message stored as <id@channel.webhook>."""
-    suffix = f"@{channel}.webhook>"
-    if message_id and message_id.startswith("<") and message_id.endswith(suffix):
-        return message_id[1 : -len(suffix)]
-    return ""
-
-
 def post_on_commit(reply: Message, channel: WebhookChannel) -> None:
     """Put a reply for a webhook channel in the outbox (`outbox.py`), in this transaction: it is POSTed once the
     transaction commits (`post_reply`) and, should that fail, retried with backoff by the sender, shown on
     /desk/outbox/ with its last error meanwhile."""
     outbox.enqueue(reply, {}, webhook=channel)
-
-
-def post_reply(reply: Message, channel: WebhookChannel) -> None:
-    """POST a reply to the channel's reply URL, signed as inbound messages are. Raises what failed.
-
-    Body: {"id", "to", "text", "subject", "in_reply_to", "ticket"}; the customer's answer to it threads onto the
-    ticket when it names "id" as its "in_reply_to". A refused connection, a timeout or a 5xx answer is tried
-    again at once (`WEBHOOK_ATTEMPTS` in all), then raised as OSError for the outbox to retry later; a 4xx is
-    raised as `outbox.WebhookRefused`, not retried.
-    """
-    payload = {
-        "id": webhook_id(reply.message_id, channel.name),
-        "to": reply.to_addresses[0] if reply.to_addresses else "",
-        "text": reply.body_text,
-        "subject": reply.subject,
-        "in_reply_to": webhook_id(reply.in_reply_to, channel.name),
-        "ticket": reply.ticket.reference,
-    }
-    body = json.dumps(payload, sort_keys=True).encode()
-    request = urllib.request.Request(channel.reply_url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "X-Accord-Signature": channel.signature(body),
-        "X-Accord-Event": "reply", "X-Accord-Delivery": payload["id"], "User-Agent": "accord-desk",
-    })
-    error: Exception | None = None
-    for attempt in range(WEBHOOK_ATTEMPTS):
-        if attempt:
-            time.sleep(0.5 * 2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
-                if 200 <= response.status < 300:
-                    return
-                error = OSError(f"HTTP {response.status} from {channel.reply_url}")
-        except urllib.error.HTTPError as e:
-            if e.code < 500:  # the receiver refused this request: the same again would be refused again
-                raise outbox.WebhookRefused(f"HTTP {e.code} {e.reason} from {channel.reply_url}") from None
-            error = OSError(f"HTTP {e.code} {e.reason} from {channel.reply_url}")
-        except urllib.error.URLError as e:  # refused, unreachable
-            error = OSError(f"{e.reason} ({channel.reply_url})")
-        except ValueError as e:  # a malformed URL: the same again fails again
-            raise outbox.WebhookRefused(f"{type(e).__name__}: {e} ({channel.reply_url})") from None
-        except OSError as e:  # timed out
-            error = OSError(f"{type(e).__name__}: {e} ({channel.reply_url})")
-    assert error is not None
-    raise error

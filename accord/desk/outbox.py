@@ -10,7 +10,7 @@ once; mail still refused after `ACCORD_OUTBOX_GIVE_UP` seconds (5 days, Postfix'
 page /desk/outbox/ lists what is pending or failed with its last error, and retries it on demand.
 
 A reply on a webhook ticket goes through the same outbox (`via` webhook): it is POSTed to the channel's reply
-URL (`outbound.post_reply`) instead of e-mailed, with the same claim, backoff, lease and page. A 4xx answer is a
+URL (`webhook_reply.post_reply`) instead of e-mailed, with the same claim, backoff, lease and page. A 4xx answer is a
 permanent refusal; a refused connection, a timeout or a 5xx is retried. Its `X-Accord-Delivery` id is the same on
 every attempt, so a receiver recognises the one duplicate a sender killed mid-POST can cause.
 
@@ -43,6 +43,7 @@ from django.utils import timezone
 from accord.lib.faults import point
 
 from .models import Message, OutgoingMail, WebhookChannel
+from .webhook_reply import WebhookRefused, post_reply
 
 log = logging.getLogger(__name__)
 S = OutgoingMail.Status
@@ -68,10 +69,6 @@ def email(message: Message, headers: dict[str, str]) -> EmailMessage:
         to=message.to_addresses,
         headers={"Message-ID": message.message_id or "", **headers},
     )
-
-
-class WebhookRefused(Exception):
-    """A webhook receiver refused a reply for good (a 4xx answer), or its channel is gone."""
 
 
 def enqueue(message: Message, headers: dict[str, str], *, auto: bool = False,
@@ -143,8 +140,6 @@ def deliver(pk: int, now: dt.datetime | None = None) -> str:
     point("outbox.claimed")  # tests: die with the mail claimed and not sent
     try:
         if row.via == OutgoingMail.Via.WEBHOOK:
-            from .outbound import post_reply
-
             if row.channel is None:
                 raise WebhookRefused("the webhook channel was deleted")
             post_reply(row.message, row.channel)
