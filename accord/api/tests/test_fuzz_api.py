@@ -76,7 +76,8 @@ def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
 def unstated(name: str, messages: list[str]) -> bool:
     """Whether a field's errors come from a rule that the schema cannot state (a missing row, `UNSTATED`)."""
     base = re.split(r"[.\[]", name, maxsplit=1)[0]
-    return base in UNSTATED or all(REFERENCE.search(m) or UNSTATED_MESSAGES.search(m) for m in messages)
+    named = base in UNSTATED or any(base.endswith("_" + key) for key in UNSTATED)  # clear_condition, notify_emails
+    return named or all(REFERENCE.search(m) or UNSTATED_MESSAGES.search(m) for m in messages)
 
 
 def positive_data_acceptance_but_unstated(ctx: Any, response: Any, case: Any) -> bool | None:
