@@ -173,7 +173,8 @@ def test(args: argparse.Namespace) -> int:
             failures.append("gateway-compile")
         else:
             print("warning: the data plane could not be compiled; the gateway tests run it as Python", flush=True)
-    pytest_args = ["-p", "no:cacheprovider", *args.pytest_args]
+    # --durations: the slowest tests at the end of each pass, to see where the CI time goes as the suite grows.
+    pytest_args = ["-p", "no:cacheprovider", "--durations=25", *args.pytest_args]
     # The passes run side by side (SQLite; PostgreSQL; SQLite on a moved clock), each with its own var directory
     # (SQLite files, logs) and its output in a log printed when it ends: much of a pass is waiting on sockets,
     # browsers and child processes, so three at once take far less than three in a row. A single pass (no
