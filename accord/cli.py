@@ -25,6 +25,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("reports", ("reports",)),
     ("insight", ("insight",)),
     ("outreach", ("outreach",)),
+    ("portal (the customers' side)", ("portal",)),
     ("lab (load, upstreams and scenarios to try the governance on)", ("lab",)),
     ("access and operations", ("access", "ops", "web")),
 ]

@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "accord.reports",
     "accord.insight",
     "accord.outreach",
+    "accord.portal",
     "accord.web",
 ]
 

@@ -1,4 +1,4 @@
-"""Top-level URLs: the staff UI, the admin and the REST API."""
+"""Top-level URLs: the staff UI, the admin, the REST API and the customer portal."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ urlpatterns = [
     path("insight/", include("accord.insight.urls")),
     path("reports/", include("accord.reports.urls")),
     path("support/", support_form, name="support-form"),
+    path("portal/", include("accord.portal.urls")),
     path("u/<str:token>/", outreach.unsubscribe, name="unsubscribe"),
     path("c/<str:token>/", outreach.confirm, name="confirm-consent"),
     path("outreach/contacts/<int:contact_id>/opt-out/", outreach.opt_out, name="opt-out"),

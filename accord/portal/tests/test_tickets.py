@@ -1,0 +1,102 @@
+"""A customer's tickets in the portal: open with files, reply, solve, search; their clocks; limits refused."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from accord.desk.models import Attachment, Message, SlaClock, Ticket
+
+from .conftest import Org, signed_in
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_customer_opens_a_ticket_with_a_file_and_its_clocks_start(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    client = signed_in(alpha.user)
+    before = Ticket.objects.count()
+    answer = client.post("/portal/tickets/new/", {
+        "subject": "Refunds are slow", "message": "<script>alert(1)</script> since Monday", "priority": "normal",
+        "attachments": [SimpleUploadedFile("trace.txt", b"stack trace", content_type="text/plain")]})
+    assert answer.status_code == 302
+    ticket = Ticket.objects.exclude(pk__in=[alpha.ticket.pk, alpha.admin_ticket.pk]).filter(account=alpha.account).get()
+    assert Ticket.objects.count() == before + 1
+    assert (ticket.contact, ticket.channel, ticket.subject) == (alpha.user.contact, "web", "Refunds are slow")
+    assert Attachment.objects.get(message__ticket=ticket).data == b"stack trace"
+    assert {c.kind for c in SlaClock.objects.filter(ticket=ticket)} == {"first_response", "resolution"}
+    page = client.get(answer["Location"]).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page  # text, not markup
+    assert "First response due in" in page and "around the clock" in page
+    assert client.get(f"/portal/tickets/{ticket.reference}/files/{Attachment.objects.get(message__ticket=ticket).pk}/"
+                      ).content == b"stack trace"
+
+
+def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(orgs: tuple[Org, Org], settings) -> None:
+    alpha, _beta = orgs
+    client = signed_in(alpha.user)
+    settings.ACCORD_PORTAL_MAX_ATTACHMENT = 10
+    before = (Ticket.objects.count(), Message.objects.count(), Attachment.objects.count())
+    big = client.post("/portal/tickets/new/", {"subject": "Big", "message": "see file", "priority": "normal",
+                                               "attachments": [SimpleUploadedFile("big.bin", b"x" * 11)]})
+    assert big.status_code == 400 and "the limit is 10 bytes per file" in big.content.decode()
+    blank = client.post("/portal/tickets/new/", {"subject": "   ", "message": "x", "priority": "normal"})
+    assert blank.status_code == 400 and "This field is required" in blank.content.decode()
+    long = client.post("/portal/tickets/new/", {"subject": "Long", "message": "x" * 20_001, "priority": "normal"})
+    assert long.status_code == 400
+    bad_priority = client.post("/portal/tickets/new/", {"subject": "P", "message": "x", "priority": "yesterday"})
+    assert bad_priority.status_code == 400
+    nul = client.post(f"/portal/tickets/{alpha.ticket.reference}/", {"message": "a\x00b"})
+    assert nul.status_code == 400 and "Null characters are not allowed" in nul.content.decode()
+    assert (Ticket.objects.count(), Message.objects.count(), Attachment.objects.count()) == before
+
+
+def test_a_reply_reopens_the_thread_and_notes_stay_internal(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    client = signed_in(alpha.user)
+    page = client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode()
+    assert alpha.word in page and "difficult customer" not in page  # the agent's note is not shown
+    assert client.post(f"/portal/tickets/{alpha.ticket.reference}/", {"message": "any news?"}).status_code == 302
+    last = Message.objects.filter(ticket=alpha.ticket).latest("created_at", "id")
+    assert (last.kind, last.body_text, last.author_contact) == ("inbound", "any news?", alpha.user.contact)
+    assert client.post(f"/portal/tickets/{alpha.ticket.reference}/close/").status_code == 302
+    assert Ticket.objects.get(pk=alpha.ticket.pk).status == "solved"
+    assert "Mark as solved" not in client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode()
+
+
+def test_a_user_sees_their_own_tickets_and_an_admin_the_organisations(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    user_list = signed_in(alpha.user).get("/portal/tickets/").content.decode()
+    assert alpha.ticket.reference in user_list and alpha.admin_ticket.reference not in user_list
+    assert signed_in(alpha.user).get(f"/portal/tickets/{alpha.admin_ticket.reference}/").status_code == 404
+    admin = signed_in(alpha.admin)
+    whole = admin.get("/portal/tickets/").content.decode()
+    assert alpha.ticket.reference in whole and alpha.admin_ticket.reference in whole
+    mine = admin.get("/portal/tickets/?whose=mine").content.decode()
+    assert alpha.admin_ticket.reference in mine and alpha.ticket.reference not in mine
+    assert admin.get(f"/portal/tickets/{alpha.ticket.reference}/").status_code == 200
+
+
+def test_search_finds_words_in_subjects_and_messages_but_not_in_notes(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    admin = signed_in(alpha.admin)
+    found = admin.get(f"/portal/tickets/?q={alpha.word}&status=all").content.decode()
+    assert alpha.ticket.reference in found and alpha.admin_ticket.reference not in found
+    assert "1 ticket of your organisation" in found
+    note = admin.get("/portal/tickets/?q=difficult&status=all").content.decode()
+    assert "0 tickets" in note
+    assert admin.get("/portal/tickets/?status=bogus").status_code == 400
+
+
+def test_the_home_page_shows_the_objectives_open_tickets_and_their_clocks(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    page = signed_in(alpha.user).get("/portal/").content.decode()
+    assert "gold-sla" in page and "first_response-normal" in page  # the agreement's objectives
+    assert alpha.ticket.reference in page and "First response due in" in page
+    assert "<svg" in page  # the attainment chart
+
+
+def test_credits_show_the_accounts_own_only(orgs: tuple[Org, Org]) -> None:
+    alpha, beta = orgs
+    page = signed_in(alpha.user).get("/portal/credits/").content.decode()
+    assert alpha.credit.period in page and beta.credit.period not in page and "321.09" in page
