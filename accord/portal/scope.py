@@ -16,7 +16,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
 from accord.desk.models import REFERENCE_PREFIX, Attachment, Message, SlaClock, Ticket
-from accord.reports.models import Credit
+from accord.reports.models import Credit, FrozenReport
 
 from .models import PortalUser
 
@@ -29,6 +29,7 @@ PATHS: dict[type[Model], tuple[str, str | None]] = {
     Attachment: ("message__ticket__account", "message__ticket__contact"),
     SlaClock: ("ticket__account", "ticket__contact"),
     Credit: ("account", None),
+    FrozenReport: ("account", None),
     PortalUser: ("contact__account", None),
 }
 # What a customer never sees of a ticket's thread: the agents' internal notes.

@@ -18,6 +18,8 @@ urlpatterns = [
     path("tickets/<str:reference>/close/", views.close_ticket, name="close-ticket"),
     path("tickets/<str:reference>/files/<int:pk>/", views.attachment, name="attachment"),
     path("credits/", views.credits, name="credits"),
+    path("reports/", views.reports, name="reports"),
+    path("reports/<str:period>/<str:fmt>/", views.report_file, name="report-file"),
     path("team/", views.team, name="team"),
     path("team/password/", views.set_password, name="set-password"),
 ]

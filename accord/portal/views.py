@@ -7,8 +7,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Max, Q
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,8 +22,12 @@ from accord.desk.models import Attachment, Message, SlaClock, Ticket
 from accord.governance.models import AuditEvent, Policy
 from accord.lib import units
 from accord.lib.charts import Bar, attainment_bars
+from accord.reports import render as report_formats
 from accord.reports.attainment import account_lines
-from accord.reports.models import Credit
+from accord.reports.builder import build
+from accord.reports.freeze import pdf_available
+from accord.reports.models import Credit, FrozenReport
+from accord.reports.periods import Period, current_month, parse_period
 
 from . import auth
 from .forms import InviteForm, LinkForm, ReplyForm, SignInForm, TicketFilter, TicketForm
@@ -305,3 +309,43 @@ def set_password(request: HttpRequest) -> HttpResponse:
     user.save(update_fields=["password"])
     messages.success(request, "Password set.")
     return redirect("portal:team")
+
+
+REPORT_MONTHS = 12
+REPORT_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+
+
+def _months(now: dt.datetime) -> list[Period]:
+    months = [current_month(now)]
+    while len(months) < REPORT_MONTHS:
+        months.append(current_month(months[-1].start - dt.timedelta(days=1)))
+    return months
+
+
+@auth.portal_login_required
+def reports(request: HttpRequest) -> HttpResponse:
+    """The account's monthly reports: a closed month's as frozen (its latest version), this month's provisional."""
+    scope, now = _scope(request), timezone.now()
+    closed = dict(scope.rows(FrozenReport).values_list("period").annotate(latest=Max("version")))
+    rows = [{"period": p, "version": closed.get(p.label), "ended": p.ended(now)} for p in _months(now)]
+    return render(request, "portal/reports.html", {"rows": rows, "pdf": pdf_available()})
+
+
+@auth.portal_login_required
+def report_file(request: HttpRequest, period: str, fmt: str) -> HttpResponse:
+    scope, now = _scope(request), timezone.now()
+    if fmt not in REPORT_TYPES or period not in {p.label for p in _months(now)}:
+        raise Http404("Not found.")
+    frozen = scope.rows(FrozenReport).filter(period=period, fmt=fmt).order_by("-version").first()
+    if frozen is not None:
+        data, name = bytes(frozen.content), f"{period}-v{frozen.version}.{fmt}"
+    else:
+        if fmt == "pdf" and not pdf_available():
+            return HttpResponse("PDF reports need WeasyPrint (with Pango) on the server; the CSV is there.",
+                                status=503, content_type="text/plain")
+        report = build(scope.account, parse_period(period), now)
+        data = report_formats.csv_bytes(report) if fmt == "csv" else report_formats.pdf(report)
+        name = f"{period}-provisional.{fmt}"
+    response = HttpResponse(data, content_type=REPORT_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="service-report-{name}"'
+    return response

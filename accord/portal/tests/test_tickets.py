@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from accord.desk.models import Attachment, Message, SlaClock, Ticket
+from accord.reports.models import FrozenReport
+from accord.reports.periods import current_month
 
 from .conftest import Org, signed_in
 
@@ -100,3 +103,22 @@ def test_credits_show_the_accounts_own_only(orgs: tuple[Org, Org]) -> None:
     alpha, beta = orgs
     page = signed_in(alpha.user).get("/portal/credits/").content.decode()
     assert alpha.credit.period in page and beta.credit.period not in page and "321.09" in page
+
+
+def test_reports_download_the_frozen_version_else_a_provisional_one(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    client = signed_in(alpha.user)
+    month = current_month().label
+    listing = client.get("/portal/reports/").content.decode()
+    assert f'data-period="{month}"' in listing and "this month, provisional" in listing
+    live = client.get(f"/portal/reports/{month}/csv/")
+    assert live.status_code == 200 and f"{month}-provisional.csv" in live["Content-Disposition"]
+    assert live.content.decode().startswith("account,period,provisional,")  # the reports app's CSV
+    FrozenReport.objects.create(account=alpha.account, period=month, version=2, fmt="csv", content=b"as sent",
+                                sha256="0" * 64, closed_at=timezone.now(), closed_by="finance")
+    frozen = client.get(f"/portal/reports/{month}/csv/")
+    assert frozen.content == b"as sent" and f"{month}-v2.csv" in frozen["Content-Disposition"]
+    assert "closed (version 2)" in client.get("/portal/reports/").content.decode()
+    assert client.get(f"/portal/reports/{month}/exe/").status_code == 404
+    assert client.get("/portal/reports/1999-01/csv/").status_code == 404  # not one of the months listed
+    assert client.get("/portal/reports/2026-13/csv/").status_code == 404
