@@ -21,5 +21,7 @@ urlpatterns = [
     path("reports/", views.reports, name="reports"),
     path("reports/<str:period>/<str:fmt>/", views.report_file, name="report-file"),
     path("team/", views.team, name="team"),
+    path("keys/", views.keys, name="keys"),
+    path("keys/<int:key>/revoke/", views.revoke_key, name="revoke-key"),
     path("team/password/", views.set_password, name="set-password"),
 ]

@@ -16,6 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accord.agreements.models import Agreement
+from accord.catalog.models import ApiCredential
 from accord.customers.models import Contact, ContactPoint
 from accord.desk.actions import Inbound, do_add_customer_message, do_open_ticket, do_set_status
 from accord.desk.models import Attachment, Message, SlaClock, Ticket
@@ -349,3 +350,36 @@ def report_file(request: HttpRequest, period: str, fmt: str) -> HttpResponse:
     response = HttpResponse(data, content_type=REPORT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="service-report-{name}"'
     return response
+
+
+@auth.portal_login_required
+def keys(request: HttpRequest) -> HttpResponse:
+    """The account's API keys (what its systems call the protected services with): a portal admin issues one
+    (shown once, never stored) and revokes; everyone sees them, by prefix, with when each was last used."""
+    scope = _scope(request)
+    shown = ""
+    status = 200
+    if request.method == "POST":
+        if not scope.user.is_admin:
+            return render(request, "portal/forbidden.html", status=403)
+        name = " ".join(request.POST.get("name", "").split())
+        if not name or len(name) > 100:
+            messages.error(request, "Name the key (at most 100 characters): what system uses it.")
+            status = 400
+        else:
+            _cred, shown = ApiCredential.issue(scope.account, name)
+    return render(request, "portal/keys.html", {
+        "keys": list(scope.rows(ApiCredential).order_by("revoked_at", "-created_at")), "shown": shown,
+    }, status=status)
+
+
+@auth.portal_login_required
+@require_POST
+def revoke_key(request: HttpRequest, key: int) -> HttpResponse:
+    scope = _scope(request)
+    credential = scope.get(ApiCredential, pk=key)
+    if not scope.user.is_admin:
+        return render(request, "portal/forbidden.html", status=403)
+    credential.revoke()
+    messages.success(request, f"Key {credential.prefix}… revoked: the gateway refuses it from its next refresh on.")
+    return redirect("portal:keys")

@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
+from accord.catalog.models import ApiCredential
 from accord.customers.models import Account, Contact, ContactPoint, Tier
 from accord.desk.actions import Inbound, do_add_note, do_open_ticket
 from accord.desk.models import Attachment, Ticket
@@ -31,6 +32,7 @@ class Org:
     attachment: Attachment
     credit: Credit
     word: str  # a word only this organisation's tickets hold
+    key: ApiCredential
 
 
 def portal_user(account: Account, name: str, email: str, admin: bool = False) -> PortalUser:
@@ -59,7 +61,8 @@ def org(tag: str, tier: Tier, agreement: Agreement, agent: User) -> Org:
                                    period=f"{now.year - 1}-0{len(tag) % 9 + 1}", start=now, end=now, target=Decimal("99.9"),
                                    valid_events=10, bad_events=5, percent=Decimal(10), amount=Decimal("321.09"),
                                    currency="EUR", claim_until=now + dt.timedelta(days=30), computed_at=now)
-    return Org(account, admin, user, ticket, admin_ticket, attachment, credit, word)
+    key, _secret = ApiCredential.issue(account, f"{tag} integration")
+    return Org(account, admin, user, ticket, admin_ticket, attachment, credit, word, key)
 
 
 @pytest.fixture

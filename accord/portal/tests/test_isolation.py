@@ -29,7 +29,7 @@ PORTAL = Path(urls.__file__).parent
 
 
 def other_ids(other: Org) -> dict[str, object]:
-    return {"reference": other.ticket.reference, "pk": other.attachment.pk, "token": "x" * 43}
+    return {"reference": other.ticket.reference, "pk": other.attachment.pk, "key": other.key.pk}
 
 
 def fill(pattern: URLPattern, ids: dict[str, object]) -> str:
@@ -43,13 +43,13 @@ def test_every_portal_url_with_the_other_accounts_ids_is_404(orgs: tuple[Org, Or
         client = signed_in(getattr(me, who))
         checked = 0
         for pattern in urls.urlpatterns:
-            if not re.search(r"<(?:\w+:)?(reference|pk)>", str(pattern.pattern)):
+            if not re.search(r"<(?:\w+:)?(reference|pk|key)>", str(pattern.pattern)):
                 continue  # no id in it (a report's month is always the signed-in account's own)
             url = fill(pattern, other_ids(other))
             for method in (client.get, client.post):
                 data = {"message": "hijack"} if method == client.post else {}
                 answer = method(url, data)
-                nowhere = fill(pattern, {"reference": "ACC-999999", "pk": 999999})
+                nowhere = fill(pattern, {"reference": "ACC-999999", "pk": 999999, "key": 999999})
                 missing = method(nowhere, data)
                 # 404, or 405 for a GET of a POST-only action: either way the same as for a row that does not exist
                 assert answer.status_code == missing.status_code, (method.__name__, url, answer.status_code)
@@ -57,7 +57,7 @@ def test_every_portal_url_with_the_other_accounts_ids_is_404(orgs: tuple[Org, Or
                 assert answer.content.replace(url.encode(), b"URL") == missing.content.replace(nowhere.encode(), b"URL"), \
                     "another account's row answers like a missing one (the page names the path asked for, no more)"
                 checked += 1
-        assert checked >= 6  # 3 URLs with ids, GET and POST
+        assert checked >= 8  # 4 URLs with ids, GET and POST
         assert Ticket.objects.get(pk=other.ticket.pk).messages.filter(body_text="hijack").count() == 0
         assert Ticket.objects.get(pk=other.ticket.pk).status != "solved"
 
@@ -65,7 +65,7 @@ def test_every_portal_url_with_the_other_accounts_ids_is_404(orgs: tuple[Org, Or
 def test_no_page_list_search_or_count_shows_the_other_accounts_words(orgs: tuple[Org, Org]) -> None:
     for me, other in (orgs, orgs[::-1]):
         client = signed_in(me.admin)
-        secrets = [other.account.name, other.ticket.subject, other.word, other.ticket.reference, other.user.email,
+        secrets = [other.key.prefix, other.account.name, other.ticket.subject, other.word, other.ticket.reference, other.user.email,
                    other.credit.period]
         month = current_month().label
         FrozenReport.objects.get_or_create(account=other.account, period=month, version=1, fmt="csv", defaults={
@@ -73,7 +73,7 @@ def test_no_page_list_search_or_count_shows_the_other_accounts_words(orgs: tuple
             "closed_by": "test"})
         pages = ["/portal/", "/portal/tickets/?status=all", f"/portal/tickets/?q={other.word}&status=all",
                  f"/portal/tickets/?q={other.ticket.reference}&status=all", "/portal/credits/", "/portal/team/",
-                 "/portal/reports/", f"/portal/reports/{month}/csv/"]
+                 "/portal/reports/", f"/portal/reports/{month}/csv/", "/portal/keys/"]
         for path in pages:
             answer = client.get(path)
             assert answer.status_code == 200, path

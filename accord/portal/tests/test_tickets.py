@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from accord.catalog.models import ApiCredential
 from accord.desk.models import Attachment, Message, SlaClock, Ticket
 from accord.reports.models import FrozenReport
 from accord.reports.periods import current_month
@@ -122,3 +125,21 @@ def test_reports_download_the_frozen_version_else_a_provisional_one(orgs: tuple[
     assert client.get(f"/portal/reports/{month}/exe/").status_code == 404
     assert client.get("/portal/reports/1999-01/csv/").status_code == 404  # not one of the months listed
     assert client.get("/portal/reports/2026-13/csv/").status_code == 404
+
+
+def test_an_admin_issues_a_key_shown_once_and_revokes_it_and_a_user_cannot(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    admin = signed_in(alpha.admin)
+    page = admin.post("/portal/keys/", {"name": "booking engine"}).content.decode()
+    key = ApiCredential.objects.get(account=alpha.account, name="booking engine")
+    shown = re.search(r'id="key-value" value="([^"]+)"', page)
+    assert shown and key.matches(shown.group(1)) and key.name == "booking engine"
+    assert shown.group(1) not in admin.get("/portal/keys/").content.decode()  # once
+    assert admin.post("/portal/keys/", {"name": " "}).status_code == 400
+    plain = signed_in(alpha.user)
+    assert plain.post("/portal/keys/", {"name": "mine"}).status_code == 403
+    assert plain.post(f"/portal/keys/{key.pk}/revoke/").status_code == 403
+    assert ApiCredential.objects.get(pk=key.pk).revoked_at is None
+    assert admin.post(f"/portal/keys/{key.pk}/revoke/").status_code == 302
+    assert ApiCredential.objects.get(pk=key.pk).revoked_at is not None
+    assert ApiCredential.objects.filter(account=alpha.account).count() == 2  # the fixture's and this one
