@@ -70,6 +70,9 @@ ACCORD_TOKEN_DAYS = int(os.environ.get("ACCORD_TOKEN_DAYS", 90))
 ACCORD_SIGNIN_ACCOUNT_FAILURES = int(os.environ.get("ACCORD_SIGNIN_ACCOUNT_FAILURES", 5))
 ACCORD_SIGNIN_ADDRESS_FAILURES = int(os.environ.get("ACCORD_SIGNIN_ADDRESS_FAILURES", 20))
 ACCORD_SIGNIN_WINDOW = int(os.environ.get("ACCORD_SIGNIN_WINDOW", 900))
+ACCORD_PORTAL_IDLE = float(os.environ.get("ACCORD_PORTAL_IDLE", 2 * 3600))  # seconds: a portal session ends after
+ACCORD_PORTAL_MAX_AGE = float(os.environ.get("ACCORD_PORTAL_MAX_AGE", 12 * 3600))  # ... and after sign-in
+ACCORD_PORTAL_MAX_ATTACHMENT = int(os.environ.get("ACCORD_PORTAL_MAX_ATTACHMENT", 10 * 1024 * 1024))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
