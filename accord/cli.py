@@ -26,6 +26,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("insight", ("insight",)),
     ("outreach", ("outreach",)),
     ("portal (the customers' side)", ("portal",)),
+    ("privacy", ("privacy",)),
     ("lab (load, upstreams and scenarios to try the governance on)", ("lab",)),
     ("access and operations", ("access", "ops", "web")),
 ]

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "accord.insight",
     "accord.outreach",
     "accord.portal",
+    "accord.privacy",
     "accord.web",
 ]
 

@@ -20,6 +20,7 @@ from accord.governance.api import IndicatorsView
 from accord.governance.api import register as register_governance
 from accord.insight.api import register as register_insight
 from accord.lib.middleware import error_response
+from accord.privacy.api import register as register_privacy
 from accord.reports.api import register as register_reports
 
 
@@ -41,6 +42,7 @@ register_gateway(router)
 register_governance(router)
 register_reports(router)
 register_insight(router)
+register_privacy(router)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -8,6 +8,7 @@ A GET on a link never changes anything (mail scanners follow links); only a POST
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
@@ -37,7 +38,10 @@ def normal(address: str) -> str:
 
 
 def suppressed(address: str) -> Suppression | None:
-    return Suppression.objects.filter(address=normal(address)).first()
+    """The suppression of an address: as itself, or as its SHA-256 (kept when its contact was erased)."""
+    plain = normal(address)
+    hashed = "sha256:" + hashlib.sha256(plain.encode()).hexdigest()
+    return Suppression.objects.filter(address__in=[plain, hashed]).first()
 
 
 def suppress(address: str, reason: str, detail: str = "") -> Suppression:

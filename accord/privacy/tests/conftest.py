@@ -1,0 +1,57 @@
+"""A person with a trace in every app: tickets (with a raw e-mail, a file, a reply, a note), consent, suppression,
+portal sign-in, an audit entry and a throttling strike; and a colleague who must stay untouched."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+
+from accord.access.audit import record
+from accord.access.models import Strike
+from accord.agreements.models import Agreement, BusinessCalendar, Objective
+from accord.customers.models import Account, Contact, ContactPoint, Tier
+from accord.desk.actions import Inbound, do_add_note, do_open_ticket, do_reply
+from accord.desk.models import Attachment, RawMessage
+from accord.outreach import consent as consents
+from accord.outreach.models import Consent, Purpose
+from accord.portal.models import PortalUser
+
+NAME, EMAIL, PHONE = "Grace Hopper", "grace.hopper@globetrotter.example", "+442079460000"
+TERMS = [NAME.lower(), EMAIL, PHONE, PHONE[1:]]
+
+
+@pytest.fixture
+def grace() -> Contact:
+    calendar = BusinessCalendar.objects.create(name="always", timezone="UTC", hours={
+        d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    tier = Tier.objects.create(name="gold", rank=1)
+    agreement = Agreement.objects.create(name="gold-sla", tier=tier, effective_from=dt.date(2026, 1, 1),
+                                         calendar=calendar)
+    Objective.objects.create(agreement=agreement, name="first", kind="first_response", target=Decimal(60),
+                             priority="normal")
+    account = Account.objects.create(name="Globetrotter Ltd", external_id="GLOBE", tier=tier)
+    contact = Contact.objects.create(account=account, name=NAME, external_id="crm-grace")
+    ContactPoint.objects.create(contact=contact, kind="email", value=EMAIL, primary=True)
+    ContactPoint.objects.create(contact=contact, kind="phone", value=PHONE)
+    other = Contact.objects.create(account=account, name="Alan Turing")
+    ContactPoint.objects.create(contact=other, kind="email", value="alan@globetrotter.example")
+    agent = User.objects.create_user("agent", "agent@accord.example", "pw", is_staff=True)
+    raw = RawMessage.objects.create(sha256="0" * 64, data=f"From: {NAME} <{EMAIL}>\r\n\r\nCall {PHONE}".encode(),
+                                    size=60)
+    ticket = do_open_ticket(Inbound(channel="email", subject=f"Refund for {NAME}", from_address=EMAIL,
+                                    from_name=NAME, body_text=f"Please call me on {PHONE[1:]}. {NAME}", raw=raw),
+                            contact=contact, account=account)
+    Attachment.objects.create(message=ticket.first_message, filename="passport.pdf", size=8,  # type: ignore[attr-defined]
+                              data=b"%PDF-1.4")
+    do_reply(ticket, agent, "Hi Grace, we are on it.")
+    do_add_note(ticket, agent, f"{NAME} called from {PHONE}")
+    purpose = Purpose.objects.create(name="news", title="Product news")
+    Consent.objects.create(contact=contact, purpose=purpose, address=EMAIL, source="import")
+    consents.suppress(EMAIL, "complaint", f"{NAME} asked")
+    PortalUser.objects.create(contact=contact, email=EMAIL)
+    record(agent, "update", contact, summary=f"changed {NAME}'s phone to {PHONE}")
+    Strike.objects.create(key=f"portal:user:{EMAIL}")
+    return contact
