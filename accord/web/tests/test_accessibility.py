@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from accord.agreements.models import Agreement
 from accord.catalog.models import Service
-from accord.customers.models import Account
+from accord.customers.models import Account, Contact
 from accord.desk.models import OutgoingMail, Ticket
 from accord.governance.policies import save_policy
 
@@ -71,6 +71,8 @@ def staff_pages(base: str) -> dict[str, str]:
         "new contact": f"/accounts/{account.pk}/contacts/new/",
         "issue a key": f"/accounts/{account.pk}/keys/new/",
         "audit trail": "/audit/",
+        "a contact's personal data": f"/privacy/contacts/{Contact.objects.filter(account=account).order_by('pk').first().pk}/"
+        if Contact.objects.filter(account=account).exists() else "/privacy/contacts/0/",
     }
 
 
@@ -124,7 +126,7 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#reply-errors")
     check("ticket, refused reply")
 
-    assert checked == 3 + 23 + 1
+    assert checked == 3 + 24 + 1
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
 
 
