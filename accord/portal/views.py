@@ -32,6 +32,7 @@ from accord.reports.periods import Period, current_month, parse_period
 
 from . import auth
 from .forms import InviteForm, LinkForm, ReplyForm, SignInForm, TicketFilter, TicketForm
+from .invitations import invite
 from .models import PortalUser
 from .scope import Scope
 
@@ -281,9 +282,8 @@ def team(request: HttpRequest) -> HttpResponse:
                 with transaction.atomic():
                     contact = Contact.objects.create(account=scope.account, name=form.cleaned_data["name"])
                     ContactPoint.objects.create(contact=contact, kind=ContactPoint.Kind.EMAIL, value=email, primary=True)
-                    user = PortalUser.objects.create(contact=contact, email=email, is_admin=form.cleaned_data["admin"],
-                                                     invited_by=scope.user.email)
-                auth.mail_link(request, user, "invitation", inviter=scope.contact.name)
+                    invite(contact, email, admin=form.cleaned_data["admin"], invited_by=scope.user.email,
+                           inviter_name=scope.contact.name, request=request)
                 messages.success(request, f"Invitation sent to {email}.")
                 return redirect("portal:team")
         status = 400

@@ -25,6 +25,7 @@ from accord.catalog.models import ApiCredential
 from accord.customers import actions, tiers
 from accord.customers.models import Account, Commitment, Contact, ContactPoint, TierOverride
 from accord.lib.views import needs, staff_required
+from accord.portal.invitations import InvitationError, invite
 
 from .edit_forms import (
     AccountForm,
@@ -349,3 +350,29 @@ def audit(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "web/edit/audit.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+# -- portal invitations ----------------------------------------------------------------------------------------
+
+
+@staff_required
+@needs("customers.change_contact")
+@require_POST
+def portal_invite(request: HttpRequest, pk: int, contact_pk: int) -> HttpResponse:
+    """Invite a contact to the customer portal at their first e-mail address (`docs/portal.md`)."""
+    account = get_object_or_404(Account, pk=pk)
+    contact = get_object_or_404(Contact.objects.prefetch_related("points"), pk=contact_pk, account=account)
+    if not contact.emails:
+        messages.error(request, f"{contact.name} has no e-mail address to send the invitation to.")
+        return _to_account(account, "contacts")
+    try:
+        with transaction.atomic():
+            user = invite(contact, contact.emails[0], admin=request.POST.get("admin") == "on",
+                          invited_by=request.user.get_username(), request=request)
+            record(request.user, "portal-invite", contact, summary=f"invited {contact.name} to the portal"
+                   + (" as a portal admin" if user.is_admin else ""))
+    except InvitationError as e:
+        messages.error(request, str(e))
+        return _to_account(account, "contacts")
+    messages.success(request, f"{contact.name} is invited to the portal: the link went to {user.email}.")
+    return _to_account(account, "contacts")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("accounts/<int:pk>/edit/", edit_views.account_edit, name="account-edit"),
     path("accounts/<int:pk>/contacts/new/", edit_views.contact_create, name="contact-create"),
     path("accounts/<int:pk>/contacts/<int:contact_pk>/edit/", edit_views.contact_edit, name="contact-edit"),
+    path("accounts/<int:pk>/contacts/<int:contact_pk>/portal-invite/", edit_views.portal_invite, name="portal-invite"),
     path("accounts/<int:pk>/commitments/new/", edit_views.commitment_create, name="commitment-create"),
     path("accounts/<int:pk>/commitments/<int:commitment_pk>/edit/", edit_views.commitment_edit,
          name="commitment-edit"),

@@ -148,7 +148,7 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
         "margin_percent": (margin / acct.revenue_12m * 100) if acct.revenue_12m else None,
         "committed": acct.committed_amount(today),
         "today": today,
-        "contacts": acct.contacts.prefetch_related("points"),
+        "contacts": acct.contacts.prefetch_related("points").select_related("portal_user"),
         "commitments": acct.commitments.all(),
         "agreement": Agreement.for_account(acct, today),
         "credentials": acct.credentials.all(),

@@ -165,3 +165,29 @@ def test_a_user_sets_a_password_that_the_validators_accept(orgs: tuple[Org, Org]
     assert PortalUser.objects.get(pk=alpha.user.pk).check_password(PASSWORD)  # refused: too short and numeric
     client.post("/portal/team/password/", {"password": "another long pass phrase"})
     assert PortalUser.objects.get(pk=alpha.user.pk).check_password("another long pass phrase")
+
+
+def test_staff_invite_a_contact_from_the_account_page(orgs: tuple[Org, Org]) -> None:
+    from accord.access.models import AuditEntry
+    from accord.access.roles import grant
+
+    alpha, _beta = orgs
+    contact = Contact.objects.create(account=alpha.account, name="Dora Dispatcher")
+    ContactPoint.objects.create(contact=contact, kind="email", value="dora@alpha.example", primary=True)
+    bare = Contact.objects.create(account=alpha.account, name="No Mail")
+    manager = User.objects.create_user("mgr", "mgr@accord.example", "pw", is_staff=True)
+    grant(manager, "manager")
+    staff = Client()
+    staff.force_login(manager)
+    page = staff.get(f"/accounts/{alpha.account.pk}/").content.decode()
+    assert "Invite Dora Dispatcher to the customer portal" in page and "Invite No Mail" not in page
+    done = staff.post(f"/accounts/{alpha.account.pk}/contacts/{contact.pk}/portal-invite/", follow=True)
+    assert "is invited to the portal" in done.content.decode() and mail.outbox[-1].to == ["dora@alpha.example"]
+    assert PortalUser.objects.get(contact=contact).invited_by == "mgr"
+    assert AuditEntry.objects.filter(action="portal-invite", object_id=str(contact.pk)).exists()
+    again = staff.post(f"/accounts/{alpha.account.pk}/contacts/{contact.pk}/portal-invite/", follow=True)
+    assert "already has a portal sign-in" in again.content.decode()
+    none = staff.post(f"/accounts/{alpha.account.pk}/contacts/{bare.pk}/portal-invite/", follow=True)
+    assert "has no e-mail address" in none.content.decode() and not PortalUser.objects.filter(contact=bare).exists()
+    other = staff.post(f"/accounts/{orgs[1].account.pk}/contacts/{contact.pk}/portal-invite/")
+    assert other.status_code == 404  # the contact is not of that account

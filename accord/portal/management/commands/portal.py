@@ -11,7 +11,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from accord.customers.models import Account, Contact, ContactPoint
-from accord.portal import auth
+from accord.portal.invitations import InvitationError, invite
 from accord.portal.models import PortalUser
 
 
@@ -65,10 +65,10 @@ class Command(BaseCommand):
                     raise CommandError(f"no contact of {account.name} has {email}: give --name to create one")
                 contact = Contact.objects.create(account=account, name=o["name"])
                 ContactPoint.objects.create(contact=contact, kind=ContactPoint.Kind.EMAIL, value=email, primary=True)
-            if PortalUser.objects.filter(contact=contact).exists():
-                raise CommandError(f"{contact.name} already has a portal sign-in")
-            user = PortalUser.objects.create(contact=contact, email=email, is_admin=o["admin"], invited_by="staff")
-        auth.mail_link(None, user, "invitation")
+        try:
+            invite(contact, email, admin=o["admin"], invited_by="staff")
+        except InvitationError as e:
+            raise CommandError(str(e)) from None
         self.stdout.write(f"invited {email} ({contact.name}, {account.name}{', admin' if o['admin'] else ''}): "
                           "the link is valid for 7 days")
 
