@@ -108,12 +108,16 @@ def demo(args: argparse.Namespace) -> int:
            "\n    `accord scenario clean` removes them (with the demo stopped)")
         + f"\n  API:  http://{host}:{port}/api/v1/  (docs at /api/v1/docs/)"
         f"\n  Desk: http://{host}:{port}/desk/   web form: http://{host}:{port}/support/"
+        f"\n  Live chat: agents at http://{host}:{port}/chat/console/, a customer's page at http://{host}:{port}/chat/demo/"
+        f"\n  Customer portal: http://{host}:{port}/portal/ (invite a contact from an account page)"
         f"\n  Admin: http://{host}:{port}/admin/\n  Mail the demo sends is written to var/sent-mail/."
         f"\n  Stop with Ctrl-C.\n",
         flush=True,
     )
     try:
-        return run(accord, "runserver", "--noreload", args.listen, env=env, check=False)
+        # uvicorn (ASGI): the pages and the live chat's WebSockets (the console at /chat/console/, the widget on
+        # /chat/demo/); DEBUG serves the static files as runserver would.
+        return run(accord, "serve", "--listen", args.listen, env=env, check=False)
     finally:
         for proc in background:
             proc.terminate()

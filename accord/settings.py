@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "channels",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -96,6 +97,7 @@ INSTALLED_APPS = [
     "accord.lab",
     "accord.desk",
     "accord.reports",
+    "accord.chat",
     "accord.insight",
     "accord.outreach",
     "accord.portal",
@@ -136,6 +138,23 @@ ACCORD_CSV_IMPORTERS = {
     "orders": "accord.insight.orders.import_orders",
 }
 WSGI_APPLICATION = "accord.wsgi.application"
+# HTTP and the live chat's WebSockets (docs/chat.md): `accord serve` runs this with uvicorn.
+ASGI_APPLICATION = "accord.asgi.application"
+# The channel layer carries chat messages between connections: in this process by default (one server process),
+# on Redis when ACCORD_REDIS_URL is set (several processes or hosts; `pip install accord[production]`).
+CHANNEL_LAYERS = (
+    {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                 "CONFIG": {"hosts": [os.environ["ACCORD_REDIS_URL"]]}}}
+    if os.environ.get("ACCORD_REDIS_URL") else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+)
+# The host site signs a known visitor's id with this key (HMAC-SHA256 of "id:unix time"); empty: no identities.
+ACCORD_CHAT_SECRET = os.environ.get("ACCORD_CHAT_SECRET", "")
+# Origins (scheme://host[:port]) whose pages may embed the chat widget; this server's own origin always may.
+# The agreement a guest's chat is under (its `chat` objectives set the clocks), and the calendar of the chat's
+# hours for guests (a known visitor's agreement's calendar applies to them); empty: none, and always staffed.
+ACCORD_CHAT_AGREEMENT = os.environ.get("ACCORD_CHAT_AGREEMENT", "")
+ACCORD_CHAT_CALENDAR = os.environ.get("ACCORD_CHAT_CALENDAR", "")
+ACCORD_CHAT_ORIGINS = [o.strip().rstrip("/") for o in os.environ.get("ACCORD_CHAT_ORIGINS", "").split(",") if o.strip()]
 
 TEMPLATES = [
     {

@@ -27,6 +27,7 @@ urlpatterns = [
     path("support/", support_form, name="support-form"),
     path("portal/", include("accord.portal.urls")),
     path("privacy/", include("accord.privacy.urls")),
+    path("chat/", include("accord.chat.urls")),
     path("u/<str:token>/", outreach.unsubscribe, name="unsubscribe"),
     path("c/<str:token>/", outreach.confirm, name="confirm-consent"),
     path("outreach/contacts/<int:contact_id>/opt-out/", outreach.opt_out, name="opt-out"),

@@ -159,7 +159,7 @@ class Agreement(models.Model):
 
 
 SUPPORT_PRIORITIES = ("urgent", "high", "normal", "low")
-SUPPORT_CHANNELS = ("email", "web", "phone", "social", "api")
+SUPPORT_CHANNELS = ("email", "web", "phone", "social", "api", "chat")
 
 
 def objective_errors(

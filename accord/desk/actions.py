@@ -82,9 +82,11 @@ def _start_clocks(ticket: Ticket, at: dt.datetime, kinds: tuple[str, ...], cycle
 
 
 def do_open_ticket(
-    inbound: Inbound, *, contact: Contact | None = None, account: Account | None = None
+    inbound: Inbound, *, contact: Contact | None = None, account: Account | None = None,
+    agreement: Agreement | None = None,
 ) -> Ticket:
-    """Create a ticket from a customer's first message and start its clocks."""
+    """Create a ticket from a customer's first message and start its clocks. `agreement` applies when the ticket
+    has no account (a guest's chat under the company's default chat agreement); an account's own wins."""
     at = inbound.received_at or timezone.now()
     nul_free(inbound)
     # No savepoint: a caller's transaction (a mail import) already isolates each message.
@@ -95,7 +97,7 @@ def do_open_ticket(
             account = account or matched_account
         if account is None and contact is not None:
             account = contact.account
-        agreement = Agreement.for_account(account, timezone.localdate(at)) if account else None
+        agreement = Agreement.for_account(account, timezone.localdate(at)) if account else agreement
         ticket, planned = plan_ticket(inbound, at, contact=contact, account=account, agreement=agreement)
         ticket.save()
         for clock in planned:

@@ -80,6 +80,7 @@ class Ticket(models.Model):
         PHONE = "phone"
         SOCIAL = "social", "social / webhook"
         API = "api"
+        CHAT = "chat", "live chat"
 
     class SlaState(models.TextChoices):
         NONE = "none", "no SLA"

@@ -15,6 +15,7 @@ from email.utils import make_msgid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import transaction
 from django.utils import timezone
 
 from accord.lib.units import instant, minutes
@@ -134,6 +135,8 @@ class Route:
             return f"A public reply goes to {self.to} through the {self.webhook.name} channel."
         if self.via == "email":
             return f"A public reply goes by e-mail to {self.to}."
+        if self.via == "chat":
+            return "A public reply goes to the visitor in the live chat (and into its transcript)."
         return self.problem
 
 
@@ -145,6 +148,8 @@ def route(ticket: Ticket) -> Route:
     sender of an e-mail, the address typed in the web form), else the contact's first e-mail address. A phone
     ticket from an unknown number has neither: the reply cannot be delivered, and the agent is told so.
     """
+    if ticket.channel == Ticket.Channel.CHAT:
+        return Route("chat", "the visitor in the chat")
     inbound = list(ticket.messages.filter(kind=Message.Kind.INBOUND).order_by("-created_at", "-id")[:50])
     problem = NO_ADDRESS
     if ticket.channel == Ticket.Channel.SOCIAL:
@@ -202,8 +207,30 @@ def send_reply_on_commit(reply: Message, to: Route, headers: dict[str, str]) -> 
     if to.via == "webhook":
         assert to.webhook is not None
         post_on_commit(reply, to.webhook)
+    elif to.via == "chat":
+        transaction.on_commit(lambda: chat_broadcast(reply))
     else:
         send_on_commit(reply, headers)
+
+
+def chat_group(ticket_id: int) -> str:
+    """The channel-layer group of a chat ticket's live connections (the visitor's and the agents')."""
+    return f"chat-ticket-{ticket_id}"
+
+
+def chat_broadcast(message: Message) -> None:
+    """Hand a reply to the chat's live connections through the channel layer (Channels): the visitor's widget
+    and every agent watching. Whoever is not connected reads it from the thread when they reconnect."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(chat_group(message.ticket_id), {
+        "type": "chat.message", "id": message.pk, "kind": message.kind, "text": message.body_text,
+        "author": (message.author_user.get_full_name() or message.author_user.get_username())
+        if message.author_user else "", "at": message.created_at.isoformat()})
 
 
 def post_on_commit(reply: Message, channel: WebhookChannel) -> None:

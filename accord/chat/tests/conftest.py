@@ -1,0 +1,71 @@
+"""A desk with a chat objective, an agent, and helpers to open the visitor's and the agent's sockets in process."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from channels.testing.websocket import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from accord.access.roles import grant
+from accord.agreements.models import Agreement, BusinessCalendar, Objective
+from accord.customers.models import Account, Contact, ContactPoint, Tier
+
+ORIGIN = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+
+
+def application() -> Any:
+    from accord.asgi import application as app
+
+    return app
+
+
+@pytest.fixture
+def desk(db: None, settings: Any) -> dict[str, Any]:
+    settings.ACCORD_CHAT_SECRET = "host-site-secret"
+    settings.ACCORD_CHAT_AGREEMENT = "gold-sla"
+    calendar = BusinessCalendar.objects.create(name="always", timezone="UTC", hours={
+        d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    tier = Tier.objects.create(name="gold", rank=1)
+    agreement = Agreement.objects.create(name="gold-sla", tier=tier, effective_from=dt.date(2026, 1, 1),
+                                         calendar=calendar)
+    Objective.objects.create(agreement=agreement, name="chat-first", kind="first_response", target=Decimal(1),
+                             channel="chat")
+    Objective.objects.create(agreement=agreement, name="mail-first", kind="first_response", target=Decimal(240))
+    account = Account.objects.create(name="Globetrotter", external_id="GLOBE", tier=tier)
+    contact = Contact.objects.create(account=account, name="Grace", external_id="visitor-42")
+    ContactPoint.objects.create(contact=contact, kind="email", value="grace@globetrotter.example")
+    agent = User.objects.create_user("ada", "ada@accord.example", "pw", is_staff=True, first_name="Ada")
+    grant(agent, "agent")
+    return {"agent": agent, "contact": contact, "account": account, "calendar": calendar}
+
+
+def session_cookie(user: User) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+async def agent_socket(user: User) -> WebsocketCommunicator:
+    from asgiref.sync import sync_to_async
+
+    cookie = await sync_to_async(session_cookie)(user)
+    socket = WebsocketCommunicator(application(), "/ws/chat/agent/", headers=ORIGIN + cookie)
+    connected, _ = await socket.connect()
+    assert connected
+    first = await socket.receive_json_from(timeout=5)
+    assert first["type"] == "chats"
+    return socket
+
+
+async def visitor_socket(token: str, after: int = 0, origin: list[tuple[bytes, bytes]] | None = None) -> tuple[
+        WebsocketCommunicator, dict[str, Any]]:
+    socket = WebsocketCommunicator(application(), "/ws/chat/visitor/", headers=origin or ORIGIN)
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.send_json_to({"type": "hello", "token": token, "after": after})
+    return socket, await socket.receive_json_from(timeout=5)
