@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,8 +10,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from accord.access.roles import grant
-from accord.agreements.models import Agreement, BusinessCalendar, Objective
-from accord.customers.models import Account, Contact, ContactPoint, Tier
+from accord.agreements.testing import always_agreement
+from accord.customers.models import Account, Contact, ContactPoint
 
 ORIGIN = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
 
@@ -28,14 +26,9 @@ def application() -> Any:
 def desk(db: None, settings: Any) -> dict[str, Any]:
     settings.ACCORD_CHAT_SECRET = "host-site-secret"
     settings.ACCORD_CHAT_AGREEMENT = "gold-sla"
-    calendar = BusinessCalendar.objects.create(name="always", timezone="UTC", hours={
-        d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
-    tier = Tier.objects.create(name="gold", rank=1)
-    agreement = Agreement.objects.create(name="gold-sla", tier=tier, effective_from=dt.date(2026, 1, 1),
-                                         calendar=calendar)
-    Objective.objects.create(agreement=agreement, name="chat-first", kind="first_response", target=Decimal(1),
-                             channel="chat")
-    Objective.objects.create(agreement=agreement, name="mail-first", kind="first_response", target=Decimal(240))
+    agreement = always_agreement("gold", {"name": "chat-first", "kind": "first_response", "target": 1, "channel": "chat"},
+                                 {"name": "mail-first", "kind": "first_response", "target": 240})
+    calendar, tier = agreement.calendar, agreement.tier
     account = Account.objects.create(name="Globetrotter", external_id="GLOBE", tier=tier)
     contact = Contact.objects.create(account=account, name="Grace", external_id="visitor-42")
     ContactPoint.objects.create(contact=contact, kind="email", value="grace@globetrotter.example")

@@ -11,7 +11,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from accord.agreements.models import Agreement, BusinessCalendar, Objective
+from accord.agreements.models import Agreement
+from accord.agreements.testing import always_agreement
 from accord.catalog.models import ApiCredential
 from accord.customers.models import Account, Contact, ContactPoint, Tier
 from accord.desk.actions import Inbound, do_add_note, do_open_ticket
@@ -67,15 +68,12 @@ def org(tag: str, tier: Tier, agreement: Agreement, agent: User) -> Org:
 
 @pytest.fixture
 def orgs(db: None) -> tuple[Org, Org]:
-    calendar = BusinessCalendar.objects.create(name="always", timezone="UTC",
-                                               hours={d: ["00:00-24:00"] for d in
-                                                      ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
-    tier = Tier.objects.create(name="gold", rank=1)
-    agreement = Agreement.objects.create(name="gold-sla", tier=tier, effective_from=dt.date(2026, 1, 1),
-                                         calendar=calendar)
-    for kind, minutes in (("first_response", 60), ("next_response", 120), ("resolution", 960)):
-        Objective.objects.create(agreement=agreement, name=f"{kind}-normal", kind=kind, target=Decimal(minutes),
-                                 priority="normal")
+    agreement = always_agreement("gold", *({"name": f"{kind}-normal", "kind": kind, "target": minutes,
+                                            "priority": "normal"}
+                                           for kind, minutes in (("first_response", 60), ("next_response", 120),
+                                                                 ("resolution", 960))))
+    tier = agreement.tier
+    assert tier is not None
     agent = User.objects.create_user("agent", "agent@accord.example", "pw", is_staff=True)
     return org("alpha", tier, agreement, agent), org("beta", tier, agreement, agent)
 

@@ -3,16 +3,13 @@ portal sign-in, an audit entry and a throttling strike; and a colleague who must
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-
 import pytest
 from django.contrib.auth.models import User
 
 from accord.access.audit import record
 from accord.access.models import Strike
-from accord.agreements.models import Agreement, BusinessCalendar, Objective
-from accord.customers.models import Account, Contact, ContactPoint, Tier
+from accord.agreements.testing import always_agreement
+from accord.customers.models import Account, Contact, ContactPoint
 from accord.desk.actions import Inbound, do_add_note, do_open_ticket, do_reply
 from accord.desk.models import Attachment, RawMessage
 from accord.outreach import consent as consents
@@ -25,14 +22,8 @@ TERMS = [NAME.lower(), EMAIL, PHONE, PHONE[1:]]
 
 @pytest.fixture
 def grace() -> Contact:
-    calendar = BusinessCalendar.objects.create(name="always", timezone="UTC", hours={
-        d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
-    tier = Tier.objects.create(name="gold", rank=1)
-    agreement = Agreement.objects.create(name="gold-sla", tier=tier, effective_from=dt.date(2026, 1, 1),
-                                         calendar=calendar)
-    Objective.objects.create(agreement=agreement, name="first", kind="first_response", target=Decimal(60),
-                             priority="normal")
-    account = Account.objects.create(name="Globetrotter Ltd", external_id="GLOBE", tier=tier)
+    agreement = always_agreement("gold", {"name": "first", "kind": "first_response", "target": 60, "priority": "normal"})
+    account = Account.objects.create(name="Globetrotter Ltd", external_id="GLOBE", tier=agreement.tier)
     contact = Contact.objects.create(account=account, name=NAME, external_id="crm-grace")
     ContactPoint.objects.create(contact=contact, kind="email", value=EMAIL, primary=True)
     ContactPoint.objects.create(contact=contact, kind="phone", value=PHONE)
