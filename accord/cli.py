@@ -27,6 +27,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("outreach", ("outreach",)),
     ("portal (the customers' side)", ("portal",)),
     ("privacy", ("privacy",)),
+    ("live chat and serving (pages, API, portal and the chat's WebSockets)", ("chat",)),
     ("lab (load, upstreams and scenarios to try the governance on)", ("lab",)),
     ("access and operations", ("access", "ops", "web")),
 ]
