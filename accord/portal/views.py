@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib import messages
 from django.db import transaction
@@ -249,15 +250,9 @@ def attachment(request: HttpRequest, reference: str, pk: int) -> HttpResponse:
     t = _scope(request).ticket(reference)
     a = _scope(request).get(Attachment, pk=pk, message__ticket=t)
     response = HttpResponse(bytes(a.data), content_type="application/octet-stream")
-    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(a.filename)}"
+    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(a.filename, safe='')}"
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 @auth.portal_login_required
