@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -58,10 +62,14 @@ class PartnerServiceSerializer(StrictSerializer):
 class ApiCredentialSerializer(StrictSerializer):
     account = serializers.SlugRelatedField(slug_field="external_id", queryset=Account.objects.all())
     active = serializers.BooleanField(read_only=True)
+    requests_this_month = serializers.IntegerField(
+        read_only=True, default=0,
+        help_text="Requests the gateway counted with this key since the first of this month (UTC).")
 
     class Meta:
         model = ApiCredential
-        fields = ["id", "account", "name", "prefix", "active", "created_at", "last_used_at", "revoked_at"]
+        fields = ["id", "account", "name", "prefix", "active", "created_at", "last_used_at", "revoked_at",
+                  "requests_this_month"]
         read_only_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
 
 
@@ -120,6 +128,11 @@ class ApiCredentialViewSet(
     queryset = ApiCredential.objects.select_related("account")
     serializer_class = ApiCredentialSerializer
     filterset_class = filters.CredentialFilterSet
+
+    def get_queryset(self) -> QuerySet[ApiCredential]:
+        first = timezone.now().astimezone(dt.UTC).date().replace(day=1)
+        return super().get_queryset().annotate(requests_this_month=Coalesce(
+            Sum("usage__requests", filter=Q(usage__day__gte=first)), 0))
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
         return IssuedCredentialSerializer if self.action == "create" else ApiCredentialSerializer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -172,3 +173,27 @@ class ApiCredential(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+class CredentialUsage(models.Model):
+    """Requests a key made on one day (UTC), as the gateway counted them: written with its rollups, each request
+    once (`accord.gateway.flusher.write_key_uses`). What the portal's and the staff's "usage this month" read."""
+
+    credential = models.ForeignKey(ApiCredential, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["credential", "day"], name="catalog_usage_once_a_day")]
+
+    def __str__(self) -> str:
+        return f"{self.credential.prefix}... on {self.day}: {self.requests}"
+
+    @staticmethod
+    def this_month(usage: models.QuerySet[CredentialUsage], today: dt.date | None = None) -> dict[int, int]:
+        """Requests per credential id in some usage rows, from the first of this month (UTC) on; a key without any
+        is left out. The caller scopes the rows (an account's keys, the portal's scope)."""
+        today = today or timezone.now().astimezone(dt.UTC).date()
+        rows = (usage.filter(day__gte=today.replace(day=1)).order_by().values("credential")
+                .annotate(total=models.Sum("requests")).values_list("credential", "total"))
+        return {credential: int(total) for credential, total in rows}

@@ -15,6 +15,9 @@ before its answer arrived. So every batch has an id (the flush's id and the batc
 skipped instead of counted twice. A flush that failed keeps its rollups apart, as they were (not merged with
 what was measured since, which would change its batches), and is retried whole, with its ids, before anything
 newer is written.
+
+The API keys' usage (requests per key and UTC day, `CredentialUsage`) is written after the rollups the same way:
+one transaction under a batch id of its own, retried whole under that id after a failure.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.ops.heartbeat import Beat
 
-from .measure import Accumulator, RollupKey, Sketch, Tally
+from .measure import Accumulator, KeyUses, RollupKey, Sketch, Tally
 from .models import ALL_ACCOUNTS, HOUR, FlushBatch, Rollup
 
 BATCH = 500  # measured keys per transaction (each adds to up to four rows)
@@ -124,6 +128,50 @@ def write_rollups(tallies: dict[RollupKey, Tally], window_seconds: int, flush: s
                 for k in part:
                     del tallies[k]
                 break
+
+
+def give_back_key_uses(into: KeyUses, uses: KeyUses) -> None:
+    """Merge counts of key uses back into an accumulator's (a write that was never tried)."""
+    for key, (count, last) in uses.items():
+        mine = into.get(key)
+        if mine is None:
+            into[key] = [count, last]
+        else:
+            mine[0] += count
+            mine[1] = max(mine[1], last)
+
+
+def write_key_uses(uses: KeyUses, name: str) -> None:
+    """Add requests per (API key, UTC day) to `CredentialUsage` and move each key's `last_used_at` forward, in one
+    transaction claimed under `name` (a retry of a commit whose answer was lost changes nothing). Uses of a key
+    deleted since are left out. Raises DatabaseError."""
+    if not uses:
+        return
+    ids = sorted({credential for credential, _day in uses})
+    ops = connection.ops
+    qn = ops.quote_name
+    usage, credentials = qn(CredentialUsage._meta.db_table), qn(ApiCredential._meta.db_table)
+    with transaction.atomic():
+        if not _claim_batch(f"{name}:keys", ops.adapt_datetimefield_value(timezone.now())):
+            return
+        known = set(ApiCredential.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        rows = [(credential, dt.date(1970, 1, 1) + dt.timedelta(days=day), count)
+                for (credential, day), (count, _last) in sorted(uses.items()) if credential in known]
+        last: dict[int, int] = {}
+        for (credential, _day), (_count, second) in uses.items():
+            if credential in known:
+                last[credential] = max(second, last.get(credential, 0))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {usage} ({qn('credential_id')}, {qn('day')}, {qn('requests')}) VALUES (%s, %s, %s) "
+                f"ON CONFLICT ({qn('credential_id')}, {qn('day')}) "
+                f"DO UPDATE SET {qn('requests')} = {usage}.{qn('requests')} + excluded.{qn('requests')}",
+                [(c, ops.adapt_datefield_value(d), n) for c, d, n in rows])
+            cursor.executemany(
+                f"UPDATE {credentials} SET {qn('last_used_at')} = %s WHERE id = %s "
+                f"AND ({qn('last_used_at')} IS NULL OR {qn('last_used_at')} < %s)",
+                [(at, credential, at) for credential, second in sorted(last.items())
+                 for at in [ops.adapt_datetimefield_value(_when(second))]])
 
 
 def _claim_batch(batch: str, now: Any) -> bool:
@@ -249,8 +297,10 @@ class Flusher:
 
     def __init__(self, accumulator: Accumulator, interval: float = 2.0,
                  writer: Callable[[dict[RollupKey, Tally], int, str], None] = write_rollups,
-                 max_keys: int = BUFFER_KEYS) -> None:
+                 max_keys: int = BUFFER_KEYS,
+                 key_writer: Callable[[KeyUses, str], None] | None = None) -> None:
         self.accumulator = accumulator
+        self.key_writer = key_writer or write_key_uses
         self.interval = interval
         self.writer = writer
         self.max_keys = max_keys
@@ -266,6 +316,7 @@ class Flusher:
         self._writing: asyncio.Task[None] | None = None
         self._taken: dict[RollupKey, Tally] = {}  # the rollups of the write under way
         self._retry: tuple[str, dict[RollupKey, Tally]] | None = None  # a failed flush: its name, what is left
+        self._key_retry: tuple[str, KeyUses] | None = None  # a failed write of key usage: its name, its counts
         self._writes = 0
         self.heartbeat = Beat("gateway", interval=max(10.0, interval))
 
@@ -293,41 +344,74 @@ class Flusher:
         return dropped
 
     async def flush(self) -> bool:
-        """Write what has accumulated (a failed flush first); on failure keep it for the next flush. Returns
-        whether everything was written."""
+        """Write what has accumulated (a failed flush first), then the API keys' usage; on failure keep it for the
+        next flush. Returns whether everything was written."""
         async with self._lock:
-            batches: list[tuple[str, dict[RollupKey, Tally]]] = []
-            if self._retry is not None:
-                batches.append(self._retry)
-                self._retry = None
-            if taken := self.accumulator.take():
-                batches.append((uuid.uuid4().hex, taken))
-            if not batches:
-                return True
-            loop = asyncio.get_running_loop()
-            for i, (name, taken) in enumerate(batches):
-                self._taken = taken
-                try:
-                    await loop.run_in_executor(self.executor, self._write, taken, name)
-                except Exception as e:  # the database may be restarting: retry with the next flush
-                    self._retry = (name, taken)  # what is left of it, kept as it is with its name
-                    for _later, untried in batches[i + 1:]:
-                        self.accumulator.give_back(untried)  # never tried: nothing of it can be committed
-                    self.failures += 1
-                    if self.failing_since is None:
-                        self.failing_since = time.monotonic()
-                    self.last_error = f"{type(e).__name__}: {e}"
-                    print(f"gateway: flushing rollups failed, will retry: {self.last_error}", file=sys.stderr,
-                          flush=True)
-                    self.bound()
-                    return False
-                finally:
-                    self._taken = {}
+            if not await self._flush_rollups() or not await self._flush_key_uses():
+                return False
             if self.failing_since is not None:
                 print(f"gateway: rollups written again after {time.monotonic() - self.failing_since:.1f} s of "
                       f"failed writes", file=sys.stderr, flush=True)
                 self.failing_since = None
             return True
+
+    def _failed(self, e: Exception, what: str) -> None:
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = f"{type(e).__name__}: {e}"
+        print(f"gateway: flushing {what} failed, will retry: {self.last_error}", file=sys.stderr, flush=True)
+
+    async def _flush_rollups(self) -> bool:
+        batches: list[tuple[str, dict[RollupKey, Tally]]] = []
+        if self._retry is not None:
+            batches.append(self._retry)
+            self._retry = None
+        if taken := self.accumulator.take():
+            batches.append((uuid.uuid4().hex, taken))
+        loop = asyncio.get_running_loop()
+        for i, (name, taken) in enumerate(batches):
+            self._taken = taken
+            try:
+                await loop.run_in_executor(self.executor, self._write, taken, name)
+            except Exception as e:  # the database may be restarting: retry with the next flush
+                self._retry = (name, taken)  # what is left of it, kept as it is with its name
+                for _later, untried in batches[i + 1:]:
+                    self.accumulator.give_back(untried)  # never tried: nothing of it can be committed
+                self._failed(e, "rollups")
+                self.bound()
+                return False
+            finally:
+                self._taken = {}
+        return True
+
+    async def _flush_key_uses(self) -> bool:
+        """The keys' usage counts, after the rollups they came with: a failed write is retried whole, under its
+        name (so a commit whose answer was lost is not counted twice), before newer counts."""
+        batches: list[tuple[str, KeyUses]] = []
+        if self._key_retry is not None:
+            batches.append(self._key_retry)
+            self._key_retry = None
+        if uses := self.accumulator.take_key_uses():
+            batches.append((uuid.uuid4().hex, uses))
+        loop = asyncio.get_running_loop()
+        for i, (name, uses) in enumerate(batches):
+            try:
+                await loop.run_in_executor(self.executor, self._write_key_uses, uses, name)
+            except Exception as e:
+                self._key_retry = (name, uses)
+                for _later, untried in batches[i + 1:]:
+                    give_back_key_uses(self.accumulator.key_uses, untried)
+                self._failed(e, "key usage")
+                return False
+        return True
+
+    def _write_key_uses(self, uses: KeyUses, name: str) -> None:
+        try:
+            self.key_writer(uses, name)
+        except Exception:
+            connections.close_all()
+            raise
 
     def _write(self, taken: dict[RollupKey, Tally], name: str) -> None:
         total = sum(t.count for t in taken.values())

@@ -27,6 +27,8 @@ _FORMAT_VARINT = 1
 RollupKey = tuple[int, str, str, str, str, str, str]
 # live key: (second, service, operation, pool, tier)
 LiveKey = tuple[int, str, str, str, str]
+# Requests made with an API key: (key id, UTC day as days since the epoch) -> [count, epoch second of the last]
+KeyUses = dict[tuple[int, int], list[int]]
 
 # array typecodes by item size, for the fixed-width little-endian columns of format 2
 _CODES: dict[int, str] = {}
@@ -316,6 +318,8 @@ class Accumulator:
         # Per-second tallies without the account, for the live signals governance reacts to within seconds.
         self.live: dict[LiveKey, Tally] = {}
         self.recorded = 0  # requests recorded since start, for /metrics
+        # Requests per (API key id, UTC day as days since the epoch): [count, epoch second of the last one]
+        self.key_uses: KeyUses = {}
 
     def record(self, now: float, account: str, service: str, operation: str, pool: str, outcome: str,
                status: int, bytes_in: int, bytes_out: int, latency_ms: float, tier: str = "") -> None:
@@ -336,6 +340,23 @@ class Accumulator:
         else:
             tally.sketch.zero += 1
         self.recorded += 1
+
+    def use_key(self, credential: int, wall: float) -> None:
+        """Count a request made with an API key (its id), on the UTC day of `wall` (epoch seconds)."""
+        second = int(wall)
+        key = (credential, second // 86400)
+        use = self.key_uses.get(key)
+        if use is None:
+            self.key_uses[key] = [1, second]
+        else:
+            use[0] += 1
+            if second > use[1]:
+                use[1] = second
+
+    def take_key_uses(self) -> KeyUses:
+        """The key uses counted since the last take, leaving none."""
+        taken, self.key_uses = self.key_uses, {}
+        return taken
 
     def _fold(self, before: int | None = None) -> None:
         """Move the per-second tallies of seconds before `before` (all with None) into the rollups of their

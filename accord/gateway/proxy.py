@@ -250,7 +250,7 @@ class Request:
 
     __slots__ = (
         "account", "body", "body_sent", "bytes_in", "bytes_out", "chunked", "chunked_out", "complete", "conn",
-        "connecting", "content_length", "continued", "credentials", "endpoints", "expect_continue", "finished",
+        "connecting", "content_length", "continued", "credential", "credentials", "endpoints", "expect_continue", "finished",
         "forwarded_for", "gate", "head", "head_sent", "header_bytes", "hosts", "http10", "keep_alive", "key", "lines",
         "method", "operation", "outcome", "pool", "reply", "request_id", "resp_delimited", "resp_done",
         "resp_keep_alive", "resp_status", "retried", "service", "start", "status", "streaming", "tier", "too_large",
@@ -283,6 +283,7 @@ class Request:
         self.status = 0
         self.outcome = ""
         self.account = ""
+        self.credential = 0  # the id of the API key it was identified by (0: anonymous or none known)
         self.tier = ""
         self.service = ""
         self.operation = ""
@@ -575,6 +576,8 @@ class Gateway:
             request.wall, request.account, request.service, request.operation, request.pool, outcome,
             request.status or 499, request.bytes_in, request.bytes_out, (now - request.start) * 1000.0, request.tier,
         )
+        if request.credential:
+            self.accumulator.use_key(request.credential, request.wall)
 
     def record_rejected(self, status: int, outcome: str) -> None:
         """A request that never got a complete head (400, 408, 431): counted, with no account or service."""
@@ -1044,6 +1047,7 @@ class ClientConnection(asyncio.Protocol):
             self._reply(request, 401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
             return
         request.account = identity.key
+        request.credential = identity.credential
         request.tier = identity.tier_name
         if route.operations:
             request.operation = operation = route.operation(request.method, path)

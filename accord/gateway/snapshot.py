@@ -130,6 +130,7 @@ class Identity:
     account: bytes
     tier: bytes
     tier_rank: int
+    credential: int = 0  # the API key's id, for its usage count (0: anonymous)
     key: str = field(init=False, repr=False, compare=False)
     tier_name: str = field(init=False, repr=False, compare=False)
     priority: int = field(init=False, repr=False, compare=False)  # admission order: lower first, no tier last
@@ -283,7 +284,8 @@ def load_snapshot() -> Snapshot:
     for cred in ApiCredential.objects.filter(revoked_at__isnull=True).select_related("account__tier"):
         tier = cred.account.tier
         account = header_value(account_key(cred.account.external_id, cred.account.pk))
-        credentials[cred.key_hash] = Identity(account, tier.name.encode() if tier else b"", tier.rank if tier else 0)
+        credentials[cred.key_hash] = Identity(account, tier.name.encode() if tier else b"", tier.rank if tier else 0,
+                                              cred.pk)
     actions = []
     next_expiry = math.inf
     for action in GatewayAction.live().order_by("priority", "name"):

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
-from accord.catalog.models import ApiCredential
+from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.desk.models import REFERENCE_PREFIX, Attachment, Message, SlaClock, Ticket
 from accord.reports.models import Credit, FrozenReport
 
@@ -32,6 +32,7 @@ PATHS: dict[type[Model], tuple[str, str | None]] = {
     Credit: ("account", None),
     FrozenReport: ("account", None),
     ApiCredential: ("account", None),
+    CredentialUsage: ("credential__account", None),
     PortalUser: ("contact__account", None),
 }
 # What a customer never sees of a ticket's thread: the agents' internal notes.

@@ -17,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accord.agreements.models import Agreement
-from accord.catalog.models import ApiCredential
+from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.customers.models import Contact, ContactPoint
 from accord.desk.actions import Inbound, do_add_customer_message, do_open_ticket, do_set_status
 from accord.desk.models import Attachment, Message, SlaClock, Ticket
@@ -363,9 +363,12 @@ def keys(request: HttpRequest) -> HttpResponse:
             status = 400
         else:
             _cred, shown = ApiCredential.issue(scope.account, name)
-    return render(request, "portal/keys.html", {
-        "keys": list(scope.rows(ApiCredential).order_by("revoked_at", "-created_at")), "shown": shown,
-    }, status=status)
+    keys = list(scope.rows(ApiCredential).order_by("revoked_at", "-created_at"))
+    used = CredentialUsage.this_month(scope.rows(CredentialUsage))
+    for key in keys:
+        key.this_month = used.get(key.pk, 0)  # type: ignore[attr-defined]
+    return render(request, "portal/keys.html", {"keys": keys, "shown": shown, "month": timezone.now()},
+                  status=status)
 
 
 @auth.portal_login_required

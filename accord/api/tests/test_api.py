@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accord.catalog.models import ApiCredential, hash_key
+from accord.catalog.models import ApiCredential, CredentialUsage, hash_key
 from accord.customers.models import Account, Tier, TierChange
 from accord.lib.manifest import apply_manifest
 
@@ -133,8 +133,13 @@ def test_credentials_show_the_key_once_and_store_only_its_hash(api: APIClient) -
     key = created.json()["key"]
     stored = ApiCredential.objects.get()
     assert stored.key_hash == hash_key(key) and key.startswith(stored.prefix)
+    assert created.json()["requests_this_month"] == 0
+    today = timezone.now().astimezone(dt.UTC).date()
+    CredentialUsage.objects.create(credential=stored, day=today, requests=12)
+    CredentialUsage.objects.create(credential=stored, day=today.replace(day=1) - dt.timedelta(days=1), requests=99)
     listed = api.get("/api/v1/credentials/").json()["results"][0]
     assert "key" not in listed and listed["prefix"] == stored.prefix and listed["active"] is True
+    assert listed["requests_this_month"] == 12  # last month's 99 not in it
     assert key not in json.dumps(api.get(f"/api/v1/credentials/{stored.pk}/").json())
     revoked = api.post(f"/api/v1/credentials/{stored.pk}/revoke/")
     assert revoked.status_code == 200 and revoked.json()["active"] is False

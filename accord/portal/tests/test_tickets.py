@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from accord.catalog.models import ApiCredential
+from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.desk.models import Attachment, Message, SlaClock, Ticket
 from accord.reports.models import FrozenReport
 from accord.reports.periods import current_month
@@ -143,3 +144,19 @@ def test_an_admin_issues_a_key_shown_once_and_revokes_it_and_a_user_cannot(orgs:
     assert admin.post(f"/portal/keys/{key.pk}/revoke/").status_code == 302
     assert ApiCredential.objects.get(pk=key.pk).revoked_at is not None
     assert ApiCredential.objects.filter(account=alpha.account).count() == 2  # the fixture's and this one
+
+
+def test_the_keys_page_shows_each_keys_requests_this_month_and_only_its_own_accounts(orgs: tuple[Org, Org]) -> None:
+    alpha, beta = orgs
+    today = timezone.now().astimezone(dt.UTC).date()
+    first = today.replace(day=1)
+    CredentialUsage.objects.create(credential=alpha.key, day=first, requests=40)
+    if today != first:
+        CredentialUsage.objects.create(credential=alpha.key, day=today, requests=5)
+    CredentialUsage.objects.create(credential=alpha.key, day=first - dt.timedelta(days=1), requests=1000)  # last month
+    CredentialUsage.objects.create(credential=beta.key, day=today, requests=777)
+    page = signed_in(alpha.user).get("/portal/keys/").content.decode()
+    row = re.search(rf'<tr data-key="{alpha.key.prefix}">(.*?)</tr>', page, re.S)
+    expected = 40 if today == first else 45
+    assert row and f'data-usage="{expected}"' in row.group(1), page
+    assert "777" not in page and "1040" not in page and "1045" not in page

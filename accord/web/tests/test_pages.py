@@ -5,6 +5,7 @@ Most tests read the demo company, seeded once for the module (see conftest.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from html import unescape
@@ -16,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accord.agreements.models import Agreement
-from accord.catalog.models import ApiCredential, Service
+from accord.catalog.models import ApiCredential, CredentialUsage, Service
 from accord.customers.models import Account, Tier, TierChange, TierOverride
 
 pytestmark = pytest.mark.django_db
@@ -197,6 +198,15 @@ def test_the_account_page_shows_facts_contacts_commitments_agreement_and_keys(st
     for key in ApiCredential.objects.filter(account=acct):
         assert f"<code>{key.prefix}…</code>" in html
     assert 'class="badge ok">active<' in html
+    # each key's requests this month, as the gateway counted them (another account's usage not mixed in)
+    key = ApiCredential.objects.filter(account=acct).order_by("pk").first()
+    other = ApiCredential.objects.exclude(account=acct).first()
+    today = timezone.now().astimezone(dt.UTC).date()
+    CredentialUsage.objects.create(credential=key, day=today, requests=314)
+    if other is not None:
+        CredentialUsage.objects.create(credential=other, day=today, requests=2718)
+    html = staff.get(f"/accounts/{acct.pk}/").content.decode()
+    assert 'data-usage="314">314<' in html and "2718" not in html
 
 
 def test_the_account_page_shows_the_tier_history_as_a_table_and_a_timeline(staff: Client, demo: None) -> None:
