@@ -19,6 +19,7 @@ class Limits:
     idle_timeout: float = 60.0
     connect_timeout: float = 3.0
     upstream_timeout: float = 30.0
+    tunnel_idle_timeout: float = 300.0  # a WebSocket silent both ways this long is closed
     max_connections: int = 10_000
     max_idle_upstream: int = 256  # idle kept-alive connections per upstream
     underscores_in_headers: bool = False  # forward header names with underscores (never X_Accord_* ones)

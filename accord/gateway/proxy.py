@@ -254,7 +254,7 @@ class Request:
         "forwarded_for", "gate", "head", "head_sent", "header_bytes", "hosts", "http10", "keep_alive", "key", "lines",
         "method", "operation", "outcome", "pool", "reply", "request_id", "resp_delimited", "resp_done",
         "resp_keep_alive", "resp_status", "retried", "service", "start", "status", "streaming", "tier", "too_large",
-        "transfer_encoding", "upgrade", "upstream", "url", "waiter", "wall",
+        "transfer_encoding", "tunnel", "tunnel_ms", "tunnel_open", "upgrade", "upstream", "url", "waiter", "wall",
     )
 
     def __init__(self) -> None:
@@ -274,6 +274,10 @@ class Request:
         self.credentials = b""  # its X-Api-Key / Authorization: Bearer lines: forwarded only if the service says so
         self.hosts = 0  # Host header lines
         self.upgrade = b""  # the Upgrade header's value
+        # a WebSocket handshake: what the client sent after its head, held until the upstream switches (else None)
+        self.tunnel: list[bytes] | None = None
+        self.tunnel_open = False  # the upstream answered 101: bytes flow both ways as they come
+        self.tunnel_ms = 0.0  # how long the handshake took: what the tunnel is measured with
         self.transfer_encoding = b""  # the Transfer-Encoding values, joined
         self.start = 0.0  # time.monotonic() when its head was complete
         self.wall = 0.0  # time.time() then
@@ -330,6 +334,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.stray = False  # the upstream sent more than one answer: never reuse
         self.reading_paused = False
+        self.tunnel = False  # switched to a WebSocket: bytes go to the client as they come, never reused
 
     # -- transport ----------------------------------------------------------------------------------------
 
@@ -342,8 +347,19 @@ class UpstreamConnection(asyncio.Protocol):
         if client is None or request is None:
             self.close()  # nobody asked: the connection is out of step, not reusable
             return
+        if self.tunnel:
+            request.bytes_out += len(data)
+            client._write(data)
+            client.upstream_deadline = time.monotonic() + client.limits.tunnel_idle_timeout
+            return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            if request.tunnel is None or request.resp_status != 101:
+                client._upstream_error(request, 502, "bad_gateway", "The upstream switched protocols unasked.")
+            else:
+                client._tunnel_opened(request, self, data[e.args[0]:])
+            return
         except httptools.HttpParserError:
             client._upstream_error(request, 502, "bad_gateway", "The upstream sent a malformed response.")
             return
@@ -428,6 +444,13 @@ class UpstreamConnection(asyncio.Protocol):
             return
         parser = self.parser
         status = parser.get_status_code()
+        if status == 101 and request.tunnel is not None:  # the WebSocket handshake accepted
+            request.resp_status = request.status = status
+            request.outcome = "ok"
+            lines += (UPGRADE_LINES, b"X-Request-Id: ", request.request_id, b"\r\n\r\n")
+            self.out.append(STATUS_LINES[101] + b"".join(lines))
+            request.head_sent = True
+            return
         if status < 200:  # 1xx (e.g. 103 Early Hints): not the answer; the real head follows
             return
         request.resp_status = request.status = status
@@ -572,9 +595,11 @@ class Gateway:
         outcome = request.outcome or "client_gone"
         outcomes = self.outcomes
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        # a WebSocket is measured by its handshake, not by how long it stayed open
+        latency = (now - request.start) * 1000.0 if request.tunnel is None else request.tunnel_ms
         self.accumulator.record(
             request.wall, request.account, request.service, request.operation, request.pool, outcome,
-            request.status or 499, request.bytes_in, request.bytes_out, (now - request.start) * 1000.0, request.tier,
+            request.status or 499, request.bytes_in, request.bytes_out, latency, request.tier,
         )
         if request.credential:
             self.accumulator.use_key(request.credential, request.wall)
@@ -589,8 +614,8 @@ class Gateway:
         """Stop taking new requests on open connections; idle keep-alive connections close now."""
         self.draining = True
         for conn in list(self.connections):
-            if conn.idle and not conn.queue:
-                conn._close()
+            if (conn.idle and not conn.queue) or conn.tunnelling is not None:
+                conn._close()  # an open WebSocket too: its client reconnects, to another gateway
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is in flight (or the timeout passes). Polled: an event set and cleared on every
@@ -609,6 +634,7 @@ _PAUSE_UPSTREAM = 2  # the upstream does not take the body as fast as the client
 _PAUSE_PIPELINE = 4  # too many requests queued behind the one being answered
 _PAUSE_BROKEN = 8  # unparseable input: nothing more is read
 MAX_BUFFERED_CHUNKS = 16
+UPGRADE_LINES = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
 MAX_QUEUED = 32
 
 
@@ -628,6 +654,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = Request()  # the one whose head the parser reads
         # the last key presented on this connection and who it is (in the snapshot it was looked up in)
         self.known: tuple[bytes, Snapshot, Identity | None] | None = None
+        self.tunnelling: Request | None = None  # a WebSocket handshake was read: the rest is not HTTP any more
         self.in_head = False
         self.idle = True  # no request is being parsed or forwarded
         self.closed = False
@@ -705,6 +732,10 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.broken:
             return
+        tunnelling = self.tunnelling
+        if tunnelling is not None:
+            self._tunnel_in(tunnelling, data)
+            return
         self.in_feed = True
         try:
             while True:
@@ -712,9 +743,16 @@ class ClientConnection(asyncio.Protocol):
                     self.parser.feed_data(data)
                     break
                 except httptools.HttpParserUpgrade as e:
-                    # Only an ignored `Upgrade: h2c` gets here (others are refused with their head): the request
-                    # was read as HTTP/1.1, and so is what follows it.
                     data = data[e.args[0]:]
+                    request = self.current
+                    if request is not None and request.tunnel is not None:
+                        # a WebSocket handshake: what follows its head is the tunnel's, held until the upstream
+                        # switches protocols (and dropped if it does not)
+                        self.tunnelling = request
+                        if data:
+                            self._tunnel_in(request, data)
+                        break
+                    # an ignored `Upgrade: h2c`: the request was read as HTTP/1.1, and so is what follows it
                     if not data:
                         break
         except httptools.HttpParserCallbackError as e:
@@ -830,9 +868,19 @@ class ClientConnection(asyncio.Protocol):
         if request.transfer_encoding and request.transfer_encoding.strip().lower() != b"chunked":
             raise _Refused(501, "not_implemented", "Transfer-Encoding other than chunked is not supported.")
         # CONNECT, or Upgrade with Connection: upgrade. h2c is ignored, as RFC 9113 section 3.1 allows: the request
-        # is answered over HTTP/1.1. Any other protocol (websocket) is refused before anything is forwarded.
-        if parser.should_upgrade() and (request.method == b"CONNECT" or request.upgrade.strip().lower() != b"h2c"):
-            raise _Refused(501, "not_implemented", "Protocol upgrades and CONNECT are not supported.")
+        # is answered over HTTP/1.1. A WebSocket handshake (RFC 6455: a GET over HTTP/1.1 without a body) goes
+        # upstream like any request, and becomes a tunnel if the upstream answers 101; any other protocol and
+        # CONNECT are refused before anything is forwarded.
+        if parser.should_upgrade():
+            protocol = request.upgrade.strip().lower()
+            if request.method == b"CONNECT" or protocol not in (b"h2c", b"websocket"):
+                raise _Refused(501, "not_implemented", "Protocol upgrades other than WebSocket, and CONNECT, are "
+                                                       "not supported.")
+            if protocol == b"websocket":
+                if request.method != b"GET" or request.http10 or request.chunked or request.content_length:
+                    raise _Refused(400, "bad_request", "A WebSocket handshake is a GET over HTTP/1.1 without a body.")
+                request.tunnel = []
+                request.keep_alive = False  # whatever the answer, the connection ends with the tunnel or it
         request.start = time.monotonic()
         request.wall = time.time()
         length = request.content_length
@@ -921,7 +969,9 @@ class ClientConnection(asyncio.Protocol):
         request = self.active
         if request is not None and self.upstream_deadline is not None and now >= self.upstream_deadline:
             self.upstream_deadline = None
-            if request.conn is not None and not request.resp_done and not request.finished:
+            if request.tunnel_open:
+                self._finish(request, False)  # a WebSocket silent both ways for tunnel_idle_timeout: closed
+            elif request.conn is not None and not request.resp_done and not request.finished:
                 self._upstream_error(request, 504, "timeout", "The upstream did not answer in time.")
         if self.closed:
             return
@@ -1083,6 +1133,8 @@ class ClientConnection(asyncio.Protocol):
             framing = b"Content-Length: %d\r\n" % request.content_length
         else:
             framing = b""
+        if request.tunnel is not None:
+            framing = UPGRADE_LINES  # hop-by-hop: dropped from the client's head, said again to the upstream
         forwarded_for = request.forwarded_for + b", " + self.peer if request.forwarded_for else self.peer
         if request.credentials and route.forward_credentials:
             framing = request.credentials + framing  # the service asked for the caller's key (off by default)
@@ -1193,7 +1245,7 @@ class ClientConnection(asyncio.Protocol):
     def _answered(self, request: Request, conn: UpstreamConnection) -> None:
         request.conn = None
         reusable = (request.resp_keep_alive and request.complete and not request.too_large
-                    and request.method != b"HEAD" and not conn.stray and not conn.closed)
+                    and request.method != b"HEAD" and not conn.stray and not conn.closed and request.tunnel is None)
         if reusable:
             self.pool.put(conn)
         else:
@@ -1204,6 +1256,9 @@ class ClientConnection(asyncio.Protocol):
     def upstream_gone(self, request: Request, conn: UpstreamConnection) -> None:
         """The upstream closed the connection while this request was on it."""
         if request.finished or request.conn is not conn:
+            return
+        if request.tunnel_open:  # the WebSocket ended on the upstream's side: end the client's too
+            self._finish(request, False)
             return
         if request.resp_done:
             return
@@ -1240,6 +1295,49 @@ class ClientConnection(asyncio.Protocol):
         else:
             request.outcome = outcome
             self._finish(request, False)
+
+    # -- WebSocket tunnels ----------------------------------------------------------------------------------
+
+    def _tunnel_in(self, request: Request, data: bytes) -> None:
+        """Bytes from the client after a WebSocket handshake: to the upstream once it has switched, held before."""
+        if request.finished:
+            return
+        request.bytes_in += len(data)
+        conn = request.conn
+        if request.tunnel_open and conn is not None:
+            conn.write(data)
+            self.upstream_deadline = time.monotonic() + self.limits.tunnel_idle_timeout
+            return
+        held = request.tunnel
+        if held is not None:
+            held.append(data)
+            if len(held) > MAX_BUFFERED_CHUNKS:
+                self.pause_reading(_PAUSE_BUFFER)  # the upstream has not answered the handshake yet
+
+    def _tunnel_opened(self, request: Request, conn: UpstreamConnection, rest: bytes) -> None:
+        """The upstream answered the handshake with 101: relay it, then bytes flow both ways as they come, until
+        either side closes or both stay silent for `tunnel_idle_timeout`. The request is answered: it leaves the
+        pool's concurrency gate (an open WebSocket holds no request slot) and is measured when the tunnel ends."""
+        now = time.monotonic()
+        request.tunnel_open = conn.tunnel = True
+        request.tunnel_ms = (now - request.start) * 1000.0
+        if request.gate is not None:
+            request.gate.leave(now)
+            request.gate = None
+        out = conn.out
+        if out:
+            self._write(b"".join(out))
+            out.clear()
+        if rest:
+            request.bytes_out += len(rest)
+            self._write(rest)
+        held = request.tunnel
+        if held:
+            conn.write(b"".join(held))
+            held.clear()
+        self.resume_reading(_PAUSE_BUFFER)
+        self.upstream_deadline = when = now + self.limits.tunnel_idle_timeout
+        self._watch(when)
 
     # -- the gateway's own answers ----------------------------------------------------------------------------
 

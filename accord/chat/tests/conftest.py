@@ -1,7 +1,12 @@
-"""A desk with a chat objective, an agent, and helpers to open the visitor's and the agent's sockets in process."""
+"""A desk with a chat objective, an agent, helpers to open the visitor's and the agent's sockets in process, and
+Accord's ASGI application served by uvicorn on a loopback port."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,3 +67,32 @@ async def visitor_socket(token: str, after: int = 0, origin: list[tuple[bytes, b
     assert connected
     await socket.send_json_to({"type": "hello", "token": token, "after": after})
     return socket, await socket.receive_json_from(timeout=5)
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None) -> Iterator[str]:
+    """Accord's ASGI application (HTTP with its static files, and the chat's WebSockets) on uvicorn."""
+    import uvicorn
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.asgi import get_asgi_application
+
+    from accord.chat.routing import websocket_urlpatterns
+
+    app = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(get_asgi_application()),
+                              "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns))})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                          ws="websockets-sansio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

@@ -6,10 +6,7 @@ connection drops and nothing typed meanwhile is lost; offline, the widget takes 
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,35 +17,6 @@ from accord.desk.models import Message, SlaClock, Ticket
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def asgi_server(transactional_db: None) -> Iterator[str]:
-    """Accord's ASGI application (HTTP with its static files, and the chat's WebSockets) on uvicorn."""
-    import uvicorn
-    from channels.auth import AuthMiddlewareStack
-    from channels.routing import ProtocolTypeRouter, URLRouter
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-    from django.core.asgi import get_asgi_application
-
-    from accord.chat.routing import websocket_urlpatterns
-
-    app = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(get_asgi_application()),
-                              "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns))})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                          ws="websockets-sansio"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def staff_login(page: Any, base: str, username: str) -> None:

@@ -35,12 +35,13 @@ def responses(data: bytes) -> list[bytes]:
     return re.findall(rb"HTTP/1\.[01] \d{3} [^\r]*", data)
 
 
-def test_a_websocket_upgrade_gets_one_501_and_is_never_forwarded(gw: RunningGateway,
-                                                                 upstreams: list[EchoServer]) -> None:
+def test_an_upgrade_to_another_protocol_than_websocket_gets_one_501_and_is_never_forwarded(
+        gw: RunningGateway, upstreams: list[EchoServer]) -> None:
+    """WebSockets are tunnelled (test_websocket.py); any other protocol is refused before anything goes upstream."""
     before = upstreams[0].count
     reply = raw_request(gw.port, b"GET /bookings/ws HTTP/1.1\r\nHost: x\r\n" + AUTH
-                        + b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x81\x85garbage-frame")
+                        + b"Connection: Upgrade\r\nUpgrade: IRC/6.9\r\n\r\n"
+                        b"GET /bookings/SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n")
     assert responses(reply) == [b"HTTP/1.1 501 Not Implemented"], reply  # one answer, then the connection ended
     head, _, body = reply.partition(b"\r\n\r\n")
     assert b"Connection: close" in head and json.loads(body)["error"]["code"] == "not_implemented"

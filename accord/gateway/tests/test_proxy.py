@@ -367,7 +367,7 @@ services:
       - {name: spare, role: standby, capacity: 2, endpoints: [{url: "http://127.0.0.1:9202"}]}
 """)
     acct = Account.objects.create(name="Globex", external_id="GLOBEX", tier=Tier.objects.get())
-    _live, key = ApiCredential.issue(acct)
+    live, key = ApiCredential.issue(acct)
     revoked, old_key = ApiCredential.issue(acct)
     revoked.revoke()
     snap = load_snapshot()
@@ -375,7 +375,8 @@ services:
     assert route is not None and route.primary is not None and route.primary.name == "main"
     assert [e.port for e in route.primary.endpoints] == [9201, 9201]  # weight 2; the disabled one left out
     assert route.pools["spare"].role == "standby"
-    assert snap.credentials[hashlib.sha256(key.encode()).hexdigest()] == Identity(b"GLOBEX", b"platinum", 1)
+    assert snap.credentials[hashlib.sha256(key.encode()).hexdigest()] == Identity(b"GLOBEX", b"platinum", 1,
+                                                                                  live.pk)
     assert hashlib.sha256(old_key.encode()).hexdigest() not in snap.credentials
 
 

@@ -58,6 +58,8 @@ class Command(BaseCommand):
                             help="seconds an upstream has to answer")
         parser.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout,
                             help="seconds a kept-alive connection may sit idle, and between two reads of a body")
+        parser.add_argument("--tunnel-idle-timeout", type=float, default=Limits.tunnel_idle_timeout,
+                            help="seconds an open WebSocket may stay silent both ways before it is closed")
         parser.add_argument("--connect-timeout", type=float, default=Limits.connect_timeout,
                             help="seconds to open a connection to an upstream")
         parser.add_argument("--max-header-bytes", type=int, default=Limits.max_header_bytes,
@@ -79,7 +81,7 @@ class Command(BaseCommand):
         if not 1 <= workers <= 64:
             raise CommandError("--workers must be between 1 and 64")
         for name in ("poll", "reload", "flush", "grace", "header_timeout", "upstream_timeout", "idle_timeout",
-                     "connect_timeout"):
+                     "tunnel_idle_timeout", "connect_timeout"):
             if not 0 < options[name] <= 86_400:
                 raise CommandError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
         if not 0 <= options["live"] <= 3600:
@@ -108,7 +110,8 @@ class Command(BaseCommand):
                         upstream_timeout=options["upstream_timeout"], idle_timeout=options["idle_timeout"],
                         connect_timeout=options["connect_timeout"], max_header_bytes=options["max_header_bytes"],
                         max_connections=options["max_connections"], max_idle_upstream=options["max_idle_upstream"],
-                        underscores_in_headers=options["underscores_in_headers"])
+                        underscores_in_headers=options["underscores_in_headers"],
+                        tunnel_idle_timeout=options["tunnel_idle_timeout"])
         config = WorkerConfig(host, port, reuse_port=True, workers=workers, poll=options["poll"],
                               full_reload=options["reload"], grace=options["grace"],
                               flush_interval=options["flush"],
