@@ -234,7 +234,7 @@ def bench_search(n: int, per_ticket: int) -> None:
 
     from accord.desk.models import Message, Ticket
 
-    fts = importlib.import_module("accord.desk.migrations.0006_saved_filter_search")
+    fts = importlib.import_module("accord.desk.migrations.0009_saved_filter_search")
     vocab = vocabulary()
     weights = [1 / (rank + 1) for rank in range(len(vocab))]  # Zipf: the r-th word is 1/r as frequent
     cum = list(__import__("itertools").accumulate(weights))
