@@ -183,8 +183,11 @@ def objective_errors(
     if kind in ("availability", "error_rate") and not (0 <= target <= 100):
         errors.append(("target", f"a {kind} target is a percentage between 0 and 100"))
     if support:
-        if target <= 0 or target != target.to_integral_value():
-            errors.append(("target", "a support target is a positive whole number of business minutes"))
+        # whole seconds: targets keep 4 decimals, so 10 s is 0.1667 (10.002 s, read as 10)
+        seconds = target * 60
+        if target <= 0 or abs(seconds - seconds.to_integral_value()) > Decimal("0.005") or seconds < 1:
+            errors.append(("target", "a support target is a positive number of business minutes, to the second "
+                                     "(0.5 is 30 seconds)"))
         if has_service or has_operation:
             errors.append(("", "support objectives are scoped by channel and priority, not service or operation"))
     elif channel or priority:

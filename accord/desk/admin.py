@@ -48,7 +48,7 @@ class MessageInline(admin.StackedInline):
 class SlaClockInline(admin.TabularInline):
     model = SlaClock
     extra = 0
-    fields = ("kind", "cycle", "status", "target_minutes", "started_at", "due_at", "stopped_at", "breached_at")
+    fields = ("kind", "cycle", "status", "target_seconds", "started_at", "due_at", "stopped_at", "breached_at")
     readonly_fields = fields
 
 

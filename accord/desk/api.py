@@ -27,9 +27,14 @@ from .models import Message, SlaClock, Ticket, WebhookChannel
 
 
 class ClockSerializer(serializers.ModelSerializer):
+    target_minutes = serializers.FloatField(
+        read_only=True, help_text="The target in business minutes (0.5 for a 30-second chat target); target_seconds "
+                                  "is exact.")
+
     class Meta:
         model = SlaClock
-        fields = ["kind", "cycle", "status", "target_minutes", "started_at", "due_at", "stopped_at", "breached_at"]
+        fields = ["kind", "cycle", "status", "target_minutes", "target_seconds", "started_at", "due_at", "stopped_at",
+                  "breached_at"]
 
 
 class MessageSerializer(serializers.ModelSerializer):

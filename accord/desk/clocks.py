@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -40,7 +41,7 @@ from .models import FAR_FUTURE, SlaClock, Ticket
 # The fields each rule writes: saving only these leaves warned_at and breached_at to whoever sets them.
 SCHEDULE_FIELDS = ["status", "pauses", "paused_since", "due_at", "warn_at"]
 STOP_FIELDS = [*SCHEDULE_FIELDS, "stopped_at"]
-TARGET_FIELDS = ["objective", "calendar", "target_minutes", *SCHEDULE_FIELDS]
+TARGET_FIELDS = ["objective", "calendar", "target_seconds", *SCHEDULE_FIELDS]
 
 
 def warning_share() -> float:
@@ -86,6 +87,11 @@ def _pauses(clock: SlaClock) -> list[tuple[dt.datetime, dt.datetime]]:
     return [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) for a, b in clock.pauses]
 
 
+def target_seconds(objective: Objective) -> int:
+    """A support objective's target (business minutes, to the second: 0.5 is 30 s) in seconds."""
+    return max(1, int((Decimal(objective.target) * 60).to_integral_value()))  # 0.1667 min is 10 s
+
+
 def schedule(clock: SlaClock) -> None:
     """Recompute due_at and warn_at of a running clock from its start, target and pauses."""
     if clock.status != SlaClock.Status.RUNNING:
@@ -113,7 +119,7 @@ def plan(ticket: Ticket, kind: str, objective: Objective, at: dt.datetime, cycle
         cycle=cycle,
         objective=objective,
         calendar=ticket.agreement.calendar,
-        target_minutes=int(objective.target),
+        target_seconds=target_seconds(objective),
         started_at=at,
     )
     if ticket.status in Ticket.PAUSED_STATUSES:
@@ -191,7 +197,7 @@ def retarget(clock: SlaClock, objective: Objective | None, calendar: BusinessCal
         return
     clock.objective = objective
     clock.calendar = calendar
-    clock.target_minutes = int(objective.target)
+    clock.target_seconds = target_seconds(objective)
     schedule(clock)
     clock.save(update_fields=TARGET_FIELDS)
 

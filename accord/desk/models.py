@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -237,7 +238,7 @@ class SlaClock(models.Model):
     cycle = models.PositiveSmallIntegerField(default=1, help_text="Resolution restarts at 2, 3 ... on reopen.")
     objective = models.ForeignKey(Objective, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     calendar = models.ForeignKey(BusinessCalendar, on_delete=models.PROTECT, related_name="+")
-    target_minutes = models.PositiveIntegerField()
+    target_seconds = models.PositiveIntegerField(help_text="The target in business seconds (a chat's can be 30).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField()
     pauses = models.JSONField(default=list, blank=True, help_text="Closed pause intervals [[start, end], ...] (ISO).")
@@ -258,6 +259,12 @@ class SlaClock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket_id} {self.kind}#{self.cycle} {self.status}"
+
+    @property
+    def target_minutes(self) -> int | Fraction:
+        """The target in business minutes: whole minutes as an int, else exact (30 seconds is 1/2)."""
+        whole, rest = divmod(self.target_seconds, 60)
+        return whole if not rest else Fraction(self.target_seconds, 60)
 
     @property
     def breached(self) -> bool:

@@ -102,6 +102,7 @@ TICKET_EXAMPLE = {"id": 42, "reference": "ACC-000042", "account": "GLOBE", "chan
                   "subject": "Booking lost", "status": "open", "priority": "urgent", "assignee": "ann",
                   "sla_state": "on_track", "next_due_at": "2026-11-23T10:30:00Z", "created_at": "2026-11-23T09:30:00Z",
                   "clocks": [{"kind": "first_response", "cycle": 1, "status": "running", "target_minutes": 30,
+                              "target_seconds": 1800,
                               "started_at": "2026-11-23T09:30:00Z", "due_at": "2026-11-23T10:00:00Z",
                               "stopped_at": None, "breached_at": None}]}
 MESSAGE_EXAMPLE = {"id": 7, "kind": "reply", "channel": "email", "author": "ann", "from_address": "",

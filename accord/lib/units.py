@@ -100,7 +100,12 @@ def duration(seconds: Number | None, *, largest: str = "d") -> str:
 
 def minutes(value: Number | None, *, largest: str = "d") -> str:
     """A duration given in minutes (support targets are business minutes): 240 -> "4 h"."""
-    return MISSING if value is None else duration(_decimal(value) * 60, largest=largest)
+    if value is None:
+        return MISSING
+    if isinstance(value, Fraction):  # exact: 1/60 of a minute is "1 s", not 0.99999... s
+        seconds = value * 60
+        return duration(seconds.numerator if seconds.denominator == 1 else seconds, largest=largest)
+    return duration(_decimal(value) * 60, largest=largest)
 
 
 def latency_ms(value: Number | None, places: int | None = None) -> str:

@@ -157,7 +157,8 @@ def csv_rows(report: Report) -> list[list[str]]:
                             str(json_number(r.attained_of(d))), str(d.valid), str(d.bad), "", "no",
                             d.day.isoformat(), "", "", ""])
     for b in report.support_breaches:
-        out.append([*base, "breach", "", "", "", f"ticket {b['ticket']}", b["kind"], str(b["target_minutes"]),
+        out.append([*base, "breach", "", "", "", f"ticket {b['ticket']}", b["kind"],
+                    str(json_number(b["target_minutes"])),
                     "", "", "", "", "no", b["breached_at"].date().isoformat(), "", "", ""])
     return out
 

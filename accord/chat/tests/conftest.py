@@ -31,7 +31,7 @@ def application() -> Any:
 def desk(db: None, settings: Any) -> dict[str, Any]:
     settings.ACCORD_CHAT_SECRET = "host-site-secret"
     settings.ACCORD_CHAT_AGREEMENT = "gold-sla"
-    agreement = always_agreement("gold", {"name": "chat-first", "kind": "first_response", "target": 1, "channel": "chat"},
+    agreement = always_agreement("gold", {"name": "chat-first", "kind": "first_response", "target": 0.5, "channel": "chat"},
                                  {"name": "mail-first", "kind": "first_response", "target": 240})
     calendar, tier = agreement.calendar, agreement.tier
     account = Account.objects.create(name="Globetrotter", external_id="GLOBE", tier=tier)

@@ -3,8 +3,10 @@ identities, origins and the offline path."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -62,7 +64,7 @@ def test_a_visitor_and_an_agent_chat_and_the_first_agent_message_stops_the_clock
     ticket = Ticket.objects.get(pk=result["ticket"])
     assert ticket.channel == "chat" and ticket.account is None
     first = SlaClock.objects.get(ticket=ticket, kind="first_response")
-    assert first.target_minutes == 1 and first.status == "met"  # the chat objective, stopped by the agent's message
+    assert first.target_seconds == 30 and first.status == "met"  # the chat objective (30 s), stopped by the agent's message
     assert list(ticket.messages.order_by("id").values_list("kind", "body_text")) == [
         ("inbound", "Where is my refund?"), ("reply", "Looking now, Grace."), ("inbound", "<b>thanks</b>")]
     assert not AgentConnection.objects.exists()  # the console's row goes with its socket
@@ -199,3 +201,39 @@ def test_offline_the_message_becomes_an_email_ticket_and_the_transcript_is_maile
 
     assert async_to_sync(scenario)() == {"type": "transcript", "sent": True}
     assert mail.outbox[-1].to == ["grace@globetrotter.example"] and "Grace: Now?" in mail.outbox[-1].body
+
+
+def test_a_chat_objective_in_seconds_runs_its_clock_to_the_second_and_says_so(desk: dict[str, Any]) -> None:
+    agent_online(desk)
+    body = start({"name": "Grace", "email": "g@example.com", "message": "quick one"}).json()
+    ticket = Ticket.objects.get(chat__isnull=False)
+    assert ticket.reference == body["reference"]
+    first = SlaClock.objects.get(ticket=ticket, kind="first_response")
+    assert (first.target_seconds, first.target_minutes) == (30, Fraction(1, 2))
+    assert first.due_at - first.started_at == dt.timedelta(seconds=30)  # the 24x7 calendar: 30 s of business time
+    staff = Client()
+    staff.force_login(desk["agent"])
+    assert "<td>30 s</td>" in staff.get(f"/desk/tickets/{ticket.pk}/").content.decode()
+    clocks = staff.get(f"/api/v1/tickets/{ticket.pk}/").json()["clocks"]
+    assert {"kind": "first_response", "target_minutes": 0.5, "target_seconds": 30}.items() <= next(
+        c for c in clocks if c["kind"] == "first_response").items()
+
+
+def test_support_targets_are_minutes_to_the_second_and_anything_finer_is_refused() -> None:
+    from decimal import Decimal
+
+    from accord.agreements.models import objective_errors
+
+    def errors(target: str) -> list[tuple[str, str]]:
+        return objective_errors("first_response", Decimal(target), None, has_service=False, has_operation=False,
+                                channel="chat", priority=None)
+
+    assert errors("0.5") == [] and errors("0.25") == [] and errors("240") == []  # 30 s, 15 s, 4 h
+    assert errors("0.1667") == []  # 10 s, as 4 decimals write it
+    from accord.agreements.models import Objective
+    from accord.desk.clocks import target_seconds
+
+    assert [target_seconds(Objective(target=Decimal(t))) for t in ("0.1667", "0.5", "240")] == [10, 30, 14400]
+    for bad in ("0", "-1", "0.001", "1.005"):
+        assert errors(bad) == [("target", "a support target is a positive number of business minutes, to the "
+                                          "second (0.5 is 30 seconds)")], bad

@@ -69,7 +69,7 @@ def test_an_agent_logs_a_phone_call_for_a_contact_and_it_runs_on_the_accounts_cl
     first = t.messages.get()
     assert first.meta["duration_seconds"] == 420 and first.meta["direction"] == "outbound"
     assert first.from_address == "+442079460000"  # the contact's phone, as the call log matches it
-    assert sorted(t.clocks.values_list("kind", "target_minutes")) == [("first_response", 30), ("resolution", 240)]
+    assert sorted(t.clocks.values_list("kind", "target_seconds")) == [("first_response", 1800), ("resolution", 14400)]
     assert AuditEntry.objects.filter(action="create", object_id=str(t.pk), object_type="desk.ticket").exists()
 
 

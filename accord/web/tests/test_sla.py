@@ -47,7 +47,7 @@ def clock(ticket: Ticket, objective: Objective, kind: str = "first_response", *,
           stopped_at: dt.datetime | None = None, breached_at: dt.datetime | None = None,
           due_at: dt.datetime | None = None, cycle: int = 1) -> SlaClock:
     return SlaClock.objects.create(ticket=ticket, kind=kind, cycle=cycle, objective=objective,
-                                   calendar=objective.agreement.calendar, target_minutes=60, status=status,
+                                   calendar=objective.agreement.calendar, target_seconds=3600, status=status,
                                    started_at=ticket.created_at, stopped_at=stopped_at, breached_at=breached_at,
                                    due_at=due_at)
 
