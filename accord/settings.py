@@ -145,7 +145,7 @@ ASGI_APPLICATION = "accord.asgi.application"
 CHANNEL_LAYERS = (
     {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                  "CONFIG": {"hosts": [os.environ["ACCORD_REDIS_URL"]]}}}
-    if os.environ.get("ACCORD_REDIS_URL") else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if os.environ.get("ACCORD_REDIS_URL") else {"default": {"BACKEND": "accord.chat.layers.InMemoryChannelLayer"}}
 )
 # The host site signs a known visitor's id with this key (HMAC-SHA256 of "id:unix time"); empty: no identities.
 ACCORD_CHAT_SECRET = os.environ.get("ACCORD_CHAT_SECRET", "")
@@ -181,7 +181,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] != ":memory:":
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # WAL lets the web process read while a worker writes; IMMEDIATE avoids upgrade deadlocks.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Each command opens its connection per request or task; `accord serve` (one thread runs every request's and
+    # chat socket's database work) keeps its open: ACCORD_SQLITE_CONN_MAX_AGE, which it sets to 60.
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("ACCORD_SQLITE_CONN_MAX_AGE", "0"))
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

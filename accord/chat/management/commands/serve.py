@@ -28,6 +28,12 @@ class Command(BaseCommand):
         if options["workers"] > 1 and "Redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
             raise CommandError("several workers share chats only through Redis: set ACCORD_REDIS_URL")
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accord.settings")
+        # Sync code runs on one thread (thread-sensitive sync_to_async): keep its SQLite connection open between
+        # calls, as PostgreSQL's already is. Reopening the file for every chat message was a fifth of the
+        # server's time (py-spy on bench/chat.py). Here for this process, in the environment for workers.
+        os.environ.setdefault("ACCORD_SQLITE_CONN_MAX_AGE", "60")
+        if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+            settings.DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["ACCORD_SQLITE_CONN_MAX_AGE"])
         self.stdout.write(f"serving http://{host}:{port}/ (and ws://{host}:{port}/ws/chat/) with uvicorn; Ctrl-C stops")
         uvicorn.run("accord.asgi:application", host=host, port=int(port), workers=options["workers"],
                     log_level="warning", ws="websockets-sansio", lifespan="off")
