@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.utils import timezone
 
 from accord.catalog.models import ApiCredential, CredentialUsage
@@ -160,3 +162,24 @@ def test_the_keys_page_shows_each_keys_requests_this_month_and_only_its_own_acco
     expected = 40 if today == first else 45
     assert row and f'data-usage="{expected}"' in row.group(1), page
     assert "777" not in page and "1040" not in page and "1045" not in page
+
+
+def test_the_portal_carries_the_chat_widget_vouching_for_the_signed_in_contact(orgs: tuple[Org, Org],
+                                                                               settings: Any) -> None:
+    from accord.chat.service import check_identity
+
+    alpha, _beta = orgs
+    contact = alpha.user.contact
+    contact.external_id = "alpha-contact-7"
+    contact.save(update_fields=["external_id"])
+    client = signed_in(alpha.user)
+    settings.ACCORD_CHAT_SECRET = ""
+    page = client.get("/portal/").content.decode()
+    assert re.search(r'<script src="[^"]*chat/widget\.js" async></script>', page)  # a guest without a secret
+    settings.ACCORD_CHAT_SECRET = "portal-secret"
+    page = client.get("/portal/tickets/").content.decode()
+    tag = re.search(r'chat/widget\.js" async data-visitor-id="([^"]+)" data-visitor-ts="(\d+)" '
+                    r'data-visitor-sig="([0-9a-f]{64})"', page)
+    assert tag and tag.group(1) == "alpha-contact-7"
+    assert check_identity(*tag.groups()) == (contact, "")  # the chat opens as this contact, under their account
+    assert "widget.js" not in Client().get("/portal/login/").content.decode()  # not before sign-in
