@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,7 +16,7 @@ from accord.customers.models import Account
 from accord.lib.api import StrictSerializer
 
 from . import filters
-from .models import ApiCredential, Endpoint, Operation, PartnerService, Pool, Service
+from .models import ApiCredential, CredentialUsage, Endpoint, Operation, PartnerService, Pool, Service
 
 
 class ServiceSerializer(StrictSerializer):
@@ -130,9 +128,8 @@ class ApiCredentialViewSet(
     filterset_class = filters.CredentialFilterSet
 
     def get_queryset(self) -> QuerySet[ApiCredential]:
-        first = timezone.now().astimezone(dt.UTC).date().replace(day=1)
         return super().get_queryset().annotate(requests_this_month=Coalesce(
-            Sum("usage__requests", filter=Q(usage__day__gte=first)), 0))
+            Sum("usage__requests", filter=Q(usage__day__gte=CredentialUsage.month_start())), 0))
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
         return IssuedCredentialSerializer if self.action == "create" else ApiCredentialSerializer

@@ -190,10 +190,22 @@ class CredentialUsage(models.Model):
         return f"{self.credential.prefix}... on {self.day}: {self.requests}"
 
     @staticmethod
+    def month_start(today: dt.date | None = None) -> dt.date:
+        """The first day of this month (UTC), from which "this month's usage" counts."""
+        return (today or timezone.now().astimezone(dt.UTC).date()).replace(day=1)
+
+    @staticmethod
     def this_month(usage: models.QuerySet[CredentialUsage], today: dt.date | None = None) -> dict[int, int]:
         """Requests per credential id in some usage rows, from the first of this month (UTC) on; a key without any
         is left out. The caller scopes the rows (an account's keys, the portal's scope)."""
-        today = today or timezone.now().astimezone(dt.UTC).date()
-        rows = (usage.filter(day__gte=today.replace(day=1)).order_by().values("credential")
+        rows = (usage.filter(day__gte=CredentialUsage.month_start(today)).order_by().values("credential")
                 .annotate(total=models.Sum("requests")).values_list("credential", "total"))
         return {credential: int(total) for credential, total in rows}
+
+    @staticmethod
+    def attach_this_month(keys: list[ApiCredential], usage: models.QuerySet[CredentialUsage]) -> list[ApiCredential]:
+        """The keys, each with `this_month`: its requests this month in `usage` (0 for none), for a page."""
+        used = CredentialUsage.this_month(usage)
+        for key in keys:
+            key.this_month = used.get(key.pk, 0)  # type: ignore[attr-defined]
+        return keys

@@ -363,10 +363,8 @@ def keys(request: HttpRequest) -> HttpResponse:
             status = 400
         else:
             _cred, shown = ApiCredential.issue(scope.account, name)
-    keys = list(scope.rows(ApiCredential).order_by("revoked_at", "-created_at"))
-    used = CredentialUsage.this_month(scope.rows(CredentialUsage))
-    for key in keys:
-        key.this_month = used.get(key.pk, 0)  # type: ignore[attr-defined]
+    keys = CredentialUsage.attach_this_month(list(scope.rows(ApiCredential).order_by("revoked_at", "-created_at")),
+                                             scope.rows(CredentialUsage))
     return render(request, "portal/keys.html", {"keys": keys, "shown": shown, "month": timezone.now()},
                   status=status)
 

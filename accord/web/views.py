@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accord.agreements.hours import WEEKDAYS
 from accord.agreements.models import Agreement, CreditSchedule
-from accord.catalog.models import ApiCredential, CredentialUsage, Pool, Service
+from accord.catalog.models import CredentialUsage, Pool, Service
 from accord.customers import charts
 from accord.customers.filters import AccountFilterSet
 from accord.customers.models import Account, Tier, TierChange
@@ -135,14 +135,6 @@ def accounts(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _with_usage(keys: list[ApiCredential], usage: QuerySet[CredentialUsage]) -> list[ApiCredential]:
-    """The keys, each with `this_month`: its requests this month as the gateway counted them."""
-    used = CredentialUsage.this_month(usage)
-    for key in keys:
-        key.this_month = used.get(key.pk, 0)  # type: ignore[attr-defined]
-    return keys
-
-
 @staff_required
 @needs("customers.view_account")
 def account(request: HttpRequest, pk: int) -> HttpResponse:
@@ -159,7 +151,7 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
         "contacts": acct.contacts.prefetch_related("points").select_related("portal_user"),
         "commitments": acct.commitments.all(),
         "agreement": Agreement.for_account(acct, today),
-        "credentials": _with_usage(list(acct.credentials.all()),
+        "credentials": CredentialUsage.attach_this_month(list(acct.credentials.all()),
                                    CredentialUsage.objects.filter(credential__account=acct)),
         "override": acct.active_override(),
         "history": list(reversed(history)),
