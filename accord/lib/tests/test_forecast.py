@@ -77,3 +77,26 @@ def test_bad_arguments_are_refused() -> None:
         forecast([1.0] * 40, 7, interval=95)
     nan = forecast([1.0, float("nan")] * 20, 7)
     assert not nan.ok and "not a number" in nan.reason
+
+
+def test_the_chart_draws_history_forecast_band_and_levels_and_says_them_in_words() -> None:
+    import datetime as dt
+
+    from accord.lib.charts import Level, forecast_chart
+
+    _truth, observed = series(84 + 56, seed=5)
+    history = [float(v) for v in observed[:84]]
+    fc = forecast(history, 56)
+    start = dt.date(2026, 9, 1)
+    days = [start + dt.timedelta(days=i) for i in range(84)]
+    ahead = [start + dt.timedelta(days=84 + i) for i in range(56)]
+    level = 1500.0  # the forecast's trend crosses it a few weeks ahead
+    svg = str(forecast_chart("fc", "Requests per day", days, history, ahead, fc.mean, fc.lower, fc.upper,
+                             [Level("capacity", level)]))
+    crossing = ahead[fc.first_crossing(level) or 0]
+    assert fc.first_crossing(level) is not None
+    assert 'class="band"' in svg and 'class="forecast"' in svg and 'class="history"' in svg
+    assert 'data-value="1500"' in svg and f"crossed on {crossing:%d %b %Y}" in svg
+    short = str(forecast_chart("fc", "Requests per day", days[:10], history[:10], [], [], [], [],
+                               reason="too little history to forecast: 10 days"))
+    assert 'class="band"' not in short and "too little history" in short and 'class="history"' in short
