@@ -241,7 +241,8 @@ def groups(p: Plan) -> list[dict[str, Any]]:
         rule_text = ", ".join(f"{_number(r)}x over {by_window[ls]} and {by_window[ss]}" for r, ls, ss in rules)
         alerts.append({
             "alert": "AccordErrorBudgetBurn",
-            "expr": _block("\nor ignoring (accord_window)\n".join(parts) + "\n"),
+            # without the window label: one alert per account and severity, whichever of its rules fires
+            "expr": _block("max without (accord_window) (\n" + "\nor ignoring (accord_window)\n".join(parts) + "\n)\n"),
             "labels": {**p.labels, "severity": sev, "accord_severity": sev},  # the objective's: no two rules alike
             "annotations": {
                 "summary": f"{o.agreement.name}/{o.name} ({o.target_label()}, {o.window_label()}): the error "
