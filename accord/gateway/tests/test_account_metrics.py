@@ -140,6 +140,8 @@ def test_metrics_count_each_accounts_requests_by_route_outcome_and_latency(upstr
     assert buckets[("INITECH", "ok", "+Inf")] == 7
     assert buckets[("INITECH", "ok", "0.2")] == 5  # the two of 0.3 s are slower than the objective's 200 ms
     assert buckets[("INITECH", "ok", "30.0")] == 7
-    if os.path.exists(PROMTOOL):
-        check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, check.stdout + check.stderr
+    if not os.path.exists(PROMTOOL):
+        assert os.environ.get("ACCORD_REQUIRE_PROMTOOL") != "1", f"no promtool at {PROMTOOL} (package prometheus)"
+        return  # the counts are checked; promtool's opinion of the format needs promtool
+    check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
