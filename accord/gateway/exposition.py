@@ -65,6 +65,7 @@ class AccountSeries:
         self.dropped = 0  # requests of label sets beyond max_series
         self._bucket_of: dict[int, int] = {}  # sketch bucket key -> index of the first bound it is under
         self.changed = False
+        self._dirty: set[SeriesKey] = set()  # series added to since the last report
 
     def _index(self, key: int) -> int:
         index = self._bucket_of.get(key)
@@ -87,6 +88,7 @@ class AccountSeries:
                 self.changed = True
                 return
             row = self.series[skey] = [0, 0, 0.0] + [0] * len(self.bounds_ms)
+        self._dirty.add(skey)
         row[0] += tally.count
         row[1] += tally.errors
         row[2] += tally.latency_sum
@@ -100,17 +102,30 @@ class AccountSeries:
                 row[3 + index] += count  # per bound, not yet cumulative: report() adds them up
         self.changed = True
 
-    def report(self) -> dict[str, Any]:
-        """What the worker sends the supervisor: bounds, and per series its counts with cumulative buckets."""
+    def report(self, full: bool = True) -> dict[str, Any]:
+        """What the worker sends the supervisor: bounds, and per series its counts with cumulative buckets; every
+        series when `full`, else only those counted since the last report (the supervisor keeps the others)."""
         rows = []
-        for skey, row in self.series.items():
+        keys = self.series if full else self._dirty
+        for skey in keys:
+            row = self.series[skey]
             buckets, running = [], 0
             for n in row[3:]:
                 running += int(n)
                 buckets.append(running)
             rows.append([*skey, int(row[0]), int(row[1]), row[2], buckets])
         self.changed = False
-        return {"bounds_ms": self.bounds_ms, "rows": rows, "dropped": self.dropped}
+        self._dirty = set()
+        return {"bounds_ms": self.bounds_ms, "rows": rows, "dropped": self.dropped, "full": full}
+
+
+def merge_report(kept: dict[str, Any] | None, report: dict[str, Any], pid: int) -> dict[str, Any]:
+    """The supervisor's view of a worker's series after a report: a full report replaces it, a partial one (of the
+    same worker process) updates the series it names."""
+    rows = {tuple(row[:5]): row for row in report.get("rows", [])}
+    if kept is not None and not report.get("full", True) and kept.get("pid") == pid:
+        rows = {**kept["rows"], **rows}
+    return {"pid": pid, "bounds_ms": report.get("bounds_ms", []), "rows": rows, "dropped": report.get("dropped", 0)}
 
 
 def _labels(account: str, tier: str, service: str, operation: str, outcome: str) -> str:
@@ -132,8 +147,10 @@ def render_account_series(reports: list[dict[str, Any]]) -> list[str]:
     for report in reports:
         bounds = [le_label(b) for b in report.get("bounds_ms", [])]
         dropped += int(report.get("dropped", 0))
-        series += len(report.get("rows", []))
-        for account, tier, service, operation, outcome, count, errors, latency_sum, counts in report.get("rows", []):
+        kept = report.get("rows", [])
+        kept = list(kept.values()) if isinstance(kept, dict) else kept
+        series += len(kept)
+        for account, tier, service, operation, outcome, count, errors, latency_sum, counts in kept:
             key = (account, tier, service, operation, outcome)
             for code_class, n in (("5xx", errors), ("other", count - errors)):
                 requests.setdefault((*key, code_class), [0])[0] += n

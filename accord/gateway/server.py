@@ -28,7 +28,7 @@ from typing import Any
 from django.db import connections
 
 from . import dataplane
-from .exposition import MAX_SERIES, AccountSeries, latency_bounds_ms, render_account_series
+from .exposition import MAX_SERIES, AccountSeries, latency_bounds_ms, merge_report, render_account_series
 from .flusher import BUFFER_KEYS, Flusher
 from .limits import Limits
 from .live import LiveReporter
@@ -109,9 +109,9 @@ class SnapshotKeeper:
 
 def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool,
                  series: AccountSeries | None = None, full: bool = True) -> dict[str, Any]:
-    """What a worker reports to the supervisor for /metrics and /readyz; the account series when they changed or
-    when `full` (the supervisor keeps the last ones a worker sent; a report the pipe had no room for is skipped,
-    so they are sent again now and then even when nothing changed)."""
+    """What a worker reports to the supervisor for /metrics and /readyz, with the account series counted since the
+    last report, or all of them when `full` (the supervisor keeps the others; a report the pipe had no room for is
+    skipped, so all are sent again now and then: a report stays small however many series there are)."""
     stats: dict[str, Any] = {
         "pid": os.getpid(), "ready": ready, "draining": gateway.draining,
         "requests": gateway.requests, "outcomes": dict(gateway.outcomes), "in_flight": gateway.in_flight,
@@ -124,7 +124,7 @@ def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | No
         "compiled_workers": int(dataplane.runs_compiled(gateway)),
     }
     if series is not None and (series.changed or full):
-        stats["account_series"] = series.report()
+        stats["account_series"] = series.report(full)
     return stats
 
 
@@ -334,9 +334,11 @@ class Supervisor:
                 with contextlib.suppress(ValueError):
                     stats = json.loads(line)
                     with self.lock:
-                        last = self.stats.get(index, {})
-                        if "account_series" not in stats and "account_series" in last and last.get("pid") == stats.get("pid"):
-                            stats["account_series"] = self.stats[index]["account_series"]  # unchanged since
+                        kept = self.stats.get(index, {}).get("account_series")
+                        if "account_series" in stats:
+                            stats["account_series"] = merge_report(kept, stats["account_series"], stats.get("pid", 0))
+                        elif kept is not None and kept.get("pid") == stats.get("pid"):
+                            stats["account_series"] = kept  # nothing counted since
                         self.stats[index] = stats
 
     def run(self) -> int:

@@ -69,8 +69,12 @@ def _regex(values: Iterable[str]) -> str:
     return "|".join(sorted(values))
 
 
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _selector(base: dict[str, str], **extra: str) -> str:
-    parts = [f'{k}="{v}"' for k, v in base.items()]
+    parts = [f'{k}="{_quoted(v)}"' for k, v in base.items()]  # an external id may hold any character
     for key, value in extra.items():
         name, op = (key[:-4], "!~") if key.endswith("_nre") else (key[:-3], "=~") if key.endswith("_re") else (key, "=")
         parts.append(f'{name}{op}"{value}"')

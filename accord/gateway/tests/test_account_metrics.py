@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.gateway.exposition import AccountSeries, le_label, render_account_series
+from accord.gateway.exposition import AccountSeries, le_label, merge_report, render_account_series
 from accord.gateway.measure import Tally
 
 from .conftest import EchoServer, wait_until
@@ -70,6 +70,18 @@ def test_a_worker_keeps_at_most_its_series_and_counts_what_it_dropped() -> None:
     assert 'accord_gateway_account_request_duration_seconds_bucket{account="a",tier="gold",service="svc",' \
            'operation="op",outcome="ok",le="0.1"} 4' in lines
     assert "accord_gateway_account_series_dropped_requests_total 6" in lines
+    # a later report names only the series counted since; the supervisor keeps the others
+    kept = merge_report(None, report, pid=7)
+    tally = Tally()
+    tally.count = 1
+    tally.sketch.add(500.0)
+    series.add((1, "b", "svc", "op", "primary", "ok", "gold"), tally)
+    partial = series.report(full=False)
+    assert [row[0] for row in partial["rows"]] == ["b"]
+    kept = merge_report(kept, partial, pid=7)
+    assert {k[0]: row[5] for k, row in kept["rows"].items()} == {"a": 3, "b": 4}
+    assert merge_report(kept, partial, pid=8)["rows"].keys() == {("b", "gold", "svc", "op", "ok")}  # a new worker
+    assert series.report(full=False)["rows"] == []
 
 
 @pytest.mark.django_db(transaction=True)

@@ -52,7 +52,15 @@ def test_durations_are_written_as_prometheus_reads_them() -> None:
 
 
 def test_promtool_accepts_the_rules_of_the_demo_agreements(tmp_path: Path) -> None:
+    from accord.agreements.models import Agreement, BusinessCalendar, Objective
+    from accord.customers.models import Account
+
     apply_manifest(DEMO.read_text())
+    # and an account's own agreement, whose external id holds what PromQL must escape
+    acme = Account.objects.create(name="Acme", external_id='ACME "EU"\\1')
+    own = Agreement.objects.create(name="acme-sla", account=acme, effective_from=dt.date(2020, 1, 1),
+                                   calendar=BusinessCalendar.objects.first())
+    Objective.objects.create(agreement=own, name="availability", kind="availability", target=100)
     out = StringIO()
     call_command("prometheus", "rules", "-o", str(tmp_path / "rules.yml"), stdout=out)
     assert "skipped" in out.getvalue()
@@ -60,8 +68,6 @@ def test_promtool_accepts_the_rules_of_the_demo_agreements(tmp_path: Path) -> No
     doc = yaml.safe_load(text)
     objectives = {(r["labels"]["accord_agreement"], r["labels"]["accord_objective"]) for g in doc["groups"]
                   for r in g["rules"] if r.get("record") == "accord_slo_info"}
-    from accord.agreements.models import Objective
-
     runtime = set(Objective.objects.filter(kind__in=["availability", "latency", "error_rate"])
                   .values_list("agreement__name", "name"))
     assert objectives == runtime and len(runtime) > 5
@@ -69,6 +75,8 @@ def test_promtool_accepts_the_rules_of_the_demo_agreements(tmp_path: Path) -> No
     assert support.exists()
     for o in support.select_related("agreement"):
         assert f"#   {o.agreement.name}/{o.name} ({o.kind})" in text  # skipped, and said so
+    assert 'account="ACME \\"EU\\"\\\\1"' in text  # the selector of acme-sla, quoted as PromQL reads it
+    assert "(14.4 * 0.0)" in text  # a 100 % objective: any bad request burns its zero budget, as for the governor
     check = run_promtool("check", "rules", "rules.yml", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert re.search(r"SUCCESS: \d+ rules found", check.stdout), check.stdout
