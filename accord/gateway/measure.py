@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import accumulate
 from operator import sub
 from typing import Any
@@ -320,6 +320,9 @@ class Accumulator:
         self.recorded = 0  # requests recorded since start, for /metrics
         # Requests per (API key id, UTC day as days since the epoch): [count, epoch second of the last one]
         self.key_uses: KeyUses = {}
+        # Told of every per-second tally as it is folded (each request once): the cumulative /metrics series
+        # (exposition.AccountSeries.add), which thus cost nothing per request.
+        self.observer: Callable[[RollupKey, Tally], None] | None = None
 
     def record(self, now: float, account: str, service: str, operation: str, pool: str, outcome: str,
                status: int, bytes_in: int, bytes_out: int, latency_ms: float, tier: str = "") -> None:
@@ -370,8 +373,10 @@ class Accumulator:
             done = {k: t for k, t in seconds.items() if k[0] < before or k[0] > before + STEPPED_BACK}
             for k in done:
                 del seconds[k]
-        window, tallies, live = self.window_seconds, self._tallies, self.live
+        window, tallies, live, observer = self.window_seconds, self._tallies, self.live, self.observer
         for (second, account, service, operation, pool, outcome, tier), tally in done.items():
+            if observer is not None:
+                observer((second, account, service, operation, pool, outcome, tier), tally)
             key = (second - second % window, account, service, operation, pool, outcome, tier)
             mine = tallies.get(key)
             if mine is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import resource
@@ -27,6 +28,7 @@ from typing import Any
 from django.db import connections
 
 from . import dataplane
+from .exposition import MAX_SERIES, AccountSeries, latency_bounds_ms, merge_report, render_account_series
 from .flusher import BUFFER_KEYS, Flusher
 from .limits import Limits
 from .live import LiveReporter
@@ -49,6 +51,7 @@ class WorkerConfig:
     flush_interval: float = 2.0
     buffer_keys: int = BUFFER_KEYS  # rollup keys kept while the database is away
     live_interval: float = 1.0  # seconds between live signal writes; 0 turns them off
+    metrics_series: int = MAX_SERIES  # per-account label sets a worker keeps for /metrics
     limits: Limits = field(default_factory=Limits)
 
 
@@ -104,9 +107,12 @@ class SnapshotKeeper:
         self.executor.shutdown(wait=True)
 
 
-def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool) -> dict[str, Any]:
-    """What a worker reports to the supervisor for /metrics and /readyz."""
-    return {
+def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | None, ready: bool,
+                 series: AccountSeries | None = None, full: bool = True) -> dict[str, Any]:
+    """What a worker reports to the supervisor for /metrics and /readyz, with the account series counted since the
+    last report, or all of them when `full` (the supervisor keeps the others; a report the pipe had no room for is
+    skipped, so all are sent again now and then: a report stays small however many series there are)."""
+    stats: dict[str, Any] = {
         "pid": os.getpid(), "ready": ready, "draining": gateway.draining,
         "requests": gateway.requests, "outcomes": dict(gateway.outcomes), "in_flight": gateway.in_flight,
         "connections": len(gateway.connections), "snapshot_version": gateway.snapshot.version,
@@ -117,6 +123,9 @@ def worker_stats(gateway: Gateway, flusher: Flusher, keeper: SnapshotKeeper | No
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
         "compiled_workers": int(dataplane.runs_compiled(gateway)),
     }
+    if series is not None and (series.changed or full):
+        stats["account_series"] = series.report(full)
+    return stats
 
 
 async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], None] | None = None) -> int:
@@ -125,12 +134,15 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     keeper_thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-snapshot")
     try:
         snapshot = await loop.run_in_executor(keeper_thread, load_snapshot)
+        bounds = await loop.run_in_executor(keeper_thread, latency_bounds_ms)
     finally:
         await loop.run_in_executor(keeper_thread, connections.close_all)
         keeper_thread.shutdown()
     plane = dataplane.choose()  # proxy.py compiled by mypyc when a current build is there, else as Python
     gateway: Gateway = plane.module.Gateway(snapshot, config.limits, Accumulator(), config.workers)
     flusher = Flusher(gateway.accumulator, config.flush_interval, max_keys=config.buffer_keys)
+    series = AccountSeries(bounds, config.metrics_series)
+    gateway.accumulator.observer = series.add
     keeper = SnapshotKeeper(gateway, config.poll, config.full_reload)
     server = await plane.module.serve(gateway, config.host, config.port, reuse_port=config.reuse_port)
     stopping = asyncio.Event()
@@ -138,9 +150,11 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
         loop.add_signal_handler(sig, stopping.set)
 
     async def reporter() -> None:
+        ticks = 0
         while not stopping.is_set():
             if report is not None:
-                report(worker_stats(gateway, flusher, keeper, True))
+                report(worker_stats(gateway, flusher, keeper, True, series, full=ticks % 10 == 0))
+                ticks += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), 1.0)
 
@@ -153,7 +167,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
     server.close()  # stop accepting
     gateway.start_draining()
     if report is not None:
-        report(worker_stats(gateway, flusher, keeper, False))
+        report(worker_stats(gateway, flusher, keeper, False, series))
     drained = await gateway.drained(config.grace)
     for conn in list(gateway.connections):
         conn._close()
@@ -167,7 +181,7 @@ async def run_worker(config: WorkerConfig, report: Callable[[dict[str, Any]], No
         await live.close()
     gateway.pool.close()
     if report is not None:
-        report(worker_stats(gateway, flusher, keeper, False))
+        report(worker_stats(gateway, flusher, keeper, False, series))
     if not drained:
         print("gateway: the grace period ended with requests in flight", file=sys.stderr, flush=True)
     if not written:
@@ -224,6 +238,7 @@ def render_metrics(stats: list[dict[str, Any]], alive: int, restarts: int = 0) -
               "# TYPE accord_gateway_workers_alive gauge", f"accord_gateway_workers_alive {alive}",
               "# HELP accord_gateway_worker_restarts_total Workers restarted after they died.",
               "# TYPE accord_gateway_worker_restarts_total counter", f"accord_gateway_worker_restarts_total {restarts}"]
+    lines += render_account_series([s["account_series"] for s in stats if "account_series" in s])
     return "\n".join(lines) + "\n"
 
 
@@ -256,10 +271,16 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.set_blocking(write_fd, False)
+                with contextlib.suppress(OSError, AttributeError):  # room for a report with many account series
+                    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+                unsent = bytearray()  # the rest of a report the pipe had no room for: a line is never cut
 
                 def report(stats: dict[str, Any]) -> None:
                     with contextlib.suppress(BlockingIOError, BrokenPipeError):
-                        os.write(write_fd, json.dumps({"worker": index, **stats}).encode() + b"\n")
+                        if not unsent:
+                            unsent.extend(json.dumps({"worker": index, **stats}).encode() + b"\n")
+                        while unsent:  # an older report first; this one is skipped (the next says it all again)
+                            del unsent[:os.write(write_fd, unsent)]
 
                 _install_uvloop()
                 profile = os.environ.get("ACCORD_GATEWAY_PROFILE")
@@ -313,6 +334,11 @@ class Supervisor:
                 with contextlib.suppress(ValueError):
                     stats = json.loads(line)
                     with self.lock:
+                        kept = self.stats.get(index, {}).get("account_series")
+                        if "account_series" in stats:
+                            stats["account_series"] = merge_report(kept, stats["account_series"], stats.get("pid", 0))
+                        elif kept is not None and kept.get("pid") == stats.get("pid"):
+                            stats["account_series"] = kept  # nothing counted since
                         self.stats[index] = stats
 
     def run(self) -> int:

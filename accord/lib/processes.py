@@ -23,6 +23,10 @@ def database_url() -> str:
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for an `accord` child process that uses this process's database."""
     env = {**os.environ, "DATABASE_URL": database_url(), **extra}
+    # The child imports the same `accord` as this process: the console script of an editable install would
+    # otherwise import the checkout it was installed from, not a git worktree this process runs in.
+    source = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([source, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)])
     env.pop("ACCORD_TEST_DB_NAME", None)
     return env
 

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway import dataplane
+from accord.gateway.exposition import MAX_SERIES
 from accord.gateway.flusher import BUFFER_KEYS
 from accord.gateway.limits import Limits
 from accord.gateway.server import Supervisor, WorkerConfig
@@ -48,6 +49,9 @@ class Command(BaseCommand):
         parser.add_argument("--buffer-keys", type=int, default=BUFFER_KEYS,
                             help="rollup keys a worker keeps in memory while the database is away; beyond, the "
                                  "oldest are dropped and counted (accord_gateway_dropped_total)")
+        parser.add_argument("--metrics-series", type=int, default=MAX_SERIES,
+                            help="per-account label sets a worker keeps for /metrics; requests beyond are counted in "
+                                 "accord_gateway_account_series_dropped_requests_total")
         parser.add_argument("--live", type=float, default=1.0,
                             help="seconds between writes of live signals for governance (0: off)")
         parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
@@ -88,6 +92,8 @@ class Command(BaseCommand):
             raise CommandError("--live must be a number of seconds between 0 (off) and 3600")
         if not 1 <= options["buffer_keys"] <= 100_000_000:
             raise CommandError("--buffer-keys must be between 1 and 100000000")
+        if not 0 <= options["metrics_series"] <= 10_000_000:
+            raise CommandError("--metrics-series must be between 0 (none) and 10000000")
         if options["max_body"] < 0:
             raise CommandError("--max-body must be 0 or more")
         for name in ("max_header_bytes", "max_connections", "max_idle_upstream"):
@@ -115,7 +121,8 @@ class Command(BaseCommand):
         config = WorkerConfig(host, port, reuse_port=True, workers=workers, poll=options["poll"],
                               full_reload=options["reload"], grace=options["grace"],
                               flush_interval=options["flush"],
-                              buffer_keys=options["buffer_keys"], live_interval=options["live"], limits=limits)
+                              buffer_keys=options["buffer_keys"], live_interval=options["live"], limits=limits,
+                              metrics_series=options["metrics_series"])
         self.stdout.write(f"gateway listening on {host}:{port} with {workers} worker(s)"
                           + (f", admin on {admin[0]}:{admin[1]}" if admin else "")
                           + f"; data plane: {plane.name} ({plane.reason})")
