@@ -1,0 +1,177 @@
+"""`accord haproxy run`: HAProxy started with the rendered configuration and kept in step with the snapshot.
+
+Each instance is HAProxy in master-worker mode in the foreground (`haproxy -W -db -f FILE`), with a Runtime API
+socket of its own. The runner watches the snapshot version as the Python gateway's `SnapshotKeeper` does (a cheap
+check every `poll` seconds, a full reload every `full_reload` seconds and when an action expires) and, when it moved:
+
+- the maps that follow keys and actions (`RUNTIME_MAPS`) are changed through each instance's Runtime API (`del map`,
+  `add map`, `set map`): no reload, the worker process stays the same, connections stay open;
+- the map files are rewritten too, so a restart or a reload starts from the current state;
+- anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
+  master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
+  its requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from django.db import connections
+
+from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
+
+from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
+from .runtime import Runtime, diff_map
+
+HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
+
+
+def instance_options(options: Options, instances: int) -> list[Options]:
+    """One set of options per instance: all share the maps; each has its configuration file and socket."""
+    if instances <= 1:
+        return [options]
+    return [replace(options, config=options.directory / f"haproxy-{i}.cfg",
+                    runtime=options.directory / f"admin-{i}.sock") for i in range(1, instances + 1)]
+
+
+def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
+    """`haproxy -c -f FILE`: whether HAProxy accepts the file, and what it said."""
+    done = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+@dataclass
+class Instance:
+    options: Options
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(self.options.socket)
+
+
+@dataclass
+class DataPlane:
+    """N HAProxy instances and the state they were last brought to."""
+
+    options: Options
+    instances: int = 1
+    haproxy: str = HAPROXY
+    poll: float = 0.25
+    full_reload: float = 10.0
+    log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
+    running: list[Instance] = field(default_factory=list)
+    rendered: Rendered | None = None
+    snapshot: Snapshot | None = None
+    configs: list[str] = field(default_factory=list)  # each instance's configuration as last written
+    runtime_changes: int = 0  # map commands applied through the Runtime API
+    reloads: int = 0  # configuration changes (SIGUSR2)
+
+    def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
+        return [render(snapshot, options) for options in instance_options(self.options, self.instances)]
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.snapshot = load_snapshot()
+        connections.close_all()
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances)]
+        renders = self._render_all(self.snapshot)
+        self.configs = [r.config for r in renders]
+        self.rendered = renders[0]
+        for instance, rendered in zip(self.running, renders, strict=True):
+            write(rendered, instance.options)
+            ok, said = check_config(instance.options.config_path, self.haproxy)
+            if not ok:
+                raise RuntimeError(f"HAProxy refuses {instance.options.config_path}: {said}")
+            with contextlib.suppress(FileNotFoundError):
+                instance.options.socket.unlink()
+            out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (kept open for the child's life)
+            instance.process = subprocess.Popen([self.haproxy, "-W", "-db", "-f", str(instance.options.config_path)],
+                                                stdout=out, stderr=out, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        for instance in self.running:
+            while True:
+                assert instance.process is not None
+                if instance.process.poll() is not None:
+                    raise RuntimeError(f"haproxy exited with {instance.process.returncode} at start")
+                with contextlib.suppress(Exception):
+                    if instance.runtime.info().get("Pid"):
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"haproxy's Runtime API at {instance.options.socket} did not answer")
+                time.sleep(0.05)
+
+    def sync(self, snapshot: Snapshot) -> str:
+        """Bring every instance to a snapshot: map edits when only maps changed, else a reload. Says which."""
+        assert self.rendered is not None
+        renders = self._render_all(snapshot)
+        old = self.rendered
+        changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]
+        changed_fixed = any(renders[0].maps[name] != old.maps[name] for name in MAPS if name not in RUNTIME_MAPS)
+        for instance, rendered in zip(self.running, renders, strict=True):
+            write(rendered, instance.options)
+        if changed_config or changed_fixed:
+            for instance in self.running:
+                if instance.process is not None and instance.process.poll() is None:
+                    instance.process.send_signal(signal.SIGUSR2)
+            self.reloads += 1
+            what = "reloaded"
+        else:
+            commands = [c for name in RUNTIME_MAPS
+                        for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
+            for instance in self.running:
+                self.runtime_changes += instance.runtime.apply(commands)
+            what = f"{len(commands)} map changes"
+        self.rendered = renders[0]
+        self.configs = [r.config for r in renders]
+        self.snapshot = snapshot
+        return what
+
+    def watch(self, stopping: threading.Event) -> None:
+        """Check the snapshot version every `poll` seconds until `stopping` is set; push what changed."""
+        last_full = time.monotonic()
+        error = ""
+        while not stopping.wait(self.poll):
+            assert self.snapshot is not None
+            force = time.monotonic() - last_full >= self.full_reload
+            try:
+                if not force and current_version() == self.snapshot.version and time.time() < self.snapshot.next_expiry:
+                    continue
+                snapshot = load_snapshot()
+                if force:
+                    last_full = time.monotonic()
+                what = self.sync(snapshot)
+                if what != "0 map changes":
+                    print(f"haproxy: snapshot {snapshot.version}: {what}", file=sys.stderr, flush=True)
+                error = ""
+            except Exception as e:  # the database restarting, an instance reloading: keep the last state, retry
+                text = f"{type(e).__name__}: {e}"
+                if text != error:
+                    print(f"haproxy: keeping the last state: {text}", file=sys.stderr, flush=True)
+                error = text
+                connections.close_all()
+            for instance in self.running:
+                if instance.process is not None and instance.process.poll() is not None:
+                    raise RuntimeError(f"haproxy {instance.options.config_path} exited with "
+                                       f"{instance.process.returncode}")
+
+    def stop(self, grace: float = 30.0) -> None:
+        """A soft stop (SIGUSR1: finish what is in flight), then SIGTERM if it takes longer than `grace`."""
+        for instance in self.running:
+            if instance.process is not None and instance.process.poll() is None:
+                instance.process.send_signal(signal.SIGUSR1)
+        for instance in self.running:
+            if instance.process is None:
+                continue
+            try:
+                instance.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                instance.process.terminate()
+                instance.process.wait(10)
