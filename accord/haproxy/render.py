@@ -115,7 +115,7 @@ def _error(status: int, code: str, message: str) -> str:
 def identity_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
     """The maps that follow the live keys: hash -> account, tier, rank and key id."""
     keys, tiers, ranks, ids = {}, {}, {}, {}
-    for digest, identity in snapshot.credentials.items():
+    for digest, identity in sorted(snapshot.credentials.items()):  # one order: files diff cleanly
         keys[digest] = _value(identity.key)
         if identity.tier_name:
             tiers[digest] = _value(identity.tier_name)
