@@ -1,0 +1,213 @@
+"""Through a running HAProxy (`accord haproxy run`) and `accord collector`, both real processes on the test
+database, in front of real upstreams: identification, routing, refusals, a key revoked and a tier rerouted at run
+time through the Runtime API (the HAProxy worker's pid unchanged: no reload), and rollups that equal what the
+client saw."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db.models import Sum
+
+from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
+from accord.customers.models import Account, Tier
+from accord.gateway.models import GatewayAction, Rollup
+from accord.haproxy.runtime import Runtime
+import accord
+from accord.lib.testing import subprocess_env
+
+from .conftest import EchoServer, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Plane:
+    port: int
+    directory: Path
+    haproxy: subprocess.Popen[bytes]
+    collector: subprocess.Popen[bytes]
+    logs: Path
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(self.directory / "admin.sock")
+
+    def worker_pid(self) -> str:
+        return self.runtime.info()["Pid"]
+
+    def output(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+
+def get(port: int, path: str, key: str | None = None, header: str = "authorization",
+        extra: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = dict(extra or {})
+    if key is not None:
+        headers[header] = f"Bearer {key}" if header == "authorization" else key
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    return response.status, data
+
+
+@contextlib.contextmanager
+def spawn(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m accord ARGS` of the code under test (this checkout first on the path, whatever is installed)."""
+    root = str(Path(accord.__file__).resolve().parents[1])
+    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")])))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "accord", *args], env=env, stdout=out, stderr=out,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # an haproxy left behind, if any
+
+
+@pytest.fixture
+def keys(upstreams: list[EchoServer]) -> dict[str, str]:
+    """ACME (gold) and BETA (silver) with a key each; booking's primary pool is upstream a, its standby b."""
+    gold, silver = Tier.objects.create(name="gold", rank=1), Tier.objects.create(name="silver", rank=2)
+    acme = Account.objects.create(name="Acme", external_id="ACME", tier=gold)
+    beta = Account.objects.create(name="Beta", external_id="BETA", tier=silver)
+    svc = Service.objects.create(name="booking", base_path="/bookings")
+    Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="main", role="primary", capacity=50),
+                            url=upstreams[0].url)
+    Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="spare", role="standby", capacity=50),
+                            url=upstreams[1].url)
+    return {"ACME": ApiCredential.issue(acme)[1], "BETA": ApiCredential.issue(beta)[1]}
+
+
+@pytest.fixture
+def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Plane]:
+    port, udp = free_port(), free_port(socket.SOCK_DGRAM)
+    directory = tmp_path / "haproxy"
+    with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
+               tmp_path / "collector.log") as collector, \
+         spawn(["haproxy", "run", "--dir", str(directory), "--listen", f"127.0.0.1:{port}", "--collector",
+                f"127.0.0.1:{udp}", "--poll", "0.1"], tmp_path / "haproxy.log") as haproxy:
+        running = Plane(port, directory, haproxy, collector, tmp_path)
+
+        def up() -> bool:
+            assert haproxy.poll() is None, running.output("haproxy")
+            assert collector.poll() is None, running.output("collector")
+            with contextlib.suppress(OSError):
+                return "listening" in running.output("collector") and get(port, "/healthz-probe")[0] == 404
+            return False
+
+        wait_until(up, timeout=30, what="HAProxy and the collector to serve")
+        yield running
+
+
+def rollups() -> Counter[tuple[str, str, str]]:
+    rows = (Rollup.objects.per_account_minutes().values("account", "pool", "outcome").annotate(n=Sum("count")))
+    return Counter({(r["account"], r["pool"], r["outcome"]): r["n"] for r in rows})
+
+
+def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_sent(
+        plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
+    sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
+    pid = plane.worker_pid()
+    for i in range(6):
+        status, body = get(plane.port, f"/bookings/{i}", keys["ACME"], extra={"X-Accord-Tier": "platinum"})
+        assert status == 200 and body["server"] == "a"
+        assert body["headers"]["x-accord-account"] == "ACME" and body["headers"]["x-accord-tier"] == "gold"
+        assert "authorization" not in body["headers"]  # the key is Accord's credential, not the service's
+        sent["ACME", "main", "ok"] += 1
+    for i in range(4):
+        status, body = get(plane.port, f"/bookings/{i}", keys["BETA"], header="x-api-key")
+        assert status == 200 and body["headers"]["x-accord-account"] == "BETA"
+        assert "x-api-key" not in body["headers"]
+        sent["BETA", "main", "ok"] += 1
+    for path, key in (("/bookings/1", "acc_not-a-key"), ("/bookings/2", None), ("/bookings/3", "acc_other")):
+        status, body = get(plane.port, path, key)
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+        sent["", "", "unauthorized"] += 1
+    for path in ("/nowhere", "/bookingsx/1"):
+        assert get(plane.port, path, keys["ACME"])[0] == 404
+        sent["", "", "not_found"] += 1
+    # BETA's key revoked: the runner deletes its map entries through the Runtime API
+    ApiCredential.objects.get(account__external_id="BETA").revoke()
+    revoked_at = time.monotonic()
+
+    def refused() -> bool:
+        status, _ = get(plane.port, "/bookings/9", keys["BETA"])
+        sent[("BETA", "main", "ok") if status == 200 else ("", "", "unauthorized")] += 1
+        return status == 401
+
+    wait_until(refused, timeout=10, what="the revoked key to be refused")
+    assert time.monotonic() - revoked_at < 5
+    assert plane.worker_pid() == pid  # the same HAProxy worker: a map change, no reload
+    assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 200
+    sent["ACME", "main", "ok"] += 1
+    plane.collector.send_signal(signal.SIGTERM)
+    assert plane.collector.wait(30) == 0, plane.output("collector")
+    assert rollups() == sent
+    summary = plane.output("collector").splitlines()[-1]
+    assert f"{sum(sent.values())} lines received, {sum(sent.values())} recorded" in summary
+    assert "0 unparsed" in summary and "0 dropped by the kernel" in summary
+    assert upstreams[1].count == 0
+
+
+def test_a_tier_routed_to_standby_through_the_runtime_api_gets_there_within_5_s_and_back(
+        plane: Plane, keys: dict[str, str]) -> None:
+    pid = plane.worker_pid()
+
+    def server(account: str) -> str:
+        status, body = get(plane.port, "/bookings/1", keys[account])
+        assert status == 200
+        return str(body["server"])
+
+    assert server("ACME") == "a"
+    action = GatewayAction.objects.create(name="gold-to-spare", kind="route", tiers=["gold"], params={"pool": "spare"})
+    started = time.monotonic()
+    wait_until(lambda: server("ACME") == "b", timeout=10, what="gold to reach the standby pool")
+    assert time.monotonic() - started < 5
+    assert server("BETA") == "a"  # silver stays on the primary pool
+    action.active = False
+    action.save()
+    started = time.monotonic()
+    wait_until(lambda: server("ACME") == "a", timeout=10, what="gold to come back to the primary pool")
+    assert time.monotonic() - started < 5
+    assert plane.worker_pid() == pid
+    plane.collector.send_signal(signal.SIGTERM)
+    assert plane.collector.wait(30) == 0, plane.output("collector")
+    pools = {pool for (account, pool, outcome) in rollups() if account == "ACME"}
+    assert pools == {"main", "spare"}
