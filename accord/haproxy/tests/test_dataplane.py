@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from django.db.models import Sum
 
+import accord
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction, Rollup
 from accord.haproxy.runtime import Runtime
-import accord
 from accord.lib.testing import subprocess_env
 
 from .conftest import EchoServer, wait_until
