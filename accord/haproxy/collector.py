@@ -42,7 +42,7 @@ _LINE = re.compile(
     rb"accord1 (?P<pid>\d+) (?P<rt>\d+) (?P<ts>\d+) \"(?P<account>[^\"]*)\" \"(?P<tier>[^\"]*)\" "
     rb"\"(?P<service>[^\"]*)\" \"(?P<credential>[^\"]*)\" (?P<backend>\S+) (?P<server>\S+) (?P<status>-?\d+) "
     rb"(?P<bytes_in>\d+) (?P<bytes_out>\d+) (?P<tr_req>-?\d+) (?P<tw>-?\d+) (?P<tc>-?\d+) (?P<tr>-?\d+) "
-    rb"(?P<ta>-?\d+) (?P<state>\S+) (?P<method>\S+) \"(?P<path>[^\"]*)\"\s*$"
+    rb"(?P<ta>-?\d+) (?P<state>\S+) (?P<method>\S+) \"(?P<path>[^\"]*)\" \"(?P<refused>[a-z_]*)\"\s*$"
 )
 assert LOG_TAG == "accord1"  # the pattern above reads that format
 
@@ -101,6 +101,8 @@ def parse(datagram: bytes) -> LogRecord | None:
     g = m.groupdict()
     backend, server = g["backend"].decode(), g["server"].decode()
     status, outcome = outcome_of(int(g["status"]), server, g["state"].decode())
+    if g["refused"]:  # HAProxy answered itself and said why
+        outcome = g["refused"].decode()
     if server != "<NOSRV>":
         pool = server.rpartition(".")[0]
     elif backend != FRONTEND:

@@ -9,6 +9,7 @@ HAProxy hashes the key a client sends (`sha2(256),hex`) and looks the hash up, s
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -28,16 +29,20 @@ TIERS = "tiers.map"  # sha256 hex -> tier name (percent-encoded like a header va
 RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest; the admission priority of later work)
 CREDENTIALS = "credentials.map"  # sha256 hex -> the key's id, for its usage count
 POOLS = "pools.map"  # service|account -> the backend a route action sends that account to
-MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS)
+SHED = "shed.map"  # service|account -> Retry-After seconds, while a shed action applies to that account
+RATES = "rates.map"  # service|account -> requests per second a rate-limit action allows that account
+MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
 # The maps the runner keeps in step at run time; a change elsewhere (services, pools, endpoints) is a reload.
-RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS)
+RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
 
 LOG_TAG = "accord1"  # first word of every request's log line: the collector reads lines that start with it
 # One line per request: process id, its request counter, when it was accepted (epoch s), account, tier, service,
-# key id, backend, server, status, bytes in and out, timings (ms), the termination state, method and path.
+# key id, backend, server, status, bytes in and out, timings (ms), the termination state, method, path and, when
+# HAProxy answered itself, why (the gateway's outcome name).
 LOG_FORMAT = (
     f"{LOG_TAG} %pid %rt %Ts %{{+Q}}[var(txn.account)] %{{+Q}}[var(txn.tier)] %{{+Q}}[var(txn.service)] "
-    "%{+Q}[var(txn.credential)] %b %s %ST %U %B %TR %Tw %Tc %Tr %Ta %tsc %HM %{+Q}HP"
+    "%{+Q}[var(txn.credential)] %b %s %ST %U %B %TR %Tw %Tc %Tr %Ta %tsc %HM %{+Q}HP %{+Q}[var(txn.refused)]"
 )
 FRONTEND = "accord"
 _SAFE_VALUE = re.compile(r"^[\x21-\x7e]+$")
@@ -107,9 +112,15 @@ def _ms(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-def _error(status: int, code: str, message: str) -> str:
+def _error(status: int, code: str, message: str, extra: str = "") -> str:
     body = json.dumps({"error": {"code": code, "message": message, "fields": {}}})
-    return f"http-request return status {status} content-type application/json string '{body}'"
+    return f"http-request return status {status} content-type application/json string '{body}'{extra}"
+
+
+def _refuse(outcome: str, status: int, code: str, message: str, condition: str, extra: str = "") -> list[str]:
+    """HAProxy answering itself: the outcome the collector records, then the answer in the API's error shape."""
+    return [f"    http-request set-var(txn.refused) str({outcome}) if {condition}",
+            f"    {_error(status, code, message, extra)} if {condition}"]
 
 
 def identity_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
@@ -126,22 +137,33 @@ def identity_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
     return {KEYS: keys, TIERS: tiers, RANKS: ranks, CREDENTIALS: ids}
 
 
-def pool_map(snapshot: Snapshot) -> dict[str, str]:
-    """service|account -> backend, for every account that an active route action sends to another pool than the
-    primary: the snapshot's own policy lookup decides, as it does for the Python gateway. Actions scoped to
-    operations do not apply here (HAProxy does not name operations), so they route nothing yet."""
+def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
+    """The active actions per service|account, for every caller the snapshot knows (each account with a live key,
+    and `anonymous`): the snapshot's own policy lookup decides, as it does for the Python gateway.
+
+    - pools.map: the backend a route action sends the account to (when not the primary pool);
+    - shed.map: the Retry-After of a shed action;
+    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1).
+
+    Actions scoped to operations do not apply here (HAProxy does not name operations), so they do nothing yet.
+    """
+    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}}
+    if not snapshot.actions:
+        return out
     callers: dict[str, Identity] = {ANONYMOUS.key: ANONYMOUS}
     for identity in snapshot.credentials.values():
         callers.setdefault(identity.key, identity)
-    out: dict[str, str] = {}
-    if not any(a.kind == "route" for a in snapshot.actions):
-        return out
     for route in snapshot.routes:
-        for account, identity in callers.items():
-            pool = snapshot.policy(identity, route.name, "").pool
-            target = route.pools.get(pool) if pool else None
+        for account, identity in sorted(callers.items()):
+            policy = snapshot.policy(identity, route.name, "")
+            key = f"{route.name}|{_value(account)}"
+            target = route.pools.get(policy.pool) if policy.pool else None
             if target is not None and target.endpoints and target is not route.primary:
-                out[f"{route.name}|{_value(account)}"] = backend_name(route.name, pool)
+                out[POOLS][key] = backend_name(route.name, policy.pool)
+            if policy.shed is not None:
+                out[SHED][key] = str(max(1, policy.shed.retry_after))
+            if policy.rate_limits:
+                out[RATES][key] = str(max(1, math.ceil(min(r.rps for r in policy.rate_limits))))
     return out
 
 
@@ -169,7 +191,7 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
                     lines += _servers(other.name, other.endpoints, " backup", options)
             backends.append("\n".join(lines))
     maps.update(identity_maps(snapshot))
-    maps[POOLS] = pool_map(snapshot)
+    maps.update(action_maps(snapshot))
     return Rendered(_config(options, backends), maps, snapshot.version)
 
 
@@ -219,7 +241,7 @@ def _config(options: Options, backends: list[str]) -> str:
         "if { req.fhdr(authorization) -m reg -i ^bearer\\ + }",
         "    http-request set-var(txn.hash) var(txn.key),sha2(256),hex,lower if { var(txn.key) -m found }",
         f"    http-request set-var(txn.service) path,map_reg({m[ROUTES]})",
-        "    " + _error(404, "not_found", "No service is routed at this path.") + " if !{ var(txn.service) -m found }",
+        *_refuse("not_found", 404, "not_found", "No service is routed at this path.", "!{ var(txn.service) -m found }"),
         f"    http-request set-var(txn.account) var(txn.hash),map({m[KEYS]}) if {{ var(txn.hash) -m found }}",
         f"    http-request set-var(txn.tier) var(txn.hash),map({m[TIERS]}) if {{ var(txn.hash) -m found }}",
         f"    http-request set-var(txn.rank) var(txn.hash),map({m[RANKS]}) if {{ var(txn.hash) -m found }}",
@@ -227,13 +249,23 @@ def _config(options: Options, backends: list[str]) -> str:
         # no key at all: `anonymous` where the service allows it; a key that is unknown or revoked: 401
         "    http-request set-var(txn.account) str(anonymous) if !{ var(txn.key) -m found } "
         f"{{ var(txn.service),map({m[ANONYMOUS_OK]}) -m found }}",
+        "    http-request set-var(txn.refused) str(unauthorized) if !{ var(txn.account) -m found }",
         f"    {key_unknown} if !{{ var(txn.account) -m found }}",
         f"    http-request set-var(txn.backend) var(txn.service),map({m[BACKENDS]})",
         "    http-request set-var(txn.route) var(txn.service),concat(|,txn.account,)",
+        # shed, then rate limits, then the pool: the gateway's order
+        f"    http-request set-var(txn.shed) var(txn.route),map({m[SHED]})",
+        *_refuse("shed", 503, "service_unavailable", "The service is shedding load; retry later.",
+                 "{ var(txn.shed) -m found }", " hdr Retry-After %[var(txn.shed)]"),
+        f"    http-request set-var(txn.rate) var(txn.route),map({m[RATES]})",
+        f"    http-request track-sc0 var(txn.route) table {RATE_TABLE} if {{ var(txn.rate) -m found }}",
+        "    acl over_rate sc_http_req_rate(0),sub(txn.rate) gt 0",
+        *_refuse("rate_limited", 429, "throttled", "Too many requests; slow down.",
+                 "{ var(txn.rate) -m found } over_rate", " hdr Retry-After 1"),
         f"    http-request set-var(txn.backend) var(txn.route),map({m[POOLS]}) "
         f"if {{ var(txn.route),map({m[POOLS]}) -m found }}",
-        "    " + _error(503, "service_unavailable", "The service has no available endpoint.")
-        + " if !{ var(txn.backend) -m found }",
+        *_refuse("no_endpoint", 503, "service_unavailable", "The service has no available endpoint.",
+                 "!{ var(txn.backend) -m found }"),
         # the caller's key is Accord's credential: stripped unless the service asks for it
         f"    acl forward var(txn.service),map({m[FORWARD]}) -m found",
         "    http-request del-header x-api-key if !forward",
@@ -241,6 +273,10 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-request set-header X-Accord-Account %[var(txn.account)]",
         "    http-request set-header X-Accord-Tier %[var(txn.tier)]",
         "    use_backend %[var(txn.backend)]",
+        "",
+        # requests per second of each service|account a rate-limit action applies to (per instance)
+        f"backend {RATE_TABLE}",
+        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)",
         "",
         *[b + "\n" for b in backends],
     ]

@@ -13,9 +13,9 @@ HEADER = b"<134>Dec  7 17:13:18 haproxy[28066]: "
 
 def line(counter: int = 1, account: str = "ACME", tier: str = "gold", service: str = "booking",
          credential: str = "7", backend: str = "booking.main", server: str = "main.1", status: int = 200,
-         ta: int = 12, state: str = "----", path: str = "/bookings/1") -> bytes:
+         ta: int = 12, state: str = "----", path: str = "/bookings/1", refused: str = "") -> bytes:
     return HEADER + (f'accord1 28066 {counter} 1796663598 "{account}" "{tier}" "{service}" "{credential}" {backend} '
-                     f'{server} {status} 120 340 0 0 1 10 {ta} {state} GET "{path}"\n').encode()
+                     f'{server} {status} 120 340 0 0 1 10 {ta} {state} GET "{path}" "{refused}"\n').encode()
 
 
 def test_a_line_becomes_one_request_with_its_account_pool_and_timings() -> None:
@@ -60,6 +60,12 @@ def test_each_line_is_counted_once_and_what_cannot_be_read_is_counted_apart() ->
     tallies = acc.take()
     assert sorted((k[1], t.count) for k, t in tallies.items()) == [("ACME", 1), ("BETA", 1)]
     assert acc.key_uses and sum(n for n, _ in acc.key_uses.values()) == 2
+
+
+def test_haproxy_s_own_answers_carry_their_outcome() -> None:
+    for refused, status in (("shed", 503), ("rate_limited", 429), ("no_endpoint", 503)):
+        record = parse(line(server="<NOSRV>", backend="accord", status=status, state="LR--", refused=refused))
+        assert record is not None and (record.status, record.outcome) == (status, refused)
 
 
 def test_a_tier_name_with_a_space_comes_back_as_it_was() -> None:

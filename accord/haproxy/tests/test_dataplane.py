@@ -61,7 +61,8 @@ class Plane:
 
 
 def get(port: int, path: str, key: str | None = None, header: str = "authorization",
-        extra: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        extra: dict[str, str] | None = None, answer: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """GET through HAProxy: the status and the JSON body; the answer's headers go into `answer` if given."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = dict(extra or {})
     if key is not None:
@@ -70,6 +71,8 @@ def get(port: int, path: str, key: str | None = None, header: str = "authorizati
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
+        if answer is not None:
+            answer.update({k.lower(): v for k, v in response.getheaders()})
     finally:
         conn.close()
     try:
@@ -211,3 +214,42 @@ def test_a_tier_routed_to_standby_through_the_runtime_api_gets_there_within_5_s_
     assert plane.collector.wait(30) == 0, plane.output("collector")
     pools = {pool for (account, pool, outcome) in rollups() if account == "ACME"}
     assert pools == {"main", "spare"}
+
+
+def test_shed_and_rate_limit_actions_are_enforced_at_run_time_and_measured_as_the_gateway_names_them(
+        plane: Plane, keys: dict[str, str]) -> None:
+    sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
+    pid = plane.worker_pid()
+    outcome = {200: "ok", 429: "rate_limited", 503: "shed"}
+
+    def call(account: str, answer: dict[str, str] | None = None) -> int:
+        status, body = get(plane.port, "/bookings/1", keys[account], answer=answer)
+        sent[account, "main" if status == 200 else "", outcome[status]] += 1
+        if status != 200:
+            assert body["error"]["code"] == ("throttled" if status == 429 else "service_unavailable")
+        return status
+
+    assert call("BETA") == 200 and call("ACME") == 200
+    GatewayAction.objects.create(name="slow-silver", kind="rate_limit", tiers=["silver"], params={"rps": 2})
+    GatewayAction.objects.create(name="shed-gold", kind="shed", tiers=["gold"], params={"retry_after": 7})
+    started = time.monotonic()
+    answer: dict[str, str] = {}
+    wait_until(lambda: call("ACME", answer) == 503, timeout=10, what="gold to be shed")
+    assert answer["retry-after"] == "7"
+    assert time.monotonic() - started < 5
+    statuses = [call("BETA", answer) for _ in range(6)]  # back to back: well over 2 a second
+    assert 429 in statuses and statuses[0] == 200, statuses
+    assert answer["retry-after"] == "1"
+    GatewayAction.objects.filter(name__in=["slow-silver", "shed-gold"]).update(active=False)
+    from accord.gateway.signals import bump_snapshot_version
+
+    bump_snapshot_version()  # a bulk update sends no signal
+    started = time.monotonic()
+    wait_until(lambda: call("ACME") == 200, timeout=10, what="gold to be served again")
+    assert time.monotonic() - started < 5
+    time.sleep(1.1)  # the last second's rate has passed
+    assert [call("BETA") for _ in range(6)] == [200] * 6
+    assert plane.worker_pid() == pid  # map changes only, no reload
+    plane.collector.send_signal(signal.SIGTERM)
+    assert plane.collector.wait(30) == 0, plane.output("collector")
+    assert rollups() == sent

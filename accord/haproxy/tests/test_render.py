@@ -37,13 +37,14 @@ def catalog() -> dict[str, str]:
 def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_clear(
         haproxy_bin: str, tmp_path: Path) -> None:
     keys = catalog()
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": 2})
     call_command("haproxy", "render", "--dir", str(tmp_path), "--listen", "127.0.0.1:18080",
                  "--collector", "127.0.0.1:15140")
     ok, said = check_config(tmp_path / "haproxy.cfg", haproxy_bin)
     assert ok, said
     assert "Configuration file is valid" in said
     files = [p for p in tmp_path.iterdir() if p.is_file()]
-    assert len(files) == 10  # the configuration and nine maps
+    assert len(files) == 12  # the configuration and eleven maps
     for key in keys.values():
         assert all(key not in p.read_text() for p in files)
         assert all(key[4:] not in p.read_text() for p in files)  # not even without its prefix
@@ -84,6 +85,18 @@ def test_a_route_action_for_a_tier_maps_its_accounts_to_the_standby_backend(tmp_
     assert render(load_snapshot(), Options(tmp_path)).maps["pools.map"] == {"booking|ACME": "booking.spare"}
     GatewayAction.objects.filter(name="gold-to-spare").update(active=False)
     assert render(load_snapshot(), Options(tmp_path)).maps["pools.map"] == {}
+
+
+@pytest.mark.django_db
+def test_shed_and_rate_limit_actions_become_map_entries_of_the_accounts_they_apply_to(tmp_path: Path) -> None:
+    catalog()
+    GatewayAction.objects.create(name="shed-silver", kind="shed", tiers=["silver"], params={"retry_after": 7})
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": 2.5, "burst": 5})
+    GatewayAction.objects.create(name="slower-gold", kind="rate_limit", accounts=["ACME"], services=["booking"],
+                                 params={"rps": 4})
+    maps = render(load_snapshot(), Options(tmp_path)).maps
+    assert maps["shed.map"] == {"booking|BETA": "7", "booking-admin|BETA": "7"}
+    assert maps["rates.map"] == {"booking|ACME": "3", "booking-admin|ACME": "3"}
 
 
 def test_map_changes_delete_first_then_add_and_set() -> None:
