@@ -15,12 +15,14 @@ check every `poll` seconds, a full reload every `full_reload` seconds and when a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +48,19 @@ def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
     """`haproxy -c -f FILE`: whether HAProxy accepts the file, and what it said."""
     done = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For the child, before exec: SIGTERM from the kernel when the runner dies (even by kill -9), so an HAProxy
+    is never left serving a snapshot nobody keeps in step (`PR_SET_PDEATHSIG`, Linux)."""
+
+    def setup() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the runner died before the line above ran
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
 
 
 @dataclass
@@ -94,7 +109,8 @@ class DataPlane:
                 instance.options.socket.unlink()
             out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (kept open for the child's life)
             instance.process = subprocess.Popen([self.haproxy, "-W", "-db", "-f", str(instance.options.config_path)],
-                                                stdout=out, stderr=out, start_new_session=True)
+                                                stdout=out, stderr=out, start_new_session=True,
+                                                preexec_fn=_die_with_parent(os.getpid()))
         deadline = time.monotonic() + timeout
         for instance in self.running:
             while True:

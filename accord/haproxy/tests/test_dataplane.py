@@ -13,10 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,17 @@ class Plane:
     haproxy: subprocess.Popen[bytes]
     collector: subprocess.Popen[bytes]
     logs: Path
+    instances: int = 1
 
     @property
     def runtime(self) -> Runtime:
         return Runtime(self.directory / "admin.sock")
+
+    @property
+    def runtimes(self) -> list[Runtime]:
+        if self.instances == 1:
+            return [self.runtime]
+        return [Runtime(self.directory / f"admin-{i}.sock") for i in range(1, self.instances + 1)]
 
     def worker_pid(self) -> str:
         return self.runtime.info()["Pid"]
@@ -120,19 +128,26 @@ def keys(upstreams: list[EchoServer]) -> dict[str, str]:
 
 @pytest.fixture
 def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Plane]:
+    with start_plane(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def start_plane(tmp_path: Path, instances: int = 1) -> Iterator[Plane]:
     port, udp = free_port(), free_port(socket.SOCK_DGRAM)
     directory = tmp_path / "haproxy"
     with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
                tmp_path / "collector.log") as collector, \
          spawn(["haproxy", "run", "--dir", str(directory), "--listen", f"127.0.0.1:{port}", "--collector",
-                f"127.0.0.1:{udp}", "--poll", "0.1"], tmp_path / "haproxy.log") as haproxy:
-        running = Plane(port, directory, haproxy, collector, tmp_path)
+                f"127.0.0.1:{udp}", "--poll", "0.1", "--instances", str(instances)], tmp_path / "haproxy.log") as haproxy:
+        running = Plane(port, directory, haproxy, collector, tmp_path, instances)
 
         def up() -> bool:
             assert haproxy.poll() is None, running.output("haproxy")
             assert collector.poll() is None, running.output("collector")
             with contextlib.suppress(OSError):
-                return "listening" in running.output("collector") and get(port, "/healthz-probe")[0] == 404
+                return ("listening" in running.output("collector") and "instance(s) on" in running.output("haproxy")
+                        and get(port, "/healthz-probe")[0] == 404)
             return False
 
         wait_until(up, timeout=30, what="HAProxy and the collector to serve")
@@ -253,3 +268,80 @@ def test_shed_and_rate_limit_actions_are_enforced_at_run_time_and_measured_as_th
     plane.collector.send_signal(signal.SIGTERM)
     assert plane.collector.wait(30) == 0, plane.output("collector")
     assert rollups() == sent
+
+
+@dataclass
+class Load:
+    """Clients sending requests as two accounts, each on a new connection (so the kernel spreads them over the
+    instances sharing the port), noting every answer and when its request was sent."""
+
+    port: int
+    keys: dict[str, str]
+    clients: int = 4
+    answers: list[tuple[float, str, int]] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _client(self, n: int) -> None:
+        i = n
+        while not self.stopping.is_set():
+            account = ("ACME", "BETA")[i % 2]
+            i += 1
+            sent_at = time.monotonic()  # a request sent before a switch may be answered after it
+            status, _ = get(self.port, "/bookings/1", self.keys[account], extra={"Connection": "close"})
+            with self.lock:
+                self.answers.append((sent_at, account, status))
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(self.clients)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(30)
+
+    def since(self, at: float, account: str) -> list[int]:
+        """The statuses of an account's requests sent after `at` (time.monotonic())."""
+        with self.lock:
+            return [status for when, who, status in self.answers if when > at and who == account]
+
+
+def test_two_instances_enforce_a_policy_within_5_s_and_the_rollups_are_the_sum_of_both(
+        haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> None:
+    with start_plane(tmp_path, instances=2) as plane:
+        pids = [r.info()["Pid"] for r in plane.runtimes]
+        assert len(set(pids)) == 2
+        with Load(plane.port, keys) as load:
+            wait_until(lambda: len(load.since(0, "ACME")) >= 50, timeout=30, what="load on gold")
+            action = GatewayAction.objects.create(name="shed-gold", kind="shed", tiers=["gold"],
+                                                  params={"retry_after": 3})
+            switched = time.monotonic()
+            wait_until(lambda: all(r.show_map(plane.directory / "shed.map") for r in plane.runtimes), timeout=10,
+                       what="both instances to hold the shed entry")
+            enforced = time.monotonic()
+            assert enforced - switched < 5
+            wait_until(lambda: len(load.since(enforced, "ACME")) >= 30, timeout=30, what="gold requests")
+            assert set(load.since(enforced, "ACME")) == {503}  # every gold request on either instance is shed
+            assert set(load.since(enforced, "BETA")) == {200}
+            action.active = False
+            action.save()
+            switched = time.monotonic()
+            wait_until(lambda: not any(r.show_map(plane.directory / "shed.map") for r in plane.runtimes),
+                       timeout=10, what="both instances to drop the shed entry")
+            enforced = time.monotonic()
+            assert enforced - switched < 5
+            wait_until(lambda: len(load.since(enforced, "ACME")) >= 30, timeout=30, what="gold requests")
+            assert set(load.since(enforced, "ACME")) == {200}
+        served = [int(r.info()["CumReq"]) for r in plane.runtimes]
+        assert all(n > 0 for n in served), served  # the kernel gave both instances requests
+        assert [r.info()["Pid"] for r in plane.runtimes] == pids  # no reload
+        plane.collector.send_signal(signal.SIGTERM)
+        assert plane.collector.wait(30) == 0, plane.output("collector")
+        sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
+        for _when, account, status in load.answers:
+            sent[(account, "main", "ok") if status == 200 else (account, "", "shed")] += 1
+        assert rollups() == sent

@@ -76,14 +76,14 @@ class Command(BaseCommand):
         if opts.runtime and options["instances"] > 1:
             raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
         plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"])
+        stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
         try:
             plane.start()
         except RuntimeError as e:
             plane.stop(grace=5)
             raise CommandError(str(e)) from e
-        stopping = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
         pids = ", ".join(str(i.process.pid) for i in plane.running if i.process)
         print(f"haproxy: {options['instances']} instance(s) on {opts.listen} (masters {pids}), logging to "
               f"{opts.collector}, snapshot {plane.rendered.version if plane.rendered else 0}", file=sys.stderr,
