@@ -128,7 +128,8 @@ class Collector:
         self.operation = operation  # (service, method, path) -> operation name, from the gateway's snapshot
         self.received = 0
         self.recorded = 0
-        self.unparsed = 0
+        self.unparsed = 0  # lines of ours (tagged) it could not read
+        self.events = 0  # HAProxy's own messages on the same log target (a proxy stopping ...): not requests
         self.duplicates = 0
         self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
         self.last_unparsed = b""
@@ -137,6 +138,9 @@ class Collector:
         self.received += 1
         record = parse(datagram)
         if record is None:
+            if b"accord1 " not in datagram:
+                self.events += 1
+                return
             self.unparsed += 1
             self.last_unparsed = datagram[:300]
             return
@@ -179,7 +183,8 @@ def kernel_drops(port: int) -> int:
 
 def summary(collector: Collector, flusher: Flusher, drops: int) -> str:
     return (f"collector: {collector.received} lines received, {collector.recorded} recorded, {flusher.flushed} "
-            f"written, {collector.unparsed} unparsed, {collector.duplicates} duplicates dropped, {flusher.dropped} "
+            f"written, {collector.unparsed} unparsed, {collector.events} HAProxy events (not requests), "
+            f"{collector.duplicates} duplicates dropped, {flusher.dropped} "
             f"dropped (buffer full), {drops} dropped by the kernel (socket buffer full)")
 
 
@@ -255,7 +260,7 @@ async def run_collector(host: str, port: int, flush: float = 2.0, live: float = 
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), report)
-            now = (collector.received, collector.unparsed, collector.duplicates, flusher.dropped)
+            now = (collector.received, collector.unparsed, collector.events, collector.duplicates, flusher.dropped)
             if now != last:
                 print(summary(collector, flusher, kernel_drops(bound)), file=sys.stderr, flush=True)
                 last = now

@@ -63,6 +63,7 @@ class Options:
     timeout_request: float = 10.0
     check_interval: float = 1.0
     maxconn: int = 4096  # HAProxy needs about two file descriptors per connection, within the process's limit
+    threads: int = 0  # nbthread; 0: HAProxy's default (one per CPU it may run on)
 
     @property
     def socket(self) -> Path:
@@ -216,6 +217,7 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    stats socket {options.socket} mode 600 level admin",
         "    stats timeout 30s",
         f"    maxconn {options.maxconn}",
+        *([f"    nbthread {options.threads}"] if options.threads > 0 else []),
         "    hard-stop-after 30s",
         "",
         "defaults",

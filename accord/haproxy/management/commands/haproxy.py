@@ -29,7 +29,8 @@ def _options(options: dict[str, Any]) -> Options:
                                                                           Path("var/haproxy").resolve())
     return Options(directory=directory, config=output, listen=_address(options["listen"], "--listen"),
                    collector=_address(options["collector"], "--collector"),
-                   runtime=Path(options["runtime"]).resolve() if options.get("runtime") else None)
+                   runtime=Path(options["runtime"]).resolve() if options.get("runtime") else None,
+                   threads=options["threads"])
 
 
 class Command(BaseCommand):
@@ -48,6 +49,8 @@ class Command(BaseCommand):
             p.add_argument("--collector", default="127.0.0.1:5140",
                            help="HOST:PORT of `accord collector`, where each request's log line goes (UDP)")
             p.add_argument("--runtime", help="the Runtime API socket (default DIR/admin.sock)")
+            p.add_argument("--threads", type=int, default=0,
+                           help="HAProxy's threads per instance (nbthread; default: one per CPU)")
             if name == "render":
                 p.add_argument("--output", help="the configuration file (default DIR/haproxy.cfg)")
                 p.add_argument("--check", action="store_true", help="then run `haproxy -c` on it")
