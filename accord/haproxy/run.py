@@ -31,7 +31,7 @@ from django.db import connections
 from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
 
 from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
-from .runtime import Runtime, diff_map
+from .runtime import Runtime, RuntimeError_, diff_map
 
 HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
 
@@ -143,7 +143,14 @@ class DataPlane:
             commands = [c for name in RUNTIME_MAPS
                         for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
             for instance in self.running:
-                self.runtime_changes += instance.runtime.apply(commands)
+                try:
+                    self.runtime_changes += instance.runtime.apply(commands)
+                except RuntimeError_:
+                    # part of the edits may have gone in (an instance reloading, a refused command): replace each
+                    # map whole, atomically, so a retry never starts from a state nobody knows
+                    for name in RUNTIME_MAPS:
+                        instance.runtime.replace_map(self.options.map_path(name), renders[0].maps[name])
+                    self.runtime_changes += len(commands)
             what = f"{len(commands)} map changes"
         self.rendered = renders[0]
         self.configs = [r.config for r in renders]

@@ -56,6 +56,16 @@ class Runtime:
             n += 1
         return n
 
+    def replace_map(self, path: Path, entries: dict[str, str]) -> None:
+        """Swap a map's whole content in one step (`prepare map`, `add map @version`, `commit map`): requests see the
+        old entries or the new ones, never a map half filled. The way back to a known state after a partial edit."""
+        answer = self.command(f"prepare map {path}")
+        version = answer.rsplit(":", 1)[-1].strip()
+        if not version.isdigit():
+            raise RuntimeError_(f"HAProxy refused `prepare map {path}`: {answer.strip()}")
+        self.apply(f"add map @{version} {path} {key} {value}" for key, value in entries.items())
+        self.apply([f"commit map @{version} {path}"])
+
     def info(self) -> dict[str, str]:
         """`show info`: the worker's Pid, Uptime, CurrConns ..."""
         out = {}

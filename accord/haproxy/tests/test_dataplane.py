@@ -345,3 +345,31 @@ def test_two_instances_enforce_a_policy_within_5_s_and_the_rollups_are_the_sum_o
         for _when, account, status in load.answers:
             sent[(account, "main", "ok") if status == 200 else (account, "", "shed")] += 1
         assert rollups() == sent
+
+
+def test_a_new_service_is_served_after_a_reload_and_keys_keep_working(
+        plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
+    pid = plane.worker_pid()
+    assert get(plane.port, "/trips/1", keys["ACME"])[0] == 404
+    svc = Service.objects.create(name="trips", base_path="/trips")
+    Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="main", capacity=5), url=upstreams[1].url)
+
+    def routed() -> bool:
+        status, body = get(plane.port, "/trips/1", keys["ACME"])
+        return status == 200 and body["server"] == "b"
+
+    wait_until(routed, timeout=15, what="the new service to be routed")
+    assert plane.worker_pid() != pid  # a configuration change is a reload (a new worker), not a map edit
+    assert get(plane.port, "/bookings/1", keys["BETA"])[0] == 200
+    ApiCredential.objects.get(account__external_id="BETA").revoke()  # and the new worker takes map edits too
+    wait_until(lambda: get(plane.port, "/bookings/1", keys["BETA"])[0] == 401, timeout=10, what="the revoked key")
+
+
+def test_a_map_replaced_whole_through_the_runtime_api_takes_effect_at_once(plane: Plane, keys: dict[str, str]) -> None:
+    keys_map = plane.directory / "keys.map"
+    entries = plane.runtime.show_map(keys_map)
+    assert len(entries) == 2
+    plane.runtime.replace_map(keys_map, {k: v for k, v in entries.items() if v == "ACME"})
+    assert get(plane.port, "/bookings/1", keys["BETA"])[0] == 401
+    assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 200
+    assert plane.runtime.show_map(keys_map) == {k: v for k, v in entries.items() if v == "ACME"}
