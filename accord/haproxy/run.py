@@ -29,6 +29,7 @@ from pathlib import Path
 from django.db import connections
 
 from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
+from accord.ops.heartbeat import Beat
 
 from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
 from .runtime import Runtime, RuntimeError_, diff_map
@@ -161,8 +162,23 @@ class DataPlane:
         """Check the snapshot version every `poll` seconds until `stopping` is set; push what changed."""
         last_full = time.monotonic()
         error = ""
+        # alive for `accord doctor` and the staff pages' banner (ACCORD_EXPECTED_PROCESSES=haproxy)
+        heartbeat = Beat("haproxy", interval=max(10.0, self.poll))
+        try:
+            self._watch(stopping, heartbeat, last_full, error)
+        finally:
+            with contextlib.suppress(Exception):
+                heartbeat.stop()
+            connections.close_all()
+
+    def _watch(self, stopping: threading.Event, heartbeat: Beat, last_full: float, error: str) -> None:
         while not stopping.wait(self.poll):
+            for instance in self.running:  # an HAProxy that died is the runner's failure, not something to wait out
+                if instance.process is not None and instance.process.poll() is not None:
+                    raise RuntimeError(f"haproxy {instance.options.config_path} exited with "
+                                       f"{instance.process.returncode}")
             assert self.snapshot is not None
+            heartbeat.beat(f"{len(self.running)} instance(s), snapshot {self.snapshot.version}")
             force = time.monotonic() - last_full >= self.full_reload
             try:
                 if not force and current_version() == self.snapshot.version and time.time() < self.snapshot.next_expiry:
@@ -180,10 +196,6 @@ class DataPlane:
                     print(f"haproxy: keeping the last state: {text}", file=sys.stderr, flush=True)
                 error = text
                 connections.close_all()
-            for instance in self.running:
-                if instance.process is not None and instance.process.poll() is not None:
-                    raise RuntimeError(f"haproxy {instance.options.config_path} exited with "
-                                       f"{instance.process.returncode}")
 
     def stop(self, grace: float = 30.0) -> None:
         """A soft stop (SIGUSR1: finish what is in flight), then SIGTERM if it takes longer than `grace`."""

@@ -30,6 +30,7 @@ from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction, Rollup
 from accord.haproxy.runtime import Runtime
 from accord.lib.testing import subprocess_env
+from accord.ops.models import Heartbeat
 
 from .conftest import EchoServer, wait_until
 
@@ -168,6 +169,8 @@ def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_s
         plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
     sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
     pid = plane.worker_pid()
+    wait_until(lambda: Heartbeat.objects.filter(kind="haproxy", stopped_at__isnull=True).exists(), timeout=10,
+               what="the runner's heartbeat")  # `accord doctor` sees it
     for i in range(6):
         status, body = get(plane.port, f"/bookings/{i}", keys["ACME"], extra={"X-Accord-Tier": "platinum"})
         assert status == 200 and body["server"] == "a"
