@@ -235,7 +235,14 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    log {options.collector} len 8192 format rfc3164 local0 info",
         f'    log-format "{LOG_FORMAT}"',
         "    unique-id-format %{+X}o%pid-%rt",
-        "    unique-id-header X-Request-Id",
+        # X-Request-Id as the gateway does it: the client's first one if valid, else HAProxy's own; exactly one goes
+        # upstream, and the client gets it back (also on HAProxy's own answers)
+        "    acl request_id_valid req.hdr(x-request-id,1) -m reg ^[A-Za-z0-9._:-]+$",
+        "    acl request_id_short req.hdr(x-request-id,1),length le 128",
+        "    http-request set-var(txn.request_id) req.hdr(x-request-id,1) if request_id_valid request_id_short",
+        "    http-request set-var(txn.request_id) unique-id if !{ var(txn.request_id) -m found }",
+        "    http-request set-header X-Request-Id %[var(txn.request_id)]",
+        "    http-after-response set-header X-Request-Id %[var(txn.request_id)]",
         # a client never speaks for Accord: its own X-Accord-* headers go before anything reads them
         "    http-request del-header ^x-accord- -m reg",
         "    http-request set-var(txn.key) req.hdr(x-api-key)",

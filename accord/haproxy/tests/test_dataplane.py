@@ -177,14 +177,24 @@ def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_s
         assert body["headers"]["x-accord-account"] == "ACME" and body["headers"]["x-accord-tier"] == "gold"
         assert "authorization" not in body["headers"]  # the key is Accord's credential, not the service's
         sent["ACME", "main", "ok"] += 1
+    answer: dict[str, str] = {}
+    for request_id, expected in (("trace-1:a.b", "trace-1:a.b"), ("not valid!", None), ("x" * 129, None)):
+        answer = {}
+        status, body = get(plane.port, "/bookings/1", keys["ACME"], extra={"X-Request-Id": request_id},
+                           answer=answer)
+        assert status == 200 and body["headers"]["x-request-id"] == answer["x-request-id"]
+        assert answer["x-request-id"] == expected if expected else answer["x-request-id"] != request_id
+        sent["ACME", "main", "ok"] += 1
     for i in range(4):
         status, body = get(plane.port, f"/bookings/{i}", keys["BETA"], header="x-api-key")
         assert status == 200 and body["headers"]["x-accord-account"] == "BETA"
         assert "x-api-key" not in body["headers"]
         sent["BETA", "main", "ok"] += 1
     for path, key in (("/bookings/1", "acc_not-a-key"), ("/bookings/2", None), ("/bookings/3", "acc_other")):
-        status, body = get(plane.port, path, key)
+        answer = {}
+        status, body = get(plane.port, path, key, answer=answer)
         assert status == 401 and body["error"]["code"] == "unauthorized"
+        assert answer["x-request-id"]  # HAProxy's own answers carry one too
         sent["", "", "unauthorized"] += 1
     for path in ("/nowhere", "/bookingsx/1"):
         assert get(plane.port, path, keys["ACME"])[0] == 404
