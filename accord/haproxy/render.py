@@ -245,7 +245,7 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-after-response set-header X-Request-Id %[var(txn.request_id)]",
         # a client never speaks for Accord: its own X-Accord-* headers go before anything reads them
         "    http-request del-header ^x-accord- -m reg",
-        "    http-request set-var(txn.key) req.hdr(x-api-key)",
+        "    http-request set-var(txn.key) req.fhdr(x-api-key)",  # fhdr: the whole value, never split at commas
         "    http-request set-var(txn.key) req.fhdr(authorization),regsub(^[Bb][Ee][Aa][Rr][Ee][Rr]\\ +,) "
         "if { req.fhdr(authorization) -m reg -i ^bearer\\ + }",
         "    http-request set-var(txn.hash) var(txn.key),sha2(256),hex,lower if { var(txn.key) -m found }",
