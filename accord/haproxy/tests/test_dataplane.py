@@ -27,7 +27,7 @@ from django.db.models import Sum
 import accord
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
-from accord.gateway.models import GatewayAction, Rollup
+from accord.gateway.models import GatewayAction, LiveTraffic, Rollup
 from accord.haproxy.runtime import Runtime
 from accord.lib.testing import subprocess_env
 from accord.ops.models import Heartbeat
@@ -213,6 +213,9 @@ def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_s
     assert plane.worker_pid() == pid  # the same HAProxy worker: a map change, no reload
     assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 200
     sent["ACME", "main", "ok"] += 1
+    # governance's live signals (per second, without the account) come from the same lines
+    wait_until(lambda: LiveTraffic.objects.filter(service="booking", tier="gold").exists(), timeout=10,
+               what="live signals")
     plane.collector.send_signal(signal.SIGTERM)
     assert plane.collector.wait(30) == 0, plane.output("collector")
     assert rollups() == sent
@@ -220,6 +223,8 @@ def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_s
     assert f"{sum(sent.values())} lines received, {sum(sent.values())} recorded" in summary
     assert "0 unparsed" in summary and "0 dropped by the kernel" in summary
     assert upstreams[1].count == 0
+    live = LiveTraffic.objects.filter(service="booking").aggregate(n=Sum("count"))["n"]
+    assert 0 < live <= sum(n for (_account, _pool, outcome), n in sent.items() if outcome != "not_found")
 
 
 def test_a_tier_routed_to_standby_through_the_runtime_api_gets_there_within_5_s_and_back(
