@@ -51,6 +51,10 @@ def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_cle
     assert (tmp_path / "keys.map").read_text().splitlines() == sorted(
         [f"{hash_key(keys['acme'])} ACME", f"{hash_key(keys['beta'])} BETA"])
     assert f"{hash_key(keys['acme'])} gold" in (tmp_path / "tiers.map").read_text()
+    # --output: the configuration where it is asked for, its maps beside it, and the file names them there
+    call_command("haproxy", "render", "--output", str(tmp_path / "etc" / "accord.cfg"))
+    assert (tmp_path / "etc" / "keys.map").exists()
+    assert f"map({tmp_path / 'etc' / 'keys.map'})" in (tmp_path / "etc" / "accord.cfg").read_text()
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway.snapshot import load_snapshot
@@ -26,7 +27,7 @@ def _address(text: str, flag: str) -> str:
 def _options(options: dict[str, Any]) -> Options:
     output = Path(options["output"]).resolve() if options.get("output") else None
     directory = Path(options["dir"]).resolve() if options.get("dir") else (output.parent if output else
-                                                                          Path("var/haproxy").resolve())
+                                                                          settings.VAR_DIR / "haproxy")
     return Options(directory=directory, config=output, listen=_address(options["listen"], "--listen"),
                    collector=_address(options["collector"], "--collector"),
                    runtime=Path(options["runtime"]).resolve() if options.get("runtime") else None,
@@ -43,8 +44,8 @@ class Command(BaseCommand):
                            ("run", "start HAProxy and keep it in step with the snapshot, without reloads for keys "
                                    "and actions")):
             p = sub.add_parser(name, help=text)
-            p.add_argument("--dir", help="directory of the map files (and the configuration); default var/haproxy, "
-                                         "or the directory of --output")
+            p.add_argument("--dir", help="directory of the map files (and the configuration); default "
+                                         "$ACCORD_VAR_DIR/haproxy, or the directory of --output")
             p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT HAProxy listens on")
             p.add_argument("--collector", default="127.0.0.1:5140",
                            help="HOST:PORT of `accord collector`, where each request's log line goes (UDP)")
