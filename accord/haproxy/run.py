@@ -7,6 +7,7 @@ check every `poll` seconds, a full reload every `full_reload` seconds and when a
 - the maps that follow keys and actions (`RUNTIME_MAPS`) are changed through each instance's Runtime API (`del map`,
   `add map`, `set map`): no reload, the worker process stays the same, connections stay open;
 - the map files are rewritten too, so a restart or a reload starts from the current state;
+- an endpoint's weight alone: `set server BACKEND/SERVER weight N` through each Runtime API, no reload;
 - anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
   master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
   its requests).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +37,28 @@ from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
 from .runtime import Runtime, RuntimeError_, diff_map
 
 HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
+
+
+_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )(\d+) ", re.MULTILINE)
+_ANY_WEIGHT = r"\1* "
+
+
+def server_weights(config: str) -> dict[str, int]:
+    """`backend/server` -> weight, for every server line of a rendered configuration."""
+    weights, backend = {}, ""
+    for line in config.splitlines():
+        if line.startswith("backend "):
+            backend = line.split()[1]
+        elif line.startswith("    server "):
+            parts = line.split()
+            weights[f"{backend}/{parts[1]}"] = int(parts[parts.index("weight") + 1])
+    return weights
+
+
+def _weight_commands(old: str, new: str) -> list[str]:
+    before = server_weights(old)
+    return [f"set server {name} weight {weight}" for name, weight in server_weights(new).items()
+            if before.get(name) != weight]
 
 
 def instance_options(options: Options, instances: int) -> list[Options]:
@@ -132,9 +156,18 @@ class DataPlane:
         old = self.rendered
         changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]
         changed_fixed = any(renders[0].maps[name] != old.maps[name] for name in MAPS if name not in RUNTIME_MAPS)
+        # endpoints whose weight alone changed: `set server ... weight` through the Runtime API, not a reload
+        reweigh = (bool(changed_config) and not changed_fixed
+                   and all(_WEIGHT.sub(_ANY_WEIGHT, r.config) == _WEIGHT.sub(_ANY_WEIGHT, self.configs[i])
+                           for i, r in enumerate(renders)))
+        weights = _weight_commands(self.configs[0], renders[0].config) if reweigh else []
         for instance, rendered in zip(self.running, renders, strict=True):
             write(rendered, instance.options)
-        if changed_config or changed_fixed:
+        if weights:
+            for instance in self.running:
+                self.runtime_changes += instance.runtime.apply(weights)
+            what = f"{len(weights)} server weight changes"
+        elif changed_config or changed_fixed:
             for instance in self.running:
                 if instance.process is not None and instance.process.poll() is None:
                     instance.process.send_signal(signal.SIGUSR2)

@@ -373,6 +373,13 @@ def test_two_instances_enforce_a_policy_within_5_s_and_the_rollups_are_the_sum_o
 def test_a_new_service_is_served_after_a_reload_and_the_new_worker_takes_map_edits(
         plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
     pid = plane.worker_pid()
+    # a weight alone changes through the Runtime API, without a reload
+    endpoint = Endpoint.objects.get(pool__name="main", pool__service__name="booking")
+    endpoint.weight = 7
+    endpoint.save()
+    wait_until(lambda: plane.runtime.command("get weight booking.main/main.1").startswith("7 "), timeout=10,
+               what="the new weight")
+    assert plane.worker_pid() == pid
     assert get(plane.port, "/trips/1", keys["ACME"])[0] == 404
     svc = Service.objects.create(name="trips", base_path="/trips")
     Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="main", capacity=5), url=upstreams[1].url)
