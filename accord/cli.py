@@ -23,6 +23,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("governance", ("governance",)),
     ("desk", ("desk",)),
     ("reports", ("reports",)),
+    ("HAProxy data plane", ("haproxy",)),
     ("insight", ("insight",)),
     ("outreach", ("outreach",)),
     ("portal (the customers' side)", ("portal",)),

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "accord.desk",
     "accord.reports",
     "accord.chat",
+    "accord.haproxy",
     "accord.insight",
     "accord.outreach",
     "accord.portal",

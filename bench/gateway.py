@@ -10,6 +10,10 @@
    (flushed to a SQLite database every 2 s), in front of the same upstream: twice, as two processes, one
    running the data plane compiled by mypyc (`accord gateway-compile`, run first if the build is stale) and one
    running it as Python (ACCORD_DATAPLANE=python). `--python-only` skips the compiled one.
+5. HAProxy driven by Accord (`accord haproxy run --threads 1`, Debian's HAProxy): the same key identification (by
+   its SHA-256 in a map), routing and headers, every request's log line sent over UDP to `accord collector`, which
+   writes the same rollups (measurement on). `--no-haproxy` leaves it out. Issue 21's aim: 0.9 x nginx's
+   throughput, with the collector's counts exact.
 Goal: the build a default install runs (compiled: `accord gateway` compiles it at start) at least 0.6 x nginx's
 throughput in every round, and p50 added latency (its p50 minus the direct p50) under 0.3 ms. Latency is measured twice: at `--connections` (the throughput runs, which saturate the proxy, so
 their latency is mostly queueing behind the busy core) and with one connection (one request at a time: what a
@@ -128,6 +132,20 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def descendants(pid: int) -> list[int]:
+    """A process's children, their children, and so on (HAProxy's runner -> master -> worker)."""
+    out = []
+    for child in children(pid):
+        out += [child, *descendants(child)]
+    return out
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -167,6 +185,7 @@ def main() -> None:
     parser.add_argument("--profile", help="write the gateway worker's cProfile stats here and print the top")
     parser.add_argument("--write-docs", action="store_true", help="append the figures to docs/benchmarks.md")
     parser.add_argument("--python-only", action="store_true", help="only the Python data plane, not the compiled one")
+    parser.add_argument("--no-haproxy", action="store_true", help="leave HAProxy driven by Accord out")
     parser.add_argument("--pin", action="store_true",
                         help="taskset: the proxies on the last core, wrk and the upstream on the others")
     args = parser.parse_args()
@@ -190,6 +209,11 @@ def main() -> None:
         nginxes[name] = subprocess.Popen([*PIN["load" if name == "upstream" else "proxy"], nginx_bin, "-c", str(conf),
                                           "-p", tmp], stderr=subprocess.DEVNULL)
     gateways: dict[str, subprocess.Popen[bytes]] = {}
+    haproxy: dict[str, subprocess.Popen[bytes]] = {}  # the runner and the collector
+    haproxy_bin = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    with_haproxy = not args.no_haproxy and Path(haproxy_bin).exists()
+    if not args.no_haproxy and not with_haproxy:
+        print("HAProxy is not installed (apt-get install haproxy): measured without it", flush=True)
     try:
         wait_for_port(upstream, nginxes["upstream"])
         wait_for_port(proxy, nginxes["proxy"])
@@ -212,6 +236,9 @@ def main() -> None:
         tier = Tier.objects.create(name="gold", rank=2)
         _cred, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
         auth = [f"Authorization: Bearer {key}"]
+        # HAProxy's requests go under an account of their own, so its rollups are counted apart from the gateways'
+        _hcred, haproxy_key = ApiCredential.issue(Account.objects.create(name="Initech", external_id="HAPROXY",
+                                                                         tier=tier))
         paths = [
             ("direct", f"http://127.0.0.1:{upstream}/bookings/1", []),
             ("nginx", f"http://127.0.0.1:{proxy}/bookings/1", []),
@@ -225,14 +252,29 @@ def main() -> None:
                                                "--flush", "2"], env=gw_env, stdout=subprocess.DEVNULL)
             wait_for_port(port, gateways[name])
             paths.append((name, f"http://127.0.0.1:{port}/bookings/1", auth))
+        if with_haproxy:
+            # `python -m accord` of this checkout (the console script may belong to another install)
+            module, hp_env = [sys.executable, "-m", "accord"], {**env, "PYTHONPATH": str(ROOT)}
+            udp, port = free_udp_port(), free_port()
+            with open(f"{tmp}/collector.log", "wb") as log:
+                haproxy["collector"] = subprocess.Popen([*PIN["load"], *module, "collector", "--listen",
+                                                         f"127.0.0.1:{udp}", "--flush", "2"], env=hp_env,
+                                                        stdout=subprocess.DEVNULL, stderr=log)
+            haproxy["runner"] = subprocess.Popen([*PIN["proxy"], *module, "haproxy", "run", "--dir", f"{tmp}/haproxy",
+                                                  "--listen", f"127.0.0.1:{port}", "--collector", f"127.0.0.1:{udp}",
+                                                  "--threads", "1"], env=hp_env, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL)
+            wait_for_port(port, haproxy["runner"])
+            paths.append(("haproxy", f"http://127.0.0.1:{port}/bookings/1", [f"Authorization: Bearer {haproxy_key}"]))
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
         latency: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
-        warmup_total = 0
-        wrk_runs = 0
+        warmup_total = haproxy_warmup = 0
+        wrk_runs = haproxy_runs = 0
         # CPU per request is steadier than requests/s on a shared machine: the gateway worker's, and nginx's
         cpu_pids = {"direct": [nginxes["upstream"].pid, *children(nginxes["upstream"].pid)],
                     "nginx": [nginxes["proxy"].pid, *children(nginxes["proxy"].pid)],
-                    **{name: [gw.pid, *children(gw.pid)] for name, gw in gateways.items()}}
+                    **{name: [gw.pid, *children(gw.pid)] for name, gw in gateways.items()},
+                    **({"haproxy": descendants(haproxy["runner"].pid)} if haproxy else {})}
         for n in range(args.rounds):
             for name, url, headers in (paths if n % 2 == 0 else paths[::-1]):
                 warm = wrk(url, 1, args.connections, headers)  # warm up
@@ -249,6 +291,9 @@ def main() -> None:
                 if name in gateways:
                     warmup_total += int(warm["total"]) + int(one["total"])
                     wrk_runs += 3
+                elif name == "haproxy":
+                    haproxy_warmup += int(warm["total"]) + int(one["total"])
+                    haproxy_runs += 3
         results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rounds.items()}
         unloaded = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in latency.items()}
         for name, r in results.items():
@@ -258,10 +303,21 @@ def main() -> None:
             gw.send_signal(signal.SIGTERM)
         for gw in gateways.values():
             gw.wait(60)
-        counted = sum(Rollup.objects.per_account_minutes().filter(outcome="ok").values_list("count", flat=True))
+        if haproxy:  # HAProxy finishes its requests and logs them; then the collector writes everything
+            haproxy["runner"].send_signal(signal.SIGTERM)
+            haproxy["runner"].wait(60)
+            time.sleep(0.5)
+            haproxy["collector"].send_signal(signal.SIGTERM)
+            haproxy["collector"].wait(60)
+        ok = Rollup.objects.per_account_minutes().filter(outcome="ok")
+        counted = sum(ok.exclude(account="HAPROXY").values_list("count", flat=True))
         sent = int(sum(r["total"] for name in gateways for r in rounds[name])) + warmup_total
+        haproxy_counted = sum(ok.filter(account="HAPROXY").values_list("count", flat=True))
+        haproxy_sent = int(sum(r["total"] for r in rounds.get("haproxy", []))) + haproxy_warmup
+        collector_summary = [line for line in Path(f"{tmp}/collector.log").read_text().splitlines()
+                             if " lines received, " in line][-1:] if haproxy else []
     finally:
-        for gw in gateways.values():
+        for gw in [*gateways.values(), *haproxy.values()]:
             if gw.poll() is None:
                 gw.kill()
         for nginx in nginxes.values():
@@ -271,9 +327,11 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    labels = {"gateway": "gateway, compiled (what a default install runs)", "gateway-python": "gateway, Python"}
-    added = {name: results[name]["p50"] - results["direct"]["p50"] for name in ("nginx", *gateways)}
-    one = {name: unloaded[name]["p50"] - unloaded["direct"]["p50"] for name in ("nginx", *gateways)}
+    labels = {"gateway": "gateway, compiled (what a default install runs)", "gateway-python": "gateway, Python",
+              "haproxy": "HAProxy driven by Accord, collector on"}
+    proxies = [*gateways, *(["haproxy"] if haproxy else [])]
+    added = {name: results[name]["p50"] - results["direct"]["p50"] for name in ("nginx", *proxies)}
+    one = {name: unloaded[name]["p50"] - unloaded["direct"]["p50"] for name in ("nginx", *proxies)}
     ratios = {name: results[name]["rps"] / results["nginx"]["rps"] for name in gateways}
     per_round_ratio = {name: ", ".join(f"{g['rps'] / n['rps']:.3f}" for g, n in zip(rounds[name], rounds["nginx"],
                                                                                   strict=True)) for name in gateways}
@@ -294,6 +352,16 @@ def main() -> None:
     exact = 0 <= counted - sent <= in_flight_max
     print(f"rollups counted {counted} answered requests; wrk completed {sent} (all gateway runs) plus up to "
           f"{in_flight_max} in flight at wrk's deadlines: {'exact' if exact else 'MISMATCH'}")
+    if haproxy:
+        hp_ratio = results["haproxy"]["rps"] / results["nginx"]["rps"]
+        hp_rounds = ", ".join(f"{h['rps'] / n['rps']:.3f}" for h, n in zip(rounds["haproxy"], rounds["nginx"],
+                                                                           strict=True))
+        hp_in_flight = haproxy_runs * max(args.connections, args.latency_connections)
+        hp_exact = 0 <= haproxy_counted - haproxy_sent <= hp_in_flight
+        print(f"{labels['haproxy']} / nginx throughput: {hp_ratio:.3f} median; per round {hp_rounds} (aim 0.9); CPU "
+              f"{results['haproxy']['cpu_us']:.1f} us/request (HAProxy; the collector runs beside wrk)")
+        print(f"collector: rollups counted {haproxy_counted} answered requests; wrk completed {haproxy_sent} plus up "
+              f"to {hp_in_flight} in flight: {'exact' if hp_exact else 'MISMATCH'}; {' '.join(collector_summary)}")
     if args.profile:
         for plane in planes.values():
             print(f"\ngateway worker profile ({args.profile}.{plane}), top 25 by own time:")

@@ -1,0 +1,36 @@
+"""`accord collector --listen HOST:PORT`: HAProxy's request logs (UDP syslog) into the gateway's rollups."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accord.gateway.flusher import BUFFER_KEYS
+from accord.haproxy.collector import run_collector
+
+
+class Command(BaseCommand):
+    help = ("Receive HAProxy's request log lines over UDP and write them into the gateway's rollups, sketches and "
+            "live signals, counting what it could not parse or had to drop.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--listen", default="127.0.0.1:5140", help="HOST:PORT to receive syslog lines on (UDP)")
+        parser.add_argument("--flush", type=float, default=2.0, help="seconds between writes of the rollups")
+        parser.add_argument("--live", type=float, default=1.0, help="seconds between live signal writes (0: off)")
+        parser.add_argument("--report", type=float, default=60.0,
+                            help="seconds between counts printed on stderr (received, written, unparsed, dropped)")
+        parser.add_argument("--buffer-keys", type=int, default=BUFFER_KEYS,
+                            help="rollup keys kept in memory while the database is away; beyond, the oldest are "
+                                 "dropped and counted")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, _, port = options["listen"].rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise CommandError(f"--listen '{options['listen']}' is not HOST:PORT, e.g. 127.0.0.1:5140")
+        code = asyncio.run(run_collector(host.strip("[]"), int(port), options["flush"], options["live"],
+                                         options["report"], options["buffer_keys"]))
+        sys.exit(code)

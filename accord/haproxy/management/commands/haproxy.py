@@ -1,0 +1,104 @@
+"""`accord haproxy render|run`: HAProxy as Accord's data plane, configured from the gateway's snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from accord.gateway.snapshot import load_snapshot
+from accord.haproxy.render import Options, render, write
+from accord.haproxy.run import HAPROXY, DataPlane, check_config
+
+
+def _address(text: str, flag: str) -> str:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"{flag} '{text}' is not HOST:PORT, e.g. 127.0.0.1:8080")
+    return text
+
+
+def _options(options: dict[str, Any]) -> Options:
+    output = Path(options["output"]).resolve() if options.get("output") else None
+    directory = Path(options["dir"]).resolve() if options.get("dir") else (output.parent if output else
+                                                                          settings.VAR_DIR / "haproxy")
+    return Options(directory=directory, config=output, listen=_address(options["listen"], "--listen"),
+                   collector=_address(options["collector"], "--collector"),
+                   runtime=Path(options["runtime"]).resolve() if options.get("runtime") else None,
+                   threads=options["threads"])
+
+
+class Command(BaseCommand):
+    help = ("Render HAProxy's configuration from the gateway's snapshot (render), or run HAProxy with it and push "
+            "key and action changes through its Runtime API (run).")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="command", required=True)
+        for name, text in (("render", "write haproxy.cfg and its map files"),
+                           ("run", "start HAProxy and keep it in step with the snapshot, without reloads for keys "
+                                   "and actions")):
+            p = sub.add_parser(name, help=text)
+            p.add_argument("--dir", help="directory of the map files (and the configuration); default "
+                                         "$ACCORD_VAR_DIR/haproxy, or the directory of --output")
+            p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT HAProxy listens on")
+            p.add_argument("--collector", default="127.0.0.1:5140",
+                           help="HOST:PORT of `accord collector`, where each request's log line goes (UDP)")
+            p.add_argument("--runtime", help="the Runtime API socket (default DIR/admin.sock)")
+            p.add_argument("--threads", type=int, default=0,
+                           help="HAProxy's threads per instance (nbthread; default: one per CPU)")
+            if name == "render":
+                p.add_argument("--output", help="the configuration file (default DIR/haproxy.cfg)")
+                p.add_argument("--check", action="store_true", help="then run `haproxy -c` on it")
+            else:
+                p.add_argument("--instances", type=int, default=1,
+                               help="HAProxy instances sharing the port (SO_REUSEPORT), each with its own socket")
+                p.add_argument("--poll", type=float, default=0.25, help="seconds between snapshot version checks")
+                p.add_argument("--reload", type=float, default=10.0, help="seconds between full snapshot reloads")
+                p.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        opts = _options(options)
+        if options["command"] == "render":
+            rendered = render(load_snapshot(), opts)
+            written = write(rendered, opts)
+            self.stdout.write(f"wrote {opts.config_path} and {len(written) - 1} map files in {opts.directory} "
+                              f"(snapshot {rendered.version}, {len(rendered.maps['keys.map'])} live keys, hashed)")
+            if options["check"]:
+                ok, said = check_config(opts.config_path)
+                self.stdout.write(said)
+                if not ok:
+                    raise CommandError(f"HAProxy refuses {opts.config_path}")
+            return
+        if options["instances"] < 1:
+            raise CommandError("--instances must be at least 1")
+        if opts.runtime and options["instances"] > 1:
+            raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
+        plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"])
+        stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+        try:
+            plane.start()
+        except RuntimeError as e:
+            plane.stop(grace=5)
+            raise CommandError(str(e)) from e
+        pids = ", ".join(str(i.process.pid) for i in plane.running if i.process)
+        print(f"haproxy: {options['instances']} instance(s) on {opts.listen} (masters {pids}), logging to "
+              f"{opts.collector}, snapshot {plane.rendered.version if plane.rendered else 0}", file=sys.stderr,
+              flush=True)
+        failed = ""
+        try:
+            plane.watch(stopping)
+        except RuntimeError as e:
+            failed = str(e)
+        plane.stop(options["grace"])
+        print(f"haproxy: stopped ({plane.runtime_changes} map changes through the Runtime API, {plane.reloads} "
+              f"reloads)", file=sys.stderr, flush=True)
+        if failed:
+            raise CommandError(failed)

@@ -1,0 +1,317 @@
+"""An haproxy.cfg and its map files, rendered from the gateway's snapshot (`accord.gateway.snapshot.load_snapshot`).
+
+What changes often (API keys, their accounts, tiers and priorities, the pool an action routes an account to) lives
+in map files, which the Runtime API edits in place without a reload (`runtime.py`); what changes rarely (services,
+pools, endpoints) is the configuration itself. Keys are in the maps only as the SHA-256 hex the catalog stores:
+HAProxy hashes the key a client sends (`sha2(256),hex`) and looks the hash up, so no file holds a key in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from accord.gateway.snapshot import ANONYMOUS, Identity, Snapshot, Upstream
+
+# The maps, by file name: what each one's keys and values are.
+ROUTES = "routes.map"  # ^base-path(/|$) regex, longest first -> service
+BACKENDS = "backends.map"  # service -> the backend of its primary pool
+ANONYMOUS_OK = "anonymous.map"  # service -> 1 when it takes calls without a key
+FORWARD = "forward.map"  # service -> 1 when the caller's key goes upstream too
+KEYS = "keys.map"  # sha256 hex of a key -> account key (as X-Accord-Account says it)
+TIERS = "tiers.map"  # sha256 hex -> tier name (percent-encoded like a header value)
+RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest; the admission priority of later work)
+CREDENTIALS = "credentials.map"  # sha256 hex -> the key's id, for its usage count
+POOLS = "pools.map"  # service|account -> the backend a route action sends that account to
+SHED = "shed.map"  # service|account -> Retry-After seconds, while a shed action applies to that account
+RATES = "rates.map"  # service|account -> requests per second a rate-limit action allows that account
+MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+# The maps the runner keeps in step at run time; a change elsewhere (services, pools, endpoints) is a reload.
+RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
+
+LOG_TAG = "accord1"  # first word of every request's log line: the collector reads lines that start with it
+# One line per request: process id, its request counter, when it was accepted (epoch s), account, tier, service,
+# key id, backend, server, status, bytes in and out, timings (ms), the termination state, method, path and, when
+# HAProxy answered itself, why (the gateway's outcome name).
+LOG_FORMAT = (
+    f"{LOG_TAG} %pid %rt %Ts %{{+Q}}[var(txn.account)] %{{+Q}}[var(txn.tier)] %{{+Q}}[var(txn.service)] "
+    "%{+Q}[var(txn.credential)] %b %s %ST %U %B %TR %Tw %Tc %Tr %Ta %tsc %HM %{+Q}HP %{+Q}[var(txn.refused)]"
+)
+FRONTEND = "accord"
+_SAFE_VALUE = re.compile(r"^[\x21-\x7e]+$")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where HAProxy listens, where it logs, where its Runtime API socket is, and the files it reads."""
+
+    directory: Path  # the maps go here (and the configuration, unless `config` says otherwise)
+    listen: str = "127.0.0.1:8080"
+    collector: str = "127.0.0.1:5140"
+    runtime: Path | None = None  # the Runtime API socket; default <directory>/admin.sock
+    config: Path | None = None  # default <directory>/haproxy.cfg
+    timeout_connect: float = 3.0
+    timeout_server: float = 30.0
+    timeout_client: float = 60.0
+    timeout_request: float = 10.0
+    check_interval: float = 1.0
+    maxconn: int = 4096  # HAProxy needs about two file descriptors per connection, within the process's limit
+    threads: int = 0  # nbthread; 0: HAProxy's default (one per CPU it may run on)
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime or self.directory / "admin.sock"
+
+    @property
+    def config_path(self) -> Path:
+        return self.config or self.directory / "haproxy.cfg"
+
+    def map_path(self, name: str) -> Path:
+        return self.directory / name
+
+
+@dataclass
+class Rendered:
+    """A configuration and its maps (file name -> key -> value), as the snapshot says."""
+
+    config: str
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    version: int = 0
+
+
+def backend_name(service: str, pool: str) -> str:
+    """Service and pool names are slugs (no dot), so the backend `service.pool` splits back at its last dot."""
+    return f"{service}.{pool}"
+
+
+def _value(text: str) -> str:
+    """A map value HAProxy reads as one word: visible ASCII, anything else percent-encoded."""
+    return text if _SAFE_VALUE.match(text) else "".join(
+        c if "\x21" <= c <= "\x7e" and c != "%" else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+def decode_value(text: str) -> str:
+    """The inverse of `_value`, for what the collector reads back."""
+    return unquote(text) if "%" in text else text
+
+
+def _route_regex(base: bytes) -> str:
+    path = base.decode().rstrip("/")
+    if not path:
+        return "^/"
+    return "^" + re.escape(path) + "(/|$)"
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _error(status: int, code: str, message: str, extra: str = "") -> str:
+    body = json.dumps({"error": {"code": code, "message": message, "fields": {}}})
+    return f"http-request return status {status} content-type application/json string '{body}'{extra}"
+
+
+def _refuse(outcome: str, status: int, code: str, message: str, condition: str, extra: str = "") -> list[str]:
+    """HAProxy answering itself: the outcome the collector records, then the answer in the API's error shape."""
+    return [f"    http-request set-var(txn.refused) str({outcome}) if {condition}",
+            f"    {_error(status, code, message, extra)} if {condition}"]
+
+
+def identity_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
+    """The maps that follow the live keys: hash -> account, tier, rank and key id."""
+    keys, tiers, ranks, ids = {}, {}, {}, {}
+    for digest, identity in sorted(snapshot.credentials.items()):  # one order: files diff cleanly
+        keys[digest] = _value(identity.key)
+        if identity.tier_name:
+            tiers[digest] = _value(identity.tier_name)
+        if identity.tier_rank:
+            ranks[digest] = str(identity.tier_rank)
+        if identity.credential:
+            ids[digest] = str(identity.credential)
+    return {KEYS: keys, TIERS: tiers, RANKS: ranks, CREDENTIALS: ids}
+
+
+def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
+    """The active actions per service|account, for every caller the snapshot knows (each account with a live key,
+    and `anonymous`): the snapshot's own policy lookup decides, as it does for the Python gateway.
+
+    - pools.map: the backend a route action sends the account to (when not the primary pool);
+    - shed.map: the Retry-After of a shed action;
+    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1).
+
+    Actions scoped to operations do not apply here (HAProxy does not name operations), so they do nothing yet.
+    """
+    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}}
+    if not snapshot.actions:
+        return out
+    callers: dict[str, Identity] = {ANONYMOUS.key: ANONYMOUS}
+    for identity in snapshot.credentials.values():
+        callers.setdefault(identity.key, identity)
+    for route in snapshot.routes:
+        for account, identity in sorted(callers.items()):
+            policy = snapshot.policy(identity, route.name, "")
+            key = f"{route.name}|{_value(account)}"
+            target = route.pools.get(policy.pool) if policy.pool else None
+            if target is not None and target.endpoints and target is not route.primary:
+                out[POOLS][key] = backend_name(route.name, policy.pool)
+            if policy.shed is not None:
+                out[SHED][key] = str(max(1, policy.shed.retry_after))
+            if policy.rate_limits:
+                out[RATES][key] = str(max(1, math.ceil(min(r.rps for r in policy.rate_limits))))
+    return out
+
+
+def render(snapshot: Snapshot, options: Options) -> Rendered:
+    """The configuration text and every map's entries for a snapshot."""
+    maps: dict[str, dict[str, str]] = {name: {} for name in MAPS}
+    backends: list[str] = []
+    for route in snapshot.routes:  # longest base path first: the regex map is tried in file order
+        maps[ROUTES][_route_regex(route.base_path)] = route.name
+        if route.allow_anonymous:
+            maps[ANONYMOUS_OK][route.name] = "1"
+        if route.forward_credentials:
+            maps[FORWARD][route.name] = "1"
+        if route.primary is not None and route.primary.endpoints:
+            maps[BACKENDS][route.name] = backend_name(route.name, route.primary.name)
+        standby = [p for p in route.pools.values() if p is not route.primary and p.endpoints]
+        for pool in route.pools.values():
+            if not pool.endpoints:
+                continue
+            lines = [f"backend {backend_name(route.name, pool.name)}", "    balance roundrobin",
+                     "    option forwardfor", "    http-request set-header X-Forwarded-Proto http"]
+            lines += _servers(pool.name, pool.endpoints, "", options)
+            if pool is route.primary:  # the standby pools take over when every primary endpoint is down
+                for other in standby:
+                    lines += _servers(other.name, other.endpoints, " backup", options)
+            backends.append("\n".join(lines))
+    maps.update(identity_maps(snapshot))
+    maps.update(action_maps(snapshot))
+    return Rendered(_config(options, backends), maps, snapshot.version)
+
+
+def _servers(pool: str, endpoints: tuple[Upstream, ...], extra: str, options: Options) -> list[str]:
+    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin)."""
+    weights = Counter(endpoints)
+    lines = []
+    for n, (upstream, weight) in enumerate(weights.items(), start=1):
+        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} check inter {_ms(options.check_interval)} "
+                     f"fall 2 rise 1{extra}")
+    return lines
+
+
+def _config(options: Options, backends: list[str]) -> str:
+    m = {name: options.map_path(name) for name in MAPS}
+    key_unknown = _error(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
+    lines = [
+        "# Rendered by `accord haproxy render` from the gateway's snapshot: do not edit by hand.",
+        "# API keys appear only as SHA-256 hashes, in the map files; maps change at run time through the",
+        "# Runtime API socket below, services and endpoints by a new render and a reload.",
+        "global",
+        f"    stats socket {options.socket} mode 600 level admin",
+        "    stats timeout 30s",
+        f"    maxconn {options.maxconn}",
+        *([f"    nbthread {options.threads}"] if options.threads > 0 else []),
+        "    hard-stop-after 30s",
+        "",
+        "defaults",
+        "    mode http",
+        "    option http-keep-alive",
+        f"    timeout connect {_ms(options.timeout_connect)}",
+        f"    timeout client {_ms(options.timeout_client)}",
+        f"    timeout server {_ms(options.timeout_server)}",
+        f"    timeout http-request {_ms(options.timeout_request)}",
+        f"    timeout http-keep-alive {_ms(options.timeout_client)}",
+        "",
+        f"frontend {FRONTEND}",
+        f"    bind {options.listen}",
+        # every request's line goes to the collector over UDP; HAProxy's own events stay on its stderr
+        f"    log {options.collector} len 8192 format rfc3164 local0 info",
+        f'    log-format "{LOG_FORMAT}"',
+        "    unique-id-format %{+X}o%pid-%rt",
+        # X-Request-Id as the gateway does it: the client's first one if valid, else HAProxy's own; exactly one goes
+        # upstream, and the client gets it back (also on HAProxy's own answers)
+        "    acl request_id_valid req.hdr(x-request-id,1) -m reg ^[A-Za-z0-9._:-]+$",
+        "    acl request_id_short req.hdr(x-request-id,1),length le 128",
+        "    http-request set-var(txn.request_id) req.hdr(x-request-id,1) if request_id_valid request_id_short",
+        "    http-request set-var(txn.request_id) unique-id if !{ var(txn.request_id) -m found }",
+        "    http-request set-header X-Request-Id %[var(txn.request_id)]",
+        "    http-after-response set-header X-Request-Id %[var(txn.request_id)]",
+        # a client never speaks for Accord: its own X-Accord-* headers go before anything reads them
+        "    http-request del-header ^x-accord- -m reg",
+        "    http-request set-var(txn.key) req.fhdr(x-api-key)",  # fhdr: the whole value, never split at commas
+        "    http-request set-var(txn.key) req.fhdr(authorization),regsub(^[Bb][Ee][Aa][Rr][Ee][Rr]\\ +,) "
+        "if { req.fhdr(authorization) -m reg -i ^bearer\\ + }",
+        "    http-request set-var(txn.hash) var(txn.key),sha2(256),hex,lower if { var(txn.key) -m found }",
+        f"    http-request set-var(txn.service) path,map_reg({m[ROUTES]})",
+        *_refuse("not_found", 404, "not_found", "No service is routed at this path.", "!{ var(txn.service) -m found }"),
+        f"    http-request set-var(txn.account) var(txn.hash),map({m[KEYS]}) if {{ var(txn.hash) -m found }}",
+        f"    http-request set-var(txn.tier) var(txn.hash),map({m[TIERS]}) if {{ var(txn.hash) -m found }}",
+        f"    http-request set-var(txn.rank) var(txn.hash),map({m[RANKS]}) if {{ var(txn.hash) -m found }}",
+        f"    http-request set-var(txn.credential) var(txn.hash),map({m[CREDENTIALS]}) if {{ var(txn.hash) -m found }}",
+        # no key at all: `anonymous` where the service allows it; a key that is unknown or revoked: 401
+        "    http-request set-var(txn.account) str(anonymous) if !{ var(txn.key) -m found } "
+        f"{{ var(txn.service),map({m[ANONYMOUS_OK]}) -m found }}",
+        "    http-request set-var(txn.refused) str(unauthorized) if !{ var(txn.account) -m found }",
+        f"    {key_unknown} if !{{ var(txn.account) -m found }}",
+        f"    http-request set-var(txn.backend) var(txn.service),map({m[BACKENDS]})",
+        "    http-request set-var(txn.route) var(txn.service),concat(|,txn.account,)",
+        # shed, then rate limits, then the pool: the gateway's order
+        f"    http-request set-var(txn.shed) var(txn.route),map({m[SHED]})",
+        *_refuse("shed", 503, "service_unavailable", "The service is shedding load; retry later.",
+                 "{ var(txn.shed) -m found }", " hdr Retry-After %[var(txn.shed)]"),
+        f"    http-request set-var(txn.rate) var(txn.route),map({m[RATES]})",
+        f"    http-request track-sc0 var(txn.route) table {RATE_TABLE} if {{ var(txn.rate) -m found }}",
+        "    acl over_rate sc_http_req_rate(0),sub(txn.rate) gt 0",
+        *_refuse("rate_limited", 429, "throttled", "Too many requests; slow down.",
+                 "{ var(txn.rate) -m found } over_rate", " hdr Retry-After 1"),
+        f"    http-request set-var(txn.backend) var(txn.route),map({m[POOLS]}) "
+        f"if {{ var(txn.route),map({m[POOLS]}) -m found }}",
+        *_refuse("no_endpoint", 503, "service_unavailable", "The service has no available endpoint.",
+                 "!{ var(txn.backend) -m found }"),
+        # the caller's key is Accord's credential: stripped unless the service asks for it
+        f"    acl forward var(txn.service),map({m[FORWARD]}) -m found",
+        "    http-request del-header x-api-key if !forward",
+        "    http-request del-header authorization if !forward { req.fhdr(authorization) -m reg -i ^bearer\\ + }",
+        "    http-request set-header X-Accord-Account %[var(txn.account)]",
+        "    http-request set-header X-Accord-Tier %[var(txn.tier)]",
+        "    use_backend %[var(txn.backend)]",
+        "",
+        # requests per second of each service|account a rate-limit action applies to (per instance)
+        f"backend {RATE_TABLE}",
+        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)",
+        "",
+        *[b + "\n" for b in backends],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def map_text(entries: dict[str, str]) -> str:
+    return "".join(f"{key} {value}\n" for key, value in entries.items())
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a file in one rename, so HAProxy (or a reader) never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def write(rendered: Rendered, options: Options) -> list[Path]:
+    """Write the maps, then the configuration; returns the paths written."""
+    written = []
+    for name, entries in rendered.maps.items():
+        path = options.map_path(name)
+        write_atomic(path, map_text(entries))
+        written.append(path)
+    write_atomic(options.config_path, rendered.config)
+    written.append(options.config_path)
+    return written

@@ -1,0 +1,245 @@
+"""`accord haproxy run`: HAProxy started with the rendered configuration and kept in step with the snapshot.
+
+Each instance is HAProxy in master-worker mode in the foreground (`haproxy -W -db -f FILE`), with a Runtime API
+socket of its own. The runner watches the snapshot version as the Python gateway's `SnapshotKeeper` does (a cheap
+check every `poll` seconds, a full reload every `full_reload` seconds and when an action expires) and, when it moved:
+
+- the maps that follow keys and actions (`RUNTIME_MAPS`) are changed through each instance's Runtime API (`del map`,
+  `add map`, `set map`): no reload, the worker process stays the same, connections stay open;
+- the map files are rewritten too, so a restart or a reload starts from the current state;
+- an endpoint's weight alone: `set server BACKEND/SERVER weight N` through each Runtime API, no reload;
+- anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
+  master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
+  its requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from django.db import connections
+
+from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
+from accord.ops.heartbeat import Beat
+
+from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
+from .runtime import Runtime, RuntimeError_, diff_map
+
+HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
+
+
+_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )(\d+) ", re.MULTILINE)
+_ANY_WEIGHT = r"\1* "
+
+
+def server_weights(config: str) -> dict[str, int]:
+    """`backend/server` -> weight, for every server line of a rendered configuration."""
+    weights, backend = {}, ""
+    for line in config.splitlines():
+        if line.startswith("backend "):
+            backend = line.split()[1]
+        elif line.startswith("    server "):
+            parts = line.split()
+            weights[f"{backend}/{parts[1]}"] = int(parts[parts.index("weight") + 1])
+    return weights
+
+
+def _weight_commands(old: str, new: str) -> list[str]:
+    before = server_weights(old)
+    return [f"set server {name} weight {weight}" for name, weight in server_weights(new).items()
+            if before.get(name) != weight]
+
+
+def instance_options(options: Options, instances: int) -> list[Options]:
+    """One set of options per instance: all share the maps; each has its configuration file and socket."""
+    if instances <= 1:
+        return [options]
+    return [replace(options, config=options.directory / f"haproxy-{i}.cfg",
+                    runtime=options.directory / f"admin-{i}.sock") for i in range(1, instances + 1)]
+
+
+def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
+    """`haproxy -c -f FILE`: whether HAProxy accepts the file, and what it said."""
+    done = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For the child, before exec: SIGTERM from the kernel when the runner dies (even by kill -9), so an HAProxy
+    is never left serving a snapshot nobody keeps in step (`PR_SET_PDEATHSIG`, Linux)."""
+
+    def setup() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the runner died before the line above ran
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
+
+
+@dataclass
+class Instance:
+    options: Options
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(self.options.socket)
+
+
+@dataclass
+class DataPlane:
+    """N HAProxy instances and the state they were last brought to."""
+
+    options: Options
+    instances: int = 1
+    haproxy: str = HAPROXY
+    poll: float = 0.25
+    full_reload: float = 10.0
+    log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
+    running: list[Instance] = field(default_factory=list)
+    rendered: Rendered | None = None
+    snapshot: Snapshot | None = None
+    configs: list[str] = field(default_factory=list)  # each instance's configuration as last written
+    runtime_changes: int = 0  # map commands applied through the Runtime API
+    reloads: int = 0  # configuration changes (SIGUSR2)
+
+    def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
+        return [render(snapshot, options) for options in instance_options(self.options, self.instances)]
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.snapshot = load_snapshot()
+        connections.close_all()
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances)]
+        renders = self._render_all(self.snapshot)
+        self.configs = [r.config for r in renders]
+        self.rendered = renders[0]
+        for instance, rendered in zip(self.running, renders, strict=True):
+            write(rendered, instance.options)
+            ok, said = check_config(instance.options.config_path, self.haproxy)
+            if not ok:
+                raise RuntimeError(f"HAProxy refuses {instance.options.config_path}: {said}")
+            with contextlib.suppress(FileNotFoundError):
+                instance.options.socket.unlink()
+            out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (kept open for the child's life)
+            instance.process = subprocess.Popen([self.haproxy, "-W", "-db", "-f", str(instance.options.config_path)],
+                                                stdout=out, stderr=out, start_new_session=True,
+                                                preexec_fn=_die_with_parent(os.getpid()))
+        deadline = time.monotonic() + timeout
+        for instance in self.running:
+            while True:
+                assert instance.process is not None
+                if instance.process.poll() is not None:
+                    raise RuntimeError(f"haproxy exited with {instance.process.returncode} at start")
+                with contextlib.suppress(Exception):
+                    if instance.runtime.info().get("Pid"):
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"haproxy's Runtime API at {instance.options.socket} did not answer")
+                time.sleep(0.05)
+
+    def sync(self, snapshot: Snapshot) -> str:
+        """Bring every instance to a snapshot: map edits when only maps changed, else a reload. Says which."""
+        assert self.rendered is not None
+        renders = self._render_all(snapshot)
+        old = self.rendered
+        changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]
+        changed_fixed = any(renders[0].maps[name] != old.maps[name] for name in MAPS if name not in RUNTIME_MAPS)
+        # endpoints whose weight alone changed: `set server ... weight` through the Runtime API, not a reload
+        reweigh = (bool(changed_config) and not changed_fixed
+                   and all(_WEIGHT.sub(_ANY_WEIGHT, r.config) == _WEIGHT.sub(_ANY_WEIGHT, self.configs[i])
+                           for i, r in enumerate(renders)))
+        weights = _weight_commands(self.configs[0], renders[0].config) if reweigh else []
+        for instance, rendered in zip(self.running, renders, strict=True):
+            write(rendered, instance.options)
+        if weights:
+            for instance in self.running:
+                self.runtime_changes += instance.runtime.apply(weights)
+            what = f"{len(weights)} server weight changes"
+        elif changed_config or changed_fixed:
+            for instance in self.running:
+                if instance.process is not None and instance.process.poll() is None:
+                    instance.process.send_signal(signal.SIGUSR2)
+            self.reloads += 1
+            what = "reloaded"
+        else:
+            commands = [c for name in RUNTIME_MAPS
+                        for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
+            for instance in self.running:
+                try:
+                    self.runtime_changes += instance.runtime.apply(commands)
+                except RuntimeError_:
+                    # part of the edits may have gone in (an instance reloading, a refused command): replace each
+                    # map whole, atomically, so a retry never starts from a state nobody knows
+                    for name in RUNTIME_MAPS:
+                        instance.runtime.replace_map(self.options.map_path(name), renders[0].maps[name])
+                    self.runtime_changes += len(commands)
+            what = f"{len(commands)} map changes"
+        self.rendered = renders[0]
+        self.configs = [r.config for r in renders]
+        self.snapshot = snapshot
+        return what
+
+    def watch(self, stopping: threading.Event) -> None:
+        """Check the snapshot version every `poll` seconds until `stopping` is set; push what changed."""
+        last_full = time.monotonic()
+        error = ""
+        # alive for `accord doctor` and the staff pages' banner (ACCORD_EXPECTED_PROCESSES=haproxy)
+        heartbeat = Beat("haproxy", interval=max(10.0, self.poll))
+        try:
+            self._watch(stopping, heartbeat, last_full, error)
+        finally:
+            with contextlib.suppress(Exception):
+                heartbeat.stop()
+            connections.close_all()
+
+    def _watch(self, stopping: threading.Event, heartbeat: Beat, last_full: float, error: str) -> None:
+        while not stopping.wait(self.poll):
+            for instance in self.running:  # an HAProxy that died is the runner's failure, not something to wait out
+                if instance.process is not None and instance.process.poll() is not None:
+                    raise RuntimeError(f"haproxy {instance.options.config_path} exited with "
+                                       f"{instance.process.returncode}")
+            assert self.snapshot is not None
+            heartbeat.beat(f"{len(self.running)} instance(s), snapshot {self.snapshot.version}")
+            force = time.monotonic() - last_full >= self.full_reload
+            try:
+                if not force and current_version() == self.snapshot.version and time.time() < self.snapshot.next_expiry:
+                    continue
+                snapshot = load_snapshot()
+                if force:
+                    last_full = time.monotonic()
+                what = self.sync(snapshot)
+                if what != "0 map changes":
+                    print(f"haproxy: snapshot {snapshot.version}: {what}", file=sys.stderr, flush=True)
+                error = ""
+            except Exception as e:  # the database restarting, an instance reloading: keep the last state, retry
+                text = f"{type(e).__name__}: {e}"
+                if text != error:
+                    print(f"haproxy: keeping the last state: {text}", file=sys.stderr, flush=True)
+                error = text
+                connections.close_all()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """A soft stop (SIGUSR1: finish what is in flight), then SIGTERM if it takes longer than `grace`."""
+        for instance in self.running:
+            if instance.process is not None and instance.process.poll() is None:
+                instance.process.send_signal(signal.SIGUSR1)
+        for instance in self.running:
+            if instance.process is None:
+                continue
+            try:
+                instance.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                instance.process.terminate()
+                instance.process.wait(10)

@@ -1,0 +1,402 @@
+"""Through a running HAProxy (`accord haproxy run`) and `accord collector`, both real processes on the test
+database, in front of real upstreams: identification, routing, refusals, a key revoked and a tier rerouted at run
+time through the Runtime API (the HAProxy worker's pid unchanged: no reload), and rollups that equal what the
+client saw."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db.models import Sum
+
+import accord
+from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
+from accord.customers.models import Account, Tier
+from accord.gateway.models import GatewayAction, LiveTraffic, Rollup
+from accord.haproxy.runtime import Runtime
+from accord.lib.testing import subprocess_env
+from accord.ops.models import Heartbeat
+
+from .conftest import EchoServer, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Plane:
+    port: int
+    directory: Path
+    haproxy: subprocess.Popen[bytes]
+    collector: subprocess.Popen[bytes]
+    logs: Path
+    instances: int = 1
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(self.directory / "admin.sock")
+
+    @property
+    def runtimes(self) -> list[Runtime]:
+        if self.instances == 1:
+            return [self.runtime]
+        return [Runtime(self.directory / f"admin-{i}.sock") for i in range(1, self.instances + 1)]
+
+    def worker_pid(self) -> str:
+        return self.runtime.info()["Pid"]
+
+    def output(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+
+def get(port: int, path: str, key: str | None = None, header: str = "authorization",
+        extra: dict[str, str] | None = None, answer: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """GET through HAProxy: the status and the JSON body; the answer's headers go into `answer` if given."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = dict(extra or {})
+    if key is not None:
+        headers[header] = f"Bearer {key}" if header == "authorization" else key
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        if answer is not None:
+            answer.update({k.lower(): v for k, v in response.getheaders()})
+    finally:
+        conn.close()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    return response.status, data
+
+
+@contextlib.contextmanager
+def spawn(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m accord ARGS` of the code under test (this checkout first on the path, whatever is installed)."""
+    root = str(Path(accord.__file__).resolve().parents[1])
+    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")])))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "accord", *args], env=env, stdout=out, stderr=out,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # an haproxy left behind, if any
+
+
+@pytest.fixture
+def keys(upstreams: list[EchoServer]) -> dict[str, str]:
+    """ACME (gold) and BETA (silver) with a key each; booking's primary pool is upstream a, its standby b."""
+    gold, silver = Tier.objects.create(name="gold", rank=1), Tier.objects.create(name="silver", rank=2)
+    acme = Account.objects.create(name="Acme", external_id="ACME", tier=gold)
+    beta = Account.objects.create(name="Beta", external_id="BETA", tier=silver)
+    svc = Service.objects.create(name="booking", base_path="/bookings")
+    Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="main", role="primary", capacity=50),
+                            url=upstreams[0].url)
+    Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="spare", role="standby", capacity=50),
+                            url=upstreams[1].url)
+    return {"ACME": ApiCredential.issue(acme)[1], "BETA": ApiCredential.issue(beta)[1]}
+
+
+@pytest.fixture
+def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Plane]:
+    with start_plane(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def start_plane(tmp_path: Path, instances: int = 1) -> Iterator[Plane]:
+    port, udp = free_port(), free_port(socket.SOCK_DGRAM)
+    directory = tmp_path / "haproxy"
+    with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
+               tmp_path / "collector.log") as collector, \
+         spawn(["haproxy", "run", "--dir", str(directory), "--listen", f"127.0.0.1:{port}", "--collector",
+                f"127.0.0.1:{udp}", "--poll", "0.1", "--instances", str(instances)], tmp_path / "haproxy.log") as haproxy:
+        running = Plane(port, directory, haproxy, collector, tmp_path, instances)
+
+        def up() -> bool:
+            assert haproxy.poll() is None, running.output("haproxy")
+            assert collector.poll() is None, running.output("collector")
+            with contextlib.suppress(OSError):
+                return ("listening" in running.output("collector") and "instance(s) on" in running.output("haproxy")
+                        and get(port, "/healthz-probe")[0] == 404)
+            return False
+
+        wait_until(up, timeout=30, what="HAProxy and the collector to serve")
+        try:
+            yield running
+        finally:
+            for proc in (haproxy, collector):  # both stop at once, not one after the other
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+
+
+def rollups() -> Counter[tuple[str, str, str]]:
+    rows = (Rollup.objects.per_account_minutes().values("account", "pool", "outcome").annotate(n=Sum("count")))
+    return Counter({(r["account"], r["pool"], r["outcome"]): r["n"] for r in rows})
+
+
+def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_sent(
+        plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
+    sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
+    pid = plane.worker_pid()
+    wait_until(lambda: Heartbeat.objects.filter(kind="haproxy", stopped_at__isnull=True).exists(), timeout=10,
+               what="the runner's heartbeat")  # `accord doctor` sees it
+    for i in range(6):
+        status, body = get(plane.port, f"/bookings/{i}", keys["ACME"], extra={"X-Accord-Tier": "platinum"})
+        assert status == 200 and body["server"] == "a"
+        assert body["headers"]["x-accord-account"] == "ACME" and body["headers"]["x-accord-tier"] == "gold"
+        assert "authorization" not in body["headers"]  # the key is Accord's credential, not the service's
+        sent["ACME", "main", "ok"] += 1
+    answer: dict[str, str] = {}
+    for request_id, expected in (("trace-1:a.b", "trace-1:a.b"), ("not valid!", None), ("x" * 129, None)):
+        answer = {}
+        status, body = get(plane.port, "/bookings/1", keys["ACME"], extra={"X-Request-Id": request_id},
+                           answer=answer)
+        assert status == 200 and body["headers"]["x-request-id"] == answer["x-request-id"]
+        assert answer["x-request-id"] == expected if expected else answer["x-request-id"] != request_id
+        sent["ACME", "main", "ok"] += 1
+    for i in range(4):
+        status, body = get(plane.port, f"/bookings/{i}", keys["BETA"], header="x-api-key")
+        assert status == 200 and body["headers"]["x-accord-account"] == "BETA"
+        assert "x-api-key" not in body["headers"]
+        sent["BETA", "main", "ok"] += 1
+    for path, key in (("/bookings/1", "acc_not-a-key"), ("/bookings/2", None), ("/bookings/3", "acc_other")):
+        answer = {}
+        status, body = get(plane.port, path, key, answer=answer)
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+        assert answer["x-request-id"]  # HAProxy's own answers carry one too
+        sent["", "", "unauthorized"] += 1
+    for path in ("/nowhere", "/bookingsx/1"):
+        assert get(plane.port, path, keys["ACME"])[0] == 404
+        sent["", "", "not_found"] += 1
+    # BETA's key revoked: the runner deletes its map entries through the Runtime API
+    ApiCredential.objects.get(account__external_id="BETA").revoke()
+    revoked_at = time.monotonic()
+
+    def refused() -> bool:
+        status, _ = get(plane.port, "/bookings/9", keys["BETA"])
+        sent[("BETA", "main", "ok") if status == 200 else ("", "", "unauthorized")] += 1
+        return status == 401
+
+    wait_until(refused, timeout=10, what="the revoked key to be refused")
+    assert time.monotonic() - revoked_at < 5
+    assert plane.worker_pid() == pid  # the same HAProxy worker: a map change, no reload
+    assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 200
+    sent["ACME", "main", "ok"] += 1
+    # governance's live signals (per second, without the account) come from the same lines
+    wait_until(lambda: LiveTraffic.objects.filter(service="booking", tier="gold").exists(), timeout=10,
+               what="live signals")
+    plane.collector.send_signal(signal.SIGTERM)
+    assert plane.collector.wait(30) == 0, plane.output("collector")
+    assert rollups() == sent
+    summary = plane.output("collector").splitlines()[-1]
+    assert f"{sum(sent.values())} lines received, {sum(sent.values())} recorded" in summary
+    assert "0 unparsed" in summary and "0 dropped by the kernel" in summary
+    assert upstreams[1].count == 0
+    live = LiveTraffic.objects.filter(service="booking").aggregate(n=Sum("count"))["n"]
+    assert 0 < live <= sum(n for (_account, _pool, outcome), n in sent.items() if outcome != "not_found")
+
+
+def test_a_tier_routed_to_standby_through_the_runtime_api_gets_there_within_5_s_and_back(
+        plane: Plane, keys: dict[str, str]) -> None:
+    pid = plane.worker_pid()
+
+    def server(account: str) -> str:
+        status, body = get(plane.port, "/bookings/1", keys[account])
+        assert status == 200
+        return str(body["server"])
+
+    assert server("ACME") == "a"
+    action = GatewayAction.objects.create(name="gold-to-spare", kind="route", tiers=["gold"], params={"pool": "spare"})
+    started = time.monotonic()
+    wait_until(lambda: server("ACME") == "b", timeout=10, what="gold to reach the standby pool")
+    assert time.monotonic() - started < 5
+    assert server("BETA") == "a"  # silver stays on the primary pool
+    action.active = False
+    action.save()
+    started = time.monotonic()
+    wait_until(lambda: server("ACME") == "a", timeout=10, what="gold to come back to the primary pool")
+    assert time.monotonic() - started < 5
+    assert plane.worker_pid() == pid
+    plane.collector.send_signal(signal.SIGTERM)
+    assert plane.collector.wait(30) == 0, plane.output("collector")
+    pools = {pool for (account, pool, outcome) in rollups() if account == "ACME"}
+    assert pools == {"main", "spare"}
+
+
+def test_shed_and_rate_limit_actions_are_enforced_at_run_time_and_measured_as_the_gateway_names_them(
+        plane: Plane, keys: dict[str, str]) -> None:
+    sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
+    pid = plane.worker_pid()
+    outcome = {200: "ok", 429: "rate_limited", 503: "shed"}
+
+    def call(account: str, answer: dict[str, str] | None = None) -> int:
+        status, body = get(plane.port, "/bookings/1", keys[account], answer=answer)
+        sent[account, "main" if status == 200 else "", outcome[status]] += 1
+        if status != 200:
+            assert body["error"]["code"] == ("throttled" if status == 429 else "service_unavailable")
+        return status
+
+    assert call("BETA") == 200 and call("ACME") == 200
+    GatewayAction.objects.create(name="slow-silver", kind="rate_limit", tiers=["silver"], params={"rps": 2})
+    GatewayAction.objects.create(name="shed-gold", kind="shed", tiers=["gold"], params={"retry_after": 7})
+    started = time.monotonic()
+    answer: dict[str, str] = {}
+    wait_until(lambda: call("ACME", answer) == 503, timeout=10, what="gold to be shed")
+    assert answer["retry-after"] == "7"
+    assert time.monotonic() - started < 5
+    statuses = [call("BETA", answer) for _ in range(6)]  # back to back: well over 2 a second
+    assert 429 in statuses and statuses[0] == 200, statuses
+    assert answer["retry-after"] == "1"
+    GatewayAction.objects.filter(name__in=["slow-silver", "shed-gold"]).update(active=False)
+    from accord.gateway.signals import bump_snapshot_version
+
+    bump_snapshot_version()  # a bulk update sends no signal
+    started = time.monotonic()
+    wait_until(lambda: call("ACME") == 200, timeout=10, what="gold to be served again")
+    assert time.monotonic() - started < 5
+    time.sleep(1.1)  # the last second's rate has passed
+    assert [call("BETA") for _ in range(6)] == [200] * 6
+    assert plane.worker_pid() == pid  # map changes only, no reload
+    plane.collector.send_signal(signal.SIGTERM)
+    assert plane.collector.wait(30) == 0, plane.output("collector")
+    assert rollups() == sent
+
+
+@dataclass
+class Load:
+    """Clients sending requests as two accounts, each on a new connection (so the kernel spreads them over the
+    instances sharing the port), noting every answer and when its request was sent."""
+
+    port: int
+    keys: dict[str, str]
+    clients: int = 4
+    answers: list[tuple[float, str, int]] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _client(self, n: int) -> None:
+        i = n
+        while not self.stopping.is_set():
+            account = ("ACME", "BETA")[i % 2]
+            i += 1
+            sent_at = time.monotonic()  # a request sent before a switch may be answered after it
+            status, _ = get(self.port, "/bookings/1", self.keys[account], extra={"Connection": "close"})
+            with self.lock:
+                self.answers.append((sent_at, account, status))
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(self.clients)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(30)
+
+    def since(self, at: float, account: str) -> list[int]:
+        """The statuses of an account's requests sent after `at` (time.monotonic())."""
+        with self.lock:
+            return [status for when, who, status in self.answers if when > at and who == account]
+
+
+def test_two_instances_enforce_a_policy_within_5_s_and_the_rollups_are_the_sum_of_both(
+        haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> None:
+    with start_plane(tmp_path, instances=2) as plane:
+        pids = [r.info()["Pid"] for r in plane.runtimes]
+        assert len(set(pids)) == 2
+        with Load(plane.port, keys) as load:
+            wait_until(lambda: len(load.since(0, "ACME")) >= 50, timeout=30, what="load on gold")
+            action = GatewayAction.objects.create(name="shed-gold", kind="shed", tiers=["gold"],
+                                                  params={"retry_after": 3})
+            switched = time.monotonic()
+            wait_until(lambda: all(r.show_map(plane.directory / "shed.map") for r in plane.runtimes), timeout=10,
+                       what="both instances to hold the shed entry")
+            enforced = time.monotonic()
+            assert enforced - switched < 5
+            wait_until(lambda: len(load.since(enforced, "ACME")) >= 30, timeout=30, what="gold requests")
+            assert set(load.since(enforced, "ACME")) == {503}  # every gold request on either instance is shed
+            assert set(load.since(enforced, "BETA")) == {200}
+            action.active = False
+            action.save()
+            switched = time.monotonic()
+            wait_until(lambda: not any(r.show_map(plane.directory / "shed.map") for r in plane.runtimes),
+                       timeout=10, what="both instances to drop the shed entry")
+            enforced = time.monotonic()
+            assert enforced - switched < 5
+            wait_until(lambda: len(load.since(enforced, "ACME")) >= 30, timeout=30, what="gold requests")
+            assert set(load.since(enforced, "ACME")) == {200}
+        served = [int(r.info()["CumReq"]) for r in plane.runtimes]
+        assert all(n > 0 for n in served), served  # the kernel gave both instances requests
+        assert [r.info()["Pid"] for r in plane.runtimes] == pids  # no reload
+        plane.collector.send_signal(signal.SIGTERM)
+        assert plane.collector.wait(30) == 0, plane.output("collector")
+        sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
+        for _when, account, status in load.answers:
+            sent[(account, "main", "ok") if status == 200 else (account, "", "shed")] += 1
+        assert rollups() == sent
+
+
+def test_a_new_service_is_served_after_a_reload_and_the_new_worker_takes_map_edits(
+        plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
+    pid = plane.worker_pid()
+    # a weight alone changes through the Runtime API, without a reload
+    endpoint = Endpoint.objects.get(pool__name="main", pool__service__name="booking")
+    endpoint.weight = 7
+    endpoint.save()
+    wait_until(lambda: plane.runtime.command("get weight booking.main/main.1").startswith("7 "), timeout=10,
+               what="the new weight")
+    assert plane.worker_pid() == pid
+    assert get(plane.port, "/trips/1", keys["ACME"])[0] == 404
+    svc = Service.objects.create(name="trips", base_path="/trips")
+    Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="main", capacity=5), url=upstreams[1].url)
+
+    def routed() -> bool:
+        status, body = get(plane.port, "/trips/1", keys["ACME"])
+        return status == 200 and body["server"] == "b"
+
+    wait_until(routed, timeout=15, what="the new service to be routed")
+    assert plane.worker_pid() != pid  # a configuration change is a reload (a new worker), not a map edit
+    assert get(plane.port, "/bookings/1", keys["BETA"])[0] == 200
+    ApiCredential.objects.get(account__external_id="BETA").revoke()  # and the new worker takes map edits too
+    wait_until(lambda: get(plane.port, "/bookings/1", keys["BETA"])[0] == 401, timeout=10, what="the revoked key")
+    # the fallback after a partial edit: a map replaced whole and atomically takes effect at once
+    keys_map = plane.directory / "keys.map"
+    assert plane.runtime.show_map(keys_map) == {hash_key(keys["ACME"]): "ACME"}
+    plane.runtime.replace_map(keys_map, {hash_key(keys["BETA"]): "BETA"})
+    assert plane.runtime.show_map(keys_map) == {hash_key(keys["BETA"]): "BETA"}
+    assert get(plane.port, "/bookings/1", keys["BETA"])[0] == 200
+    assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 401

@@ -1,0 +1,112 @@
+"""The rendered configuration: HAProxy accepts it, no key is in any file in clear, routes and pools are right."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
+from accord.customers.models import Account, Tier
+from accord.gateway.models import GatewayAction
+from accord.gateway.snapshot import load_snapshot
+from accord.haproxy.render import Options, render
+from accord.haproxy.run import check_config
+from accord.haproxy.runtime import diff_map
+
+
+def catalog() -> dict[str, str]:
+    """Two accounts (gold and silver) with a key each, a weighted primary pool and a standby pool."""
+    gold, silver = Tier.objects.create(name="gold", rank=1), Tier.objects.create(name="silver", rank=2)
+    acme = Account.objects.create(name="Acme", external_id="ACME", tier=gold)
+    beta = Account.objects.create(name="Beta", external_id="BETA", tier=silver)
+    svc = Service.objects.create(name="booking", base_path="/bookings")
+    primary = Pool.objects.create(service=svc, name="main", role="primary", capacity=10)
+    standby = Pool.objects.create(service=svc, name="spare", role="standby", capacity=10)
+    Endpoint.objects.create(pool=primary, url="http://127.0.0.1:9101", weight=3)
+    Endpoint.objects.create(pool=primary, url="http://127.0.0.1:9102")
+    Endpoint.objects.create(pool=standby, url="http://127.0.0.1:9103")
+    nested = Service.objects.create(name="booking-admin", base_path="/bookings/admin", allow_anonymous=True)
+    Endpoint.objects.create(pool=Pool.objects.create(service=nested, name="main", capacity=5), url="http://127.0.0.1:9104")
+    return {"acme": ApiCredential.issue(acme)[1], "beta": ApiCredential.issue(beta)[1]}
+
+
+@pytest.mark.django_db
+def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_clear(
+        haproxy_bin: str, tmp_path: Path) -> None:
+    keys = catalog()
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": 2})
+    call_command("haproxy", "render", "--dir", str(tmp_path), "--listen", "127.0.0.1:18080",
+                 "--collector", "127.0.0.1:15140")
+    ok, said = check_config(tmp_path / "haproxy.cfg", haproxy_bin)
+    assert ok, said
+    assert "Configuration file is valid" in said
+    files = [p for p in tmp_path.iterdir() if p.is_file()]
+    assert len(files) == 12  # the configuration and eleven maps
+    for key in keys.values():
+        assert all(key not in p.read_text() for p in files)
+        assert all(key[4:] not in p.read_text() for p in files)  # not even without its prefix
+    assert (tmp_path / "keys.map").read_text().splitlines() == sorted(
+        [f"{hash_key(keys['acme'])} ACME", f"{hash_key(keys['beta'])} BETA"])
+    assert f"{hash_key(keys['acme'])} gold" in (tmp_path / "tiers.map").read_text()
+    # --output: the configuration where it is asked for, its maps beside it, and the file names them there
+    call_command("haproxy", "render", "--output", str(tmp_path / "etc" / "accord.cfg"))
+    assert (tmp_path / "etc" / "keys.map").exists()
+    assert f"map({tmp_path / 'etc' / 'keys.map'})" in (tmp_path / "etc" / "accord.cfg").read_text()
+
+
+@pytest.mark.django_db
+def test_backends_carry_weights_checks_and_the_standby_pool_as_backup(tmp_path: Path) -> None:
+    catalog()
+    config = render(load_snapshot(), Options(tmp_path)).config
+    main = config.split("backend booking.main\n")[1].split("\n\n")[0]
+    assert re.search(r"server main\.1 127\.0\.0\.1:9101 weight 3 check", main)
+    assert re.search(r"server main\.2 127\.0\.0\.1:9102 weight 1 check", main)
+    assert re.search(r"server spare\.1 127\.0\.0\.1:9103 weight 1 check .* backup$", main, re.MULTILINE)
+    assert "backend booking.spare\n" in config  # the standby pool alone, for route actions
+    assert f"stats socket {tmp_path / 'admin.sock'} mode 600 level admin" in config
+
+
+@pytest.mark.django_db
+def test_routes_are_tried_longest_base_path_first_on_segment_boundaries(tmp_path: Path) -> None:
+    catalog()
+    rendered = render(load_snapshot(), Options(tmp_path))
+    routes = list(rendered.maps["routes.map"].items())
+    assert routes == [(r"^/bookings/admin(/|$)", "booking-admin"), (r"^/bookings(/|$)", "booking")]
+    pattern = re.compile(routes[1][0])
+    assert pattern.match("/bookings") and pattern.match("/bookings/1") and not pattern.match("/bookingsx")
+    assert rendered.maps["anonymous.map"] == {"booking-admin": "1"}
+    assert rendered.maps["backends.map"] == {"booking": "booking.main", "booking-admin": "booking-admin.main"}
+
+
+@pytest.mark.django_db
+def test_a_route_action_for_a_tier_maps_its_accounts_to_the_standby_backend(tmp_path: Path) -> None:
+    catalog()
+    assert render(load_snapshot(), Options(tmp_path)).maps["pools.map"] == {}
+    GatewayAction.objects.create(name="gold-to-spare", kind="route", tiers=["gold"], params={"pool": "spare"})
+    assert render(load_snapshot(), Options(tmp_path)).maps["pools.map"] == {"booking|ACME": "booking.spare"}
+    GatewayAction.objects.filter(name="gold-to-spare").update(active=False)
+    assert render(load_snapshot(), Options(tmp_path)).maps["pools.map"] == {}
+
+
+@pytest.mark.django_db
+def test_shed_and_rate_limit_actions_become_map_entries_of_the_accounts_they_apply_to(tmp_path: Path) -> None:
+    catalog()
+    GatewayAction.objects.create(name="shed-silver", kind="shed", tiers=["silver"], params={"retry_after": 7})
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": 2.5, "burst": 5})
+    GatewayAction.objects.create(name="slower-gold", kind="rate_limit", accounts=["ACME"], services=["booking"],
+                                 params={"rps": 4})
+    maps = render(load_snapshot(), Options(tmp_path)).maps
+    assert maps["shed.map"] == {"booking|BETA": "7", "booking-admin|BETA": "7"}
+    assert maps["rates.map"] == {"booking|ACME": "3", "booking-admin|ACME": "3"}
+
+
+def test_map_changes_delete_first_then_add_and_set() -> None:
+    path = Path("/x/keys.map")
+    old = {"h1": "ACME", "h2": "BETA", "h3": "GAMMA"}
+    new = {"h1": "ACME", "h3": "DELTA", "h4": "BETA"}
+    assert diff_map(path, old, new) == ["del map /x/keys.map h2", "set map /x/keys.map h3 DELTA",
+                                        "add map /x/keys.map h4 BETA"]
+    assert diff_map(path, new, new) == []
