@@ -20,6 +20,7 @@ the address as a hard bounce. The sender waits so as not to exceed the campaign'
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import datetime as dt
 import hashlib
@@ -33,11 +34,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
 
@@ -70,8 +68,6 @@ PLACEHOLDERS = {
     "unsubscribe_url": "the one-click unsubscribe page for this contact and purpose",
 }
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP
 
 
 class TemplateError(ValueError):
@@ -160,31 +156,58 @@ class Composer:
                 "account.name": r.account, "campaign.name": self.campaign.name, "purpose.title": self.purpose_title,
                 "unsubscribe_url": url}
 
-    def message(self, r: Recipient, now: dt.datetime | None = None) -> Message:
+    def render(self, r: Recipient, now: dt.datetime | None = None) -> bytes:
+        """The message as it goes on the wire (CRLF line ends), signed when a DKIM key is configured.
+
+        Written out directly rather than through the email package, whose header folding alone took longer
+        than the DKIM signature: two quoted-printable parts (text, HTML) in a multipart/alternative.
+        """
         token = unsubscribe_token(self.campaign.pk, r.consent_id, r.consent_version)
         url = f"{self.base}/u/{token}/"
         values = self.values(r, url)
-        msg = MIMEMultipart("alternative")
-        msg["From"] = self.sender
-        msg["To"] = formataddr((r.name, r.address))
-        subject = self.subject.render(values)
-        msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
-        msg["Date"] = format_datetime(now or timezone.now())
-        msg["Message-ID"] = message_id(self.campaign, r.send_id)
         unsubscribe = f"<{url}>"
         if self.mailto:
-            unsubscribe += f", <mailto:{self.mailto}?subject=unsubscribe%20{token}>"
-        msg["List-Unsubscribe"] = unsubscribe
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg["Precedence"] = "bulk"
-        msg.attach(MIMEText(self.text.render(values), "plain", _UTF8_QP))  # type: ignore[arg-type]
-        msg.attach(MIMEText(self.html.render(values), "html", _UTF8_QP))  # type: ignore[arg-type]
-        return msg
-
-    def render(self, r: Recipient, now: dt.datetime | None = None) -> bytes:
-        """The message as it goes on the wire (CRLF line ends), signed when a DKIM key is configured."""
-        raw = self.message(r, now).as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            unsubscribe += f",\r\n <mailto:{self.mailto}?subject=unsubscribe%20{token}>"
+        boundary = f"=_accord_{self.campaign.pk}_{r.send_id}"  # "=" never appears in quoted-printable text
+        head = "".join([
+            _header("From", self.sender),
+            _header("To", formataddr((_one_line(r.name), r.address))),
+            _header("Subject", self.subject.render(values)),
+            f"Date: {format_datetime(now or timezone.now())}\r\n",
+            f"Message-ID: {message_id(self.campaign, r.send_id)}\r\n",
+            f"List-Unsubscribe: {unsubscribe}\r\n",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            "Precedence: bulk\r\n",
+            "MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n',
+        ]).encode("ascii")
+        raw = b"".join([
+            head, b"\r\n",
+            f"--{boundary}\r\n".encode(), _PART % b"plain", _qp(self.text.render(values)), b"\r\n",
+            f"--{boundary}\r\n".encode(), _PART % b"html", _qp(self.html.render(values)), b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ])
         return self.signer.sign(raw) if self.signer is not None else raw
+
+
+_PART = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+
+
+def _one_line(value: str) -> str:
+    """A header value cannot carry a line break (a name with one would add a header of its own)."""
+    return " ".join(value.splitlines())
+
+
+def _header(name: str, value: str) -> str:
+    value = _one_line(value)
+    if value.isascii() and len(value) < 900:
+        return f"{name}: {value}\r\n"
+    return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n"
+
+
+def _qp(text: str) -> bytes:
+    body = binascii.b2a_qp("\n".join(text.splitlines()).encode("utf-8"), istext=True)
+    return body.replace(b"\n", b"\r\n")
 
 
 def preview(campaign: Campaign, contact: Contact) -> Message:
@@ -193,7 +216,7 @@ def preview(campaign: Campaign, contact: Contact) -> Message:
     address = consent.address if consent else (contact.emails or ["(no address)"])[0]
     r = Recipient(0, contact.pk, address, contact.name, contact.title, contact.account.name if contact.account else "",
                   consent.pk if consent else 0, consent.version if consent else 0)
-    return Composer(campaign, sign=False).message(r)
+    return message_from_bytes(Composer(campaign, sign=False).render(r))
 
 
 # -- who gets it ----------------------------------------------------------------------------------------------
@@ -366,10 +389,37 @@ class Transport:
             self.smtp = self.backend.connection
         assert self.smtp is not None
         try:
-            self.smtp.sendmail(envelope_from, [to], raw)
+            if self.smtp.has_extn("pipelining"):
+                self._pipelined(self.smtp, envelope_from, to, raw)
+            else:
+                self.smtp.sendmail(envelope_from, [to], raw)
         except (smtplib.SMTPServerDisconnected, OSError):
             self.close()
             raise
+
+    @staticmethod
+    def _pipelined(smtp: smtplib.SMTP, envelope_from: str, to: str, raw: bytes) -> None:
+        """MAIL, RCPT and DATA in one write, their answers read after (RFC 2920): two round trips, not four."""
+        smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n")
+        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = (
+            smtp.getreply(), smtp.getreply(), smtp.getreply())
+        if data_code == 354 and (mail_code != 250 or rcpt_code not in (250, 251)):
+            smtp.send(b".\r\n")  # a server that said yes to DATA anyway: end it empty, then forget it
+            smtp.getreply()
+        if mail_code != 250:
+            smtp.rset()
+            raise smtplib.SMTPSenderRefused(mail_code, mail_text, envelope_from)
+        if rcpt_code not in (250, 251):
+            smtp.rset()
+            raise smtplib.SMTPRecipientsRefused({to: (rcpt_code, rcpt_text)})
+        if data_code != 354:
+            smtp.rset()
+            raise smtplib.SMTPDataError(data_code, data_text)
+        body = re.sub(rb"(?m)^\.", b"..", raw)  # dot-stuffing (RFC 5321 4.5.2)
+        smtp.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, text = smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, text)
 
     def close(self) -> None:
         if self.smtp is not None:

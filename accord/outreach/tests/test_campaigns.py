@@ -4,7 +4,6 @@ only confirmed and unsuppressed contacts, a sender killed mid-campaign, one-clic
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from email import message_from_bytes
-from email.message import Message
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,15 @@ from accord.lib.processes import subprocess_env
 from accord.lib.smtp import free_port
 from accord.outreach import bounces, campaigns, dkimsign, segments
 from accord.outreach import consent as service
-from accord.outreach.models import Campaign, CampaignSend, Consent, ConsentEvent, Purpose, Segment, Suppression
+from accord.outreach.models import (
+    Campaign,
+    CampaignSend,
+    Consent,
+    ConsentEvent,
+    Purpose,
+    Segment,
+    Suppression,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -52,8 +58,21 @@ class RawSink:
         self.lock = threading.Lock()
         self.hold_after: int | None = None  # take this many, then keep the next sender waiting for its answer
         self.released = threading.Event()
+        self.pipelining = False  # say PIPELINING in the EHLO answer (aiosmtpd reads commands one by one anyway)
+        self.refused: dict[str, str] = {}
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refused:
+            return self.refused[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import asyncio
@@ -183,6 +202,19 @@ def test_a_campaign_reaches_only_confirmed_unsuppressed_contacts_signed_with_one
     assert len(sink.messages()) == 2
 
 
+def test_pipelined_smtp_and_a_recipient_refused_for_good(world: dict[str, Any], sink: RawSink, dkim_key: bytes) -> None:
+    sink.pipelining = True
+    sink.refused["ada@example.com"] = "550 5.1.1 <ada@example.com>: Recipient address rejected: User unknown"
+    out = StringIO()
+    call_command("outreach", "send-campaign", str(new_campaign(world).pk), stdout=out)
+    assert "sent 1, skipped 4" in out.getvalue() and "failed 1" in out.getvalue()
+    [(to, raw)] = sink.messages()
+    assert to == ["bob@example.com"] and dkim.verify(raw, dnsfunc=dns(dkim_key))
+    ada = CampaignSend.objects.get(address="ada@example.com")
+    assert ada.status == "failed" and "550 5.1.1" in ada.reason
+    assert Suppression.objects.get(address="ada@example.com").reason == "hard_bounce"
+
+
 def test_the_openssl_signing_step_gives_the_bytes_dkim_sign_gives(dkim_key: bytes, settings: Any) -> None:
     signer = dkimsign.configured()
     assert signer is not None and signer.openssl_key is not None
@@ -233,7 +265,7 @@ def test_unknown_placeholders_are_refused_before_sending_and_an_empty_segment_is
 
 
 def test_segment_filters_over_tier_health_last_order_and_consent(world: dict[str, Any]) -> None:
-    people, acme = world["people"], world["acme"]
+    acme = world["acme"]
     other = Account.objects.get(external_id="OTHER")
     HealthScore.objects.create(account=acme, score=40, computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     HealthScore.objects.create(account=acme, score=80, computed_at=dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
