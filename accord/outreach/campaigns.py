@@ -43,7 +43,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, Subquery
 from django.utils import timezone
 
@@ -462,6 +462,18 @@ def _give_up_or_retry(pk: int, attempts: int, why: str, now: dt.datetime) -> str
     return S.QUEUED
 
 
+def mark_sent(pk: int, mid: str) -> None:
+    """sending -> sent, one row, right after the server took its message (plain SQL: the ORM's statement building
+    cost as much as the UPDATE itself, once per message)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MARK_SENT.format(table=connection.ops.quote_name(CampaignSend._meta.db_table)),
+                       [S.SENT, connection.ops.adapt_datetimefield_value(timezone.now()), mid, pk, S.SENDING])
+
+
+_MARK_SENT = "UPDATE {table} SET status = %s, sent_at = %s, message_id = %s, reason = '', sender = '' " \
+             "WHERE id = %s AND status = %s"
+
+
 def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None] | None = None,
          started: Callable[[int], None] | None = None, signer: Signer | None = None,
          stop: Callable[[], bool] | None = None) -> Summary:
@@ -529,8 +541,7 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
                         progress(1)
                     continue
                 point("campaign.sent")  # tests: die with the message sent and not yet marked
-                CampaignSend.objects.filter(pk=r.send_id, status=S.SENDING).update(
-                    status=S.SENT, sent_at=timezone.now(), message_id=mid, reason="", sender="")
+                mark_sent(r.send_id, mid)
                 summary.sent += 1
                 if progress:
                     progress(1)

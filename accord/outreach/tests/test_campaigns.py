@@ -197,6 +197,8 @@ def test_a_campaign_reaches_only_confirmed_unsuppressed_contacts_signed_with_one
         assert f"<p>Hello {name} Person of Acme Travel</p>" in parts["text/html"]
         assert str(msg["Subject"]) == "News for Acme Travel"
     assert Campaign.objects.get().status == "done"
+    first = CampaignSend.objects.filter(status="sent").order_by("sent_at").first()
+    assert first and first.sent_at and abs((first.sent_at - campaign.send_at).total_seconds()) < 60  # type: ignore[operator]
     # run again: everyone had theirs, nobody gets a second one
     call_command("outreach", "send-campaign", str(campaign.pk), stdout=StringIO())
     assert len(sink.messages()) == 2
