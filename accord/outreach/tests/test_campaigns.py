@@ -462,3 +462,28 @@ def test_hard_bounces_suppress_and_soft_bounces_retry_then_suppress(
     bob.refresh_from_db()
     assert bob.status == "bounced" and Suppression.objects.get(address="bob@example.com").reason == "soft_bounce"
     assert not service.mailable(world["people"]["bob"], world["news"]).ok
+
+
+def test_staff_pages_show_campaign_progress_and_segment_counts(world: dict[str, Any], sink: RawSink) -> None:
+    from django.contrib.auth.models import User
+
+    from accord.access.roles import grant
+
+    campaign = new_campaign(world)
+    call_command("outreach", "send-campaign", str(campaign.pk), stdout=StringIO())
+    Segment.objects.create(name="nobody", spec={"health": {"min": 99}})
+    manager = User.objects.create_user("mgr", is_staff=True)
+    grant(manager, "manager")
+    client = Client()
+    client.force_login(manager)
+    listing = client.get("/outreach/campaigns/").content.decode()
+    assert f'href="/outreach/campaigns/{campaign.pk}/">December news</a>' in listing
+    assert 'href="/outreach/campaigns/"' in re.search(r'<nav aria-label="Main">(.*?)</nav>', listing, re.S).group(1)  # type: ignore[union-attr]
+    page = client.get(f"/outreach/campaigns/{campaign.pk}/").content.decode()
+    assert 'aria-label="Recipients of December news by status: sent 2; skipped 4."' in page
+    assert "consent pending 1" in page and "To Ada Person &lt;ada@example.com&gt;" in page
+    segments_page = client.get("/outreach/segments/").content.decode()
+    assert re.search(r"gold accounts.*?<td class=\"num\">6</td>", segments_page, re.S)
+    assert re.search(r"nobody.*?<td class=\"num\">0</td>", segments_page, re.S)
+    client.logout()
+    assert client.get("/outreach/campaigns/").status_code == 302  # to the login page
