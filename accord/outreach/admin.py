@@ -1,6 +1,8 @@
+from typing import Any
+
 from django.contrib import admin
 
-from .models import Consent, ConsentEvent, Purpose, Suppression
+from .models import Campaign, CampaignSend, Consent, ConsentEvent, Purpose, Segment, Suppression
 
 
 @admin.register(Purpose)
@@ -32,3 +34,32 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_display = ("address", "reason", "at", "detail")
     list_filter = ("reason",)
     search_fields = ("address",)
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ("name", "description", "spec")
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    """Templates are checked by the model's validation (unknown placeholders refused with their names)."""
+
+    list_display = ("name", "status", "purpose", "segment", "send_at", "rate")
+    list_filter = ("status", "purpose")
+    readonly_fields = ("status", "started_at", "finished_at")
+
+
+@admin.register(CampaignSend)
+class CampaignSendAdmin(admin.ModelAdmin):
+    """Read here; written only by the sender and the bounce handler."""
+
+    list_display = ("campaign", "contact", "address", "status", "reason", "attempts", "sent_at")
+    list_filter = ("status", "campaign")
+    search_fields = ("address", "message_id")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

@@ -175,3 +175,19 @@ def looks_like_dsn(raw: bytes) -> bool:
     """A cheap test on the headers alone, for mail arriving in a desk mailbox."""
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
     return b"multipart/report" in head and b"delivery-status" in head
+
+
+def take_from_mailbox(raw: bytes) -> bool:
+    """Asked by the desk's IMAP poller for each new message: a DSN about campaign mail is handled here and
+    becomes no ticket; any other message (a bounce of a ticket reply included) is left to the desk."""
+    if not looks_like_dsn(raw):
+        return False
+    try:
+        found = parse(raw)
+    except NotADsn:
+        return False
+    if not any(_send_for(b) is not None for b in found):
+        return False
+    for bounce in found:
+        record(bounce)
+    return True

@@ -29,6 +29,7 @@ from django.test import Client
 
 import accord
 from accord.customers.models import Account, Contact, ContactPoint, Tier
+from accord.desk.tests.conftest import dovecot  # noqa: F401 - the real Dovecot fixture of the desk's tests
 from accord.insight.models import HealthScore, OrderLine
 from accord.lib.processes import subprocess_env
 from accord.lib.smtp import free_port
@@ -487,3 +488,23 @@ def test_staff_pages_show_campaign_progress_and_segment_counts(world: dict[str, 
     assert re.search(r"nobody.*?<td class=\"num\">0</td>", segments_page, re.S)
     client.logout()
     assert client.get("/outreach/campaigns/").status_code == 302  # to the login page
+
+
+def test_dsns_about_campaign_mail_in_a_desk_mailbox_are_bounces_not_tickets(
+        world: dict[str, Any], sink: RawSink, tmp_path: Path, dovecot: Any) -> None:  # noqa: F811
+    from accord.desk.models import Ticket
+    from accord.desk.tests.test_imap import append, mailbox_for
+
+    call_command("outreach", "send-campaign", str(new_campaign(world).pk), stdout=StringIO())
+    ada = CampaignSend.objects.get(address="ada@example.com")
+    about_campaign = dsn(tmp_path, 1, "ada@example.com", "failed", "5.1.1", "550 5.1.1 user unknown", ada.message_id)
+    about_a_reply = dsn(tmp_path, 2, "someone@example.org", "failed", "5.1.1", "550 5.1.1 user unknown",
+                        "<reply-1@accord.example>")
+    append(dovecot, about_campaign.read_bytes(), about_a_reply.read_bytes())
+    mailbox_for(dovecot)
+    out = StringIO()
+    call_command("desk", "poll-imap", stdout=out)
+    assert "stored 1" in out.getvalue() and "campaign bounces 1" in out.getvalue()
+    ada.refresh_from_db()
+    assert ada.status == "bounced" and Suppression.objects.get(address="ada@example.com").reason == "hard_bounce"
+    assert Ticket.objects.count() == 1  # the bounce of a ticket reply stays the desk's
