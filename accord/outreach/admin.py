@@ -1,7 +1,9 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 
+from . import segments
 from .models import Campaign, CampaignSend, Consent, ConsentEvent, Purpose, Segment, Suppression
 
 
@@ -36,8 +38,23 @@ class SuppressionAdmin(admin.ModelAdmin):
     search_fields = ("address",)
 
 
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ["name", "description", "spec"]
+
+    def clean_spec(self) -> Any:
+        try:
+            return segments.check(self.cleaned_data.get("spec"))
+        except segments.SpecError as e:
+            raise forms.ValidationError(str(e)) from e
+
+
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
+    """The filter is checked as `accord outreach segment add` checks it (segments.check)."""
+
+    form = SegmentForm
     list_display = ("name", "description", "spec")
 
 

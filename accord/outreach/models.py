@@ -7,10 +7,13 @@ never look at a consent, only at the suppression list where the law requires it.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from accord.customers.models import Contact
+
+from .templating import TemplateError, check_template
 
 
 class Purpose(models.Model):
@@ -111,7 +114,8 @@ class Suppression(models.Model):
 class Segment(models.Model):
     """A saved filter over contacts and their accounts (tier, CLV, health, last order, consent), counted live.
 
-    The filter is data, a small JSON object validated by `segments.check` (see docs/outreach.md for its keys).
+    The filter is data, a small JSON object validated by `segments.check` (see docs/outreach.md for its keys) in
+    `accord outreach segment add` and the admin's form.
     """
 
     name = models.CharField(max_length=120, unique=True)
@@ -125,15 +129,6 @@ class Segment(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from .segments import SpecError, check
-
-        try:
-            check(self.spec)
-        except SpecError as e:
-            raise ValidationError({"spec": str(e)}) from e
 
 
 class Campaign(models.Model):
@@ -166,10 +161,6 @@ class Campaign(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from .campaigns import TemplateError, check_template
-
         errors: dict[str, str] = {}
         for field in ("subject", "html", "text"):
             try:
