@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark a campaign: 100,000 recipients rendered, DKIM-signed and handed to an SMTP server on loopback.
 
-    python bench/campaign.py [--recipients 100000] [--senders 1] [--postgres postgres://127.0.0.1:5432/postgres]
+    python bench/campaign.py [--recipients 100000] [--senders 1,2] [--postgres postgres://127.0.0.1:5432/postgres]
 
 A fresh database (SQLite in a temporary directory, or a new PostgreSQL database) gets 100,000 contacts with
 confirmed consent to one purpose and a segment of all of them; a 2048-bit RSA DKIM key is generated. The SMTP
@@ -9,10 +9,12 @@ server is a small asyncio sink in its own process (it answers EHLO, MAIL, RCPT, 
 
 Measured, in the same run:
 
-1. **Accord**: `campaigns.prepare` (the 100,000 send rows) and then the sender (`campaigns.send`, what
-   `accord outreach send-campaign` runs, rate unlimited) with `--senders` processes: claim in batches, read
-   recipients, render text and HTML parts, sign (dkimpy, RSA step through OpenSSL), hand over with SMTP, mark
-   each row sent. Messages per second over the sending.
+1. **Accord**: for each count in `--senders` (default 1, then 2), a campaign to all 100,000: `campaigns.prepare`
+   (the send rows) and then the sender (`campaigns.send`, what `accord outreach send-campaign` runs, rate
+   unlimited) in that many processes at once (as that many `send-campaign` commands would): claim in batches,
+   read recipients, render text and HTML parts, sign (dkimpy, RSA step through OpenSSL), hand over with SMTP
+   (pipelined: the sink offers PIPELINING, as Postfix does), mark each row sent. Messages per second over the
+   sending.
 2. **Floor**: plain smtplib sending the same number of pre-rendered, unsigned messages over one connection (what
    the SMTP exchange alone costs on this machine, client and sink included).
 3. **email + dkimpy, no Accord**: the standard library's email package building a like message and
@@ -125,7 +127,7 @@ def setup_django(database_url: str, var_dir: str, port: int, key: Path) -> None:
 
 def populate(n: int) -> int:
     from accord.customers.models import Account, Contact
-    from accord.outreach.models import Campaign, Consent, Purpose, Segment
+    from accord.outreach.models import Consent, Purpose, Segment
 
     accounts = Account.objects.bulk_create([Account(name=f"Customer {i:04d}", external_id=f"A{i}") for i in range(1000)])
     purpose = Purpose.objects.create(name="newsletter", title="the monthly newsletter")
@@ -136,6 +138,12 @@ def populate(n: int) -> int:
                                              address=f"reader{c.external_id}@example.com", proof="bench")
                                      for c in contacts])
     segment = Segment.objects.create(name="everyone", spec={})
+    return new_campaign(purpose, segment)
+
+
+def new_campaign(purpose: Any, segment: Any) -> int:
+    from accord.outreach.models import Campaign
+
     campaign = Campaign.objects.create(name="December news", purpose=purpose, segment=segment,
                                        subject="December news for {{ account.name }}", html=HTML, text=TEXT,
                                        rate=1e9, status="scheduled")
@@ -197,7 +205,7 @@ def email_and_dkimpy(key: Path, n: int, openssl: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--senders", type=int, default=1, help="sender processes (1)")
+    parser.add_argument("--senders", default="1,2", help="sender processes, one campaign per count (1,2)")
     parser.add_argument("--postgres", help="a PostgreSQL server URL; a database accord_bench_campaign is made there")
     args = parser.parse_args()
 
@@ -229,32 +237,36 @@ def main() -> None:
     t0 = time.perf_counter()
     campaign_id = populate(args.recipients)
     print(f"set-up: {args.recipients:,} contacts with consent in {time.perf_counter() - t0:.1f} s", flush=True)
-    campaign = Campaign.objects.select_related("purpose", "segment").get(pk=campaign_id)
-    t0 = time.perf_counter()
-    prepared = campaigns.prepare(campaign)
-    print(f"prepare (send rows): {prepared.queued:,} queued in {time.perf_counter() - t0:.1f} s", flush=True)
-    before = counter.value
-    t0 = time.perf_counter()
-    if args.senders == 1:
-        sent = campaigns.send(campaign, batch=500).sent
-    else:
-        from django.db import connections
+    for n_senders in [int(v) for v in args.senders.split(",")]:
+        if n_senders != int(args.senders.split(",")[0]):
+            first = Campaign.objects.get(pk=campaign_id)
+            campaign_id = new_campaign(first.purpose, first.segment)
+        campaign = Campaign.objects.select_related("purpose", "segment").get(pk=campaign_id)
+        t0 = time.perf_counter()
+        prepared = campaigns.prepare(campaign)
+        print(f"prepare (send rows): {prepared.queued:,} queued in {time.perf_counter() - t0:.1f} s", flush=True)
+        before = counter.value
+        t0 = time.perf_counter()
+        if n_senders == 1:
+            sent = campaigns.send(campaign, batch=500).sent
+        else:
+            from django.db import connections
 
-        connections.close_all()
-        results: Any = multiprocessing.Queue()
-        procs = [multiprocessing.Process(target=sender_process, args=(database_url, str(tmp), port, str(key),
-                                                                      campaign_id, results))
-                 for _ in range(args.senders)]
-        for p in procs:
-            p.start()
-        sent = sum(results.get() for _ in procs)
-        for p in procs:
-            p.join()
-    elapsed = time.perf_counter() - t0
-    assert counter.value - before == sent == args.recipients, (counter.value - before, sent)
-    accord_rate = sent / elapsed
-    print(f"Accord: {sent:,} messages rendered, DKIM-signed and handed over in {elapsed:.1f} s with "
-          f"{args.senders} sender(s): {accord_rate:,.0f} messages/s", flush=True)
+            connections.close_all()
+            results: Any = multiprocessing.Queue()
+            procs = [multiprocessing.Process(target=sender_process, args=(database_url, str(tmp), port, str(key),
+                                                                          campaign_id, results))
+                     for _ in range(n_senders)]
+            for p in procs:
+                p.start()
+            sent = sum(results.get() for _ in procs)
+            for p in procs:
+                p.join()
+        elapsed = time.perf_counter() - t0
+        assert counter.value - before == sent == args.recipients, (counter.value - before, sent)
+        print(f"Accord: {sent:,} messages rendered, DKIM-signed and handed over in {elapsed:.1f} s with "
+              f"{n_senders} sender process(es): {sent / elapsed:,.0f} messages/s "
+              f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     floor_rate = floor(port, min(args.recipients, 20_000), counter)
     print(f"floor, smtplib with pre-rendered unsigned messages: {floor_rate:,.0f} messages/s", flush=True)
     pure = email_and_dkimpy(key, 1000, openssl=False)
