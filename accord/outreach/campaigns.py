@@ -427,8 +427,9 @@ _MARK_SENT = "UPDATE {table} SET status = %s, sent_at = %s, message_id = %s, rea
 
 def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None] | None = None,
          started: Callable[[int], None] | None = None, signer: Signer | None = None,
-         stop: Callable[[], bool] | None = None) -> Summary:
-    """Send every due queued message of the campaign (after `prepare`), throttled; see the module's doc."""
+         stop: Callable[[], bool] | None = None, add_recipients: bool = True) -> Summary:
+    """Send every due queued message of the campaign, throttled; see the module's doc. First `prepare` adds the
+    segment's contacts not yet in the campaign, unless `add_recipients` is off (retries of a finished one)."""
     if campaign.status == Campaign.Status.DRAFT:
         raise CampaignError(f"Campaign {campaign.pk} is a draft: schedule it first (accord outreach schedule).")
     for name in ("subject", "html", "text"):
@@ -440,8 +441,8 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
         raise CampaignError(f"Campaign {campaign.pk} is scheduled for {campaign.send_at:%Y-%m-%d %H:%M} UTC; "
                             "`accord outreach send-due --loop 60` sends it then.")
     summary = Summary()
-    prepared = prepare(campaign)
-    summary.skipped.update(prepared.skipped)
+    if add_recipients:
+        summary.skipped.update(prepare(campaign).skipped)
     now = timezone.now()
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING,
                                                    started_at=campaign.started_at or now)

@@ -451,9 +451,14 @@ def test_hard_bounces_suppress_and_soft_bounces_retry_then_suppress(
     bob.refresh_from_db()
     assert ada.status == "bounced" and "5.1.1" in ada.reason
     assert bob.status == "queued" and bob.soft_bounces == 1 and not Suppression.objects.filter(address="bob@example.com")
+    # a contact who joined the segment after the campaign finished is not added by a retry
+    hal = Contact.objects.create(account=world["acme"], name="Hal Person")
+    Consent.objects.create(contact=hal, purpose=world["news"], status="confirmed", source="import",
+                           address="hal@example.com", proof="test")
     time.sleep(0.05)
     call_command("outreach", "send-due", stdout=StringIO())  # the soft bounce is retried
     assert Counter(to[0] for to, _ in sink.messages()) == {"ada@example.com": 1, "bob@example.com": 2}
+    assert not CampaignSend.objects.filter(contact=hal).exists()
     delayed = dsn(tmp_path, 3, "bob@example.com", "delayed", "4.4.1", "connection timed out", bob.message_id)
     assert [o.result for o in bounces.handle(delayed.read_bytes())] == ["soft"]
     bob.refresh_from_db()

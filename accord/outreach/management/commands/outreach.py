@@ -179,7 +179,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
         while True:
             for campaign in campaigns.due_campaigns():
-                summary = campaigns.send(campaign, stop=lambda: stopping["now"])
+                # a finished campaign comes back only for retries: it takes no newcomers of its segment
+                summary = campaigns.send(campaign, stop=lambda: stopping["now"],
+                                         add_recipients=campaign.status != Campaign.Status.DONE)
                 self.stdout.write(f"campaign {campaign.pk}: {summary.line()}")
             if not o["loop"] or stopping["now"]:
                 return
