@@ -12,6 +12,8 @@ class OutreachConfig(AppConfig):
     def ready(self) -> None:
         from accord.desk import imap
 
+        from . import checks  # registers the DKIM check with `accord doctor`
         from .bounces import take_from_mailbox
 
+        del checks
         imap.intercept(take_from_mailbox)  # DSNs about campaign mail in the desk's mailboxes: bounces, not tickets

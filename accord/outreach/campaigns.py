@@ -53,7 +53,7 @@ from accord.lib.faults import point
 
 from . import consent as consents
 from . import segments
-from .dkimsign import Signer, configured
+from .dkimsign import DkimError, Signer, configured
 from .models import Campaign, CampaignSend, Consent, Suppression
 from .templating import Template, TemplateError, check_template
 
@@ -440,6 +440,10 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
     if campaign.send_at and campaign.send_at > timezone.now():
         raise CampaignError(f"Campaign {campaign.pk} is scheduled for {campaign.send_at:%Y-%m-%d %H:%M} UTC; "
                             "`accord outreach send-due --loop 60` sends it then.")
+    try:
+        composer = Composer(campaign, signer)
+    except DkimError as e:
+        raise CampaignError(f"Campaign mail cannot be signed: {e}") from e
     summary = Summary()
     if add_recipients:
         summary.skipped.update(prepare(campaign).skipped)
@@ -450,7 +454,6 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
     if started is not None:
         started(campaign.sends.filter(status=S.QUEUED).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).count())
-    composer = Composer(campaign, signer)
     throttle = Throttle(campaign.rate)
     transport = Transport()
     attempts: dict[int, int] = {}

@@ -513,3 +513,24 @@ def test_dsns_about_campaign_mail_in_a_desk_mailbox_are_bounces_not_tickets(
     ada.refresh_from_db()
     assert ada.status == "bounced" and Suppression.objects.get(address="ada@example.com").reason == "hard_bounce"
     assert Ticket.objects.count() == 1  # the bounce of a ticket reply stays the desk's
+
+
+def test_doctor_warns_when_campaign_mail_would_go_unsigned(world: dict[str, Any], settings: Any,
+                                                           tmp_path: Path) -> None:
+    from accord.outreach.checks import dkim as dkim_check
+
+    settings.ACCORD_DKIM_KEY_FILE = ""
+    assert dkim_check()[0].status == "ok"  # no campaign yet
+    Campaign.objects.create(name="n", purpose=world["news"], segment=world["segment"], subject="s", html="h", text="t")
+    found = dkim_check()[0]
+    assert found.status == "warn" and "without a DKIM signature" in found.message
+    settings.ACCORD_DKIM_KEY_FILE = str(tmp_path / "missing.pem")
+    dkimsign._load.cache_clear()
+    found = dkim_check()[0]
+    assert found.status == "fail" and "missing.pem" in found.message
+    campaign = Campaign.objects.get()
+    campaign.status = "scheduled"
+    campaign.save()
+    with pytest.raises(CommandError, match="cannot be signed"):
+        call_command("outreach", "send-campaign", str(campaign.pk), stdout=StringIO())
+    assert not CampaignSend.objects.exists()  # refused before anything was written
