@@ -271,6 +271,15 @@ EMAIL_FILE_PATH = str(VAR_DIR / "sent-mail")
 ACCORD_PUBLIC_URL = os.environ.get("ACCORD_PUBLIC_URL", "http://127.0.0.1:8000")
 # A mailbox for List-Unsubscribe's mailto: form (RFC 2369), e.g. unsubscribe@example.com; empty: the URL only.
 ACCORD_UNSUBSCRIBE_MAILTO = os.environ.get("ACCORD_UNSUBSCRIBE_MAILTO", "")  # used by the file backend the demo selects
+# Campaigns (docs/outreach.md): DKIM key, selector and domain; the envelope sender bounces go to; the sender's
+# claim lease and attempts; soft bounces before an address is suppressed.
+ACCORD_DKIM_KEY_FILE = os.environ.get("ACCORD_DKIM_KEY_FILE", "")
+ACCORD_DKIM_SELECTOR = os.environ.get("ACCORD_DKIM_SELECTOR", "accord")
+ACCORD_DKIM_DOMAIN = os.environ.get("ACCORD_DKIM_DOMAIN", "")
+ACCORD_BOUNCE_ADDRESS = os.environ.get("ACCORD_BOUNCE_ADDRESS", "")
+ACCORD_CAMPAIGN_LEASE = float(os.environ.get("ACCORD_CAMPAIGN_LEASE", 300))
+ACCORD_CAMPAIGN_ATTEMPTS = int(os.environ.get("ACCORD_CAMPAIGN_ATTEMPTS", 5))
+ACCORD_SOFT_BOUNCE_LIMIT = int(os.environ.get("ACCORD_SOFT_BOUNCE_LIMIT", 3))
 DEFAULT_FROM_EMAIL = os.environ.get("ACCORD_MAIL_FROM", "support@accord.localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

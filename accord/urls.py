@@ -31,6 +31,7 @@ urlpatterns = [
     path("u/<str:token>/", outreach.unsubscribe, name="unsubscribe"),
     path("c/<str:token>/", outreach.confirm, name="confirm-consent"),
     path("outreach/contacts/<int:contact_id>/opt-out/", outreach.opt_out, name="opt-out"),
+    path("outreach/", include("accord.outreach.urls")),
     path("favicon.ico", favicon, name="favicon"),
     path("", include("accord.web.urls")),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -31,7 +32,20 @@ class PollResult:
     flagged: int = 0
     acknowledged: int = 0  # acknowledgements sent
     not_acknowledged: int = 0  # acknowledgements that could not be sent (flagged on their tickets)
+    intercepted: int = 0  # taken by a handler above the desk (bounces of campaign mail), no ticket
     error: str = ""
+
+
+# Handlers of the apps above the desk take the mail meant for them before it becomes a ticket (outreach: delivery
+# status notifications about campaign mail). Each gets the raw bytes and returns True when it took the message.
+# They register from their AppConfig.ready(), so the desk imports no higher app (as `accord doctor`'s checks do).
+INTERCEPTORS: list[Callable[[bytes], bool]] = []
+
+
+def intercept(handler: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
+    if handler not in INTERCEPTORS:
+        INTERCEPTORS.append(handler)
+    return handler
 
 
 def _connect(box: Mailbox) -> imaplib.IMAP4:
@@ -62,6 +76,11 @@ def poll(box: Mailbox, limit: int = 500) -> PollResult:
                 typ, parts = conn.uid("FETCH", uid, "(BODY.PEEK[])")
                 raw = next((p[1] for p in parts if isinstance(p, tuple) and len(p) > 1), None) if typ == "OK" else None
                 if raw is None:
+                    continue
+                if any(take(bytes(raw)) for take in INTERCEPTORS):
+                    # Handled (and committed) by its handler; a poller killed before the flag hands it over again.
+                    conn.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+                    result.intercepted += 1
                     continue
                 outcome = mail.store(bytes(raw), source=f"imap:{box.name}/{box.folder}#{uid.decode()}", acknowledge=True)
                 point("imap.stored")  # tests: die with the message stored and not yet marked seen

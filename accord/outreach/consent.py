@@ -29,6 +29,9 @@ SALT = {"unsubscribe": "accord.outreach.unsubscribe", "confirm": "accord.outreac
 MAX_AGE = {"unsubscribe": 400 * 86400, "confirm": 14 * 86400}  # an unsubscribe link works for a long time
 
 
+ERASED_DOMAIN = "erased.invalid"  # where accord.privacy points an erased person's consents (it sits above us)
+
+
 class LinkError(Exception):
     """A consent link that cannot be honoured; the message is safe to show to whoever followed it."""
 
@@ -137,14 +140,31 @@ def resolve(token: str, kind: str) -> Consent:
         raise LinkError("This link has expired.") from None
     except signing.BadSignature:
         raise LinkError("This link is not valid.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("c"), int) or not isinstance(data.get("v"), int):
+    if not isinstance(data, dict) or not isinstance(data.get("c"), int) or not isinstance(data.get("v"), int) \
+            or not isinstance(data.get("k", 0), int):
         raise LinkError("This link is not valid.")
     consent = Consent.objects.select_related("purpose", "contact").filter(pk=data["c"]).first()
-    if consent is None:
+    if consent is None or erased(consent):
         raise LinkError("")  # the person was erased: nothing is known, nothing to say
     if data["v"] != consent.version:
+        if kind == "unsubscribe" and consent.status == Consent.Status.WITHDRAWN:
+            return consent  # unsubscribed already (this link's own POST replayed, or another): harmless, say so
         raise LinkError("This link is out of date: your choice has changed since it was sent.")
     return consent
+
+
+def erased(consent: Consent) -> bool:
+    return consent.address.endswith("@" + ERASED_DOMAIN)
+
+
+def campaign_of(token: str) -> int | None:
+    """The campaign an unsubscribe link was mailed in (None for a link from elsewhere); the token is checked."""
+    try:
+        data = signing.loads(token, salt=SALT["unsubscribe"], max_age=MAX_AGE["unsubscribe"])
+    except signing.BadSignature:
+        return None
+    k = data.get("k") if isinstance(data, dict) else None
+    return k if isinstance(k, int) else None
 
 
 @transaction.atomic
@@ -162,7 +182,9 @@ def confirm(token: str, client: str = "") -> Consent:
 def unsubscribe(token: str, client: str = "") -> Consent:
     consent = resolve(token, "unsubscribe")
     consent = Consent.objects.select_for_update().get(pk=consent.pk)
-    return withdraw(consent, Consent.Source.MAIL, detail="one-click unsubscribe" + (f" from {client}" if client else ""))
+    campaign = campaign_of(token)
+    return withdraw(consent, Consent.Source.MAIL, detail="one-click unsubscribe"
+                    + (f" (campaign {campaign})" if campaign else "") + (f" from {client}" if client else ""))
 
 
 def headers(consent: Consent) -> dict[str, str]:

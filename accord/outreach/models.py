@@ -7,10 +7,13 @@ never look at a consent, only at the suppression list where the law requires it.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from accord.customers.models import Contact
+
+from .templating import TemplateError, check_template
 
 
 class Purpose(models.Model):
@@ -91,6 +94,7 @@ class Suppression(models.Model):
 
     class Reason(models.TextChoices):
         HARD_BOUNCE = "hard_bounce", "hard bounce"
+        SOFT_BOUNCE = "soft_bounce", "soft bounces past the limit"
         COMPLAINT = "complaint", "spam complaint"
         UNSUBSCRIBED = "unsubscribed", "unsubscribed from everything"
         MANUAL = "manual"
@@ -105,3 +109,103 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.reason})"
+
+
+class Segment(models.Model):
+    """A saved filter over contacts and their accounts (tier, CLV, health, last order, consent), counted live.
+
+    The filter is data, a small JSON object validated by `segments.check` (see docs/outreach.md for its keys) in
+    `accord outreach segment add` and the admin's form.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    spec = models.JSONField(default=dict, blank=True, help_text="The filter, e.g. {\"tier\": [\"gold\"]}.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+
+class Campaign(models.Model):
+    """A marketing mail for one purpose to one segment: its template, when it goes, and how fast."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        SCHEDULED = "scheduled"
+        SENDING = "sending"
+        DONE = "done"
+
+    name = models.CharField(max_length=200)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="campaigns")
+    segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="campaigns")
+    from_email = models.CharField(max_length=254, blank=True, help_text="Blank: ACCORD_MAIL_FROM.")
+    subject = models.CharField(max_length=300)
+    html = models.TextField(help_text="The HTML part; placeholders like {{ contact.name }}.")
+    text = models.TextField(help_text="The plain-text part; the same placeholders.")
+    send_at = models.DateTimeField(null=True, blank=True, help_text="Not before this instant (UTC).")
+    rate = models.FloatField(default=10.0, help_text="Messages per second at most.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        for field in ("subject", "html", "text"):
+            try:
+                check_template(getattr(self, field))
+            except TemplateError as e:
+                errors[field] = str(e)
+        if self.rate is not None and self.rate <= 0:
+            errors["rate"] = "The rate is in messages per second and must be above 0."
+        if errors:
+            raise ValidationError(errors)
+
+
+class CampaignSend(models.Model):
+    """One recipient of a campaign: claimed by a sender before its message goes, so a restart sends it once.
+
+    Claim -> send -> mark, one row at a time after a batch claim: a sender killed mid-campaign leaves at most one
+    row that went out unmarked (the one in flight); it is sent again with the same Message-ID.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        SKIPPED = "skipped"
+        FAILED = "failed"
+        BOUNCED = "bounced"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="sends")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=254, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why skipped, failed or bounced.")
+    attempts = models.PositiveIntegerField(default=0)
+    soft_bounces = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sender = models.CharField(max_length=100, blank=True, help_text="host:pid of the sender holding the claim.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "contact"], name="outreach_send_once")]
+        indexes = [models.Index(fields=["campaign", "status"], name="outreach_send_status"),
+                   models.Index(fields=["message_id"], name="outreach_send_message_id")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.contact_id}: {self.status}"

@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from accord.lib.net import client_ip as client_address
+from accord.lib.views import needs, staff_required
 
 from . import consent as service
 
@@ -90,3 +91,63 @@ def opt_out(request: HttpRequest, contact_id: int) -> HttpResponse:
                               "ticket replies and service notices go on.")
     back = request.POST.get("next", "")
     return redirect(back if url_has_allowed_host_and_scheme(back, {request.get_host()}) else "/")
+
+
+# -- staff pages: campaigns and segments ----------------------------------------------------------------------
+
+@staff_required
+@needs("outreach.view_campaign")
+def campaigns_page(request: HttpRequest) -> HttpResponse:
+    from .campaigns import totals
+    from .models import Campaign
+
+    rows = [(c, totals(c)) for c in Campaign.objects.select_related("segment", "purpose")[:200]]
+    return render(request, "outreach/campaigns.html", {"rows": rows})
+
+
+@staff_required
+@needs("outreach.view_campaign")
+def campaign_page(request: HttpRequest, pk: int) -> HttpResponse:
+    from collections import Counter
+
+    from django.shortcuts import get_object_or_404
+
+    from .campaigns import preview, totals
+    from .charts import ORDER, progress_bar
+    from .models import Campaign, CampaignSend
+
+    campaign = get_object_or_404(Campaign.objects.select_related("segment", "purpose"), pk=pk)
+    counts = totals(campaign)
+    reasons = Counter(r.split(" (")[0] for r in campaign.sends.filter(status="skipped").values_list("reason", flat=True))
+    problems = campaign.sends.filter(status__in=["failed", "bounced"]).select_related("contact").order_by("-id")[:50]
+    sample = campaign.sends.filter(status__in=["sent", "queued"]).select_related("contact__account").first()
+    shown = None
+    if sample is not None:
+        msg = preview(campaign, sample.contact)
+        text = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+        body = text.get_payload(decode=True) if text is not None else b""
+        shown = {"to": msg["To"], "subject": msg["Subject"],
+                 "text": body.decode("utf-8", "replace") if isinstance(body, bytes) else ""}
+    chart = progress_bar("campaign-progress", f"Recipients of {campaign.name} by status", counts)
+    return render(request, "outreach/campaign.html", {
+        "campaign": campaign, "counts": [(s, counts.get(s, 0)) for s, _c in ORDER], "total": sum(counts.values()),
+        "chart": chart, "reasons": reasons.most_common(), "problems": problems, "preview": shown,
+        "statuses": CampaignSend.Status})
+
+
+@staff_required
+@needs("outreach.view_segment")
+def segments_page(request: HttpRequest) -> HttpResponse:
+    import json
+
+    from . import segments
+    from .models import Segment
+
+    rows = []
+    for s in Segment.objects.all():
+        try:
+            count, problem = segments.count(s.spec), ""
+        except segments.SpecError as e:
+            count, problem = None, str(e)
+        rows.append({"segment": s, "spec": json.dumps(s.spec), "count": count, "problem": problem})
+    return render(request, "outreach/segments.html", {"rows": rows})

@@ -226,6 +226,6 @@ def test_health_details_for_staff() -> None:
 
 def test_the_apps_checks_are_registered_once_between_the_processes_and_the_clock() -> None:
     names = [c.__name__ for c in checks.all_checks()]
-    assert names == ["database", "processes", "rollups", "mail", "clock", "disk", "deployment"]
+    assert names == ["database", "processes", "rollups", "mail", "dkim", "clock", "disk", "deployment"]
     assert checks.register(gateway_checks.rollups) is gateway_checks.rollups  # a second registration adds nothing
     assert [c.__name__ for c in checks.all_checks()] == names

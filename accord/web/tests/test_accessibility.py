@@ -19,6 +19,8 @@ from accord.catalog.models import Service
 from accord.customers.models import Account, Contact
 from accord.desk.models import OutgoingMail, Ticket
 from accord.governance.policies import save_policy
+from accord.outreach import campaigns
+from accord.outreach.models import Campaign, Purpose, Segment
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls here are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -46,6 +48,7 @@ def staff_pages(base: str) -> dict[str, str]:
     service = Service.objects.order_by("pk").first()
     ticket = Ticket.objects.filter(account__isnull=False).order_by("pk").first()
     assert account and agreement and service and ticket, "the demo company has no account, agreement, service or ticket"
+    campaign = Campaign.objects.order_by("pk").first()
     return {
         "dashboard": "/",
         "accounts": "/accounts/",
@@ -71,6 +74,10 @@ def staff_pages(base: str) -> dict[str, str]:
         "new contact": f"/accounts/{account.pk}/contacts/new/",
         "issue a key": f"/accounts/{account.pk}/keys/new/",
         "audit trail": "/audit/",
+        # Outreach (issue 20): campaigns, one campaign's progress, segments with live counts.
+        "campaigns": "/outreach/campaigns/",
+        "campaign": f"/outreach/campaigns/{campaign.pk}/" if campaign else "/outreach/campaigns/0/",
+        "segments": "/outreach/segments/",
         "a contact's personal data": f"/privacy/contacts/{Contact.objects.filter(account=account).order_by('pk').first().pk}/"
         if Contact.objects.filter(account=account).exists() else "/privacy/contacts/0/",
     }
@@ -84,6 +91,11 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     # One refused mail, so the outbox page shows its table with a row (the demo's mail has all gone out).
     assert OutgoingMail.objects.filter(pk=OutgoingMail.objects.order_by("pk").values("pk")[:1]).update(
         status="failed", last_error="SMTP 550 5.1.1 No such user (refused for good; not retried)") == 1
+    # A campaign prepared for every demo contact (none has consent: all skipped), so its page has a chart.
+    purpose, _ = Purpose.objects.get_or_create(name="newsletter", defaults={"title": "the monthly newsletter"})
+    segment = Segment.objects.create(name="everyone", spec={})
+    campaigns.prepare(Campaign.objects.create(name="December news", purpose=purpose, segment=segment,
+                                              subject="News", html="<p>Hello {{ contact.name }}</p>", text="Hello"))
     base = live_server.url
     reports: list[str] = []
     checked = 0
@@ -126,7 +138,7 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#reply-errors")
     check("ticket, refused reply")
 
-    assert checked == 3 + 24 + 1
+    assert checked == 3 + 27 + 1
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
 
 

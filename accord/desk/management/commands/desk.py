@@ -135,8 +135,9 @@ class Command(BaseCommand):
                 status = f"error {r.error}" if r.error else "ok"
                 acks = f"acknowledgements sent {r.acknowledged}" + (
                     f", acknowledgements not sent {r.not_acknowledged}" if r.not_acknowledged else "")
-                self.stdout.write(f"{box.name}: stored {r.stored}, duplicates {r.duplicates}, flagged {r.flagged}, {acks} "
-                                  f"({status})")
+                bounces = f", campaign bounces {r.intercepted}" if r.intercepted else ""
+                self.stdout.write(f"{box.name}: stored {r.stored}, duplicates {r.duplicates}, flagged {r.flagged}, {acks}"
+                                  f"{bounces} ({status})")
                 failed = failed or bool(r.error)
             if not loop:
                 if failed:
