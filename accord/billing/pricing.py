@@ -40,9 +40,9 @@ class Price:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Price:
         bands = tuple(Band(None if b.get("up_to") is None else Decimal(str(b["up_to"])), Decimal(str(b["unit_price"])),
-                           Decimal(str(b.get("flat", 0)))) for b in d.get("tiers") or [])
-        return cls(d["meter"], d.get("model", "per_unit"), Decimal(str(d.get("unit_price", 0))),
-                   Decimal(str(d.get("included", 0))), bands)
+                           Decimal(str(b.get("flat") or 0))) for b in d.get("tiers") or [])
+        return cls(d["meter"], d.get("model", "per_unit"), Decimal(str(d.get("unit_price") or 0)),
+                   Decimal(str(d.get("included") or 0)), bands)
 
     def charge(self, quantity: Decimal, share: Decimal = Decimal(1)) -> tuple[Decimal, Decimal, Decimal | None]:
         """(billable quantity, amount rounded to cents, the one unit price or None) for a quantity used while the
