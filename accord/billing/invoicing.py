@@ -20,7 +20,7 @@ from accord.customers.models import Account
 
 from .models import Meter, Plan
 from .pricing import Price, cents
-from .usage import account_key, measure
+from .usage import account_key, measure_many
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 SHARE_PLACES = Decimal("0.0001")
@@ -156,8 +156,8 @@ def bills(accounts: list[Account], period: str, meters: list[Meter] | None = Non
             bounds[(a.pk, part.first)] = w
     used: dict[tuple[dt.datetime, dt.datetime, int], dict[int, Decimal]] = {}
     for (start, end), members in windows.items():
-        for meter in meters:
-            used[(start, end, meter.pk)] = measure(meter, members, start, end)
+        for meter_id, found in measure_many(meters, members, start, end).items():
+            used[(start, end, meter_id)] = found
 
     out: dict[int, Bill] = {}
     for a in accounts:
