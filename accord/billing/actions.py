@@ -26,6 +26,8 @@ from .models import Invoice, InvoiceLine, InvoiceSequence, Meter
 
 SETTLED = (Invoice.Status.FINALISED, Invoice.Status.PAID)
 SERIES = {Invoice.Kind.INVOICE: "INV", Invoice.Kind.CREDIT_NOTE: "CN"}
+# A run measures again this many finalised months before its own and bills what changed since (late usage).
+CORRECTED_MONTHS = 3
 
 
 @dataclass
@@ -130,15 +132,18 @@ def do_run(period: str, accounts: QuerySet[Account] | None = None, *, finalise: 
     current = bills(todo, period, meters, book, progress)
     if progress is not None:
         progress.update(len(result.skipped_finalised))
-    earlier = previous_month(period)
-    fixes: dict[int, list[Line]] = {}
-    for part in _chunks([a.pk for a in todo]):
-        closed = set(Invoice.objects.filter(account_id__in=part, period=earlier, kind=Invoice.Kind.INVOICE,
-                                            status__in=SETTLED).values_list("account_id", flat=True))
-        if closed:
-            again = bills([a for a in todo if a.pk in closed], earlier, meters, book)
-            billed = _billed(list(closed), earlier)
-            fixes.update({pk: corrections(bill, billed.get(pk, {})) for pk, bill in again.items()})
+    fixes: dict[int, list[Line]] = defaultdict(list)
+    earlier = period
+    for _ in range(CORRECTED_MONTHS):
+        earlier = previous_month(earlier)
+        for part in _chunks([a.pk for a in todo]):
+            closed = set(Invoice.objects.filter(account_id__in=part, period=earlier, kind=Invoice.Kind.INVOICE,
+                                                status__in=SETTLED).values_list("account_id", flat=True))
+            if closed:
+                again = bills([a for a in todo if a.pk in closed], earlier, meters, book)
+                billed = _billed(list(closed), earlier)
+                for pk, bill in again.items():
+                    fixes[pk] += corrections(bill, billed.get(pk, {}))
     credits: dict[int, list[tuple[Credit, Line]]] = {}
     for part in _chunks([a.pk for a in todo]):
         credits.update(_credit_lines(part, period))

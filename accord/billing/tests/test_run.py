@@ -300,3 +300,22 @@ plans:
     assert got["usage:bytes-out"][0] == D(11000) and got["usage:bytes"][0] == D(12100)
     assert got["usage:peak"][0] == D(60)  # two minutes of one hour beat one busier minute
     assert got["usage:chat"] == (D(13), D("6.50")) and got["usage:longest-chat"][0] == D(10)  # 2 + 10 + 1
+
+
+@pytest.mark.django_db
+def test_usage_two_months_late_is_corrected_once_on_the_next_invoice_drafted(catalog: object) -> None:
+    plan(FLAT)
+    account("ACME", catalog)  # type: ignore[arg-type]
+    with time_machine.travel(DECEMBER, tick=False):
+        run("2026-10", finalise=True)
+        run("2026-11", finalise=True)
+    add_rollup(at("2026-10-15T10:00:00+00:00"), count=700, account="ACME", service="booking")  # October's, late
+    add_rollup(at("2026-11-15T10:00:00+00:00"), count=400, account="ACME", service="booking")  # November's, late
+    with time_machine.travel(dt.datetime(2027, 1, 2, tzinfo=dt.UTC), tick=False):
+        run("2026-12", finalise=True)
+        run("2027-01")
+    dec = Invoice.objects.get(period="2026-12", kind="invoice")
+    assert sorted((x.for_period, x.quantity, x.amount) for x in dec.lines.exclude(for_period="2026-12")) == [
+        ("2026-10", D(600), D("6.00")), ("2026-11", D(300), D("3.00"))]  # 100 included each month
+    jan = Invoice.objects.get(period="2027-01", kind="invoice")
+    assert not jan.lines.exclude(for_period="2027-01").exists()  # corrected once, not again

@@ -62,7 +62,7 @@ class Command(BaseCommand):
             accounts = Account.objects.filter(match)
             if not accounts.exists():
                 raise CommandError(f"no account {key!r} (give its external id or id)")
-        bar = tqdm(total=0, unit="account", file=sys.stderr,
+        bar = tqdm(total=0, unit="account", file=sys.stderr, delay=0.5,
                    disable=not (options["progress"] or sys.stderr.isatty()))
         try:
             result = do_run(options["period"], accounts, finalise=options["finalise"], progress=bar)
