@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=200)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="profile the first run (cProfile): the 15 functions "
+                                                                "with the most time of their own")
     args = parser.parse_args()
     label, url, tmp = governance.scratch_database(args)
     try:
@@ -181,13 +183,24 @@ def generate(args: argparse.Namespace, accounts: list[tuple[int, str, str, str]]
     return kinds, expected, time.perf_counter() - started
 
 
-def billing_run() -> tuple[float, str]:
+def billing_run(profile: bool = False) -> tuple[float, str]:
+    import cProfile
+    import pstats
+
     from django.core.management import call_command
 
     out = io.StringIO()
+    profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     call_command("billing", "run", "--period", "2026-11", stdout=out)
-    return time.perf_counter() - started, out.getvalue().strip()
+    if profiler:
+        profiler.disable()
+    took = time.perf_counter() - started
+    if profiler:
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(15)
+    return took, out.getvalue().strip()
 
 
 def run(args: argparse.Namespace, label: str) -> None:
@@ -199,7 +212,7 @@ def run(args: argparse.Namespace, label: str) -> None:
     accounts = setup(args, rng)
     kinds, expected, seconds = generate(args, accounts, rng)
     print(f"{label}: {sum(kinds.values()):,} rollup rows ({kinds}) in {seconds:.0f} s", flush=True)
-    first, summary = billing_run()
+    first, summary = billing_run(args.profile)
     print(f"{label}: billing run, first: {first:.1f} s\n  {summary}", flush=True)
     again, summary = billing_run()
     print(f"{label}: billing run, again (replacing the drafts): {again:.1f} s\n  {summary}", flush=True)

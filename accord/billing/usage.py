@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, Expression, F, Q, QuerySet, Sum
 
 from accord.chat.models import ChatSession
@@ -81,9 +82,12 @@ def measure_many(meters: list[Meter], accounts: dict[int, str], start: dt.dateti
 def _rows(start: dt.datetime, end: dt.datetime) -> QuerySet[Rollup]:
     """The rollups of [start, end): hour rows when both ends are whole hours (exactly the sum of their minute
     rows), else minute rows."""
-    whole_hours = start.timestamp() % HOUR == 0 and end.timestamp() % HOUR == 0
-    return Rollup.objects.filter(window_seconds=HOUR if whole_hours else MINUTE, window_start__gte=start,
-                                 window_start__lt=end)
+    return Rollup.objects.filter(window_seconds=HOUR if _whole_hours(start, end) else MINUTE,
+                                 window_start__gte=start, window_start__lt=end)
+
+
+def _whole_hours(start: dt.datetime, end: dt.datetime) -> bool:
+    return start.timestamp() % HOUR == 0 and end.timestamp() % HOUR == 0
 
 
 def _gateway(meter: Meter, accounts: dict[int, str], start: dt.datetime, end: dt.datetime) -> dict[int, Decimal]:
@@ -104,7 +108,18 @@ def _gateway(meter: Meter, accounts: dict[int, str], start: dt.datetime, end: dt
     queries = [rows.filter(account__in=[accounts[pk] for pk in part]) for part in _chunks(list(accounts))]
     out: dict[int, Decimal] = {}
     for q in queries:
-        if meter.aggregation == Meter.Aggregation.MAX:  # the busiest hour
+        if meter.aggregation == Meter.Aggregation.MAX and _whole_hours(start, end):
+            # The busiest hour, in the database: the hour rows summed per account and hour, the largest kept
+            # (no row per hour comes back to Python).
+            per_hour = q.order_by().values("account", "window_start").annotate(n=Sum(value))
+            sql, params = per_hour.query.sql_with_params()
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT account, MAX(n) FROM ({sql}) per_hour GROUP BY account", params)
+                for account, n in cursor.fetchall():
+                    if account in by_key and n:
+                        out[by_key[account]] = Decimal(n)
+            continue
+        if meter.aggregation == Meter.Aggregation.MAX:  # minute rows: the busiest hour summed here
             hours: dict[tuple[str, int], int] = defaultdict(int)
             for account, start_at, n in q.order_by().values_list("account", "window_start").annotate(n=Sum(value)).iterator():
                 hours[(account, int(start_at.timestamp()) // HOUR)] += n

@@ -300,6 +300,13 @@ plans:
     assert got["usage:bytes-out"][0] == D(11000) and got["usage:bytes"][0] == D(12100)
     assert got["usage:peak"][0] == D(60)  # two minutes of one hour beat one busier minute
     assert got["usage:chat"] == (D(13), D("6.50")) and got["usage:longest-chat"][0] == D(10)  # 2 + 10 + 1
+    # Kolkata's month starts at 18:30 UTC: minute rows are read, and the busiest hour is summed from them.
+    account("KOLKATA", catalog, "Asia/Kolkata")  # type: ignore[arg-type]
+    for when, n in [("2026-10-31T18:29:00+00:00", 500), ("2026-11-02T10:00:00+00:00", 30),
+                    ("2026-11-02T10:59:00+00:00", 30), ("2026-11-03T11:00:00+00:00", 50)]:
+        add_rollup(at(when), count=n, account="KOLKATA", service="booking")
+    run("2026-11", "KOLKATA")
+    assert lines("KOLKATA", "2026-11")["usage:peak"][0] == D(60)  # October's 500 is not November's
 
 
 @pytest.mark.django_db
