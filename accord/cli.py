@@ -23,6 +23,7 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("governance", ("governance",)),
     ("desk", ("desk",)),
     ("reports", ("reports",)),
+    ("billing", ("billing",)),
     ("HAProxy data plane", ("haproxy",)),
     ("insight", ("insight",)),
     ("outreach", ("outreach",)),

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "accord.lab",
     "accord.desk",
     "accord.reports",
+    "accord.billing",
     "accord.chat",
     "accord.haproxy",
     "accord.insight",
@@ -129,6 +130,8 @@ ACCORD_MANIFEST_KINDS = [
     "accord.agreements.manifest.AgreementKind",
     "accord.governance.manifest.PolicyKind",
     "accord.insight.manifest.HealthKind",
+    "accord.billing.manifest.MeterKind",
+    "accord.billing.manifest.PlanKind",
 ]
 # Checks across kinds by apps above them: each f(check) may add errors or warnings (accord/lib/manifest/engine.py).
 ACCORD_MANIFEST_CHECKS = ["accord.reports.manifest.partner_promises"]

@@ -24,6 +24,7 @@ urlpatterns = [
     path("governance/", include("accord.governance.urls")),
     path("insight/", include("accord.insight.urls")),
     path("reports/", include("accord.reports.urls")),
+    path("billing/", include("accord.billing.urls")),
     path("support/", support_form, name="support-form"),
     path("portal/", include("accord.portal.urls")),
     path("privacy/", include("accord.privacy.urls")),

@@ -20,6 +20,7 @@ ACCORD_APPS = (
     "governance",
     "desk",
     "reports",
+    "billing",
     "insight",
     "ops",
     "access",
@@ -66,8 +67,9 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "finance": (
-        "reads everything; approves, rejects and applies service credits; manages orders and exchange rates",
-        ("*.view_*", "reports.*", "insight.*", *_OWN_TOKENS),
+        "reads everything; approves, rejects and applies service credits; finalises, voids and marks invoices paid; "
+        "manages orders and exchange rates",
+        ("*.view_*", "reports.*", "billing.*", "insight.*", *_OWN_TOKENS),
     ),
     "administrator": (
         "every permission, staff users and groups included",

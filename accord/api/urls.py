@@ -10,6 +10,7 @@ from rest_framework import routers
 
 from accord.access.api import register as register_access
 from accord.agreements.api import register as register_agreements
+from accord.billing.api import register as register_billing
 from accord.catalog.api import register as register_catalog
 from accord.customers.api import register as register_customers
 from accord.desk.api import CallLogView, WebhookView
@@ -41,6 +42,7 @@ register_desk(router)
 register_gateway(router)
 register_governance(router)
 register_reports(router)
+register_billing(router)
 register_insight(router)
 register_privacy(router)
 

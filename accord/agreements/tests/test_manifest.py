@@ -504,8 +504,8 @@ def test_every_error_is_listed_at_once_and_nothing_changes() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("- just\n- a list\n", ["(top level): must be a mapping with the sections calendars, tiers, services, partners, agreements, policies, health"]),
-        ("rules: []\n", ["rules: unknown section (the sections are calendars, tiers, services, partners, agreements, policies, health)"]),
+        ("- just\n- a list\n", ["(top level): must be a mapping with the sections calendars, tiers, services, partners, agreements, policies, health, meters, plans"]),
+        ("rules: []\n", ["rules: unknown section (the sections are calendars, tiers, services, partners, agreements, policies, health, meters, plans)"]),
         ("tiers:\n", ["tiers: must be a list (write [] for none)"]),
         ("tiers: {name: gold}\n", ["tiers: must be a list"]),
         ("tiers: [gold]\n", ["tiers[0]: must be a mapping of keys to values"]),

@@ -129,7 +129,7 @@ def test_a_kind_registered_in_settings_is_applied_checked_and_exported() -> None
         assert err.value.errors == ["groups[1].name: 'x' appears more than once (first at groups[0])",
                                     "groups[0].email: 'nobody' is not an e-mail address"]
     with pytest.raises(ManifestError, match=r"unknown section \(the sections are calendars, tiers, services, "
-                                            r"partners, agreements, policies, health\)"):
+                                            r"partners, agreements, policies, health, meters, plans\)"):
         load_manifest("groups: []\n")
 
 

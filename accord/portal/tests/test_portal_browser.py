@@ -4,11 +4,13 @@ the clocks and replies; every portal page has no axe-core violation at all and n
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from accord.billing.models import Invoice
 from accord.desk.models import Attachment, Ticket
 
 from .conftest import PASSWORD, Org
@@ -56,7 +58,9 @@ def test_every_portal_page_has_no_axe_violation_and_fits_a_phone(live_server: An
     base = live_server.url
     reports: list[str] = []
     paths = ["/portal/", "/portal/tickets/", f"/portal/tickets/{alpha.ticket.reference}/", "/portal/tickets/new/",
-             "/portal/reports/", "/portal/credits/", "/portal/keys/", "/portal/team/"]
+             "/portal/reports/", "/portal/credits/", "/portal/invoices/", "/portal/keys/", "/portal/team/"]
+    Invoice.objects.create(account=alpha.account, period="2026-11", currency="EUR", status="finalised",
+                           number="INV-2026-000001", total=Decimal("123.45"), plan_names="gold")
     for width in (1280, 375):
         context = browser.new_context(viewport={"width": width, "height": 900})
         page = context.new_page()
