@@ -52,8 +52,7 @@ def staff_pages(base: str) -> dict[str, str]:
     ticket = Ticket.objects.filter(account__isnull=False).order_by("pk").first()
     assert account and agreement and service and ticket, "the demo company has no account, agreement, service or ticket"
     campaign = Campaign.objects.order_by("pk").first()
-    invoice = Invoice.objects.order_by("pk").first()
-    assert invoice, "the demo company has no invoice"
+    invoice = Invoice.objects.order_by("pk").first()  # the accessibility test drafts the month's invoices first
     return {
         "dashboard": "/",
         "accounts": "/accounts/",
@@ -73,7 +72,7 @@ def staff_pages(base: str) -> dict[str, str]:
         "account report": f"/reports/accounts/{account.external_id}/",
         "credit ledger": "/reports/credits/",
         "invoices": "/billing/",
-        "invoice": f"/billing/{invoice.pk}/",
+        "invoice": f"/billing/{invoice.pk}/" if invoice else "/billing/0/",
         "not found": "/accounts/0/",
         # The editing pages (issue 16; their refused states are in test_edit_browser.py).
         "new account": "/accounts/new/",
@@ -94,6 +93,7 @@ def staff_pages(base: str) -> dict[str, str]:
 def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page: Any, axe: Any) -> None:
     call_command("seed-demo", "--accounts", "40", stdout=StringIO())
     do_run(timezone.localtime().strftime("%Y-%m"))  # the demo's invoices of this month, drafted
+    assert Invoice.objects.exists(), "the demo company's month drafted no invoice"
     save_policy("to-standby", {"condition": "pool(booking, primary).utilisation[10s] > 0.8", "action": "route",
                                "params": {"pool": "standby"}, "tiers": ["platinum"]})
     # One refused mail, so the outbox page shows its table with a row (the demo's mail has all gone out).
