@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from .processes import accord_command, database_url, subprocess_env
 
-__all__ = ["accord_command", "database_url", "run_in_thread", "subprocess_env"]
+__all__ = ["FullDatabase", "accord_command", "database_url", "full_sqlite_database", "run_in_thread", "subprocess_env"]
 
 
 def run_in_thread(main: Any) -> Any:
@@ -16,3 +19,62 @@ def run_in_thread(main: Any) -> Any:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, main).result()
+
+
+@dataclass
+class FullDatabase:
+    """A SQLite test database that cannot grow: `pages` is its cap (give it to `accord` subprocesses as
+    ACCORD_SQLITE_MAX_PAGES); `free()` deletes the filler, making room inside the file again."""
+
+    pages: int
+
+    @staticmethod
+    def free() -> None:
+        from django.db import connection
+
+        with connection.cursor() as c:
+            c.execute("DELETE FROM zz_filler")
+
+
+@contextlib.contextmanager
+def full_sqlite_database() -> Iterator[FullDatabase]:
+    """Fill the test database (SQLite) to a cap, as a full file system would: every page is taken by a filler
+    table and every new connection of this process gets `PRAGMA max_page_count` at that size (a
+    `connection_created` hook), so SQLite answers "database or disk is full" (SQLITE_FULL). Undone on exit."""
+    from django.db import OperationalError, connection
+    from django.db.backends.signals import connection_created
+
+    limit: list[int] = []
+
+    def cap(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if limit:
+            with connection.cursor() as c:
+                c.execute(f"PRAGMA max_page_count = {limit[0]}")
+
+    def fill(cursor: Any, size: int) -> None:
+        while True:
+            try:
+                cursor.execute("INSERT INTO zz_filler (x) VALUES (randomblob(%s))", [size])
+            except OperationalError as e:
+                assert "full" in str(e)
+                return
+
+    with connection.cursor() as c:
+        c.execute("CREATE TABLE zz_filler (x BLOB)")
+        c.execute("PRAGMA page_count")
+        pages = c.fetchone()[0]
+        c.execute(f"PRAGMA max_page_count = {pages + 50}")
+        for size in (3000, 300, 30, 1):  # large blobs, then smaller ones into what room is left on each page
+            fill(c, size)
+        c.execute("PRAGMA page_count")
+        limit.append(c.fetchone()[0])
+        c.execute("PRAGMA freelist_count")
+        assert c.fetchone()[0] == 0
+    connection_created.connect(cap)
+    try:
+        yield FullDatabase(limit[0])
+    finally:
+        connection_created.disconnect(cap)
+        with connection.cursor() as c:
+            c.execute("PRAGMA max_page_count = 1073741823")
+            c.execute("DROP TABLE zz_filler")

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.db import OperationalError, connection
-from django.db.backends.signals import connection_created
+from django.db import connection
 from django.test import Client
 
 from accord.customers.models import Account
@@ -25,7 +24,7 @@ from accord.desk import actions
 from accord.desk.actions import Inbound
 from accord.desk.forms import SupportRequestForm
 from accord.desk.models import Message, OutgoingMail, RawMessage, SlaClock, Ticket
-from accord.lib.testing import accord_command, subprocess_env
+from accord.lib.testing import FullDatabase, accord_command, full_sqlite_database, subprocess_env
 
 from .conftest import Desk
 from .test_mail import email
@@ -37,49 +36,11 @@ pytestmark = [
 BIG = "The booking engine returned error 500 on every retry. " * 300  # ~16 KB: needs new (overflow) pages
 
 
-def _fill(cursor: Any, size: int) -> None:
-    while True:
-        try:
-            cursor.execute("INSERT INTO zz_filler (x) VALUES (randomblob(%s))", [size])
-        except OperationalError as e:
-            assert "full" in str(e)
-            return
-
-
 @pytest.fixture
-def full_disk() -> Iterator[Any]:
-    """Fill the database to its new limit; yield a function that frees the room again."""
-    limit: list[int] = []
-
-    def cap(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if limit:
-            with connection.cursor() as c:
-                c.execute(f"PRAGMA max_page_count = {limit[0]}")
-
-    with connection.cursor() as c:
-        c.execute("CREATE TABLE zz_filler (x BLOB)")
-        c.execute("PRAGMA page_count")
-        pages = c.fetchone()[0]
-        c.execute(f"PRAGMA max_page_count = {pages + 50}")
-        for size in (3000, 300, 30, 1):  # large blobs, then smaller ones into what room is left on each page
-            _fill(c, size)
-        c.execute("PRAGMA page_count")
-        limit.append(c.fetchone()[0])
-        c.execute("PRAGMA freelist_count")
-        assert c.fetchone()[0] == 0
-    connection_created.connect(cap)
-
-    def free() -> None:
-        with connection.cursor() as c:
-            c.execute("DELETE FROM zz_filler")
-
-    try:
-        yield type("Full", (), {"pages": limit[0], "free": staticmethod(free)})
-    finally:
-        connection_created.disconnect(cap)
-        with connection.cursor() as c:
-            c.execute("PRAGMA max_page_count = 1073741823")
-            c.execute("DROP TABLE zz_filler")
+def full_disk() -> Iterator[FullDatabase]:
+    """Fill the database to its new limit; `free()` makes room again."""
+    with full_sqlite_database() as full:
+        yield full
 
 
 def counts() -> dict[str, int]:

@@ -29,7 +29,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from accord.lib.cutproxy import CutProxy
-from accord.lib.testing import accord_command, subprocess_env
+from accord.lib.testing import accord_command, full_sqlite_database, subprocess_env
 
 from .conftest import EchoServer, wait_until
 from .test_live import admin_status, metrics
@@ -378,3 +378,48 @@ def test_the_wall_clock_stepped_back_an_hour_and_forward_again_loses_and_doubles
         assert 0 <= row.latency_sum_ms / row.count < 1000, (row.window_start, row.count, row.latency_sum_ms)
     print(f"\nwall clock back an hour and forward again under load: {len(answers)} answered = {counted()} counted, "
           f"{in_hour_ago} of them in the minutes of an hour before")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="a database file that cannot grow is SQLite's")
+def test_a_full_disk_keeps_the_gateway_serving_and_its_counts_are_written_once_there_is_room(
+        booking: EchoServer) -> None:
+    """The SQLite file cannot grow (as on a full file system): every request is still answered, the rollups
+    wait in memory, and once room is made they are all written, each once. Requests go to 60 operations, so each
+    write needs new pages (a few rows could still fit in the room left on the tables' own pages)."""
+    from accord.catalog.models import Operation, Service
+
+    service = Service.objects.get(name="booking")
+    for n in range(60):
+        Operation.objects.create(service=service, name=f"op{n}", method="GET", path_pattern=f"/bookings/op{n}")
+    paths = tuple(f"/bookings/op{n}" for n in range(60))
+    with full_sqlite_database() as full:
+        env = {"ACCORD_SQLITE_MAX_PAGES": str(full.pages)}
+        with gateway("--workers", "2", env=env) as running, Load(running.port, clients=4, paths=paths) as load:
+            load.wait_for(100)
+            wait_until(lambda: running.metric("accord_gateway_flush_failures_total") > 0, timeout=30,
+                       what="a write refused for want of room")
+            full_at = time.monotonic()
+            during = load.answered(200)
+            time.sleep(3 * FLUSH)
+            served = load.answered(200) - during
+            held = running.metric("accord_gateway_pending")
+            assert counted() == 0, "nothing can have been written to a full database"
+            full.free()
+            freed_at = time.monotonic()
+            answered_then = load.answered()
+            wait_until(lambda: counted() >= answered_then, timeout=30, what="the held rollups to be written")
+            recovery = time.monotonic() - freed_at
+            load.wait_for(50)
+            seen = metrics(running.admin)
+        assert stop(running) == 0, running.output()
+    answers = load.answers
+    assert all(a.status == 200 for a in answers), {str(a.status) for a in answers}
+    assert served > 0 and held > 0
+    assert seen["accord_gateway_dropped_total"] == 0
+    assert counted() == len(answers), "each request counted exactly once"
+    assert "full" in running.output(), "the refused writes are logged with their reason"
+    print(f"\ndisk full (SQLite cannot grow): {served} requests served in {3 * FLUSH:.0f} s after the first refused "
+          f"write ({time.monotonic() - full_at:.1f} s full in all), {held:.0f} held; all written {recovery:.2f} s "
+          f"after room was made; {len(answers)} answered, {counted()} counted, 0 dropped")
