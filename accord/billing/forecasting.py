@@ -32,7 +32,7 @@ from accord.lib.charts import Level
 from accord.lib.forecast import Change, Forecast, forecast, sudden_change
 
 from .invoicing import PlanBook, local_midnight, month_days
-from .models import Meter
+from .models import Meter, StoredForecast
 from .pricing import Price
 from .usage import account_key, measure
 
@@ -252,4 +252,49 @@ def service_outlooks(services: Iterable[Service], *, history_days: int = HISTORY
         out.append(outlook)
         if progress:
             progress(1)
+    return out
+
+
+# -- stored for the pages -----------------------------------------------------------------------------------------
+
+
+def store(outlooks: Iterable[Outlook], now: dt.datetime | None = None) -> int:
+    """Keep each series' latest forecast (one row per subject and meter) for the pages; returns how many."""
+    made = now or timezone.now()
+    n = 0
+    for o in outlooks:
+        StoredForecast.objects.update_or_create(subject=o.subject, meter=o.meter,
+                                                defaults={"made_at": made, "data": o.as_dict()})
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A stored forecast as a page shows it: the chart, and the alerts in words."""
+
+    meter: str
+    made_at: dt.datetime
+    chart: str
+    alerts: list[dict[str, object]]
+    reason: str
+
+
+def drawn(subject: str) -> list[Drawn]:
+    """The stored forecasts of one subject ('account KEY', 'service NAME'), drawn."""
+    from accord.lib.charts import forecast_chart
+
+    out = []
+    for row in StoredForecast.objects.filter(subject=subject):
+        d = row.data
+        first = dt.date.fromisoformat(d["history"]["first_day"])
+        history = [float(v) for v in d["history"]["values"]]
+        days = [first + dt.timedelta(days=i) for i in range(len(history))]
+        fc = d["forecast"]
+        ahead = [days[-1] + dt.timedelta(days=i + 1) for i in range(len(fc["mean"]))]
+        title = f"{d['meter']} per day ({d['unit']}), {fc['interval']:.0%} forecast interval"
+        chart = forecast_chart(f"forecast-{row.pk}", title, days, history, ahead, fc["mean"], fc["lower"],
+                               fc["upper"], [Level(lv["label"], lv["per_day"]) for lv in d["levels"]],
+                               reason=fc["reason"] or "")
+        out.append(Drawn(row.meter, row.made_at, str(chart), d["alerts"], fc["reason"] or ""))
     return out

@@ -131,3 +131,32 @@ def test_bad_arguments_are_refused_with_what_is_wrong(catalog: object) -> None:
                        (["--history", "3"], "--history")):
         with pytest.raises(CommandError, match=said):
             call_command("forecast", *args, stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_the_account_and_service_pages_draw_the_stored_forecast_and_its_alerts(catalog: object, client: object
+                                                                                ) -> None:
+    from django.contrib.auth.models import User
+
+    from accord.billing.models import StoredForecast
+    from accord.catalog.models import Pool, Service
+
+    acme = account("ACME")
+    values = daily(84)
+    values[-1] *= 3
+    store(values)
+    service = Service.objects.get(name="booking")
+    Pool.objects.create(service=service, name="primary", role="primary", capacity=50)
+    staff = User.objects.create_superuser("boss", "boss@example.org", "pw")
+    client.force_login(staff)  # type: ignore[attr-defined]
+    page = client.get(f"/accounts/{acme.pk}/").content.decode()  # type: ignore[attr-defined]
+    assert "No forecast yet" in page
+    forecast_json("--account", "ACME", "--service", "booking", "--meter", "api-calls")
+    assert StoredForecast.objects.count() == 2  # the account's meter and the service
+    page = client.get(f"/accounts/{acme.pk}/").content.decode()  # type: ignore[attr-defined]
+    assert 'class="chart forecast-chart"' in page and 'class="band"' in page
+    assert "2026-03-19" in page and "up from the" in page  # the sudden change, in words
+    page = client.get(f"/services/{service.pk}/").content.decode()  # type: ignore[attr-defined]
+    assert 'class="chart forecast-chart"' in page and "pool primary capacity" in page
+    forecast_json("--account", "ACME", "--meter", "api-calls", "--dry-run")
+    assert StoredForecast.objects.count() == 2

@@ -12,7 +12,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
-from accord.billing.forecasting import HISTORY_DAYS, HORIZON, Outlook, account_outlooks, service_outlooks
+from accord.billing.forecasting import (
+    HISTORY_DAYS,
+    HORIZON,
+    Outlook,
+    account_outlooks,
+    service_outlooks,
+    store,
+)
 from accord.billing.models import Meter
 from accord.catalog.models import Service
 from accord.customers.models import Account
@@ -31,6 +38,8 @@ class Command(BaseCommand):
                             help=f"complete days of history to fit on (default {HISTORY_DAYS})")
         parser.add_argument("--json", action="store_true", help="every series with its forecast, as JSON")
         parser.add_argument("--progress", action="store_true", help="show the progress bar even when not on a TTY")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="do not keep the forecasts for the account and service pages")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from tqdm import tqdm
@@ -71,6 +80,8 @@ class Command(BaseCommand):
             outlooks = [*account_outlooks(accounts_list, meters_list, **common), *service_outlooks(services_list, **common)]
         finally:
             bar.close()
+        if not options["dry_run"]:
+            store(outlooks)
         if options["json"]:
             self.stdout.write(json.dumps({"series": [o.as_dict() for o in outlooks],
                                           "alerts": [a.as_dict() for o in outlooks for a in o.alerts]}, indent=2) + "\n")
