@@ -4,6 +4,7 @@ edit, and adding a line to one is refused with 409."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
@@ -29,7 +30,7 @@ CHANGE = "billing.change_invoice"
 class LineSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=300)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)
-    quantity = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, default=0)
+    quantity = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, default=Decimal(0))
 
 
 class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):

@@ -188,9 +188,10 @@ def bills(accounts: list[Account], period: str, meters: list[Meter] | None = Non
                                        cents(plan.flat_fee * share), share.quantize(SHARE_PLACES), plan.flat_fee))
             usage_total = Decimal(0)
             for price in plan.price_list:  # type: ignore[attr-defined]
-                meter = by_name.get(price.meter)
-                if meter is None:
+                priced = by_name.get(price.meter)
+                if priced is None:
                     continue
+                meter = priced
                 q = used[(start, end, meter.pk)].get(a.pk, Decimal(0))
                 billable, amount, unit = price.charge(q, share)
                 included = price.included * share

@@ -222,7 +222,7 @@ class PlanKind(Kind, section="plans", singular="plan", spec=PlanSpec, model=Plan
                 for k, b in enumerate(bounds[:-1]):
                     if b is None:
                         check.err(f"{where}.tiers[{k}].up_to", "only the last tier may leave out up_to")
-                    elif k and bounds[k - 1] is not None and b <= bounds[k - 1]:  # type: ignore[operator]
+                    elif k and bounds[k - 1] is not None and b <= bounds[k - 1]:
                         check.err(f"{where}.tiers[{k}].up_to", "must be above the tier before")
 
     def canonical(self, item: PlanSpec) -> dict[str, Any]:

@@ -130,7 +130,7 @@ class Invoice(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
-            stored = Invoice.objects.filter(pk=self.pk).values().first()
+            stored: dict[str, Any] | None = Invoice.objects.filter(pk=self.pk).values().first()  # type: ignore[assignment]
             if stored and stored["status"] != self.Status.DRAFT:
                 changed = {f.attname for f in self._meta.concrete_fields
                            if stored[f.attname] != getattr(self, f.attname)} - self._MOVES

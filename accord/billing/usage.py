@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Expression, F, Q, Sum
 
 from accord.chat.models import ChatSession
 from accord.desk.models import Message, Ticket
@@ -57,7 +57,7 @@ def _gateway(meter: Meter, accounts: dict[int, str], start: dt.datetime, end: dt
         rows = rows.filter(operation=meter.operation)
     by_key = {key: pk for pk, key in accounts.items()}
     if meter.source == "gateway.requests":
-        value: F | Sum = F("count")
+        value: F | Expression = F("count")
     elif meter.direction == "in":
         value = F("bytes_in")
     elif meter.direction == "out":
@@ -94,14 +94,15 @@ def _chat_minutes(chats: Iterable[tuple[int, dt.datetime, dt.datetime]], biggest
 
 def _desk(meter: Meter, ids: list[int], start: dt.datetime, end: dt.datetime) -> dict[int, Decimal]:
     if meter.source == Meter.Source.TICKETS:
-        q = (Ticket.objects.filter(account_id__in=ids, created_at__gte=start, created_at__lt=end)
-             .order_by().values_list("account_id").annotate(n=Count("id")))
-        return {a: Decimal(n) for a, n in q}
+        tickets = (Ticket.objects.filter(account_id__in=ids, created_at__gte=start, created_at__lt=end)
+                   .order_by().values_list("account_id").annotate(n=Count("id")))
+        return {a: Decimal(n) for a, n in tickets}
     if meter.source == Meter.Source.CHAT_MINUTES:
         chats = (ChatSession.objects.filter(ticket__account_id__in=ids, created_at__gte=start, created_at__lt=end,
                                             ended_at__isnull=False)
                  .values_list("ticket__account_id", "created_at", "ended_at"))
-        return _chat_minutes(chats, meter.aggregation == Meter.Aggregation.MAX)
+        return _chat_minutes(((a, b, e) for a, b, e in chats if e is not None),
+                             meter.aggregation == Meter.Aggregation.MAX)
     messages = Message.objects.filter(ticket__account_id__in=ids, created_at__gte=start, created_at__lt=end)
     if meter.source == Meter.Source.ACTIVE_AGENTS:
         q = (messages.filter(kind=Message.Kind.REPLY, author_user__isnull=False).order_by().values_list("ticket__account_id")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
+from accord.billing.models import Invoice
 from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.desk.models import REFERENCE_PREFIX, Attachment, Message, SlaClock, Ticket
 from accord.reports.models import Credit, FrozenReport
@@ -30,6 +31,7 @@ PATHS: dict[type[Model], tuple[str, str | None]] = {
     Attachment: ("message__ticket__account", "message__ticket__contact"),
     SlaClock: ("ticket__account", "ticket__contact"),
     Credit: ("account", None),
+    Invoice: ("account", None),
     FrozenReport: ("account", None),
     ApiCredential: ("account", None),
     CredentialUsage: ("credential__account", None),
@@ -39,6 +41,7 @@ PATHS: dict[type[Model], tuple[str, str | None]] = {
 HIDDEN: dict[type[Model], Q] = {
     Message: Q(kind=Message.Kind.NOTE),
     Attachment: Q(message__kind=Message.Kind.NOTE),
+    Invoice: Q(status=Invoice.Status.DRAFT),  # a draft may still change: the customer sees it once finalised
 }
 
 

@@ -17,6 +17,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accord.agreements.models import Agreement
+from accord.billing import render as invoice_formats
+from accord.billing.models import Invoice
 from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.customers.models import Contact, ContactPoint
 from accord.desk.actions import Inbound, do_add_customer_message, do_open_ticket, do_set_status
@@ -259,6 +261,30 @@ def attachment(request: HttpRequest, reference: str, pk: int) -> HttpResponse:
 def credits(request: HttpRequest) -> HttpResponse:
     rows = list(_scope(request).rows(Credit).select_related("agreement").order_by("-period", "objective", "id")[:100])
     return render(request, "portal/credits.html", {"credits": rows})
+
+
+@auth.portal_login_required
+def invoices(request: HttpRequest) -> HttpResponse:
+    """The account's invoices and credit notes once finalised (drafts may still change), newest first."""
+    rows = list(_scope(request).rows(Invoice).order_by("-period", "kind", "-id")[:100])
+    return render(request, "portal/invoices.html", {"invoices": rows, "pdf": pdf_available()})
+
+
+INVOICE_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+
+
+@auth.portal_login_required
+def invoice_file(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+    inv = _scope(request).get(Invoice, pk=pk)
+    if fmt not in INVOICE_TYPES:
+        raise Http404("Not found.")
+    if fmt == "pdf" and not pdf_available():
+        return HttpResponse("PDF invoices need WeasyPrint (with Pango) on the server; the CSV is there.",
+                            status=503, content_type="text/plain")
+    data = invoice_formats.csv_bytes(inv) if fmt == "csv" else invoice_formats.pdf(inv)
+    response = HttpResponse(data, content_type=INVOICE_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{inv.number}.{fmt}"'
+    return response
 
 
 @auth.portal_login_required

@@ -11,6 +11,7 @@ from accord.billing.actions import RunResult, do_run
 from accord.billing.models import Invoice
 from accord.customers.models import Account, Tier
 from accord.lib.manifest import apply_manifest
+from accord.portal.tests.conftest import orgs  # noqa: F401  (the portal's two organisations, for test_portal)
 
 CATALOG = """
 services:

@@ -263,3 +263,40 @@ def test_desk_meters_count_tickets_messages_each_way_and_unique_agents(catalog: 
     run("2026-11")
     assert lines("ACME", "2026-11") == {"usage:tickets": (D(2), D("2.00")), "usage:inbound": (D(2), D("0.20")),
                                         "usage:outbound": (D(3), D("0.60")), "usage:agents": (D(2), D("100.00"))}
+
+
+@pytest.mark.django_db
+def test_bytes_the_busiest_hour_and_chat_minutes(catalog: object) -> None:
+    from accord.chat.models import ChatSession
+    from accord.lib.manifest import apply_manifest
+
+    apply_manifest("""
+meters:
+  - {name: bytes-out, source: gateway.bytes, direction: out, unit: bytes}
+  - {name: bytes, source: gateway.bytes}
+  - {name: peak, source: gateway.requests, aggregation: max}
+  - {name: chat, source: chat.minutes}
+  - {name: longest-chat, source: chat.minutes, aggregation: max}
+plans:
+  - name: all
+    currency: EUR
+    tiers: [gold]
+    prices: [{meter: bytes-out, unit_price: 0}, {meter: bytes, unit_price: 0}, {meter: peak, unit_price: 0},
+             {meter: chat, unit_price: 0.5}, {meter: longest-chat, unit_price: 0}]
+""")
+    acme = account("ACME", catalog)  # type: ignore[arg-type]
+    for when, n in [("2026-11-02T10:00:00+00:00", 30), ("2026-11-02T10:59:00+00:00", 30),
+                    ("2026-11-03T11:00:00+00:00", 50)]:
+        add_rollup(at(when), count=n, account="ACME", service="booking", bytes_in=n * 10, bytes_out=n * 100)
+    start = at("2026-11-05T10:00:00+00:00")
+    for i, seconds in enumerate([61, 600, 30]):
+        t = ticket(acme, start)
+        ChatSession.objects.create(ticket=t, token_hash=f"{i:064d}", visitor_name="v", created_at=start,
+                                   ended_at=start + dt.timedelta(seconds=seconds))
+    t = ticket(acme, start)
+    ChatSession.objects.create(ticket=t, token_hash="x" * 64, visitor_name="v", created_at=start)  # still open
+    run("2026-11")
+    got = lines("ACME", "2026-11")
+    assert got["usage:bytes-out"][0] == D(11000) and got["usage:bytes"][0] == D(12100)
+    assert got["usage:peak"][0] == D(60)  # two minutes of one hour beat one busier minute
+    assert got["usage:chat"] == (D(13), D("6.50")) and got["usage:longest-chat"][0] == D(10)  # 2 + 10 + 1

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from accord.agreements.models import Agreement
+from accord.billing.actions import do_run
+from accord.billing.models import Invoice
 from accord.catalog.models import Service
 from accord.customers.models import Account, Contact
 from accord.desk.models import OutgoingMail, Ticket
@@ -45,7 +48,9 @@ def staff_pages(base: str) -> dict[str, str]:
     agreement = Agreement.objects.order_by("pk").first()
     service = Service.objects.order_by("pk").first()
     ticket = Ticket.objects.filter(account__isnull=False).order_by("pk").first()
-    assert account and agreement and service and ticket, "the demo company has no account, agreement, service or ticket"
+    invoice = Invoice.objects.order_by("pk").first()
+    assert account and agreement and service and ticket and invoice, \
+        "the demo company has no account, agreement, service, ticket or invoice"
     return {
         "dashboard": "/",
         "accounts": "/accounts/",
@@ -64,6 +69,8 @@ def staff_pages(base: str) -> dict[str, str]:
         "reports": "/reports/",
         "account report": f"/reports/accounts/{account.external_id}/",
         "credit ledger": "/reports/credits/",
+        "invoices": "/billing/",
+        "invoice": f"/billing/{invoice.pk}/",
         "not found": "/accounts/0/",
         # The editing pages (issue 16; their refused states are in test_edit_browser.py).
         "new account": "/accounts/new/",
@@ -79,6 +86,7 @@ def staff_pages(base: str) -> dict[str, str]:
 @pytest.mark.django_db(transaction=True)
 def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page: Any, axe: Any) -> None:
     call_command("seed-demo", "--accounts", "40", stdout=StringIO())
+    do_run(timezone.localtime().strftime("%Y-%m"))  # the demo's invoices of this month, drafted
     save_policy("to-standby", {"condition": "pool(booking, primary).utilisation[10s] > 0.8", "action": "route",
                                "params": {"pool": "standby"}, "tiers": ["platinum"]})
     # One refused mail, so the outbox page shows its table with a row (the demo's mail has all gone out).
@@ -126,7 +134,7 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#reply-errors")
     check("ticket, refused reply")
 
-    assert checked == 3 + 24 + 1
+    assert checked == 3 + 26 + 1
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
 
 

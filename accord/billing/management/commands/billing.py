@@ -41,9 +41,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"{inv.pk}\t{inv.number or '-'}\t{inv.kind}\t{inv.status}\t"
                                   f"{inv.account.external_id or inv.account.pk}\t{inv.total} {inv.currency}\n")
             return None
-        step = {"finalise": do_finalise, "pay": do_mark_paid, "void": do_void}[action]
         try:
-            inv = step(options["id"])
+            if action == "finalise":
+                inv = do_finalise(options["id"])
+            else:
+                inv = (do_mark_paid if action == "pay" else do_void)(options["id"])
         except (BillingError, FinalisedError) as e:
             raise CommandError(str(e)) from None
         inv.refresh_from_db()
