@@ -188,3 +188,20 @@ class InvoiceLine(models.Model):
     def _guard(self) -> None:
         if Invoice.objects.filter(pk=self.invoice_id).exclude(status=Invoice.Status.DRAFT).exists():
             raise FinalisedError(f"invoice {self.invoice_id} is not a draft: its lines cannot change")
+
+
+class StoredForecast(models.Model):
+    """The latest forecast of one series, written by `accord forecast` (run it daily) and read by the account and
+    service pages, which draw it without fitting anything while the page waits."""
+
+    subject = models.CharField(max_length=200, help_text="'account KEY' or 'service NAME'.")
+    meter = models.CharField(max_length=80, help_text="The meter's name; 'requests' for a service.")
+    made_at = models.DateTimeField()
+    data = models.JSONField(help_text="The series, its forecast, levels and alerts (billing.forecasting.Outlook).")
+
+    class Meta:
+        ordering = ["subject", "meter"]
+        constraints = [models.UniqueConstraint(fields=["subject", "meter"], name="one_stored_forecast_per_series")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.meter} ({self.made_at:%Y-%m-%d})"

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from accord.agreements.hours import WEEKDAYS
 from accord.agreements.models import Agreement, CreditSchedule
+from accord.billing.forecasting import drawn
+from accord.billing.usage import account_key
 from accord.catalog.models import CredentialUsage, Pool, Service
 from accord.customers import charts
 from accord.customers.filters import AccountFilterSet
@@ -156,6 +158,7 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
         "override": acct.active_override(),
         "history": list(reversed(history)),
         "history_chart": charts.tier_timeline(history, list(Tier.objects.order_by("rank")), timezone.now()),
+        "forecasts": drawn(f"account {account_key(acct.external_id, acct.pk)}"),
     }
     context.update(sla.account_context(request, acct, context["agreement"], timezone.now()))
     return render(request, "web/account.html", context)
@@ -232,5 +235,6 @@ def service(request: HttpRequest, pk: int) -> HttpResponse:
             "pools": svc.pools.prefetch_related("endpoints"),
             "partners": svc.partners.all(),
             "agreements": svc.agreements.select_related("tier", "account"),
+            "forecasts": drawn(f"service {svc.name}"),
         },
     )

@@ -1,0 +1,300 @@
+"""Forecasts of what the meters count per account, and of each service's requests, with their alerts (issue 19).
+
+- **Per account and meter**: the meter's daily quantity over the last `HISTORY_DAYS` complete days of the
+  account's own calendar (the same `usage.measure` the invoices use, so a forecast and a bill never disagree on
+  the past), forecast `HORIZON` days ahead (`accord.lib.forecast`: ETS with a weekly season and a trend, with
+  95% prediction intervals). Alerts: the month's projected quantity (what was used so far plus the forecast of
+  the month's remaining days) above the plan's included quantity, or across one of the plan's price tiers.
+- **Per service**: requests per UTC day from the gateway's hour rows for all accounts. Alert: the forecast above
+  what the service's primary pool can serve in a day (`pool_daily_capacity`).
+- **Sudden change**, for both: the last complete day outside the 99% interval of its own one-day-ahead forecast
+  ("a thousand e-mails a week become a thousand a day", caught on its first day).
+
+A series too short to forecast (under four weeks) says so and draws no forecast line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from accord.catalog.models import Pool, Service
+from accord.customers.models import Account
+from accord.gateway.models import ALL_ACCOUNTS, HOUR, Rollup
+from accord.lib.charts import Level
+from accord.lib.forecast import Change, Forecast, forecast, sudden_change
+
+from .invoicing import PlanBook, local_midnight, month_days
+from .models import Meter, StoredForecast
+from .pricing import Price
+from .usage import account_key, measure
+
+HISTORY_DAYS = 84  # twelve weeks: the weekly pattern twelve times
+HORIZON = 56  # eight weeks ahead
+UTILISATION = 0.7  # the share of a pool's capacity a forecast may fill before it is an alert (governance's default)
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # included | tier | capacity | change
+    subject: str  # "account GLOBEX", "service booking"
+    meter: str
+    message: str
+    on: dt.date | None = None  # the day the forecast crosses the level (the changed day for a change)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "subject": self.subject, "meter": self.meter, "message": self.message,
+                "on": self.on.isoformat() if self.on else None}
+
+
+@dataclass
+class Outlook:
+    """One series: its history, its forecast, the levels drawn beside it and its alerts."""
+
+    subject: str
+    meter: str
+    unit: str
+    days: list[dt.date]
+    history: list[float]
+    forecast: Forecast
+    change: Change | None
+    levels: list[Level] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+    @property
+    def ahead(self) -> list[dt.date]:
+        last = self.days[-1]
+        return [last + dt.timedelta(days=i + 1) for i in range(len(self.forecast.mean))]
+
+    def as_dict(self) -> dict[str, object]:
+        change = self.change
+        return {"subject": self.subject, "meter": self.meter, "unit": self.unit,
+                "history": {"first_day": self.days[0].isoformat(), "values": self.history},
+                "forecast": {**self.forecast.as_dict(), "first_day": self.ahead[0].isoformat() if self.ahead else None},
+                "last_day": None if change is None else {"actual": change.actual, "expected": change.expected,
+                                                        "lower": change.lower, "upper": change.upper,
+                                                        "sudden": change.sudden},
+                "levels": [{"label": lv.label, "per_day": lv.value} for lv in self.levels],
+                "alerts": [a.as_dict() for a in self.alerts]}
+
+
+def _last_complete_day(zone: str, now: dt.datetime | None = None) -> dt.date:
+    return (now or timezone.now()).astimezone(ZoneInfo(zone)).date() - dt.timedelta(days=1)
+
+
+def _change_alert(outlook: Outlook) -> None:
+    change = outlook.change
+    if change is not None and change.sudden:
+        outlook.alerts.append(Alert(
+            "change", outlook.subject, outlook.meter,
+            f"{outlook.days[-1]:%Y-%m-%d}: {change.actual:,.0f} {outlook.unit}, {change.direction} from the "
+            f"{change.lower:,.0f}-{change.upper:,.0f} expected (forecast {change.expected:,.0f})", outlook.days[-1]))
+
+
+def _series(subject: str, meter: str, unit: str, days: list[dt.date], values: list[float], horizon: int) -> Outlook:
+    """The series from its first day with any volume (a new account's empty weeks before it are not history)."""
+    start = next((i for i, v in enumerate(values) if v), len(values) - 1)
+    days, values = days[start:], values[start:]
+    return Outlook(subject, meter, unit, days, values, forecast(values, horizon), sudden_change(values))
+
+
+# -- accounts ---------------------------------------------------------------------------------------------------
+
+
+def account_outlooks(accounts: Iterable[Account], meters: Iterable[Meter], *, history_days: int = HISTORY_DAYS,
+                     horizon: int = HORIZON, now: dt.datetime | None = None,
+                     progress: Callable[[int], object] | None = None) -> list[Outlook]:
+    """Each account's daily quantity of each meter over its last `history_days` complete local days, forecast."""
+    meters = list(meters)
+    by_zone: dict[str, list[Account]] = defaultdict(list)
+    for account in accounts:
+        by_zone[account.timezone or "UTC"].append(account)
+    book = PlanBook()
+    out: list[Outlook] = []
+    for zone, members in sorted(by_zone.items()):
+        last = _last_complete_day(zone, now)
+        days = [last - dt.timedelta(days=history_days - 1 - i) for i in range(history_days)]
+        keys = {a.pk: account_key(a.external_id, a.pk) for a in members}
+        for meter in meters:
+            daily: dict[int, list[float]] = {a.pk: [0.0] * history_days for a in members}
+            for i, day in enumerate(days):
+                counted = measure(meter, keys, local_midnight(day, zone), local_midnight(day + dt.timedelta(days=1), zone))
+                for pk, quantity in counted.items():
+                    daily[pk][i] = float(quantity)
+            for account in members:
+                outlook = _series(f"account {keys[account.pk]}", meter.name, meter.unit or "units", days,
+                                  daily[account.pk], horizon)
+                _plan_alerts(outlook, account, meter, book)
+                _change_alert(outlook)
+                out.append(outlook)
+                if progress:
+                    progress(1)
+    return out
+
+
+def _plan_alerts(outlook: Outlook, account: Account, meter: Meter, book: PlanBook) -> None:
+    """The plan's included quantity and price tiers for this meter, as levels; alerts where a month's projected
+    quantity (used so far plus forecast) crosses them."""
+    fc = outlook.forecast
+    last = outlook.days[-1]
+    first_ahead = last + dt.timedelta(days=1)
+    part = book.parts(account, first_ahead, first_ahead)[0]
+    plan = part.plan
+    if plan is None:
+        return
+    price = next((p for p in (Price.from_dict(d) for d in plan.prices) if p.meter == meter.name), None)
+    if price is None:
+        return
+    month_first, month_last = month_days(f"{first_ahead:%Y-%m}")
+    days_in_month = (month_last - month_first).days + 1
+    bounds: list[tuple[str, str, Decimal]] = []
+    if price.included > 0:
+        bounds.append(("included", f"included in plan {plan.name}", price.included))
+    if price.model in ("graduated", "volume"):
+        bounds += [("tier", f"plan {plan.name}'s tier up to {b.up_to:,}", b.up_to) for b in price.bands
+                   if b.up_to is not None]
+    for _kind, label, monthly in bounds:
+        outlook.levels.append(Level(f"{label} ({monthly:,.0f}/month)", float(monthly) / days_in_month))
+    if not fc.ok or not bounds:
+        return
+    # each month the forecast reaches into: the quantity so far (history) and day by day ahead
+    used: dict[str, float] = defaultdict(float)
+    for day, value in zip(outlook.days, outlook.history, strict=True):
+        used[f"{day:%Y-%m}"] += value
+    crossed: set[tuple[str, str]] = set()
+    for day, value in zip(outlook.ahead, fc.mean, strict=True):
+        month = f"{day:%Y-%m}"
+        before = used[month]
+        used[month] = before + value
+        for kind, label, monthly in bounds:
+            if before <= float(monthly) < used[month] and (month, label) not in crossed:
+                crossed.add((month, label))
+                outlook.alerts.append(Alert(
+                    kind, outlook.subject, meter.name,
+                    f"{month}: forecast to pass the {monthly:,.0f} {outlook.unit} {label} on {day:%Y-%m-%d}",
+                    day))
+
+
+# -- services ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceDays:
+    """A service's requests per UTC day, and what the capacity estimate needs."""
+
+    days: list[dt.date]
+    requests: list[float]
+    peak_share: float  # the busiest hour's share of its day, on average over the days with requests
+    mean_latency_s: float
+
+
+def service_days(service: str, last: dt.date, history_days: int) -> ServiceDays:
+    first = last - dt.timedelta(days=history_days - 1)
+    start = dt.datetime.combine(first, dt.time(), dt.UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    rows = (Rollup.objects.filter(window_seconds=HOUR, account=ALL_ACCOUNTS, service=service,
+                                  window_start__gte=start, window_start__lt=end)
+            .order_by().values_list("window_start").annotate(n=Sum("count"), ms=Sum("latency_sum_ms")))
+    days = [first + dt.timedelta(days=i) for i in range(history_days)]
+    per_day = [0.0] * history_days
+    peak = [0.0] * history_days
+    total_ms = total_n = 0.0
+    for hour, n, ms in rows:
+        i = (hour.astimezone(dt.UTC).date() - first).days
+        per_day[i] += n
+        peak[i] = max(peak[i], float(n))
+        total_n += n
+        total_ms += ms or 0.0
+    shares = [p / d for p, d in zip(peak, per_day, strict=True) if d > 0]
+    return ServiceDays(days, per_day, sum(shares) / len(shares) if shares else 1 / 24,
+                       total_ms / total_n / 1000 if total_n else 0.0)
+
+
+def pool_daily_capacity(pool: Pool, mean_latency_s: float, peak_share: float) -> float | None:
+    """Requests a day the pool serves with its busiest hour at `UTILISATION` of its capacity.
+
+    Little's law: `capacity` requests at once, each taking the mean latency, is capacity / latency requests a
+    second; the busiest hour carries `peak_share` of the day. None without a latency to go by."""
+    if mean_latency_s <= 0 or peak_share <= 0:
+        return None
+    per_hour = pool.capacity / mean_latency_s * 3600 * UTILISATION
+    return per_hour / peak_share
+
+
+def service_outlooks(services: Iterable[Service], *, history_days: int = HISTORY_DAYS, horizon: int = HORIZON,
+                     now: dt.datetime | None = None, progress: Callable[[int], object] | None = None
+                     ) -> list[Outlook]:
+    last = _last_complete_day("UTC", now)
+    out: list[Outlook] = []
+    for service in services:
+        measured = service_days(service.name, last, history_days)
+        outlook = _series(f"service {service.name}", "requests", "requests", measured.days, measured.requests,
+                          horizon)
+        primary = next((p for p in service.pools.all() if p.role == Pool.Role.PRIMARY), None)
+        capacity = pool_daily_capacity(primary, measured.mean_latency_s, measured.peak_share) if primary else None
+        if capacity is not None and primary is not None:
+            outlook.levels.append(Level(f"pool {primary.name} capacity", capacity))
+            crossing = outlook.forecast.first_crossing(capacity) if outlook.forecast.ok else None
+            if crossing is not None:
+                day = outlook.ahead[crossing]
+                outlook.alerts.append(Alert(
+                    "capacity", outlook.subject, "requests",
+                    f"forecast to pass pool {primary.name}'s capacity ({capacity:,.0f} requests a day at "
+                    f"{UTILISATION:.0%} in the busiest hour) on {day:%Y-%m-%d}", day))
+        _change_alert(outlook)
+        out.append(outlook)
+        if progress:
+            progress(1)
+    return out
+
+
+# -- stored for the pages -----------------------------------------------------------------------------------------
+
+
+def store(outlooks: Iterable[Outlook], now: dt.datetime | None = None) -> int:
+    """Keep each series' latest forecast (one row per subject and meter) for the pages; returns how many."""
+    made = now or timezone.now()
+    n = 0
+    for o in outlooks:
+        StoredForecast.objects.update_or_create(subject=o.subject, meter=o.meter,
+                                                defaults={"made_at": made, "data": o.as_dict()})
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A stored forecast as a page shows it: the chart, and the alerts in words."""
+
+    meter: str
+    made_at: dt.datetime
+    chart: str
+    alerts: list[dict[str, object]]
+    reason: str
+
+
+def drawn(subject: str) -> list[Drawn]:
+    """The stored forecasts of one subject ('account KEY', 'service NAME'), drawn."""
+    from accord.lib.charts import forecast_chart
+
+    out = []
+    for row in StoredForecast.objects.filter(subject=subject):
+        d = row.data
+        first = dt.date.fromisoformat(d["history"]["first_day"])
+        history = [float(v) for v in d["history"]["values"]]
+        days = [first + dt.timedelta(days=i) for i in range(len(history))]
+        fc = d["forecast"]
+        ahead = [days[-1] + dt.timedelta(days=i + 1) for i in range(len(fc["mean"]))]
+        title = f"{d['meter']} per day ({d['unit']}), {fc['interval']:.0%} forecast interval"
+        chart = forecast_chart(f"forecast-{row.pk}", title, days, history, ahead, fc["mean"], fc["lower"],
+                               fc["upper"], [Level(lv["label"], lv["per_day"]) for lv in d["levels"]],
+                               reason=fc["reason"] or "")
+        out.append(Drawn(row.meter, row.made_at, str(chart), d["alerts"], fc["reason"] or ""))
+    return out
