@@ -29,7 +29,9 @@ PORTAL = Path(urls.__file__).parent
 
 
 def other_ids(other: Org) -> dict[str, object]:
-    return {"reference": other.ticket.reference, "pk": other.attachment.pk, "key": other.key.pk}
+    # `pk` is an attachment's or an invoice's id (accord/billing/tests/test_portal.py checks another account's
+    # finalised invoice by its own id); `fmt` is a file's format
+    return {"reference": other.ticket.reference, "pk": other.attachment.pk, "key": other.key.pk, "fmt": "csv"}
 
 
 def fill(pattern: URLPattern, ids: dict[str, object]) -> str:
@@ -49,7 +51,7 @@ def test_every_portal_url_with_the_other_accounts_ids_is_404(orgs: tuple[Org, Or
             for method in (client.get, client.post):
                 data = {"message": "hijack"} if method == client.post else {}
                 answer = method(url, data)
-                nowhere = fill(pattern, {"reference": "ACC-999999", "pk": 999999, "key": 999999})
+                nowhere = fill(pattern, {"reference": "ACC-999999", "pk": 999999, "key": 999999, "fmt": "csv"})
                 missing = method(nowhere, data)
                 # 404, or 405 for a GET of a POST-only action: either way the same as for a row that does not exist
                 assert answer.status_code == missing.status_code, (method.__name__, url, answer.status_code)
