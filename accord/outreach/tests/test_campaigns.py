@@ -351,8 +351,7 @@ def test_a_sender_killed_mid_campaign_and_restarted_sends_each_message_once(
     campaign = new_campaign(world, rate=200.0)
     root = Path(accord.__file__).resolve().parents[1]
     env = subprocess_env(ACCORD_EMAIL_BACKEND=SMTP_BACKEND, ACCORD_SMTP_HOST="127.0.0.1",
-                         ACCORD_SMTP_PORT=str(sink.port), ACCORD_MAIL_FROM="news@accord.example",
-                         PYTHONPATH=str(root))
+                         ACCORD_SMTP_PORT=str(sink.port), ACCORD_MAIL_FROM="news@accord.example")
     command = [sys.executable, "-m", "accord", "outreach", "send-campaign", str(campaign.pk), "--batch", "10"]
     sink.hold_after = 15  # the 16th message is taken and its answer held: the sender is killed waiting for it
     victim = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
