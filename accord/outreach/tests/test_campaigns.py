@@ -533,3 +533,15 @@ def test_doctor_warns_when_campaign_mail_would_go_unsigned(world: dict[str, Any]
     with pytest.raises(CommandError, match="cannot be signed"):
         call_command("outreach", "send-campaign", str(campaign.pk), stdout=StringIO())
     assert not CampaignSend.objects.exists()  # refused before anything was written
+
+
+def test_sending_in_process_puts_sigterm_back_as_it_found_it(world: dict[str, Any], sink: RawSink) -> None:
+    """send-campaign stops on SIGTERM only while it sends: left behind in a longer-lived process, its handler
+    kept processes forked later (a multiprocessing pool's workers) from dying of SIGTERM, and the pool's
+    terminate() waited for them forever (the PostgreSQL pass of the suite hung in the reports' batch test)."""
+    import signal as signals
+
+    before = signals.getsignal(signals.SIGTERM)
+    call_command("outreach", "send-campaign", str(new_campaign(world).pk), stdout=StringIO())
+    assert by_recipient(sink), "the campaign sent nothing"
+    assert signals.getsignal(signals.SIGTERM) is before

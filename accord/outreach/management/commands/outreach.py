@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,16 +169,17 @@ class Command(BaseCommand):
         def tick(n: int) -> None:
             bar.update(n)
 
-        stopping = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
-        summary = campaigns.send(campaign, batch=o["batch"], progress=tick, started=started,
-                                 stop=lambda: stopping["now"])
+        with stop_on_sigterm() as stopping:
+            summary = campaigns.send(campaign, batch=o["batch"], progress=tick, started=started,
+                                     stop=lambda: stopping["now"])
         bar.close()
         self.stdout.write(f"campaign {campaign.pk}: {summary.line()}")
 
     def _send_due(self, o: dict[str, Any]) -> None:
-        stopping = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+        with stop_on_sigterm() as stopping:
+            self._send_due_until(o, stopping)
+
+    def _send_due_until(self, o: dict[str, Any], stopping: dict[str, bool]) -> None:
         while True:
             for campaign in campaigns.due_campaigns():
                 # a finished campaign comes back only for retries: it takes no newcomers of its segment
@@ -212,3 +215,16 @@ class Command(BaseCommand):
                           f"not a DSN {unreadable}")
         if unreadable:
             raise CommandError(f"{unreadable} file(s) could not be read as a DSN")
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[dict[str, bool]]:
+    """SIGTERM asks the sender to stop after the message in hand (`stopping["now"]`), until the block ends; the
+    handler before is put back, so a command called in a longer-lived process (the tests, a shell) leaves SIGTERM
+    as it found it: a process forked later (a multiprocessing pool) must still die of it."""
+    stopping = {"now": False}
+    before = signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGTERM, before)
