@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 from django.db.models import Sum
 
-import accord
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction, LiveTraffic, Rollup
@@ -93,9 +92,8 @@ def get(port: int, path: str, key: str | None = None, header: str = "authorizati
 
 @contextlib.contextmanager
 def spawn(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m accord ARGS` of the code under test (this checkout first on the path, whatever is installed)."""
-    root = str(Path(accord.__file__).resolve().parents[1])
-    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")])))
+    """`python -m accord ARGS` of the code under test (subprocess_env puts this checkout first on the path)."""
+    env = subprocess_env()
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "accord", *args], env=env, stdout=out, stderr=out,
                                 start_new_session=True)
