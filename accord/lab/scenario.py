@@ -39,6 +39,7 @@ from accord.gateway.server import WorkerConfig
 from accord.governance.engine import INTERVAL as GOVERNOR_INTERVAL
 from accord.governance.engine import evaluate_policies
 from accord.governance.models import AuditEvent, Policy
+from accord.lib.ports import free_port
 from accord.lib.processes import accord_command, subprocess_env
 
 from .loadgen import LoadResult, Phase, Sample, SummaryRow, TrafficClass, start_load_in_thread
@@ -219,13 +220,6 @@ class RunResult:
 
     def standby(self) -> StandbyUse:
         return standby_use(self.load.samples, self.load.phases, self.switches)
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:

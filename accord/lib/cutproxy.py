@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 
-from .smtp import free_port
+from .ports import free_port
 
 
 class CutProxy:

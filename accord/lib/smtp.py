@@ -8,7 +8,6 @@ the next message and then keep the client waiting for its answer, as a server wh
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from email import message_from_bytes
 from email.message import Message
@@ -16,12 +15,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (aiosmtpd cannot listen on port 0)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from .ports import free_port  # aiosmtpd cannot listen on port 0
 
 
 class _Collector:

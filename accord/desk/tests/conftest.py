@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from accord.access.roles import grant
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.customers.models import Account, Contact, ContactPoint, Tier
-from accord.lib.smtp import free_port
+from accord.lib.ports import free_port
 
 LONDON = dt.timezone(dt.timedelta(0))  # winter in London: UTC+0
 

@@ -107,7 +107,7 @@ def test_a_wrong_password_is_reported_and_leaves_mail_unseen(desk: Desk, dovecot
 
 
 def test_an_unreachable_server_is_an_error_not_a_crash(desk: Desk) -> None:
-    from accord.lib.smtp import free_port
+    from accord.lib.ports import free_port
 
     box = Mailbox.objects.create(name="gone", host="127.0.0.1", port=free_port(), security="none", username="u", password="p")
     result = imap.poll(box)

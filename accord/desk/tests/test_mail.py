@@ -187,7 +187,7 @@ def test_the_real_command_writes_to_no_old_sender_unless_asked_and_is_idempotent
 
 @pytest.mark.django_db(transaction=True)
 def test_an_acknowledgement_that_cannot_be_sent_is_counted_and_the_command_fails(desk: Desk, tmp_path: Path) -> None:
-    from accord.lib.smtp import free_port
+    from accord.lib.ports import free_port
 
     (tmp_path / "one.eml").write_bytes(email(message_id="<down@globetrotter.example>"))
     env = subprocess_env(ACCORD_SMTP_HOST="127.0.0.1", ACCORD_SMTP_PORT=str(free_port()))  # nothing listens there

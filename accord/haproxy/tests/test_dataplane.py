@@ -28,18 +28,13 @@ from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_k
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction, LiveTraffic, Rollup
 from accord.haproxy.runtime import Runtime
+from accord.lib.ports import free_port
 from accord.lib.testing import subprocess_env
 from accord.ops.models import Heartbeat
 
 from .conftest import EchoServer, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -133,7 +128,7 @@ def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Pl
 
 @contextlib.contextmanager
 def start_plane(tmp_path: Path, instances: int = 1) -> Iterator[Plane]:
-    port, udp = free_port(), free_port(socket.SOCK_DGRAM)
+    port, udp = free_port(), free_port(kind=socket.SOCK_DGRAM)
     directory = tmp_path / "haproxy"
     with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
                tmp_path / "collector.log") as collector, \

@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import re
-import socket
 import statistics
 import threading
 import time
@@ -34,6 +33,7 @@ from accord.lab.loadgen import (
     summarize,
 )
 from accord.lab.sim import SimSpec, start_sims_in_thread
+from accord.lib.ports import free_port
 
 
 class RecordingHandler(BaseHTTPRequestHandler):
@@ -74,13 +74,6 @@ def recorder() -> Iterator[RecordingServer]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load(port: int, classes: list[TrafficClass], phases: list[Phase], **kwargs: Any) -> LoadResult:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from accord.lib.cutproxy import CutProxy
-from accord.lib.smtp import free_port
+from accord.lib.ports import free_port
 from accord.lib.testing import accord_command, subprocess_env
 
 SESSION = {"Cookie": "sessionid=0123456789abcdefghijklmnopqrstuv"}  # any session id makes the page read the database

@@ -31,8 +31,8 @@ import accord
 from accord.customers.models import Account, Contact, ContactPoint, Tier
 from accord.desk.tests.conftest import dovecot  # noqa: F401 - the real Dovecot fixture of the desk's tests
 from accord.insight.models import HealthScore, OrderLine
+from accord.lib.ports import free_port
 from accord.lib.processes import subprocess_env
-from accord.lib.smtp import free_port
 from accord.outreach import bounces, campaigns, dkimsign, segments
 from accord.outreach import consent as service
 from accord.outreach.models import (
