@@ -11,6 +11,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from accord.lib.testing import shard
+
 CLOCK_KEY = pytest.StashKey[object]()
 CLOCKSHIFT = Path(__file__).resolve().parent / "accord" / "lib" / "tests" / "clockshift"
 
@@ -30,6 +32,17 @@ def pytest_configure(config: pytest.Config) -> None:
     paths = [str(CLOCKSHIFT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     config.stash[CLOCK_KEY] = moved
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `single_pass` checks what neither the engine nor the clock can change: of the passes that
+    run at once, the first alone runs it, and the others save their CPU for what can differ."""
+    if shard()[0] == 1:
+        return
+    skip = pytest.mark.skip(reason="single_pass: pass 1 of this run checks it (engine and clock change nothing)")
+    for item in items:
+        if item.get_closest_marker("single_pass"):
+            item.add_marker(skip)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -142,7 +142,7 @@ def together(passes: list[tuple[str, dict[str, str]]], pytest_args: list[str], f
         var = Path(env.get("ACCORD_VAR_DIR", ROOT / "var" / "test")).with_name(f"test-{n}")
         log = var.with_suffix(".log")
         var.mkdir(parents=True, exist_ok=True)
-        env = {**env, "ACCORD_VAR_DIR": str(var)}
+        env = {**env, "ACCORD_VAR_DIR": str(var), "ACCORD_TEST_SHARD": f"{n}/{len(passes)}"}  # conftest.shard()
         if "DATABASE_URL" in env:  # SQLite passes name their file under their var directory themselves
             env.setdefault("ACCORD_TEST_DB_NAME", f"test_accord_{n}")
         cmd = [str(PY), "-m", "pytest", *pytest_args]
@@ -168,7 +168,7 @@ def test(args: argparse.Namespace) -> int:
         failures.append("npm ci (axe-core)")
     step("ruff", BIN / "ruff", "check", ".")
     step("mypy", BIN / "mypy", "accord")
-    base_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ACCORD_TEST_SHARD")}
     base_env.setdefault("ACCORD_VAR_DIR", str(ROOT / "var" / "test"))
     # The gateway's data plane compiled with mypyc (needs a C compiler). Without one the tests run it as Python;
     # ACCORD_REQUIRE_COMPILED=1 (CI) makes a failed build a failure.

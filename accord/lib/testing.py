@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .processes import accord_command, database_url, subprocess_env
+
+T = TypeVar("T")
 
 __all__ = ["FullDatabase", "accord_command", "database_url", "full_sqlite_database", "run_in_thread", "subprocess_env"]
 
@@ -78,3 +81,17 @@ def full_sqlite_database() -> Iterator[FullDatabase]:
         with connection.cursor() as c:
             c.execute("PRAGMA max_page_count = 1073741823")
             c.execute("DROP TABLE zz_filler")
+
+
+def shard() -> tuple[int, int]:
+    """(i, n) from ACCORD_TEST_SHARD=i/n: this is pass i of n passes that `dev.py test` runs at once (SQLite,
+    PostgreSQL, SQLite on a moved clock); (1, 1) when the suite runs alone."""
+    i, _, n = os.environ.get("ACCORD_TEST_SHARD", "1/1").partition("/")
+    return int(i), int(n or 1)
+
+
+def share(items: list[T]) -> list[T]:
+    """This pass's share of a long list of independent checks that neither the engine nor the clock can change
+    (the admin's ~190 pages under axe-core): the passes of one run split it, each item checked by exactly one."""
+    i, n = shard()
+    return items[i - 1 :: n]

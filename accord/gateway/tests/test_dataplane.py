@@ -149,6 +149,7 @@ def test_a_stale_build_is_compiled_at_start_and_a_failure_falls_back_to_python(
 
 
 @pytest.mark.slow
+@pytest.mark.single_pass  # mypyc over the source: the engine and the clock change nothing
 def test_a_target_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
     needs_mypyc()
     blocker = tmp_path / "target"
@@ -159,6 +160,7 @@ def test_a_target_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.single_pass  # mypyc over the source: the engine and the clock change nothing
 def test_a_build_writes_the_module_and_its_runtime_library(tmp_path: Path) -> None:
     needs_mypyc()
     lines: list[str] = []

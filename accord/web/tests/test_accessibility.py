@@ -22,6 +22,7 @@ from accord.catalog.models import Service
 from accord.customers.models import Account, Contact
 from accord.desk.models import OutgoingMail, Ticket
 from accord.governance.policies import save_policy
+from accord.lib.testing import share
 from accord.outreach import campaigns
 from accord.outreach.models import Campaign, Purpose, Segment
 
@@ -150,6 +151,7 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
 
 
+@pytest.mark.single_pass
 @pytest.mark.django_db(transaction=True)
 def test_the_api_reference_is_accessible_and_nothing_is_fetched_off_the_host(
     live_server: Any, page: Any, axe: Any, admin_user: Any
@@ -171,11 +173,11 @@ def test_the_api_reference_is_accessible_and_nothing_is_fetched_off_the_host(
     assert page.evaluate("document.documentElement.lang") == "en"
     found = axe.violations(page)
     assert not found, axe.describe("API reference (Redoc)", found)
-    page.goto(f"{base}/api/v1/docs/")  # the address the README gives: the same Redoc page (Swagger UI failed axe)
-    page.wait_for_selector("#redoc-container h1", timeout=90_000)  # Redoc renders ~130 operations
-    assert page.evaluate("document.documentElement.lang") == "en"
-    found = axe.violations(page)
-    assert not found, axe.describe("API reference (/api/v1/docs/)", found)
+    # /api/v1/docs/, the address the README gives, serves the very same page (Swagger UI failed axe): the same
+    # bytes, so axe's verdict on one is the verdict on both (a second render and scan of ~130 operations took a
+    # minute of CI).
+    redoc, docs = page.request.get(f"{base}/api/v1/redoc/"), page.request.get(f"{base}/api/v1/docs/")
+    assert docs.status == 200 and docs.text() == redoc.text()
     assert len(asked) > 4
     elsewhere = [url for url in asked if not url.startswith((base, "data:", f"blob:{base}")) and url not in blocked]
     assert not elsewhere, f"fetched off the host: {elsewhere}"
@@ -205,15 +207,16 @@ def test_the_admin_has_no_critical_or_serious_violation(live_server: Any, page: 
         if first is not None:
             paths.append(f"/admin/{meta.app_label}/{meta.model_name}/{first.pk}/change/")
     reports = []
-    for path in paths:
+    assert len(paths) > 40
+    for path in share(paths):  # ~190 pages at ~1 s of axe each: the passes of a CI run split them
         page.goto(f"{base}{path}")
         page.wait_for_load_state("load")
         if found := axe.violations(page):
             reports.append(axe.describe(path, found))
-    assert len(paths) > 40
     assert not reports, "axe-core found critical or serious WCAG violations in the admin:\n" + "\n".join(reports)
 
 
+@pytest.mark.single_pass
 @pytest.mark.django_db(transaction=True)
 def test_the_browsable_api_has_no_critical_or_serious_violation(
     live_server: Any, page: Any, axe: Any, admin_user: Any
