@@ -43,7 +43,7 @@ from django.core import signing
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Subquery
+from django.db.models import Count, F, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accord.customers.models import Contact
@@ -425,11 +425,8 @@ _MARK_SENT = "UPDATE {table} SET status = %s, sent_at = %s, message_id = %s, rea
              "WHERE id = %s AND status = %s"
 
 
-def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None] | None = None,
-         started: Callable[[int], None] | None = None, signer: Signer | None = None,
-         stop: Callable[[], bool] | None = None, add_recipients: bool = True) -> Summary:
-    """Send every due queued message of the campaign, throttled; see the module's doc. First `prepare` adds the
-    segment's contacts not yet in the campaign, unless `add_recipients` is off (retries of a finished one)."""
+def check_sendable(campaign: Campaign) -> None:
+    """Refuse a draft, a template with an unknown placeholder, or a campaign whose time has not come."""
     if campaign.status == Campaign.Status.DRAFT:
         raise CampaignError(f"Campaign {campaign.pk} is a draft: schedule it first (accord outreach schedule).")
     for name in ("subject", "html", "text"):
@@ -440,6 +437,20 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
     if campaign.send_at and campaign.send_at > timezone.now():
         raise CampaignError(f"Campaign {campaign.pk} is scheduled for {campaign.send_at:%Y-%m-%d %H:%M} UTC; "
                             "`accord outreach send-due --loop 60` sends it then.")
+
+
+def due(campaign: Campaign, now: dt.datetime) -> QuerySet[CampaignSend]:
+    """The campaign's queued rows whose (first or next) attempt is due."""
+    return campaign.sends.filter(status=S.QUEUED).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+
+def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None] | None = None,
+         started: Callable[[int], None] | None = None, signer: Signer | None = None,
+         stop: Callable[[], bool] | None = None, add_recipients: bool = True, rate: float | None = None) -> Summary:
+    """Send every due queued message of the campaign, throttled; see the module's doc. First `prepare` adds the
+    segment's contacts not yet in the campaign, unless `add_recipients` is off (retries of a finished one).
+    `rate` is this sender's share of the campaign's rate when several senders share the campaign."""
+    check_sendable(campaign)
     try:
         composer = Composer(campaign, signer)
     except DkimError as e:
@@ -452,9 +463,8 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
                                                    started_at=campaign.started_at or now)
     summary.recovered = recover(campaign)
     if started is not None:
-        started(campaign.sends.filter(status=S.QUEUED).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).count())
-    throttle = Throttle(campaign.rate)
+        started(due(campaign, now).count())
+    throttle = Throttle(campaign.rate if rate is None else rate)
     transport = Transport()
     attempts: dict[int, int] = {}
     try:

@@ -379,6 +379,42 @@ def test_a_sender_killed_mid_campaign_and_restarted_sends_each_message_once(
     assert Campaign.objects.get(pk=campaign.pk).status == "done"
 
 
+def test_send_campaign_with_processes_shares_the_rows_and_the_rate_and_sends_each_message_once(
+        world: dict[str, Any], sink: RawSink) -> None:
+    acme, news = world["acme"], world["news"]
+    for i in range(40):
+        c = Contact.objects.create(account=acme, name=f"Reader {i}")
+        Consent.objects.create(contact=c, purpose=news, status="confirmed", source="import",
+                               address=f"reader{i}@example.com", proof="test")
+    campaign = new_campaign(world, rate=21.0)  # 7 a second for each of 3 processes
+    root = Path(accord.__file__).resolve().parents[1]
+    env = subprocess_env(ACCORD_EMAIL_BACKEND=SMTP_BACKEND, ACCORD_SMTP_HOST="127.0.0.1",
+                         ACCORD_SMTP_PORT=str(sink.port), ACCORD_MAIL_FROM="news@accord.example")
+    command = [sys.executable, "-m", "accord", "outreach", "send-campaign", str(campaign.pk), "--batch", "5"]
+    for bad in ("0", "65"):
+        refused = subprocess.run([*command, "--processes", bad], env=env, cwd=root, capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode != 0 and f"--processes {bad}: give 1 to 64 sender processes" in refused.stderr
+    assert sink.messages() == [] and not CampaignSend.objects.exists()  # refused before anything was written
+    done = subprocess.run([*command, "--processes", "3"], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    shares = re.search(r"\(3 processes, sent (\d+) \+ (\d+) \+ (\d+)\): sent 42, skipped 4 \(consent pending 1, consent withdrawn 1, "
+                       r"suppressed 1, no consent 1\), failed 0", done.stdout)
+    assert shares, done.stdout
+    assert sum(map(int, shares.groups())) == 42 and sum(int(n) > 0 for n in shares.groups()) >= 2  # they shared
+    counts = Counter(to[0] for to, _raw in sink.messages())
+    assert set(counts) == {"ada@example.com", "bob@example.com"} | {f"reader{i}@example.com" for i in range(40)}
+    assert set(counts.values()) == {1}  # nobody twice
+    rows = CampaignSend.objects.filter(campaign=campaign)
+    assert rows.filter(status="sent").count() == 42 and not rows.filter(status__in=["queued", "sending"]).exists()
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
+    times = sorted(rows.filter(status="sent").values_list("sent_at", flat=True))
+    # 42 at 21 a second in all take 2 s (1.9 s once each process's first goes at once); had every process the
+    # campaign's whole rate, 0.6 s
+    assert (times[-1] - times[0]).total_seconds() >= 1.5
+
+
 DSN = """\
 From: MAILER-DAEMON@mx.example.com
 To: bounces@accord.example

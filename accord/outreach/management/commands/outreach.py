@@ -7,14 +7,18 @@ import contextlib
 import datetime as dt
 import json
 import signal
+import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from tqdm import tqdm
 
 from accord.customers.models import Contact
@@ -60,6 +64,10 @@ class Command(BaseCommand):
         snd.add_argument("id", type=int)
         snd.add_argument("--batch", type=int, default=200, help="rows claimed at a time (200)")
         snd.add_argument("--progress", action="store_true", help="a progress bar even when stderr is no TTY")
+        snd.add_argument("--processes", type=int, default=1,
+                         help="sender processes sharing the campaign (1): each claims its own rows, the campaign's "
+                              "rate is split between them; signing takes a core each")
+        snd.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)  # a child of --processes N: rate/N
         due = sub.add_parser("send-due", help="send every campaign whose time has come (and retries due)")
         due.add_argument("--loop", type=float, default=0, help="look again every N seconds until stopped")
         bnc = sub.add_parser("bounces", help="read delivery status notifications (RFC 3464 .eml files)")
@@ -160,6 +168,18 @@ class Command(BaseCommand):
 
     def _send_campaign(self, o: dict[str, Any]) -> None:
         campaign = self._campaign_by_id(o["id"])
+        if o["share"]:  # one of the processes of `--processes N`: its summary as JSON for the parent
+            with stop_on_sigterm() as stopping:
+                summary = campaigns.send(campaign, batch=o["batch"], add_recipients=False,
+                                         rate=campaign.rate / o["share"], stop=lambda: stopping["now"])
+            self.stdout.write(json.dumps({"sent": summary.sent, "skipped": summary.skipped, "failed": summary.failed,
+                                          "retrying": summary.retrying, "recovered": summary.recovered}))
+            return
+        if o["processes"] < 1 or o["processes"] > 64:
+            raise CommandError(f"--processes {o['processes']}: give 1 to 64 sender processes")
+        if o["processes"] > 1:
+            self._send_in_processes(campaign, o)
+            return
         show = o["progress"] or sys.stderr.isatty()
         bar = tqdm(unit="msg", disable=not show, file=sys.stderr, desc=f"campaign {campaign.pk}")
 
@@ -174,6 +194,61 @@ class Command(BaseCommand):
                                      stop=lambda: stopping["now"])
         bar.close()
         self.stdout.write(f"campaign {campaign.pk}: {summary.line()}")
+
+    def _send_in_processes(self, campaign: Campaign, o: dict[str, Any]) -> None:
+        """N `send-campaign ID` children on one campaign, after this process added the segment's newcomers once;
+        the claims keep them apart, the bar follows the rows they finish, and the summary adds theirs up."""
+        n = o["processes"]
+        campaigns.check_sendable(campaign)
+        prepared = campaigns.prepare(campaign)
+        now = timezone.now()
+        total = campaigns.due(campaign, now).count() + campaign.sends.filter(status=campaigns.S.SENDING).count()
+        show = o["progress"] or sys.stderr.isatty()
+        bar = tqdm(total=total, unit="msg", disable=not show, file=sys.stderr,
+                   desc=f"campaign {campaign.pk}, {n} processes")
+        cmd = [sys.executable, "-m", "accord", "outreach", "send-campaign", str(campaign.pk), "--batch",
+               str(o["batch"]), "--share", str(n)]
+        children = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        outputs: list[str] = [""] * n
+        readers = [threading.Thread(target=lambda i=i: outputs.__setitem__(i, children[i].stdout.read()),  # type: ignore[union-attr]
+                                    daemon=True) for i in range(n)]
+        for t in readers:
+            t.start()
+        with stop_on_sigterm() as stopping:
+            forwarded = False
+            while any(c.poll() is None for c in children):
+                if stopping["now"] and not forwarded:  # each child stops after the message in its hands
+                    for c in children:
+                        with contextlib.suppress(ProcessLookupError):
+                            c.send_signal(signal.SIGTERM)
+                    forwarded = True
+                left = campaigns.due(campaign, now).count() + campaign.sends.filter(
+                    status=campaigns.S.SENDING).count()
+                bar.update(max(0, total - left - bar.n))
+                time.sleep(0.5)
+        for t in readers:
+            t.join(10)
+        bar.update(max(0, total - bar.n) if all(c.returncode == 0 for c in children) else 0)
+        bar.close()
+        summary = campaigns.Summary(skipped=Counter(prepared.skipped))
+        broken, each = [], []
+        for i, c in enumerate(children):
+            try:
+                part = json.loads(outputs[i].strip().splitlines()[-1])
+            except (IndexError, json.JSONDecodeError):
+                broken.append(f"process {i + 1} exited with {c.returncode} without a summary")
+                each.append("?")
+                continue
+            each.append(str(part["sent"]))
+            summary.sent += part["sent"]
+            summary.skipped.update(part["skipped"])
+            summary.failed += part["failed"]
+            summary.retrying += part["retrying"]
+            summary.recovered += part["recovered"]
+        summary.totals = campaigns.totals(campaign)
+        self.stdout.write(f"campaign {campaign.pk} ({n} processes, sent {' + '.join(each)}): {summary.line()}")
+        if broken:  # their claimed rows go back to the queue on the next run (their pids are gone)
+            raise CommandError("; ".join(broken) + f"; run `accord outreach send-campaign {campaign.pk}` to resume")
 
     def _send_due(self, o: dict[str, Any]) -> None:
         with stop_on_sigterm() as stopping:
