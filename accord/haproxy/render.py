@@ -26,14 +26,17 @@ ANONYMOUS_OK = "anonymous.map"  # service -> 1 when it takes calls without a key
 FORWARD = "forward.map"  # service -> 1 when the caller's key goes upstream too
 KEYS = "keys.map"  # sha256 hex of a key -> account key (as X-Accord-Account says it)
 TIERS = "tiers.map"  # sha256 hex -> tier name (percent-encoded like a header value)
-RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest; the admission priority of later work)
+RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest): the priority class under an admission action
 CREDENTIALS = "credentials.map"  # sha256 hex -> the key's id, for its usage count
 POOLS = "pools.map"  # service|account -> the backend a route action sends that account to
 SHED = "shed.map"  # service|account -> Retry-After seconds, while a shed action applies to that account
 RATES = "rates.map"  # service|account -> requests per second a rate-limit action allows that account
-MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+ADMISSION = "admission.map"  # service|account -> Retry-After seconds, while an admission action applies to it
+MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION)
 # The maps the runner keeps in step at run time; a change elsewhere (services, pools, endpoints) is a reload.
-RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION)
+LOWEST_CLASS = 2047  # HAProxy's lowest priority class: callers without a tier, as the gateway admits them last
+DEFAULT_MAX_WAIT = 1.0  # `timeout queue` of a service no admission action applies to (the action's default)
 RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
 
 LOG_TAG = "accord1"  # first word of every request's log line: the collector reads lines that start with it
@@ -144,13 +147,25 @@ def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
 
     - pools.map: the backend a route action sends the account to (when not the primary pool);
     - shed.map: the Retry-After of a shed action;
-    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1).
+    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1);
+    - admission.map: the Retry-After of an admission action (the caller queues by its tier's rank).
 
     Actions scoped to operations do not apply here (HAProxy does not name operations), so they do nothing yet.
     """
-    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}}
+    return _actions(snapshot)[0]
+
+
+def admission_waits(snapshot: Snapshot) -> dict[str, float]:
+    """service -> the longest `max_wait` of the admission actions that apply to any of its callers: the services
+    whose servers hold to their pool's capacity (`maxconn`), and their `timeout queue`."""
+    return _actions(snapshot)[1]
+
+
+def _actions(snapshot: Snapshot) -> tuple[dict[str, dict[str, str]], dict[str, float]]:
+    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}, ADMISSION: {}}
+    waits: dict[str, float] = {}
     if not snapshot.actions:
-        return out
+        return out, waits
     callers: dict[str, Identity] = {ANONYMOUS.key: ANONYMOUS}
     for identity in snapshot.credentials.values():
         callers.setdefault(identity.key, identity)
@@ -165,13 +180,17 @@ def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
                 out[SHED][key] = str(max(1, policy.shed.retry_after))
             if policy.rate_limits:
                 out[RATES][key] = str(max(1, math.ceil(min(r.rps for r in policy.rate_limits))))
-    return out
+            if policy.admission is not None:
+                out[ADMISSION][key] = str(max(1, policy.admission.retry_after))
+                waits[route.name] = max(waits.get(route.name, 0.0), policy.admission.max_wait)
+    return out, waits
 
 
 def render(snapshot: Snapshot, options: Options) -> Rendered:
     """The configuration text and every map's entries for a snapshot."""
     maps: dict[str, dict[str, str]] = {name: {} for name in MAPS}
     backends: list[str] = []
+    actions, waits = _actions(snapshot)
     for route in snapshot.routes:  # longest base path first: the regex map is tried in file order
         maps[ROUTES][_route_regex(route.base_path)] = route.name
         if route.allow_anonymous:
@@ -184,26 +203,57 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
         for pool in route.pools.values():
             if not pool.endpoints:
                 continue
+            # admission: the servers hold to the pool's capacity while an admission action applies to the service
+            # (maxconn 0, no limit, otherwise: the gateway does not hold calls without one); the rest wait in the
+            # queue by priority class, up to the action's max_wait, then get a 503 (HAProxy's own, reshaped here)
+            admitting = route.name in waits
+            wait = waits.get(route.name, DEFAULT_MAX_WAIT)
             lines = [f"backend {backend_name(route.name, pool.name)}", "    balance roundrobin",
-                     "    option forwardfor", "    http-request set-header X-Forwarded-Proto http"]
-            lines += _servers(pool.name, pool.endpoints, "", options)
+                     "    option forwardfor", "    http-request set-header X-Forwarded-Proto http",
+                     f"    timeout queue {_ms(wait)}",
+                     f"    {_QUEUE_TIMEOUT}"]
+            lines += _servers(pool.name, pool.endpoints, pool.capacity if admitting else 0, "", options)
             if pool is route.primary:  # the standby pools take over when every primary endpoint is down
                 for other in standby:
-                    lines += _servers(other.name, other.endpoints, " backup", options)
+                    lines += _servers(other.name, other.endpoints, other.capacity if admitting else 0, " backup",
+                                      options)
             backends.append("\n".join(lines))
     maps.update(identity_maps(snapshot))
-    maps.update(action_maps(snapshot))
+    maps.update(actions)
     return Rendered(_config(options, backends), maps, snapshot.version)
 
 
-def _servers(pool: str, endpoints: tuple[Upstream, ...], extra: str, options: Options) -> list[str]:
-    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin)."""
+def shares(capacity: int, weights: list[int]) -> list[int]:
+    """A pool's capacity split over its servers by weight (largest remainders), at least 1 each; 0 stays 0 (no
+    limit)."""
+    if capacity <= 0 or not weights:
+        return [0] * len(weights)
+    total = sum(weights)
+    exact = [capacity * w / total for w in weights]
+    out = [int(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: exact[i] - out[i], reverse=True)[: capacity - sum(out)]:
+        out[i] += 1
+    return [max(1, n) for n in out]
+
+
+def _servers(pool: str, endpoints: tuple[Upstream, ...], capacity: int, extra: str, options: Options) -> list[str]:
+    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin), its
+    maxconn its share of the pool's capacity (0: no limit)."""
     weights = Counter(endpoints)
+    limits = shares(capacity, list(weights.values()))
     lines = []
-    for n, (upstream, weight) in enumerate(weights.items(), start=1):
-        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} check inter {_ms(options.check_interval)} "
-                     f"fall 2 rise 1{extra}")
+    for n, ((upstream, weight), limit) in enumerate(zip(weights.items(), limits, strict=True), start=1):
+        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} maxconn {limit} "
+                     f"check inter {_ms(options.check_interval)} fall 2 rise 1{extra}")
     return lines
+
+
+# HAProxy's own 503 in a backend: the queue's timeout (termination state sQ) or no server up; the API's error shape,
+# and the admission action's Retry-After (1 without one)
+_QUEUE_TIMEOUT = ("http-error status 503 content-type application/json string "
+                  + "'" + json.dumps({"error": {"code": "service_unavailable",
+                                                "message": "The service is at capacity; retry later.", "fields": {}}})
+                  + "' hdr Retry-After %[var(txn.admit,1)]")
 
 
 def _config(options: Options, backends: list[str]) -> str:
@@ -271,6 +321,12 @@ def _config(options: Options, backends: list[str]) -> str:
         "    acl over_rate sc_http_req_rate(0),sub(txn.rate) gt 0",
         *_refuse("rate_limited", 429, "throttled", "Too many requests; slow down.",
                  "{ var(txn.rate) -m found } over_rate", " hdr Retry-After 1"),
+        # admission: the caller waits for a server by its tier's rank (class 1 first; no tier last); callers no
+        # admission action applies to keep class 0, ahead of all of them, as the gateway lets them by its gate
+        f"    http-request set-var(txn.admit) var(txn.route),map({m[ADMISSION]})",
+        "    http-request set-priority-class var(txn.rank) if { var(txn.admit) -m found } { var(txn.rank) -m found }",
+        f"    http-request set-priority-class int({LOWEST_CLASS}) if {{ var(txn.admit) -m found }} "
+        "!{ var(txn.rank) -m found }",
         f"    http-request set-var(txn.backend) var(txn.route),map({m[POOLS]}) "
         f"if {{ var(txn.route),map({m[POOLS]}) -m found }}",
         *_refuse("no_endpoint", 503, "service_unavailable", "The service has no available endpoint.",
