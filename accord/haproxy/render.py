@@ -38,6 +38,7 @@ RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION)
 LOWEST_CLASS = 2047  # HAProxy's lowest priority class: callers without a tier, as the gateway admits them last
 DEFAULT_MAX_WAIT = 1.0  # `timeout queue` of a service no admission action applies to (the action's default)
 RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
+PEERS = "accord"  # the peers section that shares the rate table between instances (shared rate limits)
 
 LOG_TAG = "accord1"  # first word of every request's log line: the collector reads lines that start with it
 # One line per request: process id, its request counter, when it was accepted (epoch s), account, tier, service,
@@ -67,6 +68,14 @@ class Options:
     check_interval: float = 1.0
     maxconn: int = 4096  # HAProxy needs about two file descriptors per connection, within the process's limit
     threads: int = 0  # nbthread; 0: HAProxy's default (one per CPU it may run on)
+    # shared rate limits: every instance's (peer name, HOST:PORT), and this instance's name among them; empty: each
+    # instance counts alone (per-instance rate limits, the default)
+    peers: tuple[tuple[str, str], ...] = ()
+    local_peer: str = ""
+
+    def __post_init__(self) -> None:
+        if self.peers and self.local_peer not in {name for name, _ in self.peers}:
+            raise ValueError(f"local peer '{self.local_peer}' is not one of the peers {[n for n, _ in self.peers]}")
 
     @property
     def socket(self) -> Path:
@@ -268,8 +277,12 @@ def _config(options: Options, backends: list[str]) -> str:
         "    stats timeout 30s",
         f"    maxconn {options.maxconn}",
         *([f"    nbthread {options.threads}"] if options.threads > 0 else []),
+        *([f"    localpeer {options.local_peer}"] if options.peers else []),
         "    hard-stop-after 30s",
         "",
+        # shared rate limits: each instance pushes its updates of the rate table to the others, which take them over
+        *([f"peers {PEERS}", *[f"    peer {name} {address}" for name, address in options.peers], ""]
+          if options.peers else []),
         "defaults",
         "    mode http",
         "    option http-keep-alive",
@@ -339,9 +352,11 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-request set-header X-Accord-Tier %[var(txn.tier)]",
         "    use_backend %[var(txn.backend)]",
         "",
-        # requests per second of each service|account a rate-limit action applies to (per instance)
+        # requests per second of each service|account a rate-limit action applies to (per instance, or shared with
+        # the peers)
         f"backend {RATE_TABLE}",
-        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)",
+        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)"
+        + (f" peers {PEERS}" if options.peers else ""),
         "",
         *[b + "\n" for b in backends],
     ]

@@ -68,12 +68,20 @@ def _weight_commands(old: str, new: str) -> list[str]:
             for key, command in _SETTINGS if before.get(name, {}).get(key) != values[key]]
 
 
-def instance_options(options: Options, instances: int) -> list[Options]:
-    """One set of options per instance: all share the maps; each has its configuration file and socket."""
+def instance_options(options: Options, instances: int, peer_ports: tuple[int, ...] = ()) -> list[Options]:
+    """One set of options per instance: all share the maps; each has its configuration file and socket. With
+    `peer_ports` (one per instance), the rate table is shared: instance I is peer `accordI` on the listen host at the
+    I-th port, and each pushes its counts to the others."""
+    if peer_ports and len(peer_ports) != instances:
+        raise ValueError(f"{len(peer_ports)} peer ports for {instances} instance(s): give one per instance")
+    host = options.listen.rpartition(":")[0]
+    host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::", "[::]") else host
+    peers = tuple((f"accord{i}", f"{host}:{port}") for i, port in enumerate(peer_ports, start=1))
     if instances <= 1:
-        return [options]
+        return [replace(options, peers=peers, local_peer="accord1") if peers else options]
     return [replace(options, config=options.directory / f"haproxy-{i}.cfg",
-                    runtime=options.directory / f"admin-{i}.sock") for i in range(1, instances + 1)]
+                    runtime=options.directory / f"admin-{i}.sock", peers=peers,
+                    local_peer=f"accord{i}" if peers else "") for i in range(1, instances + 1)]
 
 
 def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
@@ -115,6 +123,7 @@ class DataPlane:
     poll: float = 0.25
     full_reload: float = 10.0
     log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
+    peer_ports: tuple[int, ...] = ()  # shared rate limits: each instance's peers port; empty: per instance
     running: list[Instance] = field(default_factory=list)
     rendered: Rendered | None = None
     snapshot: Snapshot | None = None
@@ -123,12 +132,13 @@ class DataPlane:
     reloads: int = 0  # configuration changes (SIGUSR2)
 
     def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
-        return [render(snapshot, options) for options in instance_options(self.options, self.instances)]
+        return [render(snapshot, options)
+                for options in instance_options(self.options, self.instances, self.peer_ports)]
 
     def start(self, timeout: float = 20.0) -> None:
         self.snapshot = load_snapshot()
         connections.close_all()
-        self.running = [Instance(o) for o in instance_options(self.options, self.instances)]
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports)]
         renders = self._render_all(self.snapshot)
         self.configs = [r.config for r in renders]
         self.rendered = renders[0]
