@@ -265,6 +265,11 @@ _QUEUE_TIMEOUT = ("http-error status 503 content-type application/json string "
                   + "' hdr Retry-After %[var(txn.admit,1)]")
 
 
+# after HAProxy's normalisation (upper-cased encodings), a `.` or `..` segment still there, its separators plain or
+# encoded slashes or backslashes
+_HIDDEN_DOT_SEGMENT = "(^|/|%2F|%5C)[.][.]?(/|%2F|%5C|$)"  # [.]: a backslash is an escape in the file
+
+
 def _config(options: Options, backends: list[str]) -> str:
     m = {name: options.map_path(name) for name in MAPS}
     key_unknown = _error(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
@@ -276,6 +281,7 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    stats socket {options.socket} mode 600 level admin",
         "    stats timeout 30s",
         f"    maxconn {options.maxconn}",
+        "    expose-experimental-directives",  # `http-request normalize-uri` is experimental in HAProxy 2.6
         *([f"    nbthread {options.threads}"] if options.threads > 0 else []),
         *([f"    localpeer {options.local_peer}"] if options.peers else []),
         "    hard-stop-after 30s",
@@ -308,6 +314,20 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-after-response set-header X-Request-Id %[var(txn.request_id)]",
         # a client never speaks for Accord: its own X-Accord-* headers go before anything reads them
         "    http-request del-header ^x-accord- -m reg",
+        # the path as the gateway normalises it (docs/gateway.md), before anything routes on it, and forwarded so:
+        # unreserved %-encodings decoded (other encodings upper-cased, %2F stays), then dot-segments removed
+        # (HAProxy's percent rules take the query too: it is put back as it came)
+        "    http-request set-var(txn.query) query",
+        "    http-request normalize-uri percent-decode-unreserved",
+        "    http-request normalize-uri percent-to-uppercase",
+        "    http-request normalize-uri path-strip-dot",
+        "    http-request normalize-uri path-strip-dotdot",
+        "    http-request set-query %[var(txn.query)] if { var(txn.query) -m found }",
+        # a dot-segment left after that climbs above the root (`/..`), or hides behind an encoded slash or backslash
+        # (`/a/..%2F..`, which an upstream may decode and resolve): 400, as the gateway answers
+        f"    acl hidden_dot_segment path -m reg {_HIDDEN_DOT_SEGMENT}",
+        *_refuse("bad_request", 400, "bad_request", "The path climbs above the root or hides a dot-segment.",
+                 "hidden_dot_segment"),
         "    http-request set-var(txn.key) req.fhdr(x-api-key)",  # fhdr: the whole value, never split at commas
         "    http-request set-var(txn.key) req.fhdr(authorization),regsub(^[Bb][Ee][Aa][Rr][Ee][Rr]\\ +,) "
         "if { req.fhdr(authorization) -m reg -i ^bearer\\ + }",
