@@ -37,27 +37,39 @@ def limited(upstreams: list[EchoServer]) -> str:
 
 
 @contextlib.contextmanager
-def two_instances(haproxy: str, directory: Path, shared: bool) -> Iterator[list[int]]:
+def two_instances(haproxy: str, directory: Path, shared: bool, attempts: int = 3) -> Iterator[list[int]]:
     """Two HAProxy instances, each on a port of its own (so the test chooses which one a request goes to), rate
-    table shared through peers or not. Yields the two listen ports."""
-    ports = [free_port(), free_port()]
-    peers = (("accord1", f"127.0.0.1:{free_port()}"), ("accord2", f"127.0.0.1:{free_port()}")) if shared else ()
-    planes = []
-    try:
-        for i, port in enumerate(ports, start=1):
-            options = Options(directory / str(i), listen=f"127.0.0.1:{port}", collector=f"127.0.0.1:{free_port()}",
-                              peers=peers, local_peer=f"accord{i}" if shared else "")
-            plane = DataPlane(options, haproxy=haproxy, log=directory / f"haproxy-{i}.log")
-            planes.append(plane)
-            plane.start()
-        if shared:  # each has the other connected (`show peers`: the remote peer's line says so)
+    table shared through peers or not. Yields the two listen ports. A port taken between the choice and HAProxy's
+    bind (another run on the machine) fails the start: tried again on new ports."""
+    for attempt in range(1, attempts + 1):
+        ports = [free_port(), free_port()]
+        peers = (("accord1", f"127.0.0.1:{free_port()}"), ("accord2", f"127.0.0.1:{free_port()}")) if shared else ()
+        planes = []
+        try:
+            try:
+                for i, port in enumerate(ports, start=1):
+                    options = Options(directory / str(i), listen=f"127.0.0.1:{port}",
+                                      collector=f"127.0.0.1:{free_port()}", peers=peers,
+                                      local_peer=f"accord{i}" if shared else "")
+                    plane = DataPlane(options, haproxy=haproxy, log=directory / f"haproxy-{i}.log")
+                    planes.append(plane)
+                    plane.start()
+            except RuntimeError:
+                said = "".join(p.read_text(errors="replace") for p in directory.glob("haproxy-*.log"))
+                if attempt < attempts and "cannot bind socket" in said:
+                    for log in directory.glob("haproxy-*.log"):
+                        log.unlink()
+                    continue
+                raise
+            if shared:  # each has the other connected (`show peers`: the remote peer's line says so)
+                for plane in planes:
+                    wait_until(lambda p=plane: "ESTA" in p.running[0].runtime.command("show peers"), timeout=10,
+                               what="the peers to connect")
+            yield ports
+            return
+        finally:
             for plane in planes:
-                wait_until(lambda p=plane: "ESTA" in p.running[0].runtime.command("show peers"), timeout=10,
-                           what="the peers to connect")
-        yield ports
-    finally:
-        for plane in planes:
-            plane.stop(grace=5)
+                plane.stop(grace=5)
 
 
 def alternate(ports: list[int], key: str, n: int = 16, pause: float = 0.04) -> list[int]:
