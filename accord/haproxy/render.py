@@ -8,6 +8,7 @@ HAProxy hashes the key a client sends (`sha2(256),hex`) and looks the hash up, s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -32,9 +33,12 @@ POOLS = "pools.map"  # service|account -> the backend a route action sends that 
 SHED = "shed.map"  # service|account -> Retry-After seconds, while a shed action applies to that account
 RATES = "rates.map"  # service|account -> requests per second a rate-limit action allows that account
 ADMISSION = "admission.map"  # service|account -> Retry-After seconds, while an admission action applies to it
-MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION)
+OPERATIONS = "operations.map"  # ^service\|METHOD\|path-regex, most specific first -> operation name
+OPSCOPED = "opscoped.map"  # service -> 1: name its operations; service|operation -> 1: actions differ there
+MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION,
+        OPERATIONS, OPSCOPED)
 # The maps the runner keeps in step at run time; a change elsewhere (services, pools, endpoints) is a reload.
-RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION)
+RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION, OPSCOPED)
 LOWEST_CLASS = 2047  # HAProxy's lowest priority class: callers without a tier, as the gateway admits them last
 DEFAULT_MAX_WAIT = 1.0  # `timeout queue` of a service no admission action applies to (the action's default)
 RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
@@ -159,7 +163,8 @@ def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
     - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1);
     - admission.map: the Retry-After of an admission action (the caller queues by its tier's rank).
 
-    Actions scoped to operations do not apply here (HAProxy does not name operations), so they do nothing yet.
+    Keys are `service|account`, and `service|operation|account` for the operations an action is scoped to (the
+    complete policy of that operation; opscoped.map says which operations have such keys).
     """
     return _actions(snapshot)[0]
 
@@ -171,17 +176,24 @@ def admission_waits(snapshot: Snapshot) -> dict[str, float]:
 
 
 def _actions(snapshot: Snapshot) -> tuple[dict[str, dict[str, str]], dict[str, float]]:
-    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}, ADMISSION: {}}
+    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}, ADMISSION: {}, OPSCOPED: {}}
     waits: dict[str, float] = {}
     if not snapshot.actions:
         return out, waits
+    # the operations some action is scoped to: their policy can differ from the service's, so they get keys of
+    # their own; the policy of any other operation is the service's (the actions that name no operation)
+    scoped = {name for action in snapshot.actions for name in (action.operations or ())}
     callers: dict[str, Identity] = {ANONYMOUS.key: ANONYMOUS}
     for identity in snapshot.credentials.values():
         callers.setdefault(identity.key, identity)
     for route in snapshot.routes:
-        for account, identity in sorted(callers.items()):
-            policy = snapshot.policy(identity, route.name, "")
-            key = f"{route.name}|{_value(account)}"
+        operations = sorted({op.name for op in route.operations} & scoped)
+        if operations:
+            out[OPSCOPED][route.name] = "1"
+            out[OPSCOPED].update({f"{route.name}|{op}": "1" for op in operations})
+        for (account, identity), operation in itertools.product(sorted(callers.items()), ["", *operations]):
+            policy = snapshot.policy(identity, route.name, operation)
+            key = f"{route.name}|{operation + '|' if operation else ''}{_value(account)}"
             target = route.pools.get(policy.pool) if policy.pool else None
             if target is not None and target.endpoints and target is not route.primary:
                 out[POOLS][key] = backend_name(route.name, policy.pool)
@@ -208,6 +220,9 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
             maps[FORWARD][route.name] = "1"
         if route.primary is not None and route.primary.endpoints:
             maps[BACKENDS][route.name] = backend_name(route.name, route.primary.name)
+        for op in route.operations:  # most specific first, as the gateway tries them
+            method = "[A-Z]+" if op.method == b"*" else re.escape(op.method.decode())
+            maps[OPERATIONS][f"^{re.escape(route.name)}\\|{method}\\|{op.regex.pattern.decode()[1:]}"] = op.name
         standby = [p for p in route.pools.values() if p is not route.primary and p.endpoints]
         for pool in route.pools.values():
             if not pool.endpoints:
@@ -345,6 +360,17 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    {key_unknown} if !{{ var(txn.account) -m found }}",
         f"    http-request set-var(txn.backend) var(txn.service),map({m[BACKENDS]})",
         "    http-request set-var(txn.route) var(txn.service),concat(|,txn.account,)",
+        # operations: named only on a service an operation-scoped action applies to (opscoped.map), as the gateway
+        # names them (method and path, most specific first); an operation with a policy of its own takes its keys
+        f"    acl opscoped var(txn.service),map({m[OPSCOPED]}) -m found",
+        "    http-request set-var(txn.method) method if opscoped",
+        "    http-request set-var(txn.path) path if opscoped",
+        "    http-request set-var(txn.opcall) var(txn.service),concat(|,txn.method,|),concat(,txn.path,) if opscoped",
+        f"    http-request set-var(txn.operation) var(txn.opcall),map_reg({m[OPERATIONS]}) if opscoped",
+        "    http-request set-var(txn.opservice) var(txn.service),concat(|,txn.operation,) "
+        "if { var(txn.operation) -m found }",
+        "    http-request set-var(txn.route) var(txn.opservice),concat(|,txn.account,) "
+        f"if {{ var(txn.opservice),map({m[OPSCOPED]}) -m found }}",
         # shed, then rate limits, then the pool: the gateway's order
         f"    http-request set-var(txn.shed) var(txn.route),map({m[SHED]})",
         *_refuse("shed", 503, "service_unavailable", "The service is shedding load; retry later.",

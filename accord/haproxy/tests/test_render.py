@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
+from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.snapshot import load_snapshot
@@ -44,7 +44,7 @@ def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_cle
     assert ok, said
     assert "Configuration file is valid" in said
     files = [p for p in tmp_path.iterdir() if p.is_file()]
-    assert len(files) == 13  # the configuration and twelve maps
+    assert len(files) == 15  # the configuration and fourteen maps
     for key in keys.values():
         assert all(key not in p.read_text() for p in files)
         assert all(key[4:] not in p.read_text() for p in files)  # not even without its prefix
@@ -148,3 +148,25 @@ def test_a_pools_capacity_is_split_over_its_servers_by_weight_at_least_one_each(
     assert shares(1, [1, 1]) == [1, 1]  # fewer slots than servers: one each (HAProxy's 0 would mean no limit)
     assert shares(0, [2, 5]) == [0, 0]
     assert sum(shares(100, [7, 3, 5, 1])) == 100
+
+
+@pytest.mark.django_db
+def test_an_action_scoped_to_an_operation_has_keys_of_its_own_for_that_operation(tmp_path: Path) -> None:
+    catalog()
+    svc = Service.objects.get(name="booking")
+    Operation.objects.create(service=svc, name="view", method="GET", path_pattern="/bookings/{id}")
+    Operation.objects.create(service=svc, name="cancel-all", method="*", path_pattern="/bookings/all-of-them")
+    rendered = render(load_snapshot(), Options(tmp_path))
+    ops = list(rendered.maps["operations.map"].items())
+    assert ops == [(r"^booking\|[A-Z]+\|/bookings/all\-of\-them/?$", "cancel-all"),  # most specific first
+                   (r"^booking\|GET\|/bookings/[^/]+/?$", "view")]
+    assert re.match(ops[1][0], "booking|GET|/bookings/7") and not re.match(ops[1][0], "booking|POST|/bookings/7")
+    assert rendered.maps["opscoped.map"] == {}  # no action names an operation: nothing to name per request
+    GatewayAction.objects.create(name="shed-view", kind="shed", operations=["view"], tiers=["gold"],
+                                 params={"retry_after": 5})
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": 3})
+    maps = render(load_snapshot(), Options(tmp_path)).maps
+    assert maps["opscoped.map"] == {"booking": "1", "booking|view": "1"}
+    assert maps["shed.map"] == {"booking|view|ACME": "5"}  # gold's view only
+    # the view's keys hold its whole policy: the service-wide rate limit too
+    assert maps["rates.map"] == {"booking|ACME": "3", "booking|view|ACME": "3", "booking-admin|ACME": "3"}
