@@ -54,6 +54,7 @@ LOG_FORMAT = (
 )
 FRONTEND = "accord"
 _SAFE_VALUE = re.compile(r"^[\x21-\x7e]+$")
+_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
 
 
 @dataclass(frozen=True)
@@ -237,10 +238,17 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
                      f"    timeout queue {_ms(wait)}",
                      f"    {_QUEUE_TIMEOUT}"]
             lines += _servers(pool.name, pool.endpoints, pool.capacity if admitting else 0, "", options)
+            servers = list(pool.endpoints)
             if pool is route.primary:  # the standby pools take over when every primary endpoint is down
                 for other in standby:
                     lines += _servers(other.name, other.endpoints, other.capacity if admitting else 0, " backup",
                                       options)
+                    servers += other.endpoints
+            # Host as the gateway sends it (the endpoint's host, and port unless the scheme's default), when every
+            # server of the backend has the same one (HAProxy sets headers before it picks a server)
+            hosts = {u.host_header.decode(errors="replace") for u in servers}
+            if len(hosts) == 1 and _HOST.match(host := hosts.pop()):
+                lines.insert(4, f"    http-request set-header Host {host}")
             backends.append("\n".join(lines))
     maps.update(identity_maps(snapshot))
     maps.update(actions)

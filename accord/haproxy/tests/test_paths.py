@@ -1,6 +1,7 @@
 """Hostile paths through HAProxy and through the Python gateway, on the same snapshot: both route and forward the
 path as the gateway's protocol rules say (docs/gateway.md, "Paths"; the cases are those of
-accord/gateway/tests/test_hostile.py), so a route by base path cannot be bypassed with `/svc/../other`."""
+accord/gateway/tests/test_hostile.py), so a route by base path cannot be bypassed with `/svc/../other`; and both send
+the upstream's Host."""
 
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ def test_hostile_paths_are_normalised_or_refused_by_haproxy_as_by_the_gateway(
                 for path, server, seen in NORMALISED:
                     status, echoed = send(port, path, key)
                     assert (status, echoed.get("server"), echoed.get("path")) == (200, server, seen), (name, path)
+                    # Host: the upstream's own, not the client's `x`, from both
+                    upstream = upstreams[0] if server == "a" else upstreams[1]
+                    assert echoed["headers"]["host"] == upstream.url.removeprefix("http://"), (name, path)
                 before = upstreams[0].count + upstreams[1].count
                 for path in REFUSED:
                     assert send(port, path, key)[0] == 400, (name, path)

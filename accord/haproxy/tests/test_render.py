@@ -170,3 +170,22 @@ def test_an_action_scoped_to_an_operation_has_keys_of_its_own_for_that_operation
     assert maps["shed.map"] == {"booking|view|ACME": "5"}  # gold's view only
     # the view's keys hold its whole policy: the service-wide rate limit too
     assert maps["rates.map"] == {"booking|ACME": "3", "booking|view|ACME": "3", "booking-admin|ACME": "3"}
+
+
+@pytest.mark.django_db
+def test_host_is_the_upstreams_when_every_server_of_a_backend_has_the_same_one(tmp_path: Path) -> None:
+    svc = Service.objects.create(name="trips", base_path="/trips")
+    main = Pool.objects.create(service=svc, name="main", capacity=5)
+    Endpoint.objects.create(pool=main, url="http://trips.internal:8080/")
+    Endpoint.objects.create(pool=main, url="http://trips.internal:8080")
+    spare = Pool.objects.create(service=svc, name="spare", role="standby", capacity=5)
+    Endpoint.objects.create(pool=spare, url="http://trips-dr.internal")
+    config = render(load_snapshot(), Options(tmp_path)).config
+    primary = config.split("backend trips.main\n")[1].split("\n\n")[0]
+    standby = config.split("backend trips.spare\n")[1].split("\n\n")[0]
+    # the primary backend also carries the standby's server as a backup: two Hosts, so the client's stays
+    assert "set-header Host" not in primary
+    assert "    http-request set-header Host trips-dr.internal\n" in standby + "\n"  # port 80: not said
+    Endpoint.objects.filter(pool=spare).delete()
+    primary = render(load_snapshot(), Options(tmp_path)).config.split("backend trips.main\n")[1].split("\n\n")[0]
+    assert "    http-request set-header Host trips.internal:8080\n" in primary
