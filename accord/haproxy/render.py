@@ -284,7 +284,7 @@ def _servers(pool: str, endpoints: tuple[Upstream, ...], capacity: int, extra: s
 # and the admission action's Retry-After (1 without one)
 _QUEUE_TIMEOUT = ("http-error status 503 content-type application/json string "
                   + "'" + json.dumps({"error": {"code": "service_unavailable",
-                                                "message": "The service is at capacity; retry later.", "fields": {}}})
+                                                "message": "The service is at capacity or unavailable; retry later.", "fields": {}}})
                   + "' hdr Retry-After %[var(txn.admit,1)]")
 
 
