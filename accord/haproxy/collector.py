@@ -76,9 +76,12 @@ def outcome_of(status: int, server: str, state: str) -> tuple[int, str]:
     """(status as recorded, outcome) of a logged request, in the gateway's outcome names.
 
     The termination state's first letter says who ended the session: `s` the server's timeout, `C` the client
-    leaving (499 when nothing was answered), `S` the server aborting or refusing.
+    leaving (499 when nothing was answered), `S` the server aborting or refusing; `sQ` is the server queue's timeout
+    (priority admission).
     """
     first = state[:1]
+    if state[:2] == "sQ":  # the queue's timeout: an admission action held the request past its max_wait
+        return 503, "queue_timeout"
     if first == "s":
         return (status if status > 0 else 504), "timeout"
     if status <= 0:

@@ -8,6 +8,7 @@ HAProxy hashes the key a client sends (`sha2(256),hex`) and looks the hash up, s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -26,15 +27,22 @@ ANONYMOUS_OK = "anonymous.map"  # service -> 1 when it takes calls without a key
 FORWARD = "forward.map"  # service -> 1 when the caller's key goes upstream too
 KEYS = "keys.map"  # sha256 hex of a key -> account key (as X-Accord-Account says it)
 TIERS = "tiers.map"  # sha256 hex -> tier name (percent-encoded like a header value)
-RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest; the admission priority of later work)
+RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest): the priority class under an admission action
 CREDENTIALS = "credentials.map"  # sha256 hex -> the key's id, for its usage count
 POOLS = "pools.map"  # service|account -> the backend a route action sends that account to
 SHED = "shed.map"  # service|account -> Retry-After seconds, while a shed action applies to that account
 RATES = "rates.map"  # service|account -> requests per second a rate-limit action allows that account
-MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+ADMISSION = "admission.map"  # service|account -> Retry-After seconds, while an admission action applies to it
+OPERATIONS = "operations.map"  # ^service\|METHOD\|path-regex, most specific first -> operation name
+OPSCOPED = "opscoped.map"  # service -> 1: name its operations; service|operation -> 1: actions differ there
+MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION,
+        OPERATIONS, OPSCOPED)
 # The maps the runner keeps in step at run time; a change elsewhere (services, pools, endpoints) is a reload.
-RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES)
+RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION, OPSCOPED)
+LOWEST_CLASS = 2047  # HAProxy's lowest priority class: callers without a tier, as the gateway admits them last
+DEFAULT_MAX_WAIT = 1.0  # `timeout queue` of a service no admission action applies to (the action's default)
 RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
+PEERS = "accord"  # the peers section that shares the rate table between instances (shared rate limits)
 
 LOG_TAG = "accord1"  # first word of every request's log line: the collector reads lines that start with it
 # One line per request: process id, its request counter, when it was accepted (epoch s), account, tier, service,
@@ -46,6 +54,7 @@ LOG_FORMAT = (
 )
 FRONTEND = "accord"
 _SAFE_VALUE = re.compile(r"^[\x21-\x7e]+$")
+_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,14 @@ class Options:
     check_interval: float = 1.0
     maxconn: int = 4096  # HAProxy needs about two file descriptors per connection, within the process's limit
     threads: int = 0  # nbthread; 0: HAProxy's default (one per CPU it may run on)
+    # shared rate limits: every instance's (peer name, HOST:PORT), and this instance's name among them; empty: each
+    # instance counts alone (per-instance rate limits, the default)
+    peers: tuple[tuple[str, str], ...] = ()
+    local_peer: str = ""
+
+    def __post_init__(self) -> None:
+        if self.peers and self.local_peer not in {name for name, _ in self.peers}:
+            raise ValueError(f"local peer '{self.local_peer}' is not one of the peers {[n for n, _ in self.peers]}")
 
     @property
     def socket(self) -> Path:
@@ -144,20 +161,40 @@ def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
 
     - pools.map: the backend a route action sends the account to (when not the primary pool);
     - shed.map: the Retry-After of a shed action;
-    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1).
+    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1);
+    - admission.map: the Retry-After of an admission action (the caller queues by its tier's rank).
 
-    Actions scoped to operations do not apply here (HAProxy does not name operations), so they do nothing yet.
+    Keys are `service|account`, and `service|operation|account` for the operations an action is scoped to (the
+    complete policy of that operation; opscoped.map says which operations have such keys).
     """
-    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}}
+    return _actions(snapshot)[0]
+
+
+def admission_waits(snapshot: Snapshot) -> dict[str, float]:
+    """service -> the longest `max_wait` of the admission actions that apply to any of its callers: the services
+    whose servers hold to their pool's capacity (`maxconn`), and their `timeout queue`."""
+    return _actions(snapshot)[1]
+
+
+def _actions(snapshot: Snapshot) -> tuple[dict[str, dict[str, str]], dict[str, float]]:
+    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}, ADMISSION: {}, OPSCOPED: {}}
+    waits: dict[str, float] = {}
     if not snapshot.actions:
-        return out
+        return out, waits
+    # the operations some action is scoped to: their policy can differ from the service's, so they get keys of
+    # their own; the policy of any other operation is the service's (the actions that name no operation)
+    scoped = {name for action in snapshot.actions for name in (action.operations or ())}
     callers: dict[str, Identity] = {ANONYMOUS.key: ANONYMOUS}
     for identity in snapshot.credentials.values():
         callers.setdefault(identity.key, identity)
     for route in snapshot.routes:
-        for account, identity in sorted(callers.items()):
-            policy = snapshot.policy(identity, route.name, "")
-            key = f"{route.name}|{_value(account)}"
+        operations = sorted({op.name for op in route.operations} & scoped)
+        if operations:
+            out[OPSCOPED][route.name] = "1"
+            out[OPSCOPED].update({f"{route.name}|{op}": "1" for op in operations})
+        for (account, identity), operation in itertools.product(sorted(callers.items()), ["", *operations]):
+            policy = snapshot.policy(identity, route.name, operation)
+            key = f"{route.name}|{operation + '|' if operation else ''}{_value(account)}"
             target = route.pools.get(policy.pool) if policy.pool else None
             if target is not None and target.endpoints and target is not route.primary:
                 out[POOLS][key] = backend_name(route.name, policy.pool)
@@ -165,13 +202,17 @@ def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
                 out[SHED][key] = str(max(1, policy.shed.retry_after))
             if policy.rate_limits:
                 out[RATES][key] = str(max(1, math.ceil(min(r.rps for r in policy.rate_limits))))
-    return out
+            if policy.admission is not None:
+                out[ADMISSION][key] = str(max(1, policy.admission.retry_after))
+                waits[route.name] = max(waits.get(route.name, 0.0), policy.admission.max_wait)
+    return out, waits
 
 
 def render(snapshot: Snapshot, options: Options) -> Rendered:
     """The configuration text and every map's entries for a snapshot."""
     maps: dict[str, dict[str, str]] = {name: {} for name in MAPS}
     backends: list[str] = []
+    actions, waits = _actions(snapshot)
     for route in snapshot.routes:  # longest base path first: the regex map is tried in file order
         maps[ROUTES][_route_regex(route.base_path)] = route.name
         if route.allow_anonymous:
@@ -180,30 +221,76 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
             maps[FORWARD][route.name] = "1"
         if route.primary is not None and route.primary.endpoints:
             maps[BACKENDS][route.name] = backend_name(route.name, route.primary.name)
+        for op in route.operations:  # most specific first, as the gateway tries them
+            method = "[A-Z]+" if op.method == b"*" else re.escape(op.method.decode())
+            maps[OPERATIONS][f"^{re.escape(route.name)}\\|{method}\\|{op.regex.pattern.decode()[1:]}"] = op.name
         standby = [p for p in route.pools.values() if p is not route.primary and p.endpoints]
         for pool in route.pools.values():
             if not pool.endpoints:
                 continue
+            # admission: the servers hold to the pool's capacity while an admission action applies to the service
+            # (maxconn 0, no limit, otherwise: the gateway does not hold calls without one); the rest wait in the
+            # queue by priority class, up to the action's max_wait, then get a 503 (HAProxy's own, reshaped here)
+            admitting = route.name in waits
+            wait = waits.get(route.name, DEFAULT_MAX_WAIT)
             lines = [f"backend {backend_name(route.name, pool.name)}", "    balance roundrobin",
-                     "    option forwardfor", "    http-request set-header X-Forwarded-Proto http"]
-            lines += _servers(pool.name, pool.endpoints, "", options)
+                     "    option forwardfor", "    http-request set-header X-Forwarded-Proto http",
+                     f"    timeout queue {_ms(wait)}",
+                     f"    {_QUEUE_TIMEOUT}"]
+            lines += _servers(pool.name, pool.endpoints, pool.capacity if admitting else 0, "", options)
+            servers = list(pool.endpoints)
             if pool is route.primary:  # the standby pools take over when every primary endpoint is down
                 for other in standby:
-                    lines += _servers(other.name, other.endpoints, " backup", options)
+                    lines += _servers(other.name, other.endpoints, other.capacity if admitting else 0, " backup",
+                                      options)
+                    servers += other.endpoints
+            # Host as the gateway sends it (the endpoint's host, and port unless the scheme's default), when every
+            # server of the backend has the same one (HAProxy sets headers before it picks a server)
+            hosts = {u.host_header.decode(errors="replace") for u in servers}
+            if len(hosts) == 1 and _HOST.match(host := hosts.pop()):
+                lines.insert(4, f"    http-request set-header Host {host}")
             backends.append("\n".join(lines))
     maps.update(identity_maps(snapshot))
-    maps.update(action_maps(snapshot))
+    maps.update(actions)
     return Rendered(_config(options, backends), maps, snapshot.version)
 
 
-def _servers(pool: str, endpoints: tuple[Upstream, ...], extra: str, options: Options) -> list[str]:
-    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin)."""
+def shares(capacity: int, weights: list[int]) -> list[int]:
+    """A pool's capacity split over its servers by weight (largest remainders), at least 1 each; 0 stays 0 (no
+    limit)."""
+    if capacity <= 0 or not weights:
+        return [0] * len(weights)
+    total = sum(weights)
+    exact = [capacity * w / total for w in weights]
+    out = [int(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: exact[i] - out[i], reverse=True)[: capacity - sum(out)]:
+        out[i] += 1
+    return [max(1, n) for n in out]
+
+
+def _servers(pool: str, endpoints: tuple[Upstream, ...], capacity: int, extra: str, options: Options) -> list[str]:
+    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin), its
+    maxconn its share of the pool's capacity (0: no limit)."""
     weights = Counter(endpoints)
+    limits = shares(capacity, list(weights.values()))
     lines = []
-    for n, (upstream, weight) in enumerate(weights.items(), start=1):
-        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} check inter {_ms(options.check_interval)} "
-                     f"fall 2 rise 1{extra}")
+    for n, ((upstream, weight), limit) in enumerate(zip(weights.items(), limits, strict=True), start=1):
+        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} maxconn {limit} "
+                     f"check inter {_ms(options.check_interval)} fall 2 rise 1{extra}")
     return lines
+
+
+# HAProxy's own 503 in a backend: the queue's timeout (termination state sQ) or no server up; the API's error shape,
+# and the admission action's Retry-After (1 without one)
+_QUEUE_TIMEOUT = ("http-error status 503 content-type application/json string "
+                  + "'" + json.dumps({"error": {"code": "service_unavailable",
+                                                "message": "The service is at capacity or unavailable; retry later.", "fields": {}}})
+                  + "' hdr Retry-After %[var(txn.admit,1)]")
+
+
+# after HAProxy's normalisation (upper-cased encodings), a `.` or `..` segment still there, its separators plain or
+# encoded slashes or backslashes
+_HIDDEN_DOT_SEGMENT = "(^|/|%2F|%5C)[.][.]?(/|%2F|%5C|$)"  # [.]: a backslash is an escape in the file
 
 
 def _config(options: Options, backends: list[str]) -> str:
@@ -217,9 +304,14 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    stats socket {options.socket} mode 600 level admin",
         "    stats timeout 30s",
         f"    maxconn {options.maxconn}",
+        "    expose-experimental-directives",  # `http-request normalize-uri` is experimental in HAProxy 2.6
         *([f"    nbthread {options.threads}"] if options.threads > 0 else []),
+        *([f"    localpeer {options.local_peer}"] if options.peers else []),
         "    hard-stop-after 30s",
         "",
+        # shared rate limits: each instance pushes its updates of the rate table to the others, which take them over
+        *([f"peers {PEERS}", *[f"    peer {name} {address}" for name, address in options.peers], ""]
+          if options.peers else []),
         "defaults",
         "    mode http",
         "    option http-keep-alive",
@@ -245,6 +337,20 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-after-response set-header X-Request-Id %[var(txn.request_id)]",
         # a client never speaks for Accord: its own X-Accord-* headers go before anything reads them
         "    http-request del-header ^x-accord- -m reg",
+        # the path as the gateway normalises it (docs/gateway.md), before anything routes on it, and forwarded so:
+        # unreserved %-encodings decoded (other encodings upper-cased, %2F stays), then dot-segments removed
+        # (HAProxy's percent rules take the query too: it is put back as it came)
+        "    http-request set-var(txn.query) query",
+        "    http-request normalize-uri percent-decode-unreserved",
+        "    http-request normalize-uri percent-to-uppercase",
+        "    http-request normalize-uri path-strip-dot",
+        "    http-request normalize-uri path-strip-dotdot",
+        "    http-request set-query %[var(txn.query)] if { var(txn.query) -m found }",
+        # a dot-segment left after that climbs above the root (`/..`), or hides behind an encoded slash or backslash
+        # (`/a/..%2F..`, which an upstream may decode and resolve): 400, as the gateway answers
+        f"    acl hidden_dot_segment path -m reg {_HIDDEN_DOT_SEGMENT}",
+        *_refuse("bad_request", 400, "bad_request", "The path climbs above the root or hides a dot-segment.",
+                 "hidden_dot_segment"),
         "    http-request set-var(txn.key) req.fhdr(x-api-key)",  # fhdr: the whole value, never split at commas
         "    http-request set-var(txn.key) req.fhdr(authorization),regsub(^[Bb][Ee][Aa][Rr][Ee][Rr]\\ +,) "
         "if { req.fhdr(authorization) -m reg -i ^bearer\\ + }",
@@ -262,6 +368,17 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    {key_unknown} if !{{ var(txn.account) -m found }}",
         f"    http-request set-var(txn.backend) var(txn.service),map({m[BACKENDS]})",
         "    http-request set-var(txn.route) var(txn.service),concat(|,txn.account,)",
+        # operations: named only on a service an operation-scoped action applies to (opscoped.map), as the gateway
+        # names them (method and path, most specific first); an operation with a policy of its own takes its keys
+        f"    acl opscoped var(txn.service),map({m[OPSCOPED]}) -m found",
+        "    http-request set-var(txn.method) method if opscoped",
+        "    http-request set-var(txn.path) path if opscoped",
+        "    http-request set-var(txn.opcall) var(txn.service),concat(|,txn.method,|),concat(,txn.path,) if opscoped",
+        f"    http-request set-var(txn.operation) var(txn.opcall),map_reg({m[OPERATIONS]}) if opscoped",
+        "    http-request set-var(txn.opservice) var(txn.service),concat(|,txn.operation,) "
+        "if { var(txn.operation) -m found }",
+        "    http-request set-var(txn.route) var(txn.opservice),concat(|,txn.account,) "
+        f"if {{ var(txn.opservice),map({m[OPSCOPED]}) -m found }}",
         # shed, then rate limits, then the pool: the gateway's order
         f"    http-request set-var(txn.shed) var(txn.route),map({m[SHED]})",
         *_refuse("shed", 503, "service_unavailable", "The service is shedding load; retry later.",
@@ -271,6 +388,12 @@ def _config(options: Options, backends: list[str]) -> str:
         "    acl over_rate sc_http_req_rate(0),sub(txn.rate) gt 0",
         *_refuse("rate_limited", 429, "throttled", "Too many requests; slow down.",
                  "{ var(txn.rate) -m found } over_rate", " hdr Retry-After 1"),
+        # admission: the caller waits for a server by its tier's rank (class 1 first; no tier last); callers no
+        # admission action applies to keep class 0, ahead of all of them, as the gateway lets them by its gate
+        f"    http-request set-var(txn.admit) var(txn.route),map({m[ADMISSION]})",
+        "    http-request set-priority-class var(txn.rank) if { var(txn.admit) -m found } { var(txn.rank) -m found }",
+        f"    http-request set-priority-class int({LOWEST_CLASS}) if {{ var(txn.admit) -m found }} "
+        "!{ var(txn.rank) -m found }",
         f"    http-request set-var(txn.backend) var(txn.route),map({m[POOLS]}) "
         f"if {{ var(txn.route),map({m[POOLS]}) -m found }}",
         *_refuse("no_endpoint", 503, "service_unavailable", "The service has no available endpoint.",
@@ -283,9 +406,11 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-request set-header X-Accord-Tier %[var(txn.tier)]",
         "    use_backend %[var(txn.backend)]",
         "",
-        # requests per second of each service|account a rate-limit action applies to (per instance)
+        # requests per second of each service|account a rate-limit action applies to (per instance, or shared with
+        # the peers)
         f"backend {RATE_TABLE}",
-        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)",
+        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)"
+        + (f" peers {PEERS}" if options.peers else ""),
         "",
         *[b + "\n" for b in backends],
     ]

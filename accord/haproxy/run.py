@@ -7,7 +7,8 @@ check every `poll` seconds, a full reload every `full_reload` seconds and when a
 - the maps that follow keys and actions (`RUNTIME_MAPS`) are changed through each instance's Runtime API (`del map`,
   `add map`, `set map`): no reload, the worker process stays the same, connections stay open;
 - the map files are rewritten too, so a restart or a reload starts from the current state;
-- an endpoint's weight alone: `set server BACKEND/SERVER weight N` through each Runtime API, no reload;
+- an endpoint's weight or its maxconn alone (an admission action switched on or off): `set server BACKEND/SERVER
+  weight N`, `set maxconn server BACKEND/SERVER N` through each Runtime API, no reload;
 - anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
   master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
   its requests).
@@ -39,34 +40,48 @@ from .runtime import Runtime, RuntimeError_, diff_map
 HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
 
 
-_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )(\d+) ", re.MULTILINE)
-_ANY_WEIGHT = r"\1* "
+_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )\d+( maxconn )\d+ ", re.MULTILINE)
+_ANY_WEIGHT = r"\1*\2* "
+_SETTINGS = (("weight", "set server {name} weight {value}"), ("maxconn", "set maxconn server {name} {value}"))
 
 
-def server_weights(config: str) -> dict[str, int]:
-    """`backend/server` -> weight, for every server line of a rendered configuration."""
-    weights, backend = {}, ""
+def server_settings(config: str) -> dict[str, dict[str, int]]:
+    """`backend/server` -> {"weight": N, "maxconn": N}, for every server line of a rendered configuration."""
+    settings, backend = {}, ""
     for line in config.splitlines():
         if line.startswith("backend "):
             backend = line.split()[1]
         elif line.startswith("    server "):
             parts = line.split()
-            weights[f"{backend}/{parts[1]}"] = int(parts[parts.index("weight") + 1])
-    return weights
+            settings[f"{backend}/{parts[1]}"] = {key: int(parts[parts.index(key) + 1]) for key, _ in _SETTINGS}
+    return settings
+
+
+def server_weights(config: str) -> dict[str, int]:
+    """`backend/server` -> weight, for every server line of a rendered configuration."""
+    return {name: values["weight"] for name, values in server_settings(config).items()}
 
 
 def _weight_commands(old: str, new: str) -> list[str]:
-    before = server_weights(old)
-    return [f"set server {name} weight {weight}" for name, weight in server_weights(new).items()
-            if before.get(name) != weight]
+    before = server_settings(old)
+    return [command.format(name=name, value=values[key]) for name, values in server_settings(new).items()
+            for key, command in _SETTINGS if before.get(name, {}).get(key) != values[key]]
 
 
-def instance_options(options: Options, instances: int) -> list[Options]:
-    """One set of options per instance: all share the maps; each has its configuration file and socket."""
+def instance_options(options: Options, instances: int, peer_ports: tuple[int, ...] = ()) -> list[Options]:
+    """One set of options per instance: all share the maps; each has its configuration file and socket. With
+    `peer_ports` (one per instance), the rate table is shared: instance I is peer `accordI` on the listen host at the
+    I-th port, and each pushes its counts to the others."""
+    if peer_ports and len(peer_ports) != instances:
+        raise ValueError(f"{len(peer_ports)} peer ports for {instances} instance(s): give one per instance")
+    host = options.listen.rpartition(":")[0]
+    host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::", "[::]") else host
+    peers = tuple((f"accord{i}", f"{host}:{port}") for i, port in enumerate(peer_ports, start=1))
     if instances <= 1:
-        return [options]
+        return [replace(options, peers=peers, local_peer="accord1") if peers else options]
     return [replace(options, config=options.directory / f"haproxy-{i}.cfg",
-                    runtime=options.directory / f"admin-{i}.sock") for i in range(1, instances + 1)]
+                    runtime=options.directory / f"admin-{i}.sock", peers=peers,
+                    local_peer=f"accord{i}" if peers else "") for i in range(1, instances + 1)]
 
 
 def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
@@ -108,6 +123,7 @@ class DataPlane:
     poll: float = 0.25
     full_reload: float = 10.0
     log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
+    peer_ports: tuple[int, ...] = ()  # shared rate limits: each instance's peers port; empty: per instance
     running: list[Instance] = field(default_factory=list)
     rendered: Rendered | None = None
     snapshot: Snapshot | None = None
@@ -116,12 +132,13 @@ class DataPlane:
     reloads: int = 0  # configuration changes (SIGUSR2)
 
     def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
-        return [render(snapshot, options) for options in instance_options(self.options, self.instances)]
+        return [render(snapshot, options)
+                for options in instance_options(self.options, self.instances, self.peer_ports)]
 
     def start(self, timeout: float = 20.0) -> None:
         self.snapshot = load_snapshot()
         connections.close_all()
-        self.running = [Instance(o) for o in instance_options(self.options, self.instances)]
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports)]
         renders = self._render_all(self.snapshot)
         self.configs = [r.config for r in renders]
         self.rendered = renders[0]
@@ -156,7 +173,8 @@ class DataPlane:
         old = self.rendered
         changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]
         changed_fixed = any(renders[0].maps[name] != old.maps[name] for name in MAPS if name not in RUNTIME_MAPS)
-        # endpoints whose weight alone changed: `set server ... weight` through the Runtime API, not a reload
+        # endpoints whose weight or maxconn alone changed: `set server ... weight`, `set maxconn server ...` through
+        # the Runtime API, not a reload
         reweigh = (bool(changed_config) and not changed_fixed
                    and all(_WEIGHT.sub(_ANY_WEIGHT, r.config) == _WEIGHT.sub(_ANY_WEIGHT, self.configs[i])
                            for i, r in enumerate(renders)))
@@ -166,7 +184,12 @@ class DataPlane:
         if weights:
             for instance in self.running:
                 self.runtime_changes += instance.runtime.apply(weights)
-            what = f"{len(weights)} server weight changes"
+            # the maps too: an admission action switched on changes admission.map as well as the servers' maxconn
+            commands = [c for name in RUNTIME_MAPS
+                        for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
+            for instance in self.running:
+                self._apply_maps(instance, commands, renders[0])
+            what = f"{len(weights)} server weight/maxconn changes, {len(commands)} map changes"
         elif changed_config or changed_fixed:
             for instance in self.running:
                 if instance.process is not None and instance.process.poll() is None:
@@ -177,19 +200,22 @@ class DataPlane:
             commands = [c for name in RUNTIME_MAPS
                         for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
             for instance in self.running:
-                try:
-                    self.runtime_changes += instance.runtime.apply(commands)
-                except RuntimeError_:
-                    # part of the edits may have gone in (an instance reloading, a refused command): replace each
-                    # map whole, atomically, so a retry never starts from a state nobody knows
-                    for name in RUNTIME_MAPS:
-                        instance.runtime.replace_map(self.options.map_path(name), renders[0].maps[name])
-                    self.runtime_changes += len(commands)
+                self._apply_maps(instance, commands, renders[0])
             what = f"{len(commands)} map changes"
         self.rendered = renders[0]
         self.configs = [r.config for r in renders]
         self.snapshot = snapshot
         return what
+
+    def _apply_maps(self, instance: Instance, commands: list[str], rendered: Rendered) -> None:
+        try:
+            self.runtime_changes += instance.runtime.apply(commands)
+        except RuntimeError_:
+            # part of the edits may have gone in (an instance reloading, a refused command): replace each map whole,
+            # atomically, so a retry never starts from a state nobody knows
+            for name in RUNTIME_MAPS:
+                instance.runtime.replace_map(self.options.map_path(name), rendered.maps[name])
+            self.runtime_changes += len(commands)
 
     def watch(self, stopping: threading.Event) -> None:
         """Check the snapshot version every `poll` seconds until `stopping` is set; push what changed."""

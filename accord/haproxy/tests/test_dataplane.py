@@ -126,8 +126,33 @@ def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Pl
         yield running
 
 
+class PortTaken(Exception):
+    """A port chosen free was taken by someone else before HAProxy or the collector bound it."""
+
+
+_BIND_FAILED = ("cannot bind socket", "Address already in use")
+
+
 @contextlib.contextmanager
-def start_plane(tmp_path: Path, instances: int = 1) -> Iterator[Plane]:
+def start_plane(tmp_path: Path, instances: int = 1, attempts: int = 3) -> Iterator[Plane]:
+    """The collector and `accord haproxy run` on ports found free; a port taken in between (another test run on the
+    machine) fails the bind, and the start is tried again on new ports."""
+    for attempt in range(1, attempts + 1):
+        stack = contextlib.ExitStack()
+        try:
+            running = stack.enter_context(_started(tmp_path, instances))
+        except PortTaken:
+            stack.close()
+            if attempt == attempts:
+                raise
+            continue
+        with stack:
+            yield running
+        return
+
+
+@contextlib.contextmanager
+def _started(tmp_path: Path, instances: int) -> Iterator[Plane]:
     port, udp = free_port(), free_port(kind=socket.SOCK_DGRAM)
     directory = tmp_path / "haproxy"
     with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
@@ -137,8 +162,12 @@ def start_plane(tmp_path: Path, instances: int = 1) -> Iterator[Plane]:
         running = Plane(port, directory, haproxy, collector, tmp_path, instances)
 
         def up() -> bool:
-            assert haproxy.poll() is None, running.output("haproxy")
-            assert collector.poll() is None, running.output("collector")
+            for proc, name in ((haproxy, "haproxy"), (collector, "collector")):
+                if proc.poll() is not None:
+                    said = running.output(name)
+                    if any(text in said for text in _BIND_FAILED):
+                        raise PortTaken(said)
+                    raise AssertionError(said)
             with contextlib.suppress(OSError):
                 return ("listening" in running.output("collector") and "instance(s) on" in running.output("haproxy")
                         and get(port, "/healthz-probe")[0] == 404)
@@ -393,3 +422,21 @@ def test_a_new_service_is_served_after_a_reload_and_the_new_worker_takes_map_edi
     assert plane.runtime.show_map(keys_map) == {hash_key(keys["BETA"]): "BETA"}
     assert get(plane.port, "/bookings/1", keys["BETA"])[0] == 200
     assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 401
+
+
+def test_a_listen_port_taken_before_haproxy_binds_it_is_tried_again_on_another(
+        haproxy_bin: str, keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another run on the machine may take the port found free before HAProxy binds it: the start is retried."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = int(held.getsockname()[1])
+        first, real = iter([taken]), free_port
+
+        def port(host: str = "127.0.0.1", *, kind: int = socket.SOCK_STREAM) -> int:  # the held one first
+            return (next(first, 0) or real(host, kind=kind)) if kind == socket.SOCK_STREAM else real(host, kind=kind)
+
+        monkeypatch.setattr(sys.modules[__name__], "free_port", port)
+        with start_plane(tmp_path) as plane:
+            assert plane.port != taken
+            assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 200

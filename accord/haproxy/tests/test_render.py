@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
+from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.snapshot import load_snapshot
-from accord.haproxy.render import Options, render
-from accord.haproxy.run import check_config
+from accord.haproxy.render import Options, render, shares
+from accord.haproxy.run import _weight_commands, check_config
 from accord.haproxy.runtime import diff_map
 
 
@@ -44,7 +44,7 @@ def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_cle
     assert ok, said
     assert "Configuration file is valid" in said
     files = [p for p in tmp_path.iterdir() if p.is_file()]
-    assert len(files) == 12  # the configuration and eleven maps
+    assert len(files) == 15  # the configuration and fourteen maps
     for key in keys.values():
         assert all(key not in p.read_text() for p in files)
         assert all(key[4:] not in p.read_text() for p in files)  # not even without its prefix
@@ -62,9 +62,11 @@ def test_backends_carry_weights_checks_and_the_standby_pool_as_backup(tmp_path: 
     catalog()
     config = render(load_snapshot(), Options(tmp_path)).config
     main = config.split("backend booking.main\n")[1].split("\n\n")[0]
-    assert re.search(r"server main\.1 127\.0\.0\.1:9101 weight 3 check", main)
-    assert re.search(r"server main\.2 127\.0\.0\.1:9102 weight 1 check", main)
-    assert re.search(r"server spare\.1 127\.0\.0\.1:9103 weight 1 check .* backup$", main, re.MULTILINE)
+    # maxconn 0 (no limit): no admission action applies, so nothing holds calls back, as in the gateway
+    assert re.search(r"server main\.1 127\.0\.0\.1:9101 weight 3 maxconn 0 check", main)
+    assert re.search(r"server main\.2 127\.0\.0\.1:9102 weight 1 maxconn 0 check", main)
+    assert re.search(r"server spare\.1 127\.0\.0\.1:9103 weight 1 maxconn 0 check .* backup$", main, re.MULTILINE)
+    assert "    timeout queue 1000ms\n" in main
     assert "backend booking.spare\n" in config  # the standby pool alone, for route actions
     assert f"stats socket {tmp_path / 'admin.sock'} mode 600 level admin" in config
 
@@ -110,3 +112,80 @@ def test_map_changes_delete_first_then_add_and_set() -> None:
     assert diff_map(path, old, new) == ["del map /x/keys.map h2", "set map /x/keys.map h3 DELTA",
                                         "add map /x/keys.map h4 BETA"]
     assert diff_map(path, new, new) == []
+
+
+@pytest.mark.django_db
+def test_an_admission_action_holds_the_servers_to_the_pools_capacity_and_queues_its_callers_by_rank(
+        tmp_path: Path) -> None:
+    keys = catalog()
+    before = render(load_snapshot(), Options(tmp_path))
+    assert before.maps["admission.map"] == {}
+    GatewayAction.objects.create(name="queue-silver", kind="admission", tiers=["silver"], services=["booking"],
+                                 params={"retry_after": 4})
+    after = render(load_snapshot(), Options(tmp_path))
+    assert after.maps["admission.map"] == {"booking|BETA": "4"}  # silver on booking only: ACME keeps class 0
+    assert after.maps["ranks.map"][hash_key(keys["beta"])] == "2"  # its priority class
+    main = after.config.split("backend booking.main\n")[1].split("\n\n")[0]
+    # capacity 10 over weights 3 and 1: 8 and 2 (largest remainders); the standby backup its own pool's 10
+    assert re.search(r"server main\.1 \S+ weight 3 maxconn 8 ", main)
+    assert re.search(r"server main\.2 \S+ weight 1 maxconn 2 ", main)
+    assert re.search(r"server spare\.1 \S+ weight 1 maxconn 10 .* backup$", main, re.MULTILINE)
+    assert "    timeout queue 1000ms\n" in main  # the action's default max_wait
+    assert "maxconn 0 " in after.config.split("backend booking-admin.main\n")[1]  # not under the action
+    # switching it on is server maxconn and a map entry, both through the Runtime API: no other difference
+    assert _weight_commands(before.config, after.config) == [
+        "set maxconn server booking.main/main.1 8", "set maxconn server booking.main/main.2 2",
+        "set maxconn server booking.main/spare.1 10", "set maxconn server booking.spare/spare.1 10"]
+    assert re.sub(r"maxconn \d+ ", "", before.config) == re.sub(r"maxconn \d+ ", "", after.config)
+    # a max_wait other than the default is the backend's `timeout queue` (a reload)
+    GatewayAction.objects.filter(name="queue-silver").update(params={"max_wait_ms": 250})
+    assert "    timeout queue 250ms\n" in render(load_snapshot(), Options(tmp_path)).config
+
+
+def test_a_pools_capacity_is_split_over_its_servers_by_weight_at_least_one_each() -> None:
+    assert shares(10, [3, 1]) == [8, 2]
+    assert shares(10, [1, 1, 1]) == [4, 3, 3]
+    assert shares(1, [1, 1]) == [1, 1]  # fewer slots than servers: one each (HAProxy's 0 would mean no limit)
+    assert shares(0, [2, 5]) == [0, 0]
+    assert sum(shares(100, [7, 3, 5, 1])) == 100
+
+
+@pytest.mark.django_db
+def test_an_action_scoped_to_an_operation_has_keys_of_its_own_for_that_operation(tmp_path: Path) -> None:
+    catalog()
+    svc = Service.objects.get(name="booking")
+    Operation.objects.create(service=svc, name="view", method="GET", path_pattern="/bookings/{id}")
+    Operation.objects.create(service=svc, name="cancel-all", method="*", path_pattern="/bookings/all-of-them")
+    rendered = render(load_snapshot(), Options(tmp_path))
+    ops = list(rendered.maps["operations.map"].items())
+    assert ops == [(r"^booking\|[A-Z]+\|/bookings/all\-of\-them/?$", "cancel-all"),  # most specific first
+                   (r"^booking\|GET\|/bookings/[^/]+/?$", "view")]
+    assert re.match(ops[1][0], "booking|GET|/bookings/7") and not re.match(ops[1][0], "booking|POST|/bookings/7")
+    assert rendered.maps["opscoped.map"] == {}  # no action names an operation: nothing to name per request
+    GatewayAction.objects.create(name="shed-view", kind="shed", operations=["view"], tiers=["gold"],
+                                 params={"retry_after": 5})
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": 3})
+    maps = render(load_snapshot(), Options(tmp_path)).maps
+    assert maps["opscoped.map"] == {"booking": "1", "booking|view": "1"}
+    assert maps["shed.map"] == {"booking|view|ACME": "5"}  # gold's view only
+    # the view's keys hold its whole policy: the service-wide rate limit too
+    assert maps["rates.map"] == {"booking|ACME": "3", "booking|view|ACME": "3", "booking-admin|ACME": "3"}
+
+
+@pytest.mark.django_db
+def test_host_is_the_upstreams_when_every_server_of_a_backend_has_the_same_one(tmp_path: Path) -> None:
+    svc = Service.objects.create(name="trips", base_path="/trips")
+    main = Pool.objects.create(service=svc, name="main", capacity=5)
+    Endpoint.objects.create(pool=main, url="http://trips.internal:8080/")
+    Endpoint.objects.create(pool=main, url="http://trips.internal:8080")
+    spare = Pool.objects.create(service=svc, name="spare", role="standby", capacity=5)
+    Endpoint.objects.create(pool=spare, url="http://trips-dr.internal")
+    config = render(load_snapshot(), Options(tmp_path)).config
+    primary = config.split("backend trips.main\n")[1].split("\n\n")[0]
+    standby = config.split("backend trips.spare\n")[1].split("\n\n")[0]
+    # the primary backend also carries the standby's server as a backup: two Hosts, so the client's stays
+    assert "set-header Host" not in primary
+    assert "    http-request set-header Host trips-dr.internal\n" in standby + "\n"  # port 80: not said
+    Endpoint.objects.filter(pool=spare).delete()
+    primary = render(load_snapshot(), Options(tmp_path)).config.split("backend trips.main\n")[1].split("\n\n")[0]
+    assert "    http-request set-header Host trips.internal:8080\n" in primary

@@ -34,6 +34,19 @@ def _options(options: dict[str, Any]) -> Options:
                    threads=options["threads"])
 
 
+def _peer_ports(rates: str, text: str, instances: int) -> tuple[int, ...]:
+    if rates == "instance":
+        if text:
+            raise CommandError("--peer-ports is for --rates shared")
+        return ()
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isdigit() and 0 < int(p) < 65536 for p in parts):
+        raise CommandError(f"--peer-ports '{text}' is not a list of ports, e.g. 10001,10002")
+    if len(parts) != instances or len(set(parts)) != len(parts):
+        raise CommandError(f"--rates shared needs --peer-ports with {instances} different port(s), one per instance")
+    return tuple(int(p) for p in parts)
+
+
 class Command(BaseCommand):
     help = ("Render HAProxy's configuration from the gateway's snapshot (render), or run HAProxy with it and push "
             "key and action changes through its Runtime API (run).")
@@ -61,6 +74,12 @@ class Command(BaseCommand):
                 p.add_argument("--poll", type=float, default=0.25, help="seconds between snapshot version checks")
                 p.add_argument("--reload", type=float, default=10.0, help="seconds between full snapshot reloads")
                 p.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+                p.add_argument("--rates", choices=("instance", "shared"), default="instance",
+                               help="rate limits counted by each instance alone (default), or shared between the "
+                                    "instances through HAProxy peers (needs --peer-ports)")
+                p.add_argument("--peer-ports", default="",
+                               help="with --rates shared: PORT,PORT,... one per instance, where each instance's "
+                                    "peers connection listens (on the --listen host)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         opts = _options(options)
@@ -79,7 +98,9 @@ class Command(BaseCommand):
             raise CommandError("--instances must be at least 1")
         if opts.runtime and options["instances"] > 1:
             raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
-        plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"])
+        peer_ports = _peer_ports(options["rates"], options["peer_ports"], options["instances"])
+        plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"],
+                          peer_ports=peer_ports)
         stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
