@@ -10,8 +10,9 @@ server is a small asyncio sink in its own process (it answers EHLO, MAIL, RCPT, 
 Measured, in the same run:
 
 1. **Accord**: for each count in `--senders` (default 1, then 2), a campaign to all 100,000: `campaigns.prepare`
-   (the send rows) and then the sender (`campaigns.send`, what `accord outreach send-campaign` runs, rate
-   unlimited) in that many processes at once (as that many `send-campaign` commands would): claim in batches,
+   (the send rows) and then the sender, rate unlimited: `campaigns.send` (what `accord outreach send-campaign`
+   runs) in this process for 1, and for more the command itself, `accord outreach send-campaign ID --processes N`,
+   which starts N senders on the campaign: claim in batches,
    read recipients, render text and HTML parts, sign (dkimpy, RSA step through OpenSSL), hand over with SMTP
    (pipelined: the sink offers PIPELINING, as Postfix does), mark each row sent. Messages per second over the
    sending.
@@ -111,6 +112,7 @@ def make_key(path: Path) -> None:
 
 def setup_django(database_url: str, var_dir: str, port: int, key: Path) -> None:
     os.environ.update(DATABASE_URL=database_url, ACCORD_VAR_DIR=var_dir, DJANGO_SETTINGS_MODULE="accord.settings",
+                      ACCORD_DKIM_KEY_FILE=str(key), ACCORD_DKIM_SELECTOR="bench", ACCORD_DKIM_DOMAIN="accord.example",
                       ACCORD_EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
                       ACCORD_SMTP_HOST="127.0.0.1", ACCORD_SMTP_PORT=str(port), ACCORD_MAIL_FROM="news@accord.example",
                       ACCORD_PUBLIC_URL="https://crm.accord.example", ACCORD_UNSUBSCRIBE_MAILTO="unsubscribe@accord.example")
@@ -118,8 +120,7 @@ def setup_django(database_url: str, var_dir: str, port: int, key: Path) -> None:
     from django.conf import settings
 
     django.setup()
-    settings.ACCORD_DKIM_KEY_FILE, settings.ACCORD_DKIM_SELECTOR = str(key), "bench"
-    settings.ACCORD_DKIM_DOMAIN = "accord.example"
+    assert str(key) == settings.ACCORD_DKIM_KEY_FILE
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -150,13 +151,21 @@ def new_campaign(purpose: Any, segment: Any) -> int:
     return campaign.pk
 
 
-def sender_process(database_url: str, var_dir: str, port: int, key: str, campaign_id: int, out: Any) -> None:
-    setup_django(database_url, var_dir, port, Path(key))
-    from accord.outreach import campaigns
-    from accord.outreach.models import Campaign
+def send_command(campaign_id: int, processes: int) -> int:
+    """`accord outreach send-campaign ID --processes N`, the command a user runs, in its own process on this
+    process's settings (the environment setup_django filled); the number it says it sent."""
+    import re
+    import subprocess
 
-    summary = campaigns.send(Campaign.objects.select_related("purpose", "segment").get(pk=campaign_id), batch=500)
-    out.put(summary.sent)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "accord", "outreach", "send-campaign", str(campaign_id), "--batch",
+                           "500", "--processes", str(processes)], env=env, cwd=ROOT, capture_output=True, text=True)
+    print(f"  {done.stdout.strip()}", flush=True)
+    if done.returncode != 0:
+        raise SystemExit(f"send-campaign failed: {done.stderr[-2000:]}")
+    said = re.search(r"\): sent ([\d,]+),", done.stdout)
+    assert said, done.stdout
+    return int(said.group(1).replace(",", ""))
 
 
 # -- references -------------------------------------------------------------------------------------------------
@@ -249,19 +258,11 @@ def main() -> None:
         t0 = time.perf_counter()
         if n_senders == 1:
             sent = campaigns.send(campaign, batch=500).sent
-        else:
+        else:  # what a user runs: one command, N sender processes (the time includes their start-up)
             from django.db import connections
 
             connections.close_all()
-            results: Any = multiprocessing.Queue()
-            procs = [multiprocessing.Process(target=sender_process, args=(database_url, str(tmp), port, str(key),
-                                                                          campaign_id, results))
-                     for _ in range(n_senders)]
-            for p in procs:
-                p.start()
-            sent = sum(results.get() for _ in procs)
-            for p in procs:
-                p.join()
+            sent = send_command(campaign_id, n_senders)
         elapsed = time.perf_counter() - t0
         assert counter.value - before == sent == args.recipients, (counter.value - before, sent)
         print(f"Accord: {sent:,} messages rendered, DKIM-signed and handed over in {elapsed:.1f} s with "
