@@ -67,6 +67,7 @@ class Outlook:
     change: Change | None
     levels: list[Level] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    account_id: int | None = None  # an account's series: whose manager its alerts are sent to
 
     @property
     def ahead(self) -> list[dt.date]:
@@ -131,6 +132,7 @@ def account_outlooks(accounts: Iterable[Account], meters: Iterable[Meter], *, hi
             for account in members:
                 outlook = _series(f"account {keys[account.pk]}", meter.name, meter.unit or "units", days,
                                   daily[account.pk], horizon)
+                outlook.account_id = account.pk
                 _plan_alerts(outlook, account, meter, book)
                 _change_alert(outlook)
                 out.append(outlook)
