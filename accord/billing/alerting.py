@@ -136,5 +136,5 @@ def send(outlooks: Iterable[Outlook], now: dt.datetime | None = None) -> Deliver
         result.counts = deliver_due(limit=len(ids), only=ids)
     result.undelivered = list(Notification.objects.filter(
         pk__in=ForecastAlert.notifications.through.objects.values("notification_id"), sent_at__isnull=True
-    ).order_by("created_at", "id"))
+    ).order_by("created_at", "channel", "id"))
     return result

@@ -32,7 +32,7 @@ from accord.lib.charts import Level
 from accord.lib.forecast import Change, Forecast, forecast, sudden_change
 
 from .invoicing import PlanBook, local_midnight, month_days
-from .models import Meter, StoredForecast
+from .models import ForecastAlert, Meter, StoredForecast
 from .pricing import Price
 from .usage import account_key, measure
 
@@ -286,6 +286,7 @@ def drawn(subject: str) -> list[Drawn]:
     """The stored forecasts of one subject ('account KEY', 'service NAME'), drawn."""
     from accord.lib.charts import forecast_chart
 
+    sent = deliveries(subject)
     out = []
     for row in StoredForecast.objects.filter(subject=subject):
         d = row.data
@@ -298,5 +299,25 @@ def drawn(subject: str) -> list[Drawn]:
         chart = forecast_chart(f"forecast-{row.pk}", title, days, history, ahead, fc["mean"], fc["lower"],
                                fc["upper"], [Level(lv["label"], lv["per_day"]) for lv in d["levels"]],
                                reason=fc["reason"] or "")
-        out.append(Drawn(row.meter, row.made_at, str(chart), d["alerts"], fc["reason"] or ""))
+        alerts = [{**a, "delivery": sent.get((row.meter, str(a["kind"])), "")} for a in d["alerts"]]
+        out.append(Drawn(row.meter, row.made_at, str(chart), alerts, fc["reason"] or ""))
+    return out
+
+
+def deliveries(subject: str) -> dict[tuple[str, str], str]:
+    """How the subject's open alerts were sent, per (meter, kind), in words: where to and when, or what failed."""
+    out: dict[tuple[str, str], str] = {}
+    for alert in ForecastAlert.objects.filter(subject=subject, cleared_at__isnull=True).prefetch_related("notifications"):
+        sent_to = sorted(alert.notifications.all(), key=lambda n: (n.channel, n.pk))
+        done = [n for n in sent_to if n.sent_at is not None]
+        failed = [n for n in sent_to if n.sent_at is None]
+        said = []
+        if done:
+            said.append(f"sent {max(n.sent_at for n in done if n.sent_at):%Y-%m-%d %H:%M} to "
+                        f"{', '.join(n.target if n.channel == 'email' else 'a webhook' for n in done)}")
+        for n in failed:
+            where = n.target if n.channel == "email" else f"webhook {n.target}"
+            state = "given up" if n.failed_at else "retried by the next run"
+            said.append(f"not delivered to {where} ({n.attempts} attempts, {state}): {n.last_error}")
+        out[(alert.meter, alert.kind)] = "; ".join(said) or "not sent: no recipient is configured"
     return out

@@ -69,7 +69,8 @@ def store_day(n: int, day: dt.date) -> None:
 
 @pytest.mark.django_db
 def test_an_alert_is_sent_once_retried_when_delivery_failed_and_again_after_it_cleared(
-        acme: Account, sink: SmtpSink, receiver: Receiver) -> None:  # noqa: F811
+        acme: Account, sink: SmtpSink, receiver: Receiver, client: Any) -> None:  # noqa: F811
+    client.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
     values = daily(84)
     values[-1] *= 3  # the last complete day jumps: a `change` alert
     store(values)
@@ -88,6 +89,9 @@ def test_an_alert_is_sent_once_retried_when_delivery_failed_and_again_after_it_c
     [alert] = ForecastAlert.objects.all()
     assert (alert.subject, alert.meter, alert.kind, alert.account, alert.cleared_at) == (
         "account ACME", "api-calls", "change", acme, None)
+    page = client.get(f"/accounts/{acme.pk}/").content.decode()  # the account page shows the failure
+    assert f"not delivered to webhook http://127.0.0.1:{receiver.server_port}/hook (1 attempts, retried by the next " \
+           "run): HTTPError" in page
     # the next run raises it again: it is not sent again, but the failed deliveries are retried and go through
     sink.refuse(None)
     text = forecast(NOW + dt.timedelta(hours=2))
@@ -106,6 +110,8 @@ def test_an_alert_is_sent_once_retried_when_delivery_failed_and_again_after_it_c
     assert (hook["kind"], hook["account"], hook["meter"], hook["alerts"][0]["on"]) == ("change", "ACME", "api-calls",
                                                                                        "2026-03-19")
     assert alert.notifications.filter(sent_at__isnull=False).count() == 3
+    page = client.get(f"/accounts/{acme.pk}/").content.decode()
+    assert "to mia@provider.example, billing@provider.example, a webhook)" in page and "not delivered" not in page
     # a third run still raising it sends nothing
     forecast(NOW + dt.timedelta(hours=4))
     assert len(sink.messages) == 2 and len(receiver.received) == 2
