@@ -15,6 +15,7 @@ A series too short to forecast (under four weeks) says so and draws no forecast 
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -162,21 +163,33 @@ def _plan_alerts(outlook: Outlook, account: Account, meter: Meter, book: PlanBoo
     if price.model in ("graduated", "volume"):
         bounds += [("tier", f"plan {plan.name}'s tier up to {b.up_to:,}", b.up_to) for b in price.bands
                    if b.up_to is not None]
+    # a month's quantity from its days: a count adds them up; a time-weighted average is the days' averages added
+    # up over the month's days (days not yet come count 0, as on the invoice); a peak is the largest day
+    gauge = meter.aggregation in (Meter.Aggregation.TIME_WEIGHTED, Meter.Aggregation.MAX)
     for _kind, label, monthly in bounds:
-        outlook.levels.append(Level(f"{label} ({monthly:,.0f}/month)", float(monthly) / days_in_month))
+        outlook.levels.append(Level(f"{label} ({monthly:,.0f}/month)",
+                                    float(monthly) if gauge else float(monthly) / days_in_month))
     if not fc.ok or not bounds:
         return
+
+    def month_of(day: dt.date, total: float) -> float:
+        if meter.aggregation == Meter.Aggregation.TIME_WEIGHTED:
+            return total / calendar.monthrange(day.year, day.month)[1]
+        return total
+
     # each month the forecast reaches into: the quantity so far (history) and day by day ahead
     used: dict[str, float] = defaultdict(float)
     for day, value in zip(outlook.days, outlook.history, strict=True):
-        used[f"{day:%Y-%m}"] += value
+        m = f"{day:%Y-%m}"
+        used[m] = max(used[m], value) if meter.aggregation == Meter.Aggregation.MAX else used[m] + value
     crossed: set[tuple[str, str]] = set()
     for day, value in zip(outlook.ahead, fc.mean, strict=True):
         month = f"{day:%Y-%m}"
         before = used[month]
-        used[month] = before + value
+        used[month] = max(before, value) if meter.aggregation == Meter.Aggregation.MAX else before + value
         for kind, label, monthly in bounds:
-            if before <= float(monthly) < used[month] and (month, label) not in crossed:
+            if (month_of(day, before) <= float(monthly) < month_of(day, used[month])
+                    and (month, label) not in crossed):
                 crossed.add((month, label))
                 outlook.alerts.append(Alert(
                     kind, outlook.subject, meter.name,

@@ -116,3 +116,48 @@ def test_time_weighted_is_refused_on_a_source_that_is_no_gauge_with_its_path(cat
     assert not Meter.objects.filter(name__in=["s", "r", "c"]).exists()
     apply_manifest("meters:\n  - {name: open-chats, source: chat.open}\n")  # the default is time_weighted
     assert Meter.objects.get(name="open-chats").aggregation == "time_weighted"
+
+
+@pytest.mark.django_db
+def test_a_forecast_of_a_time_weighted_meter_alerts_on_the_months_average_not_the_sum_of_its_days(
+        catalog: Tier) -> None:
+    import calendar
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    apply_manifest(MANIFEST.replace("prices: [{meter: seats, unit_price: 100}",
+                                    "prices: [{meter: seats, unit_price: 100, included: 0.4}"))
+    acme = account("ACME", catalog)
+    now, last = dt.datetime(2026, 3, 20, 10, tzinfo=UTC), dt.date(2026, 3, 19)
+    for i in range(84):  # one chat a day from 06:00, 6 to 10 hours by weekday, an hour longer every two weeks
+        d = last - dt.timedelta(days=83 - i)
+        begun = dt.datetime.combine(d, dt.time(6), UTC)
+        ended = begun + dt.timedelta(hours=6 + 2 * (d.weekday() % 3) + i // 14)
+        ChatSession.objects.create(ticket=ticket(acme, begun), token_hash=f"{i:064d}", visitor_name="v",
+                                   created_at=begun, ended_at=ended)
+    out = io.StringIO()
+    with time_machine.travel(now, tick=False):
+        call_command("forecast", "--json", "--account", "ACME", "--meter", "seats", stdout=out)
+    result = json.loads(out.getvalue())
+    [series] = result["series"]
+    assert series["history"]["values"][-1] == pytest.approx((6 + 2 * (last.weekday() % 3) + 83 // 14) / 24, abs=5e-5)
+    assert series["levels"][0]["per_day"] == pytest.approx(0.4)  # an average: the same line every day
+    # the month's average so far plus the forecast day by day, over the month's days, first above 0.4
+    history = dict(zip([last - dt.timedelta(days=83 - i) for i in range(84)], series["history"]["values"],
+                       strict=True))
+    ahead = [last + dt.timedelta(days=i + 1) for i in range(len(series["forecast"]["mean"]))]
+    expected = None
+    for month in ("2026-03", "2026-04", "2026-05"):
+        total = sum(v for d, v in history.items() if f"{d:%Y-%m}" == month)
+        days = calendar.monthrange(int(month[:4]), int(month[5:]))[1]
+        for d, v in zip(ahead, series["forecast"]["mean"], strict=True):
+            if f"{d:%Y-%m}" == month:
+                if total / days <= 0.4 < (total + v) / days:
+                    expected = expected or d.isoformat()
+                    break
+                total += v
+    included = [a for a in result["alerts"] if a["kind"] == "included"]
+    assert expected is not None and included and included[0]["on"] == expected, (expected, included)
+    assert expected[8:] != "01"  # not on the first day of a month, as adding up daily averages would
