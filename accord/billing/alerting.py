@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accord.customers.models import Account
@@ -32,6 +33,7 @@ from .forecasting import Alert, Outlook
 from .models import ForecastAlert
 
 EVENT = "billing.forecast_alert"
+SHOW_GIVEN_UP_DAYS = 7  # a delivery given up is listed by the runs of the week after
 
 
 @dataclass
@@ -46,10 +48,9 @@ class Delivery:
 
     def line(self) -> str:
         c = self.counts
-        head = (f"alerts sent: {len(self.opened)} new, {self.still_open} still open (not sent again), "
+        return (f"alerts sent: {len(self.opened)} new, {self.still_open} still open (not sent again), "
                 f"{self.cleared} cleared; deliveries {c['sent']} sent, {c['retried']} failed (retried next run), "
                 f"{c['failed']} given up")
-        return head
 
     def as_dict(self) -> dict[str, object]:
         return {"new": [{"subject": a.subject, "meter": a.meter, "kind": a.kind} for a in self.opened],
@@ -92,6 +93,9 @@ def record(outlooks: Iterable[Outlook], now: dt.datetime | None = None) -> Deliv
     result = Delivery()
     outlooks = list(outlooks)
     open_rows = {(a.subject, a.meter, a.kind): a for a in ForecastAlert.objects.filter(cleared_at__isnull=True)}
+    open_kinds: dict[tuple[str, str], list[ForecastAlert]] = defaultdict(list)
+    for (subject, meter, _kind), row in open_rows.items():
+        open_kinds[(subject, meter)].append(row)
     owners = {a.pk: a for a in Account.objects.filter(
         pk__in={o.account_id for o in outlooks if o.account_id is not None and o.alerts}).select_related("owner")}
     with transaction.atomic():
@@ -99,8 +103,8 @@ def record(outlooks: Iterable[Outlook], now: dt.datetime | None = None) -> Deliv
             raised: dict[str, list[Alert]] = defaultdict(list)
             for alert in o.alerts:
                 raised[alert.kind].append(alert)
-            for (subject, meter, kind), row in open_rows.items():
-                if subject == o.subject and meter == o.meter and kind not in raised:
+            for row in open_kinds.get((o.subject, o.meter), []):
+                if row.kind not in raised:
                     ForecastAlert.objects.filter(pk=row.pk).update(cleared_at=now)
                     result.cleared += 1
             for kind, alerts in raised.items():
@@ -134,7 +138,9 @@ def send(outlooks: Iterable[Outlook], now: dt.datetime | None = None) -> Deliver
     if ids:
         Notification.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now())
         result.counts = deliver_due(limit=len(ids), only=ids)
+    recently = timezone.now() - dt.timedelta(days=SHOW_GIVEN_UP_DAYS)
     result.undelivered = list(Notification.objects.filter(
-        pk__in=ForecastAlert.notifications.through.objects.values("notification_id"), sent_at__isnull=True
+        Q(failed_at__isnull=True) | Q(failed_at__gte=recently),
+        pk__in=ForecastAlert.notifications.through.objects.values("notification_id"), sent_at__isnull=True,
     ).order_by("created_at", "channel", "id"))
     return result

@@ -141,3 +141,35 @@ def test_a_dry_run_sends_nothing_and_a_bad_webhook_setting_is_said(acme: Account
                                            r"https://; the forecasts are stored, the alerts were not recorded"):
         forecast(NOW)
     assert not ForecastAlert.objects.exists() and not sink.messages
+
+
+@pytest.mark.django_db
+def test_a_webhook_that_never_answers_is_retried_each_run_then_given_up_and_shown(catalog: object,
+                                                                                  settings: Any) -> None:
+    from accord.billing import alerting
+    from accord.billing.forecasting import account_outlooks
+    from accord.billing.models import Meter
+    from accord.governance.notify import MAX_ATTEMPTS
+    from accord.lib.smtp import free_port
+
+    closed = free_port()  # nothing listens there
+    settings.ACCORD_BILLING_ALERT_WEBHOOKS = [{"url": f"http://127.0.0.1:{closed}/hook", "secret": ""}]
+    acme = account("ACME")
+    values = daily(84)
+    values[-1] *= 3
+    store(values)
+    with time_machine.travel(NOW, tick=False):
+        outlooks = account_outlooks([acme], Meter.objects.filter(name="api-calls"))
+    assert [a.kind for o in outlooks for a in o.alerts] == ["change"]
+    runs = []
+    for i in range(MAX_ATTEMPTS + 1):  # one run a day
+        with time_machine.travel(NOW + dt.timedelta(days=i), tick=False):
+            runs.append(alerting.send(outlooks))
+    assert [len(r.opened) for r in runs] == [1] + [0] * MAX_ATTEMPTS  # sent (tried) once, as it stays open
+    assert [r.counts["retried"] for r in runs] == [1] * (MAX_ATTEMPTS - 1) + [0, 0]
+    assert [r.counts["failed"] for r in runs] == [0] * (MAX_ATTEMPTS - 1) + [1, 0]  # given up at the 8th run
+    [shown] = runs[-1].undelivered
+    assert shown.attempts == MAX_ATTEMPTS and shown.failed_at is not None and "Connection refused" in shown.last_error
+    assert alerting.undelivered(shown)["given_up"] is True
+    with time_machine.travel(NOW + dt.timedelta(days=MAX_ATTEMPTS + 8), tick=False):
+        assert alerting.send(outlooks).undelivered == []  # a week after it was given up, no longer listed
