@@ -326,6 +326,11 @@ LOGGING = {
 # Governance alerts (error-budget burn rates) go to these addresses and signed webhooks.
 ACCORD_ALERT_EMAILS = [e.strip() for e in os.environ.get("ACCORD_ALERT_EMAILS", "").split(",") if e.strip()]
 ACCORD_ALERT_WEBHOOKS = json.loads(os.environ.get("ACCORD_ALERT_WEBHOOKS", "[]"))  # [{"url": ..., "secret": ...}]
+# Billing's forecast alerts (`accord forecast`, docs/billing.md) go to each account's manager (its owner) and to
+# these billing addresses, and to these signed webhooks.
+ACCORD_BILLING_ALERT_EMAILS = [e.strip() for e in os.environ.get("ACCORD_BILLING_ALERT_EMAILS", "").split(",")
+                               if e.strip()]
+ACCORD_BILLING_ALERT_WEBHOOKS = json.loads(os.environ.get("ACCORD_BILLING_ALERT_WEBHOOKS", "[]"))
 # Background processes that must be running (kinds: worker, governor, gateway, mail-poller, mail-sender); the
 # staff pages show a banner, and `accord doctor` exits 1, when one has no fresh heartbeat. A kind that has run in
 # the last day is expected anyway until it stops cleanly.

@@ -15,6 +15,7 @@ A series too short to forecast (under four weeks) says so and draws no forecast 
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -32,7 +33,7 @@ from accord.lib.charts import Level
 from accord.lib.forecast import Change, Forecast, forecast, sudden_change
 
 from .invoicing import PlanBook, local_midnight, month_days
-from .models import Meter, StoredForecast
+from .models import ForecastAlert, Meter, StoredForecast
 from .pricing import Price
 from .usage import account_key, measure
 
@@ -67,6 +68,7 @@ class Outlook:
     change: Change | None
     levels: list[Level] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    account_id: int | None = None  # an account's series: whose manager its alerts are sent to
 
     @property
     def ahead(self) -> list[dt.date]:
@@ -131,6 +133,7 @@ def account_outlooks(accounts: Iterable[Account], meters: Iterable[Meter], *, hi
             for account in members:
                 outlook = _series(f"account {keys[account.pk]}", meter.name, meter.unit or "units", days,
                                   daily[account.pk], horizon)
+                outlook.account_id = account.pk
                 _plan_alerts(outlook, account, meter, book)
                 _change_alert(outlook)
                 out.append(outlook)
@@ -160,21 +163,33 @@ def _plan_alerts(outlook: Outlook, account: Account, meter: Meter, book: PlanBoo
     if price.model in ("graduated", "volume"):
         bounds += [("tier", f"plan {plan.name}'s tier up to {b.up_to:,}", b.up_to) for b in price.bands
                    if b.up_to is not None]
+    # a month's quantity from its days: a count adds them up; a time-weighted average is the days' averages added
+    # up over the month's days (days not yet come count 0, as on the invoice); a peak is the largest day
+    gauge = meter.aggregation in (Meter.Aggregation.TIME_WEIGHTED, Meter.Aggregation.MAX)
     for _kind, label, monthly in bounds:
-        outlook.levels.append(Level(f"{label} ({monthly:,.0f}/month)", float(monthly) / days_in_month))
+        outlook.levels.append(Level(f"{label} ({monthly:,.0f}/month)",
+                                    float(monthly) if gauge else float(monthly) / days_in_month))
     if not fc.ok or not bounds:
         return
+
+    def month_of(day: dt.date, total: float) -> float:
+        if meter.aggregation == Meter.Aggregation.TIME_WEIGHTED:
+            return total / calendar.monthrange(day.year, day.month)[1]
+        return total
+
     # each month the forecast reaches into: the quantity so far (history) and day by day ahead
     used: dict[str, float] = defaultdict(float)
     for day, value in zip(outlook.days, outlook.history, strict=True):
-        used[f"{day:%Y-%m}"] += value
+        m = f"{day:%Y-%m}"
+        used[m] = max(used[m], value) if meter.aggregation == Meter.Aggregation.MAX else used[m] + value
     crossed: set[tuple[str, str]] = set()
     for day, value in zip(outlook.ahead, fc.mean, strict=True):
         month = f"{day:%Y-%m}"
         before = used[month]
-        used[month] = before + value
+        used[month] = max(before, value) if meter.aggregation == Meter.Aggregation.MAX else before + value
         for kind, label, monthly in bounds:
-            if before <= float(monthly) < used[month] and (month, label) not in crossed:
+            if (month_of(day, before) <= float(monthly) < month_of(day, used[month])
+                    and (month, label) not in crossed):
                 crossed.add((month, label))
                 outlook.alerts.append(Alert(
                     kind, outlook.subject, meter.name,
@@ -284,6 +299,7 @@ def drawn(subject: str) -> list[Drawn]:
     """The stored forecasts of one subject ('account KEY', 'service NAME'), drawn."""
     from accord.lib.charts import forecast_chart
 
+    sent = deliveries(subject)
     out = []
     for row in StoredForecast.objects.filter(subject=subject):
         d = row.data
@@ -296,5 +312,25 @@ def drawn(subject: str) -> list[Drawn]:
         chart = forecast_chart(f"forecast-{row.pk}", title, days, history, ahead, fc["mean"], fc["lower"],
                                fc["upper"], [Level(lv["label"], lv["per_day"]) for lv in d["levels"]],
                                reason=fc["reason"] or "")
-        out.append(Drawn(row.meter, row.made_at, str(chart), d["alerts"], fc["reason"] or ""))
+        alerts = [{**a, "delivery": sent.get((row.meter, str(a["kind"])), "")} for a in d["alerts"]]
+        out.append(Drawn(row.meter, row.made_at, str(chart), alerts, fc["reason"] or ""))
+    return out
+
+
+def deliveries(subject: str) -> dict[tuple[str, str], str]:
+    """How the subject's open alerts were sent, per (meter, kind), in words: where to and when, or what failed."""
+    out: dict[tuple[str, str], str] = {}
+    for alert in ForecastAlert.objects.filter(subject=subject, cleared_at__isnull=True).prefetch_related("notifications"):
+        sent_to = sorted(alert.notifications.all(), key=lambda n: (n.channel, n.pk))
+        done = [n for n in sent_to if n.sent_at is not None]
+        failed = [n for n in sent_to if n.sent_at is None]
+        said = []
+        if done:
+            said.append(f"sent {max(n.sent_at for n in done if n.sent_at):%Y-%m-%d %H:%M} to "
+                        f"{', '.join(n.target if n.channel == 'email' else 'a webhook' for n in done)}")
+        for n in failed:
+            where = n.target if n.channel == "email" else f"webhook {n.target}"
+            state = "given up" if n.failed_at else "retried by the next run"
+            said.append(f"not delivered to {where} ({n.attempts} attempts, {state}): {n.last_error}")
+        out[(alert.meter, alert.kind)] = "; ".join(said) or "not sent: no recipient is configured"
     return out

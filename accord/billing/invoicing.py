@@ -4,7 +4,8 @@
 A month is the account's own calendar month: from local midnight of its first day to local midnight of the next
 month's first day, in the account's time zone (`Account.timezone`). A plan change mid-month splits the month into
 parts by day; each part is billed as its own stretch: usage of those days, the flat fee, included quantities and
-the minimum commitment prorated by days in force / days in the month; tier bounds are not prorated.
+the minimum commitment prorated by days in force / days in the month; tier bounds are not prorated. A tier's plan
+applies on the days the account had that tier, as the customers app recorded its changes (`TierChange`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from accord.customers.models import Account
+from accord.customers.models import Account, TierChange
 
 from .models import Meter, Plan
 from .pricing import Price, cents
@@ -98,6 +99,8 @@ class PlanBook:
     def __init__(self) -> None:
         self.by_account: dict[int, list[Plan]] = defaultdict(list)
         self.by_tier: dict[int, list[Plan]] = defaultdict(list)
+        # per month (its first day): account id -> its tier changes in and after that month, (local day, from, to)
+        self.tier_changes: dict[dt.date, dict[int, list[tuple[dt.date, int | None, int | None]]]] = {}
         for plan in Plan.objects.prefetch_related("tiers", "accounts"):
             plan.price_list = [Price.from_dict(p) for p in plan.prices]  # type: ignore[attr-defined]
             for a in plan.accounts.all():
@@ -112,16 +115,51 @@ class PlanBook:
         # The latest to start wins (a new plan from the 15th replaces an open-ended one), then the name.
         return max(valid, key=lambda p: (p.valid_from or dt.date.min, p.name), default=None)
 
+    def load_tiers(self, accounts: list[Account], first: dt.date) -> None:
+        """Read the tier changes the customers app recorded (`TierChange`) for these accounts from the local
+        midnight of `first` on, so `parts` of a month starting then bills each day at the tier it had."""
+        since = dt.datetime.combine(first, dt.time(), dt.UTC) - dt.timedelta(days=1)  # every zone's midnight is later
+        zones = {a.pk: ZoneInfo(a.timezone or "UTC") for a in accounts}
+        found: dict[int, list[tuple[dt.date, int | None, int | None]]] = defaultdict(list)
+        ids = list(zones)
+        for i in range(0, len(ids), 500):
+            rows = (TierChange.objects.filter(account_id__in=ids[i:i + 500], at__gte=since).order_by("at", "id")
+                    .values_list("account_id", "at", "from_tier_id", "to_tier_id"))
+            for pk, at, before, after in rows:
+                day = at.astimezone(zones[pk]).date()
+                if day >= first:
+                    found[pk].append((day, before, after))
+        self.tier_changes[first] = dict(found)
+
+    def tier_on(self, account: Account, first: dt.date, day: dt.date) -> int | None:
+        """The account's tier on a day of the month starting `first`: the tier after the last change recorded on or
+        before that day, the tier before the month's first change before it; the account's tier now when no change
+        was recorded since the month began (or none was read: `load_tiers`)."""
+        changes = self.tier_changes.get(first, {}).get(account.pk)
+        if not changes:
+            return account.tier_id
+        tier = changes[0][1]
+        for when, _before, after in changes:
+            if when > day:
+                break
+            tier = after
+        return tier
+
     def parts(self, account: Account, first: dt.date, last: dt.date) -> list[Part]:
-        """The month split where the plan in force changes; an account's own plan wins over its tier's."""
+        """The month split where the plan in force changes; an account's own plan wins over its tier's (the tier
+        of each day, when its changes were read with `load_tiers`)."""
         own = self.by_account.get(account.pk, [])
+        changed = bool(self.tier_changes.get(first, {}).get(account.pk))
         tiered = self.by_tier.get(account.tier_id, []) if account.tier_id else []
-        if not any(p.valid_from or p.valid_until for p in own + tiered):  # the common case: no dates
+        if not changed and not any(p.valid_from or p.valid_until for p in own + tiered):  # the common case
             plan = self._on(own, first) or self._on(tiered, first)
             return [Part(plan, first, last)]
         out: list[Part] = []
         day = first
         while day <= last:
+            if changed:
+                tier = self.tier_on(account, first, day)
+                tiered = self.by_tier.get(tier, []) if tier else []
             plan = self._on(own, day) or self._on(tiered, day)
             if out and out[-1].plan == plan:
                 out[-1] = Part(plan, out[-1].first, day)
@@ -145,6 +183,7 @@ def bills(accounts: list[Account], period: str, meters: list[Meter] | None = Non
     meters = list(Meter.objects.all()) if meters is None else meters
     by_name = {m.name: m for m in meters}
     book = book or PlanBook()
+    book.load_tiers(accounts, first)
     parts = {a.pk: book.parts(a, first, last) for a in accounts}
     # Usage is measured per window of instants; accounts in the same time zone with the same parts share queries.
     windows: dict[tuple[dt.datetime, dt.datetime], dict[int, str]] = defaultdict(dict)

@@ -23,6 +23,7 @@ from accord.lib.manifest.fields import (
 )
 
 from .models import Meter, Plan
+from .sources import SOURCES, registered
 
 # What each source can be aggregated by, and which narrowing keys it takes.
 AGGREGATIONS: dict[str, tuple[str, ...]] = {
@@ -31,6 +32,7 @@ AGGREGATIONS: dict[str, tuple[str, ...]] = {
     "desk.tickets": ("count",),
     "desk.messages": ("count",),
     "chat.minutes": ("sum", "max"),
+    "chat.open": ("time_weighted", "max"),
     "desk.active_agents": ("unique",),
 }
 DIRECTIONS: dict[str, tuple[str, ...]] = {"gateway.bytes": ("in", "out"), "desk.messages": ("inbound", "outbound")}
@@ -45,9 +47,8 @@ class MeterSpec(Spec):
 
     name: Name
     title: Text = ""
-    source: Literal["gateway.requests", "gateway.bytes", "desk.tickets", "desk.messages", "chat.minutes",
-                    "desk.active_agents"]
-    aggregation: Literal["count", "sum", "max", "unique"] | None = None
+    source: Annotated[str, Field(min_length=1, max_length=24)]  # built in (AGGREGATIONS) or registered (sources)
+    aggregation: Literal["count", "sum", "max", "unique", "time_weighted"] | None = None
     service: Name | None = None
     operation: Name | None = None
     direction: Literal["in", "out", "inbound", "outbound"] | None = None
@@ -61,8 +62,17 @@ def meter_dict(name: str, title: str, source: str, aggregation: str, service: st
                       keep=("name", "source", "aggregation"))
 
 
+def aggregations(source: str) -> tuple[str, ...]:
+    """The aggregations of a built-in or registered source; () for an unknown one."""
+    if source in AGGREGATIONS:
+        return AGGREGATIONS[source]
+    extra = registered(source)
+    return extra.aggregations if extra else ()
+
+
 def _meter_from_spec(m: MeterSpec) -> dict[str, Any]:
-    return meter_dict(m.name, m.title, m.source, m.aggregation or AGGREGATIONS[m.source][0], m.service or "",
+    return meter_dict(m.name, m.title, m.source, m.aggregation or (aggregations(m.source) or ("count",))[0],
+                      m.service or "",
                       m.operation or "", m.direction or "", m.unit)
 
 
@@ -76,7 +86,11 @@ class MeterKind(Kind, section="meters", singular="meter", spec=MeterSpec, model=
     def check(self, check: Check) -> None:
         services = {s.name: s for s in check.items("services")}
         for p, m in check.each("meters"):
-            allowed = AGGREGATIONS[m.source]
+            allowed = aggregations(m.source)
+            if not allowed:
+                known = sorted([*AGGREGATIONS, *SOURCES])
+                check.err(f"{p}.source", f"no meter source '{m.source}' (known: {', '.join(known)})")
+                continue
             if m.aggregation is not None and m.aggregation not in allowed:
                 check.err(f"{p}.aggregation", f"{m.source} is aggregated by {' or '.join(allowed)}")
             gateway = m.source.startswith("gateway.")

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from accord.customers.models import Account, Tier, money
+from accord.governance.models import Notification
 
 
 class Meter(models.Model):
@@ -21,17 +22,20 @@ class Meter(models.Model):
         MESSAGES = "desk.messages", "messages on tickets"
         CHAT_MINUTES = "chat.minutes", "chat minutes"
         ACTIVE_AGENTS = "desk.active_agents", "agents who replied"
+        CHATS_OPEN = "chat.open", "chats open at once"
 
     class Aggregation(models.TextChoices):
         COUNT = "count"
         SUM = "sum"
         MAX = "max"
         UNIQUE = "unique"
+        TIME_WEIGHTED = "time_weighted", "time-weighted average"
 
     name = models.SlugField(max_length=80, unique=True)
     title = models.CharField(max_length=200, blank=True)
-    source = models.CharField(max_length=24, choices=Source.choices)
-    aggregation = models.CharField(max_length=8, choices=Aggregation.choices)
+    source = models.CharField(max_length=24, help_text="One of Meter.Source, or a source an app above billing "
+                                                       "registered (billing.sources: outreach.messages).")
+    aggregation = models.CharField(max_length=16, choices=Aggregation.choices)
     service = models.CharField(max_length=80, blank=True, help_text="gateway.*: only this service ('' for all).")
     operation = models.CharField(max_length=80, blank=True, help_text="gateway.*: only this operation of the service.")
     direction = models.CharField(max_length=8, blank=True,
@@ -205,3 +209,27 @@ class StoredForecast(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} {self.meter} ({self.made_at:%Y-%m-%d})"
+
+
+class ForecastAlert(models.Model):
+    """An alert `accord forecast` raised for one series (subject and meter) and kind, open until a run no longer
+    raises it; it is sent (e-mail, webhook) once when it opens, through governance's notification outbox."""
+
+    subject = models.CharField(max_length=200, help_text="'account KEY' or 'service NAME'.")
+    meter = models.CharField(max_length=80)
+    kind = models.CharField(max_length=12, help_text="included | tier | capacity | change")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    message = models.CharField(max_length=500)
+    on = models.DateField(null=True, blank=True, help_text="The day the forecast crosses the level, or the changed day.")
+    opened_at = models.DateTimeField()
+    seen_at = models.DateTimeField(help_text="The last run that raised it.")
+    cleared_at = models.DateTimeField(null=True, blank=True, help_text="The first run that no longer raised it.")
+    notifications = models.ManyToManyField(Notification, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-opened_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["subject", "meter", "kind"], condition=Q(cleared_at__isnull=True),
+                                               name="one_open_forecast_alert")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.meter} {self.kind} ({'cleared' if self.cleared_at else 'open'})"

@@ -3,7 +3,9 @@
 Gateway meters read the gateway's rollups (`accord.gateway.models.Rollup`): the hour rows when both ends of the
 window fall on a whole hour (they hold exactly the sum of the minute rows), else the minute rows. A late rollup
 belongs to the window of its minute, whenever it was written. Desk meters read tickets and messages by their
-`created_at`; chat minutes read chats by their start.
+`created_at`; chat minutes read chats by their start; `chat.open` is a gauge (chats open at once), averaged over
+time or at its peak (`open_level`). Sources registered by the apps above billing (`billing.sources`, e.g.
+outreach's `outreach.messages`) are measured by their own functions.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
 from django.db.models import Count, Expression, F, Q, QuerySet, Sum
+from django.utils import timezone
 
 from accord.chat.models import ChatSession
 from accord.desk.models import Message, Ticket
 from accord.gateway.models import HOUR, MINUTE, Rollup
 
 from .models import Meter
+from .sources import registered
+
+DESK_SOURCES = {Meter.Source.TICKETS, Meter.Source.MESSAGES, Meter.Source.CHAT_MINUTES, Meter.Source.ACTIVE_AGENTS,
+                Meter.Source.CHATS_OPEN}
+TIME_WEIGHTED_PLACES = Decimal("0.0001")  # a time-weighted average is rounded half-up to the quantity's 4 places
 
 CHUNK = 500  # accounts per IN (...) list: each reads its accounts' rows by the (account, resolution, start) index
 
@@ -37,14 +45,20 @@ def account_key(external_id: str | None, pk: int) -> str:
 
 
 def measure(meter: Meter, accounts: dict[int, str], start: dt.datetime, end: dt.datetime) -> dict[int, Decimal]:
-    """The meter's quantity per account id (`accounts`: id -> gateway key) over [start, end); absent means 0."""
+    """The meter's quantity per account id (`accounts`: id -> gateway key) over [start, end); absent means 0.
+
+    A source an app above billing registered (`billing.sources`) is measured by its own function."""
     if meter.source.startswith("gateway."):
         return _gateway(meter, accounts, start, end)
+    extra = registered(meter.source)
+    if extra is None and meter.source not in DESK_SOURCES:
+        raise ValueError(f"meter {meter.name}: no meter source '{meter.source}' (is the app that registers it "
+                         f"installed?)")
     ids = list(accounts)
     out: dict[int, Decimal] = {}
     for part in _chunks(ids):
-        out.update(_desk(meter, part, start, end))
-    return out
+        out.update(extra.measure(meter, part, start, end) if extra else _desk(meter, part, start, end))
+    return {pk: q for pk, q in out.items() if q}
 
 
 def measure_many(meters: list[Meter], accounts: dict[int, str], start: dt.datetime,
@@ -143,7 +157,46 @@ def _chat_minutes(chats: Iterable[tuple[int, dt.datetime, dt.datetime]], biggest
     return out
 
 
+def _micros(span: dt.timedelta) -> int:
+    return span // dt.timedelta(microseconds=1)
+
+
+def open_level(intervals: Iterable[tuple[int, dt.datetime, dt.datetime | None]], start: dt.datetime,
+               end: dt.datetime, now: dt.datetime, aggregation: str) -> dict[int, Decimal]:
+    """A gauge made of intervals (each open from its start to its end, or to `now` while it has none), per key.
+
+    `time_weighted`: the integral of the gauge over [start, end) divided by the length of [start, end), i.e.
+    sum(overlap of each interval with the window) / (end - start), to the microsecond, rounded half-up to 4
+    places; time after `now` counts 0 (a month not yet over is averaged over the whole month).
+    `max`: the most intervals open at one instant (one ending at t and one starting at t do not overlap)."""
+    overlap: dict[int, int] = defaultdict(int)
+    events: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    for key, begun, ended in intervals:
+        stop = min(end, ended if ended is not None else max(now, begun))
+        lo = max(begun, start)
+        if stop <= lo:
+            continue
+        overlap[key] += _micros(stop - lo)
+        events[key] += [(lo, 1), (stop, -1)]
+    if aggregation == Meter.Aggregation.MAX:
+        out: dict[int, Decimal] = {}
+        for key, points in events.items():
+            level = peak = 0
+            for _at, step in sorted(points, key=lambda e: (e[0], e[1])):  # -1 before +1 at the same instant
+                level += step
+                peak = max(peak, level)
+            out[key] = Decimal(peak)
+        return out
+    length = Decimal(_micros(end - start))
+    return {key: (Decimal(n) / length).quantize(TIME_WEIGHTED_PLACES, ROUND_HALF_UP) for key, n in overlap.items()}
+
+
 def _desk(meter: Meter, ids: list[int], start: dt.datetime, end: dt.datetime) -> dict[int, Decimal]:
+    if meter.source == Meter.Source.CHATS_OPEN:
+        chats = (ChatSession.objects.filter(ticket__account_id__in=ids, created_at__lt=end)
+                 .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+                 .values_list("ticket__account_id", "created_at", "ended_at"))
+        return open_level(chats, start, end, timezone.now(), meter.aggregation)
     if meter.source == Meter.Source.TICKETS:
         tickets = (Ticket.objects.filter(account_id__in=ids, created_at__gte=start, created_at__lt=end)
                    .order_by().values_list("account_id").annotate(n=Count("id")))

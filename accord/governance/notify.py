@@ -36,7 +36,16 @@ def enqueue(event: AuditEvent, emails: list[str], webhooks: list[dict[str, str]]
     """Queue one notification per e-mail address and webhook for an audit event."""
     payload = {"event": event.kind, "subject": event.subject, "actor": event.actor, "reason": event.reason,
                "values": event.values, "at": event.at.isoformat(), "policy": event.policy.name if event.policy else None}
-    title = f"[Accord] {event.get_kind_display()}: {event.subject}"[:300]
+    title = f"[Accord] {event.get_kind_display()}: {event.subject}"
+    return enqueue_payload(title, payload, emails, webhooks, event)
+
+
+def enqueue_payload(title: str, payload: dict[str, Any], emails: list[str], webhooks: list[dict[str, str]],
+                    event: AuditEvent | None = None) -> list[Notification]:
+    """Queue one notification per e-mail address and webhook for any payload (the other apps' alerts, e.g.
+    billing's forecast alerts): `event` names the webhook's X-Accord-Event; the mail's body is `reason`, then
+    `values` one per line, then `at` and `actor`."""
+    title = title[:300]
     rows = [Notification(channel=Notification.Channel.EMAIL, target=e, subject=title, payload=payload, event=event)
             for e in emails]
     rows += [Notification(channel=Notification.Channel.WEBHOOK, target=h["url"], secret=h.get("secret", ""),
@@ -61,11 +70,13 @@ def _deliver(n: Notification) -> None:
             raise urllib.error.HTTPError(n.target, response.status, "not a 2xx answer", response.headers, None)
 
 
-def deliver_due(now: dt.datetime | None = None, limit: int = 100) -> dict[str, int]:
-    """Send what is due; returns counts of sent, retried and failed."""
+def deliver_due(now: dt.datetime | None = None, limit: int = 100, only: list[int] | None = None) -> dict[str, int]:
+    """Send what is due (of the notifications `only` names, if given); returns counts of sent, retried and failed."""
     now = now or timezone.now()
     counts = {"sent": 0, "retried": 0, "failed": 0}
     due = Notification.objects.filter(sent_at__isnull=True, failed_at__isnull=True, next_attempt_at__lte=now)
+    if only is not None:
+        due = due.filter(pk__in=only)
     for n in list(due.order_by("next_attempt_at", "id")[:limit]):
         # claim: only the sender whose update matched sends it
         claimed = Notification.objects.filter(

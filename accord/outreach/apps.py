@@ -14,6 +14,8 @@ class OutreachConfig(AppConfig):
 
         from . import checks  # registers the DKIM check with `accord doctor`
         from .bounces import take_from_mailbox
+        from .metering import register_source
 
         del checks
         imap.intercept(take_from_mailbox)  # DSNs about campaign mail in the desk's mailboxes: bounces, not tickets
+        register_source()  # the `outreach.messages` meter source of billing

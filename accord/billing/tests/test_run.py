@@ -326,3 +326,48 @@ def test_usage_two_months_late_is_corrected_once_on_the_next_invoice_drafted(cat
         ("2026-10", D(600), D("6.00")), ("2026-11", D(300), D("3.00"))]  # 100 included each month
     jan = Invoice.objects.get(period="2027-01", kind="invoice")
     assert not jan.lines.exclude(for_period="2027-01").exists()  # corrected once, not again
+
+
+@pytest.mark.django_db
+def test_a_tiers_plan_applies_on_the_days_the_account_had_that_tier(catalog: object) -> None:
+    """Tiers change through the customers app (rules, overrides), which records each change; a month is billed
+    with the tier of each of its days (local to the account), not the tier at the run."""
+    from accord.customers.models import Tier, TierChange, TierOverride
+    from accord.customers.tiers import recompute
+
+    gold = catalog
+    Tier.objects.filter(pk=gold.pk).update(min_revenue_12m=D(1_000_000))  # earned by an override only, here
+    Tier.objects.create(name="silver", rank=2)  # no threshold: everyone's by the rules
+    plan("""
+  - {name: gold-plan, currency: EUR, flat_fee: 300, tiers: [gold], prices: [{meter: tickets, unit_price: 2}]}
+  - {name: silver-plan, currency: EUR, flat_fee: 100, tiers: [silver], prices: [{meter: tickets, unit_price: 3}]}
+""")
+    acme = account("ACME", zone="Asia/Tokyo")
+    recompute(now=at("2026-10-01T00:00:00+00:00"))  # silver, by the rules
+    # gold from 10:00 on 16 November in Tokyo (01:00 UTC) until the override is revoked on 2 December
+    with time_machine.travel(at("2026-11-16T01:00:00+00:00"), tick=False):
+        override = TierOverride.objects.create(account=acme, tier=gold, reason="key account",
+                                               expires_at=at("2027-01-01T00:00:00+00:00"))
+        recompute()
+    ticket(acme, at("2026-11-15T14:59:00+00:00"))  # 23:59 on the 15th in Tokyo: silver's, 3 EUR
+    ticket(acme, at("2026-11-15T15:00:00+00:00"))  # 00:00 on the 16th in Tokyo: gold's, 2 EUR
+    with time_machine.travel(at("2026-12-02T00:00:00+00:00"), tick=False):
+        TierOverride.objects.filter(pk=override.pk).update(revoked_at=at("2026-12-02T00:00:00+00:00"))
+        recompute()
+    acme.refresh_from_db()
+    assert acme.tier.name == "silver"  # type: ignore[union-attr]
+    assert list(TierChange.objects.filter(account=acme).order_by("at").values_list("cause", "to_tier__name")) == [
+        ("initial", "silver"), ("override", "gold"), ("override_ended", "silver")]
+    with time_machine.travel(DECEMBER, tick=False):
+        run("2026-11", "ACME")
+        run("2026-10", "ACME")
+    inv = Invoice.objects.get(account__external_id="ACME", period="2026-11")
+    got = [(x.key, x.quantity, x.amount) for x in inv.lines.order_by("position")]
+    assert got == [
+        ("fee:silver-plan:2026-11-01", D("0.5"), D("50.00")),  # 1-15 November: 15 of 30 days
+        ("usage:tickets:silver-plan:2026-11-01", D(1), D("3.00")),
+        ("fee:gold-plan:2026-11-16", D("0.5"), D("150.00")),  # 16-30 November
+        ("usage:tickets:gold-plan:2026-11-16", D(1), D("2.00")),
+    ]
+    assert inv.plan_names == "gold-plan, silver-plan"
+    assert Invoice.objects.get(account__external_id="ACME", period="2026-10").plan_names == "silver-plan"

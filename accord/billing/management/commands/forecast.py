@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
+from accord.billing import alerting
 from accord.billing.forecasting import (
     HISTORY_DAYS,
     HORIZON,
@@ -27,7 +28,8 @@ from accord.customers.models import Account
 
 class Command(BaseCommand):
     help = ("Forecast daily volumes eight weeks ahead per account (each meter) and per service, and list the "
-            "alerts: a plan's included quantity or tier, a pool's capacity, a sudden change.")
+            "alerts: a plan's included quantity or tier, a pool's capacity, a sudden change; each new alert is "
+            "sent once by e-mail and webhook.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--account", action="append", default=[], help="external id (or id); repeatable")
@@ -80,16 +82,28 @@ class Command(BaseCommand):
             outlooks = [*account_outlooks(accounts_list, meters_list, **common), *service_outlooks(services_list, **common)]
         finally:
             bar.close()
+        delivery = None
         if not options["dry_run"]:
             store(outlooks)
+            try:
+                delivery = alerting.send(outlooks)
+            except ValueError as e:  # a bad ACCORD_BILLING_ALERT_WEBHOOKS: the forecasts are kept, nothing is sent
+                raise CommandError(f"{e}; the forecasts are stored, the alerts were not recorded or sent") from e
         if options["json"]:
             self.stdout.write(json.dumps({"series": [o.as_dict() for o in outlooks],
-                                          "alerts": [a.as_dict() for o in outlooks for a in o.alerts]}, indent=2) + "\n")
+                                          "alerts": [a.as_dict() for o in outlooks for a in o.alerts],
+                                          "deliveries": delivery.as_dict() if delivery else None}, indent=2) + "\n")
             return
         for o in outlooks:
             self.stdout.write(self.line(o) + "\n")
             for alert in o.alerts:
                 self.stdout.write(f"  ALERT {alert.kind}: {alert.message}\n")
+        if delivery is not None:
+            self.stdout.write(delivery.line() + "\n")
+            for n in delivery.undelivered:
+                state = "given up" if n.failed_at else "retried next run"
+                self.stdout.write(f"  UNDELIVERED {n.channel} to {n.target}: {n.subject} ({n.attempts} attempts, "
+                                  f"{state}): {n.last_error}\n")
         self.stdout.write(self.summary(outlooks) + "\n")
 
     @staticmethod
