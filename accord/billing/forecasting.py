@@ -4,7 +4,10 @@
   account's own calendar (the same `usage.measure` the invoices use, so a forecast and a bill never disagree on
   the past), forecast `HORIZON` days ahead (`accord.lib.forecast`: ETS with a weekly season and a trend, with
   95% prediction intervals). Alerts: the month's projected quantity (what was used so far plus the forecast of
-  the month's remaining days) above the plan's included quantity, or across one of the plan's price tiers.
+  the month's remaining days) above the plan's included quantity, or across one of the plan's price tiers; and,
+  for an account's commitment (`customers.Commitment` with a volume, matched to the meters whose unit or name is
+  the commitment's unit), the period's projected quantity passing the committed volume (`commitment`), or, for a
+  period that ends within the forecast, falling short of it at the end (`shortfall`).
 - **Per service**: requests per UTC day from the gateway's hour rows for all accounts. Alert: the forecast above
   what the service's primary pool can serve in a day (`pool_daily_capacity`).
 - **Sudden change**, for both: the last complete day outside the 99% interval of its own one-day-ahead forecast
@@ -27,7 +30,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accord.catalog.models import Pool, Service
-from accord.customers.models import Account
+from accord.customers.models import Account, Commitment
 from accord.gateway.models import ALL_ACCOUNTS, HOUR, Rollup
 from accord.lib.charts import Level
 from accord.lib.forecast import Change, Forecast, forecast, sudden_change
@@ -44,7 +47,7 @@ UTILISATION = 0.7  # the share of a pool's capacity a forecast may fill before i
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # included | tier | capacity | change
+    kind: str  # included | tier | commitment | shortfall | capacity | change
     subject: str  # "account GLOBEX", "service booking"
     meter: str
     message: str
@@ -124,6 +127,10 @@ def account_outlooks(accounts: Iterable[Account], meters: Iterable[Meter], *, hi
         last = _last_complete_day(zone, now)
         days = [last - dt.timedelta(days=history_days - 1 - i) for i in range(history_days)]
         keys = {a.pk: account_key(a.external_id, a.pk) for a in members}
+        commitments: dict[int, list[Commitment]] = defaultdict(list)
+        for c in Commitment.objects.filter(account__in=members, volume__isnull=False, period_end__gt=last,
+                                           period_start__lte=last + dt.timedelta(days=horizon)).order_by("period_start"):
+            commitments[c.account_id].append(c)
         for meter in meters:
             daily: dict[int, list[float]] = {a.pk: [0.0] * history_days for a in members}
             for i, day in enumerate(days):
@@ -135,6 +142,7 @@ def account_outlooks(accounts: Iterable[Account], meters: Iterable[Meter], *, hi
                                   daily[account.pk], horizon)
                 outlook.account_id = account.pk
                 _plan_alerts(outlook, account, meter, book)
+                _commitment_alerts(outlook, account, meter, commitments.get(account.pk, []), keys[account.pk])
                 _change_alert(outlook)
                 out.append(outlook)
                 if progress:
@@ -195,6 +203,47 @@ def _plan_alerts(outlook: Outlook, account: Account, meter: Meter, book: PlanBoo
                     kind, outlook.subject, meter.name,
                     f"{month}: forecast to pass the {monthly:,.0f} {outlook.unit} {label} on {day:%Y-%m-%d}",
                     day))
+
+
+def _commitment_alerts(outlook: Outlook, account: Account, meter: Meter, commitments: list[Commitment],
+                       key: str) -> None:
+    """The account's committed volumes for this meter (a commitment whose unit is the meter's unit or name): the
+    period's quantity so far (measured from the period's first day, which may lie before the series) plus the
+    forecast, day by day: an alert on the day it passes the volume, and one when a period ending within the
+    forecast is projected to end short of it. Counted meters only: a gauge's average has no period total."""
+    fc = outlook.forecast
+    if not fc.ok or meter.aggregation in (Meter.Aggregation.TIME_WEIGHTED, Meter.Aggregation.MAX):
+        return
+    names = {n.casefold() for n in (meter.unit, meter.name) if n}
+    zone = account.timezone or "UTC"
+    for c in commitments:
+        if not c.unit or c.unit.casefold() not in names:
+            continue
+        volume = float(c.volume or 0)
+        label = f"commitment of {c.volume:,} {c.unit} for {c.period_start:%Y-%m-%d}..{c.period_end:%Y-%m-%d}"
+        outlook.levels.append(Level(f"{label} (per day)", volume / ((c.period_end - c.period_start).days + 1)))
+        first_ahead = outlook.ahead[0]
+        start = max(c.period_start, outlook.days[0])
+        used = sum(v for d, v in zip(outlook.days, outlook.history, strict=True) if start <= d <= c.period_end)
+        if c.period_start < outlook.days[0]:  # the part of the period before the series
+            used += float(measure(meter, {account.pk: key}, local_midnight(c.period_start, zone),
+                                  local_midnight(outlook.days[0], zone)).get(account.pk, 0))
+        passed = used > volume
+        for day, value in zip(outlook.ahead, fc.mean, strict=True):
+            if day < c.period_start or day > c.period_end:
+                continue
+            used += value
+            if not passed and used > volume:
+                passed = True
+                outlook.alerts.append(Alert(
+                    "commitment", outlook.subject, meter.name,
+                    f"forecast to pass the {label} on {day:%Y-%m-%d} ({used:,.0f} by then)", day))
+        ends_ahead = first_ahead <= c.period_end <= outlook.ahead[-1]
+        if ends_ahead and used < volume:
+            outlook.alerts.append(Alert(
+                "shortfall", outlook.subject, meter.name,
+                f"forecast to end {volume - used:,.0f} {c.unit} short of the {label} ({used:,.0f} by "
+                f"{c.period_end:%Y-%m-%d})", c.period_end))
 
 
 # -- services ---------------------------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ class ForecastAlert(models.Model):
 
     subject = models.CharField(max_length=200, help_text="'account KEY' or 'service NAME'.")
     meter = models.CharField(max_length=80)
-    kind = models.CharField(max_length=12, help_text="included | tier | capacity | change")
+    kind = models.CharField(max_length=12, help_text="included | tier | commitment | shortfall | capacity | change")
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     message = models.CharField(max_length=500)
     on = models.DateField(null=True, blank=True, help_text="The day the forecast crosses the level, or the changed day.")

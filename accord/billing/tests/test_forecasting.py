@@ -160,3 +160,44 @@ def test_the_account_and_service_pages_draw_the_stored_forecast_and_its_alerts(c
     assert 'class="chart forecast-chart"' in page and "pool primary capacity" in page
     forecast_json("--account", "ACME", "--meter", "api-calls", "--dry-run")
     assert StoredForecast.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_commitment_is_alerted_on_the_day_the_forecast_passes_it_and_when_a_period_ends_short(
+        catalog: object) -> None:
+    from accord.customers.models import Account, Commitment
+
+    account("ACME")
+    values = daily(120)  # the series reads the last 84 days; the 36 before are there for a longer period
+    store(values)
+    days = [LAST - dt.timedelta(days=119 - i) for i in range(120)]
+    before = forecast_json("--account", "ACME", "--meter", "api-calls")
+    [series] = before["series"]
+    mean = series["forecast"]["mean"]  # from 20 March
+    assert not any(a["kind"] in ("commitment", "shortfall") for a in before["alerts"])
+
+    acme = Account.objects.get(external_id="ACME")
+    # February to April: what February 1 - March 19 used, plus ten days of the forecast and half of the eleventh
+    used_feb = sum(v for d, v in zip(days, values, strict=True) if d >= dt.date(2026, 2, 1))
+    over = round(used_feb + sum(mean[:10]) + mean[10] / 2)
+    Commitment.objects.create(account=acme, period_start=dt.date(2026, 2, 1), period_end=dt.date(2026, 4, 30),
+                              volume=over, unit="Requests")  # matched to the meter's unit, case aside
+    # from 21 November (before the series' 84 days: measured from the rollups) to 15 April, 1,000 more than forecast
+    start = LAST - dt.timedelta(days=118)
+    used_long = sum(v for d, v in zip(days, values, strict=True) if d >= start)
+    short = round(used_long + sum(mean[:27]) + 1000)  # 20 March + 26 days = 15 April
+    Commitment.objects.create(account=acme, period_start=start, period_end=dt.date(2026, 4, 15), volume=short,
+                              unit="requests")
+    Commitment.objects.create(account=acme, period_start=dt.date(2026, 3, 1), period_end=dt.date(2026, 3, 31),
+                              volume=1, unit="bookings")  # another unit: not this meter's
+    result = forecast_json("--account", "ACME", "--meter", "api-calls")
+    found = {a["kind"]: a for a in result["alerts"] if a["kind"] in ("commitment", "shortfall")}
+    assert set(found) == {"commitment", "shortfall"}, result["alerts"]
+    assert found["commitment"]["on"] == "2026-03-30"  # the eleventh day ahead
+    assert f"commitment of {over:,} Requests for 2026-02-01..2026-04-30" in found["commitment"]["message"]
+    assert found["shortfall"]["on"] == "2026-04-15"
+    gap = float(found["shortfall"]["message"].split(" requests short")[0].rsplit(" ", 1)[1].replace(",", ""))
+    assert abs(gap - 1000) <= 1, found["shortfall"]["message"]
+    assert [a for a in result["alerts"] if "bookings" in a["message"]] == []
+    labels = [lv["label"] for lv in result["series"][0]["levels"]]
+    assert sum("commitment of" in label for label in labels) == 2
