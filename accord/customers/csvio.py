@@ -62,17 +62,23 @@ def _custom_value(row: dict[str, str], key: str) -> Any:
     raw = row.get(CUSTOM + key, "")
     if raw == "":
         return _REMOVE
+    return custom_value(raw, f"{CUSTOM}{key}")
+
+
+def custom_value(raw: str, name: str) -> Any:
+    """Text as a custom field's value (a CSV cell, a line of the staff form): `true`/`false` as booleans, numbers as
+    numbers, other text as text. RowError names `name`."""
     if raw in ("true", "false"):
         return raw == "true"
     if _NUMBER.fullmatch(raw):
         if any(ch in raw for ch in ".eE"):
             value = float(raw)
             if value in (float("inf"), float("-inf")):
-                raise RowError(f"{CUSTOM}{key} '{raw}' is too large a number")
+                raise RowError(f"{name} '{raw}' is too large a number")
             return value
         return int(raw)
     if len(raw) > CUSTOM_MAX_TEXT:
-        raise RowError(f"{CUSTOM}{key} is {len(raw)} characters long; at most {CUSTOM_MAX_TEXT}")
+        raise RowError(f"{name} is {len(raw)} characters long; at most {CUSTOM_MAX_TEXT}")
     return raw
 
 
@@ -91,7 +97,7 @@ def _apply_custom(current: dict[str, Any], updates: dict[str, Any]) -> dict[str,
     return out
 
 
-def _cell(value: Any) -> str:
+def custom_cell(value: Any) -> str:
     """A custom field's value as a cell that imports back to the same value."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -253,7 +259,7 @@ def export_accounts(out: TextIO) -> int:
         custom = custom or {}
         writer.writerow([escape_cell(v) for v in (ext or "", name, kind, tz, f"{revenue:.2f}", f"{cost:.2f}",
                                                   owner or "", country,
-                                                  *(_cell(custom[k]) if k in custom else "" for k in keys))])
+                                                  *(custom_cell(custom[k]) if k in custom else "" for k in keys))])
         count += 1
     return count
 
@@ -426,7 +432,7 @@ def export_contacts(out: TextIO) -> int:
                 c.title,
                 ";".join(p.value for p in points if p.kind == "email"),
                 ";".join(p.value for p in points if p.kind == "phone"),
-                *(_cell(c.custom_fields[k]) if k in (c.custom_fields or {}) else "" for k in keys),
+                *(custom_cell(c.custom_fields[k]) if k in (c.custom_fields or {}) else "" for k in keys),
             ]
         ])
         count += 1
