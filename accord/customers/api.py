@@ -33,7 +33,6 @@ from .models import (
     validate_custom_fields,
 )
 
-
 CUSTOM_FIELDS_SCHEMA = {
     "type": "object",
     "maxProperties": 50,

@@ -18,6 +18,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from accord.lib import countries
 from accord.lib.csvio import (  # the shared reading helpers; re-exported for the callers that know them here
     FORMULA_STARTS,
     CsvFileError,
@@ -29,7 +30,6 @@ from accord.lib.csvio import (  # the shared reading helpers; re-exported for th
     rows,
     unescape_cell,
 )
-from accord.lib import countries
 from accord.lib.db import bulk_update_rows
 
 from .models import CUSTOM_KEY, CUSTOM_MAX_TEXT, Account, Contact, ContactPoint, _zones

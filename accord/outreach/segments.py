@@ -28,8 +28,8 @@ from django.db.models import Exists, F, Func, Max, OuterRef, Q, QuerySet, Subque
 from django.utils import timezone
 
 from accord.customers.models import CUSTOM_KEY, Account, Contact, Tier
-from accord.lib import countries
 from accord.insight.models import AccountValue, ClvFit, HealthScore, OrderLine
+from accord.lib import countries
 
 from .models import Consent, Purpose
 
