@@ -41,7 +41,8 @@ class CustomFieldsField(forms.CharField):
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return "\n".join(f"{k} = {custom_cell(v)}" for k, v in value.items())
+            # sorted: PostgreSQL's jsonb does not keep the order they were written in
+            return "\n".join(f"{k} = {custom_cell(v)}" for k, v in sorted(value.items()))
         return value
 
     def to_python(self, value: Any) -> dict[str, Any]:  # type: ignore[override]
