@@ -21,6 +21,7 @@ from accord.governance.api import IndicatorsView
 from accord.governance.api import register as register_governance
 from accord.insight.api import register as register_insight
 from accord.lib.middleware import error_response
+from accord.outreach.api import register as register_outreach
 from accord.privacy.api import register as register_privacy
 from accord.reports.api import register as register_reports
 
@@ -44,6 +45,7 @@ register_governance(router)
 register_reports(router)
 register_billing(router)
 register_insight(router)
+register_outreach(router)
 register_privacy(router)
 
 urlpatterns = [

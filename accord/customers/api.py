@@ -21,7 +21,30 @@ from accord.lib.api import StrictSerializer
 from . import filters
 from .actions import do_override_tier, do_revoke_override
 from .csvio import RowError, _emails, _phones
-from .models import Account, Commitment, Contact, ContactPoint, Tier, TierChange, TierOverride
+from .models import (
+    Account,
+    Commitment,
+    Contact,
+    ContactPoint,
+    Tier,
+    TierChange,
+    TierOverride,
+    validate_country,
+    validate_custom_fields,
+)
+
+CUSTOM_FIELDS_SCHEMA = {
+    "type": "object",
+    "maxProperties": 50,
+    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 500}, {"type": "number"}, {"type": "boolean"}]},
+    "description": "Your own fields: keys (a letter, then letters, digits or _, at most 60) to text, numbers or "
+                   "true/false; nested objects and lists are refused, naming the key.",
+}
+
+
+@extend_schema_field(CUSTOM_FIELDS_SCHEMA)
+class CustomFieldsField(serializers.JSONField):
+    """A flat JSON object of custom fields (the model's validator checks keys and values)."""
 
 
 class TierSerializer(StrictSerializer):
@@ -40,12 +63,16 @@ class AccountSerializer(StrictSerializer):
     currency = serializers.SerializerMethodField(
         help_text="The currency of revenue_12m, cost_to_serve_12m and committed_amount (the setting ACCORD_CURRENCY)."
     )
+    country = serializers.CharField(
+        max_length=2, required=False, allow_blank=True, validators=[validate_country],
+        help_text="ISO 3166-1 alpha-2 code in upper case (DE, FR, GB); blank: not known.")
+    custom_fields = CustomFieldsField(required=False, validators=[validate_custom_fields])
 
     class Meta:
         model = Account
         fields = [
             "id", "external_id", "name", "kind", "owner", "timezone", "revenue_12m", "cost_to_serve_12m",
-            "committed_amount", "currency", "tier", "simulated", "created_at", "updated_at",
+            "committed_amount", "currency", "tier", "country", "custom_fields", "simulated", "created_at", "updated_at",
         ]
         read_only_fields = ["simulated"]
 
@@ -63,11 +90,12 @@ class ContactSerializer(StrictSerializer):
     )
     emails = serializers.ListField(child=serializers.CharField(max_length=254), required=False, max_length=50)
     phones = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=50)
+    custom_fields = CustomFieldsField(required=False, validators=[validate_custom_fields])
     clean_exclude = ("emails", "phones")
 
     class Meta:
         model = Contact
-        fields = ["id", "external_id", "name", "title", "account", "emails", "phones", "created_at"]
+        fields = ["id", "external_id", "name", "title", "account", "emails", "phones", "custom_fields", "created_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         points = attrs.pop("emails", None), attrs.pop("phones", None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from decimal import Decimal
 from typing import Any
 from zoneinfo import available_timezones
@@ -12,6 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from accord.lib import countries
 
 
 def money(**kwargs: Any) -> models.DecimalField[Any, Any]:
@@ -25,6 +29,48 @@ def validate_timezone(value: str) -> None:
 
 
 _ZONES: frozenset[str] | None = None
+
+#: a custom field's key: a letter, then letters, digits or underscores (usable as a CSV column `custom.<key>`, a
+#: JSON path step and a segment condition's key on every database)
+CUSTOM_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,59}")
+CUSTOM_MAX_KEYS = 50
+CUSTOM_MAX_TEXT = 500
+
+
+def validate_country(value: str) -> None:
+    """ISO 3166-1 alpha-2 in upper case (blank is allowed by the field: no country)."""
+    if value and (why := countries.problem(value)):
+        raise ValidationError(why[0].upper() + why[1:] + ".")
+
+
+def custom_fields_problems(value: Any) -> list[str]:
+    """What is wrong with a custom-fields object, each message naming its key; [] when it is fine."""
+    if not isinstance(value, dict):
+        return ["Custom fields must be a JSON object of keys to text, numbers or true/false, "
+                'e.g. {"industry": "travel", "employees": 120}.']
+    problems = []
+    if len(value) > CUSTOM_MAX_KEYS:
+        problems.append(f"At most {CUSTOM_MAX_KEYS} custom fields; {len(value)} given.")
+    for key, item in value.items():
+        if not isinstance(key, str) or not CUSTOM_KEY.fullmatch(key):
+            problems.append(f"Custom field key {key!r}: a letter, then letters, digits or _ (at most 60).")
+        elif isinstance(item, dict | list):
+            problems.append(f"Custom field {key!r}: nested {'objects' if isinstance(item, dict) else 'lists'} "
+                            "are not allowed; a value is text, a number or true/false.")
+        elif item is None:
+            problems.append(f"Custom field {key!r}: null is not a value; leave the key out instead.")
+        elif isinstance(item, float) and not math.isfinite(item):
+            problems.append(f"Custom field {key!r}: {item} is not a finite number.")
+        elif isinstance(item, str) and len(item) > CUSTOM_MAX_TEXT:
+            problems.append(f"Custom field {key!r}: text of {len(item)} characters; at most {CUSTOM_MAX_TEXT}.")
+        elif not isinstance(item, str | int | float | bool):
+            problems.append(f"Custom field {key!r}: {type(item).__name__} is not text, a number or true/false.")
+    return problems
+
+
+def validate_custom_fields(value: Any) -> None:
+    if problems := custom_fields_problems(value):
+        raise ValidationError(problems)
 
 
 def _zones() -> frozenset[str]:
@@ -92,6 +138,12 @@ class Account(models.Model):
         default=Decimal(0), help_text="Cost to serve over the trailing 12 months."
     )
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
+    country = models.CharField(max_length=2, blank=True, default="", validators=[validate_country],
+                               help_text="ISO 3166-1 alpha-2 code in upper case (DE, FR, GB); blank: not known.")
+    custom_fields = models.JSONField(
+        default=dict, blank=True, validators=[validate_custom_fields],
+        help_text='Your own fields: keys (a letter, then letters, digits or _) to text, numbers or true/false, '
+                  'e.g. {"industry": "travel", "employees": 120}; no nested objects or lists.')
     simulated = models.BooleanField(
         default=False, help_text="A customer a scenario (accord scenario rta) made up to send traffic, not a real "
                                  "one; `accord scenario clean` removes it.")
@@ -123,6 +175,10 @@ class Contact(models.Model):
     external_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
     name = models.CharField(max_length=200)
     title = models.CharField(max_length=200, blank=True)
+    custom_fields = models.JSONField(
+        default=dict, blank=True, validators=[validate_custom_fields],
+        help_text='Your own fields: keys (a letter, then letters, digits or _) to text, numbers or true/false, '
+                  'e.g. {"language": "de", "vip": true}; no nested objects or lists.')
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -132,8 +132,10 @@ def records(lines: Iterable[str], *, strict: bool = False) -> Iterator[tuple[int
             yield line, record
 
 
-def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number where the record starts, row as a dict), after checking the header."""
+def rows(text: str, columns: list[str], required: set[str],
+         prefixes: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number where the record starts, row as a dict), after checking the header. A column starting with one
+    of `prefixes` (e.g. `custom.`) is known too; the importer checks what follows the prefix."""
     found = records(io.StringIO(text, newline=""))
     try:
         first_line, header = next(found)
@@ -147,10 +149,12 @@ def rows(text: str, columns: list[str], required: set[str]) -> Iterator[tuple[in
     missing = [c for c in columns if c in required and c not in header]
     if missing:
         raise CsvFileError(f"line 1: missing required column(s): {', '.join(missing)} (expected: {', '.join(columns)})")
-    unknown = [h for h in header if h not in columns]
+    unknown = [h for h in header if h not in columns and not any(h.startswith(p) and h != p for p in prefixes)]
     if unknown:
+        also = "".join(f", {p}<key>" for p in prefixes)
         raise CsvFileError(
             f"line 1: unknown column(s): {', '.join(repr(u) for u in unknown)}; known columns are {', '.join(columns)}"
+            f"{also}"
         )
     seen = set()
     for h in header:

@@ -10,9 +10,11 @@ A spec is an object whose keys all have to hold (an empty object is every contac
   last 365 days, never-ordered accounts included), or `{"after": "2026-01-01", "before": "2026-07-01"}` (the last
   order's day in that range);
 - `"consent": {"purpose": "newsletter", "status": ["confirmed"]}`: the contact's consent to that purpose has one
-  of these statuses (`none` for no consent at all).
-
-Accounts have no country or custom fields in Accord yet: `country` and `fields` are refused with that reason.
+  of these statuses (`none` for no consent at all);
+- `"country": ["DE", "AT"]`: the account's country (ISO 3166-1 alpha-2) is one of these;
+- `"custom": [{"on": "account", "key": "industry", "equals": "travel"}, ...]`: every condition holds on the
+  account's or the contact's custom fields: `equals` a value, `in` a list of values, `exists` true/false, or a
+  number `gt` and/or `lt` a bound (only numbers match those; `equals` matches the value's type too: 1 is not "1").
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db import models
+from django.db.models import Exists, F, Func, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from accord.customers.models import Account, Contact, Tier
+from accord.customers.models import CUSTOM_KEY, Account, Contact, Tier
 from accord.insight.models import AccountValue, ClvFit, HealthScore, OrderLine
+from accord.lib import countries
 
 from .models import Consent, Purpose
 
-KEYS = ("tier", "clv", "health", "last_order", "consent")
-NOT_YET = {"country": "accounts have no country in Accord yet", "fields": "accounts have no custom fields in Accord yet"}
+KEYS = ("tier", "clv", "health", "last_order", "consent", "country", "custom")
+CUSTOM_KEYS = ("on", "key", "equals", "in", "exists", "gt", "lt")
+CUSTOM_TESTS = ("equals", "in", "exists", "gt", "lt")
 CONSENT_STATUSES = (*Consent.Status.values, "none")
 
 
@@ -92,9 +97,6 @@ def check(spec: Any) -> dict[str, Any]:
         return {}
     if not isinstance(spec, dict):
         raise SpecError("a segment filter must be a JSON object, e.g. {\"tier\": [\"gold\"]}")
-    for key in spec:
-        if key in NOT_YET:
-            raise SpecError(f"{key}: {NOT_YET[key]}")
     _object(spec, "the filter", KEYS)
     if "tier" in spec:
         names = _names(spec["tier"], "tier")
@@ -128,7 +130,117 @@ def check(spec: Any) -> dict[str, Any]:
         wrong = [s for s in statuses if s not in CONSENT_STATUSES]
         if wrong:
             raise SpecError(f"consent.status: {', '.join(wrong)} is not one of {', '.join(CONSENT_STATUSES)}")
+    if "country" in spec:
+        codes = spec["country"]
+        if isinstance(codes, str):
+            codes = [codes]
+        if not isinstance(codes, list) or not codes:
+            raise SpecError("country must be a country code or a non-empty list of them, e.g. [\"DE\", \"AT\"]")
+        for i, code in enumerate(codes):
+            if not isinstance(code, str):
+                raise SpecError(f"country[{i}] must be a country code like \"DE\", not {code!r}")
+            if why := countries.problem(code):
+                raise SpecError(f"country[{i}]: {why}")
+    if "custom" in spec:
+        conditions = spec["custom"]
+        if not isinstance(conditions, list) or not conditions:
+            raise SpecError("custom must be a non-empty list of conditions, e.g. "
+                            "[{\"on\": \"account\", \"key\": \"industry\", \"equals\": \"travel\"}]")
+        for i, condition in enumerate(conditions):
+            _custom_condition(condition, f"custom[{i}]")
     return spec
+
+
+def _scalar(value: Any, where: str) -> str | int | float | bool:
+    if isinstance(value, bool | str) or (isinstance(value, int | float) and value == value
+                                          and value not in (float("inf"), float("-inf"))):
+        return value
+    raise SpecError(f"{where} must be text, a number or true/false (custom fields hold nothing else), not {value!r}")
+
+
+def _custom_condition(condition: Any, where: str) -> dict[str, Any]:
+    condition = _object(condition, where, CUSTOM_KEYS)
+    if condition.get("on") not in ("account", "contact"):
+        raise SpecError(f"{where}.on must be \"account\" or \"contact\" (whose custom fields), "
+                        f"not {condition.get('on')!r}")
+    key = condition.get("key")
+    if not isinstance(key, str) or not CUSTOM_KEY.fullmatch(key):
+        raise SpecError(f"{where}.key must be a custom field key (a letter, then letters, digits or _), not {key!r}")
+    tests = [t for t in CUSTOM_TESTS if t in condition]
+    if not tests:
+        raise SpecError(f"{where}: give one of {', '.join(CUSTOM_TESTS)} (gt and lt may go together)")
+    if len(tests) > 1 and set(tests) != {"gt", "lt"}:
+        raise SpecError(f"{where}: {' and '.join(tests)} cannot go together; only gt and lt may")
+    if "equals" in condition:
+        _scalar(condition["equals"], f"{where}.equals")
+    if "in" in condition:
+        values = condition["in"]
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where}.in must be a non-empty list of values")
+        for j, value in enumerate(values):
+            _scalar(value, f"{where}.in[{j}]")
+    if "exists" in condition and not isinstance(condition["exists"], bool):
+        raise SpecError(f"{where}.exists must be true or false, not {condition['exists']!r}")
+    low = _number(condition["gt"], f"{where}.gt") if "gt" in condition else None
+    high = _number(condition["lt"], f"{where}.lt") if "lt" in condition else None
+    if low is not None and high is not None and low >= high:
+        raise SpecError(f"{where}: gt {low} and lt {high} leave no number between them")
+    return condition
+
+
+# JSON value types as each database names them: SQLite's JSON_TYPE, PostgreSQL's JSONB_TYPEOF
+_TYPES = {bool: ("true", "false", "boolean"), int: ("integer", "real", "number"), str: ("text", "string")}
+
+
+class JsonKeyType(Func):
+    """The JSON type of one key of a JSON column ('text', 'integer', ... / 'string', 'number', ...; NULL if absent).
+
+    Comparing a key's value across types goes wrong on both databases (jsonb orders true above every number; SQLite
+    orders text above every number), so each comparison also requires the value's type.
+    """
+
+    output_field = models.CharField()
+
+    def __init__(self, column: str, key: str) -> None:
+        self.key = key
+        super().__init__(F(column))
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"JSON_TYPE({sql}, %s)", [*params, f'$."{self.key}"']
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"JSONB_TYPEOF({sql} -> %s)", [*params, self.key]
+
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **extra: Any) -> Any:
+        raise NotImplementedError(f"custom field conditions need SQLite or PostgreSQL, not {connection.vendor}")
+
+
+def _type_of(value: Any) -> tuple[str, ...]:
+    return _TYPES[bool] if isinstance(value, bool) else _TYPES[str] if isinstance(value, str) else _TYPES[int]
+
+
+def _custom_q(qs: QuerySet[Any], condition: dict[str, Any], n: int) -> QuerySet[Any]:
+    """`qs` (accounts or contacts) narrowed by one checked custom condition."""
+    key, column = condition["key"], "custom_fields"
+    kind = f"_custom_type_{n}"
+    qs = qs.alias(**{kind: JsonKeyType(column, key)})
+    if "exists" in condition:
+        present = Q(**{f"{kind}__isnull": False})
+        return qs.filter(present if condition["exists"] else ~present)
+    if "gt" in condition or "lt" in condition:
+        qs = qs.filter(**{f"{kind}__in": _TYPES[int]})
+        if "gt" in condition:
+            qs = qs.filter(**{f"{column}__{key}__gt": float(condition["gt"])})
+        if "lt" in condition:
+            qs = qs.filter(**{f"{column}__{key}__lt": float(condition["lt"])})
+        return qs
+    values = condition["in"] if "in" in condition else [condition["equals"]]
+    wanted = Q()
+    for value in values:
+        wanted |= Q(**{f"{kind}__in": _type_of(value), f"{column}__{key}": value})
+    return qs.filter(wanted)
 
 
 def contacts(spec: Any, today: dt.date | None = None) -> QuerySet[Contact]:
@@ -174,7 +286,15 @@ def contacts(spec: Any, today: dt.date | None = None) -> QuerySet[Contact]:
             if "before" in order:
                 accounts = accounts.filter(last_order__lte=_day(order["before"], ""))
         on_account = True
+    if "country" in spec:
+        codes = [spec["country"]] if isinstance(spec["country"], str) else spec["country"]
+        accounts, on_account = accounts.filter(country__in=codes), True
     found = Contact.objects.all()
+    for n, condition in enumerate(spec.get("custom", [])):
+        if condition["on"] == "account":
+            accounts, on_account = _custom_q(accounts, condition, n), True
+        else:
+            found = _custom_q(found, condition, n)
     if on_account:
         found = found.filter(account__in=accounts.values("pk"))
     if "consent" in spec:

@@ -9,7 +9,8 @@ orders of their account when the account is the person themselves, and the audit
 credits stay as they were: the tickets, clocks and messages stay (so the statistics do), their texts say
 `erased-1a2b3c4d` where the person's name, addresses and phone numbers were. Concretely:
 
-- the contact is renamed to the pseudonym, their e-mail and phone rows are deleted, the portal sign-in is
+- the contact is renamed to the pseudonym, every value of their custom fields becomes the pseudonym (the keys
+  stay; so do the contact's audit entries' records of them), their e-mail and phone rows are deleted, the portal sign-in is
   deactivated and its address replaced, consents keep their status and dates with a pseudonymous address;
 - the raw source of their messages (the e-mail as received) and their attachments' contents are deleted: a
   raw e-mail or a PDF cannot be pseudonymised reliably;
@@ -128,6 +129,25 @@ def _scrub_own(contact: Contact, ids: Identifiers, alias: str) -> int:
     return changed
 
 
+def _pseudonymous(fields: Any, alias: str) -> dict[str, Any]:
+    """Custom fields with every value replaced by the pseudonym: the keys (the business's own schema) stay, what
+    they said about the person goes, whatever its type (a birth year is personal data too)."""
+    return {str(k): alias for k in fields} if isinstance(fields, dict) else {}
+
+
+def _scrub_custom_in_audit(contact: Contact, alias: str) -> None:
+    """The contact's own audit entries recorded their custom fields before and after each edit: pseudonymise them
+    as on the contact (the sweep cannot: a value like 'gold' or 42 is no term to remove from every table)."""
+    from accord.access.models import AuditEntry
+
+    for entry in AuditEntry.objects.filter(object_type="customers.contact", object_id=str(contact.pk)):
+        changes = entry.changes if isinstance(entry.changes, dict) else {}
+        pair = changes.get("custom_fields")
+        if isinstance(pair, list):
+            changes["custom_fields"] = [_pseudonymous(v, alias) if isinstance(v, dict) else v for v in pair]
+            AuditEntry.objects.filter(pk=entry.pk).update(changes=changes)
+
+
 def _row(obj: models.Model, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in obj._meta.concrete_fields:
@@ -166,7 +186,10 @@ def export_zip(contact: Contact, *, by: Any = None, source: str = "cli") -> byte
     person = {
         "exported_at": timezone.now(),
         "contact": _row(contact),
-        "account": {"id": account.pk, "name": account.name, "external_id": account.external_id} if account else None,
+        "account": ({"id": account.pk, "name": account.name, "external_id": account.external_id,
+                     # an account that is the person themselves: its country and custom fields are theirs too
+                     **({"country": account.country, "custom_fields": account.custom_fields}
+                        if account.kind == Account.Kind.PERSON else {})} if account else None),
         "addresses": [_row(p) for p in contact.points.all()],
         "portal_user": _row(portal, exclude=("password",)) if portal else None,
         "consents": [{**_row(c), "purpose": c.purpose.name, "events": [_row(e) for e in c.events.all()]}
@@ -281,7 +304,9 @@ def erase(contact: Contact, *, by: Any = None, confirm_open: bool = False, sourc
 
         SignInLink.objects.filter(user__contact=contact).delete()
         ContactPoint.objects.filter(contact=contact).delete()
-        Contact.objects.filter(pk=contact.pk).update(name=alias, title="", external_id=None)
+        Contact.objects.filter(pk=contact.pk).update(name=alias, title="", external_id=None,
+                                                     custom_fields=_pseudonymous(contact.custom_fields, alias))
+        _scrub_custom_in_audit(contact, alias)
         result.rows = _scrub_own(contact, ids, alias) + _sweep(ids.terms(), alias)
         record(by, "privacy-erase", object_type="customers.contact", object_id=str(contact.pk), object_repr=alias,
                summary=f"erased contact {contact.pk} as {alias}"

@@ -16,7 +16,9 @@ from django.forms import BaseInlineFormSet, inlineformset_factory
 from django.utils import timezone
 
 from accord.access.models import AuditEntry
+from accord.customers.csvio import RowError, custom_cell, custom_value
 from accord.customers.models import (
+    CUSTOM_KEY,
     Account,
     Commitment,
     Contact,
@@ -24,6 +26,58 @@ from accord.customers.models import (
     Tier,
     _zones,
 )
+
+
+class CustomFieldsField(forms.CharField):
+    """Custom fields as lines `key = value`: true/false and numbers are stored as such, other text as text (the
+    CSV import's reading); an empty box clears them. Errors name the line and the key."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "One per line, key = value (e.g. industry = travel, employees = 120, "
+                                       "key_account = true). A key is a letter, then letters, digits or _.")
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            # sorted: PostgreSQL's jsonb does not keep the order they were written in
+            return "\n".join(f"{k} = {custom_cell(v)}" for k, v in sorted(value.items()))
+        return value
+
+    def to_python(self, value: Any) -> dict[str, Any]:  # type: ignore[override]
+        import json
+
+        text = value if isinstance(value, str) else ""
+        out: dict[str, Any] = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            key, sep, raw = line.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep:
+                raise ValidationError(f"Line {n}: write key = value (e.g. industry = travel).")
+            if not CUSTOM_KEY.fullmatch(key):
+                raise ValidationError(f"Line {n}: “{key}” is not a key: a letter, then letters, digits or _ "
+                                      "(at most 60).")
+            if key in out:
+                raise ValidationError(f"Line {n}: “{key}” is given twice.")
+            if not raw:
+                raise ValidationError(f"Line {n}: “{key}” has no value; delete the line to remove the field.")
+            if raw[0] in "[{":
+                try:
+                    nested = json.loads(raw)
+                except ValueError:
+                    nested = None
+                if isinstance(nested, dict | list):
+                    raise ValidationError(f"Line {n}: custom field “{key}”: nested "
+                                          f"{'objects' if isinstance(nested, dict) else 'lists'} are not allowed; "
+                                          "a value is text, a number or true/false.")
+            try:
+                out[key] = custom_value(raw, f"Line {n}: “{key}”")
+            except RowError as e:
+                raise ValidationError(str(e)) from None
+        return out
 
 
 def _zone_choices() -> list[tuple[str, str]]:
@@ -39,10 +93,14 @@ class AccountForm(forms.ModelForm):
                                      initial=Decimal(0), help_text="Revenue over the trailing 12 months.")
     cost_to_serve_12m = forms.DecimalField(label="Cost to serve (12 months)", max_digits=14, decimal_places=2,
                                            min_value=Decimal(0), initial=Decimal(0))
+    country = forms.CharField(label="Country", max_length=2, required=False,
+                              help_text="ISO 3166-1 code of two letters, e.g. DE, FR, GB; empty if not known.")
+    custom_fields = CustomFieldsField(label="Custom fields")
 
     class Meta:
         model = Account
-        fields = ["name", "external_id", "kind", "owner", "timezone", "revenue_12m", "cost_to_serve_12m"]
+        fields = ["name", "external_id", "kind", "owner", "timezone", "revenue_12m", "cost_to_serve_12m", "country",
+                  "custom_fields"]
         labels = {"external_id": "External id"}
         help_texts = {"external_id": "The id your other systems know this customer by; unique, may be empty."}
         error_messages = {"name": {"required": "An account needs a name."}}
@@ -62,11 +120,16 @@ class AccountForm(forms.ModelForm):
         value = self.cleaned_data.get("external_id")
         return value.strip() or None if isinstance(value, str) else None
 
+    def clean_country(self) -> str:
+        return str(self.cleaned_data.get("country") or "").strip().upper()
+
 
 class ContactForm(forms.ModelForm):
+    custom_fields = CustomFieldsField(label="Custom fields")
+
     class Meta:
         model = Contact
-        fields = ["name", "title", "external_id"]
+        fields = ["name", "title", "external_id", "custom_fields"]
         labels = {"external_id": "External id"}
         error_messages = {"name": {"required": "A contact needs a name."}}
 

@@ -63,7 +63,8 @@ def account_create(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             account = form.save()
             account.refresh_from_db()  # the stored values (amounts rounded as the column keeps them)
-            record(request.user, "create", account, changes=diff({}, snapshot(account)), summary="account created")
+            record(request.user, "create", account, changes=diff({}, _account_snapshot(account)),
+                   summary="account created")
             _retier(account)
         messages.success(request, f"Account “{account.name}” created.")
         return _to_account(account)
@@ -74,13 +75,13 @@ def account_create(request: HttpRequest) -> HttpResponse:
 @needs("customers.change_account")
 def account_edit(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(Account, pk=pk)
-    before = snapshot(account)
+    before = _account_snapshot(account)
     form = AccountForm(request.POST if request.method == "POST" else None, instance=account)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             account = form.save()
             account.refresh_from_db()  # the stored values (amounts rounded as the column keeps them)
-            changes = diff(before, snapshot(account))
+            changes = diff(before, _account_snapshot(account))
             changes.pop("updated_at", None)
             if changes:
                 record(request.user, "update", account, changes=changes)
@@ -93,6 +94,12 @@ def account_edit(request: HttpRequest, pk: int) -> HttpResponse:
 # -- contacts --------------------------------------------------------------------------------------------------
 
 
+def _account_snapshot(account: Account) -> dict[str, Any]:
+    data = snapshot(account)
+    data["custom_fields"] = dict(account.custom_fields or {})  # as JSON, not as text
+    return data
+
+
 def _points(contact: Contact) -> list[dict[str, Any]]:
     return sorted(({"kind": p.kind, "value": p.value, "primary": p.primary} for p in contact.points.all()),
                   key=lambda p: (p["kind"], p["value"]))
@@ -100,6 +107,7 @@ def _points(contact: Contact) -> list[dict[str, Any]]:
 
 def _contact_snapshot(contact: Contact) -> dict[str, Any]:
     data = snapshot(contact, ["name", "title", "external_id", "account_id"])
+    data["custom_fields"] = dict(contact.custom_fields or {})  # as JSON, not as text: erasure pseudonymises it
     data["emails"] = [p["value"] for p in _points(contact) if p["kind"] == ContactPoint.Kind.EMAIL]
     data["phones"] = [p["value"] for p in _points(contact) if p["kind"] == ContactPoint.Kind.PHONE]
     return data

@@ -42,6 +42,8 @@ REFERENCE = re.compile(  # a name, id or external id that refers to a row which 
 )
 UNSTATED_MESSAGES = re.compile(
     r"already exists\.$"  # a unique value taken by a stored row (the database's content, not the request's)
+    r"|^Unknown placeholder\(s\)|^Template tags|^A placeholder is not closed"  # a campaign's template language
+    r"|matches nobody: there is no one to send|^The segment's filter no longer holds"  # the database's contacts
     r"|^Ensure this value is (?:less|greater) than or equal to"  # a decimal's range: decimals are strings in the
 )  # schema (exact), and a string's pattern cannot hold a numeric bound
 UNSTATED = {  # rules stated in the field's description, whose valid values no pattern or list in the schema holds
@@ -57,6 +59,9 @@ UNSTATED = {  # rules stated in the field's description, whose valid values no p
     "expires_at": "a time in the future: the schema cannot say when now is",
     "period": "days that exist, the first not after the last (the month or range shape is the schema's pattern)",
     "_": "a rule across fields (start before end, exactly one of two fields): `_` in the error's fields",
+    "country": "an ISO 3166-1 alpha-2 code that is assigned: a list the schema does not carry, not a pattern",
+    "custom_fields": "keys that are a letter then letters, digits or _: OpenAPI 3.0 has no propertyNames",
+    "spec": "a segment filter: names of tiers and purposes that exist, country codes, conditions across keys",
 }
 
 

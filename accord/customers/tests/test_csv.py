@@ -120,13 +120,54 @@ def test_another_encoding_can_be_named() -> None:
 
 def test_accounts_round_trip_through_export_unchanged() -> None:
     User.objects.create_user("li")
-    original = csv_bytes('R1,"Comma, Inc",organisation,Asia/Tokyo,10.50,2.00,li', 'R2,"Quote ""Q""",person,UTC,0.00,0.00,')
+    original = csv_bytes('R1,"Comma, Inc",organisation,Asia/Tokyo,10.50,2.00,li,JP,travel,true,120,',
+                         'R2,"Quote ""Q""",person,UTC,0.00,0.00,,,,false,,2.5',
+                         header=HEADER.strip() + ",country,custom.industry,custom.key_account,custom.seats,custom.zscore\n")
     import_accounts(original)
+    assert Account.objects.get(external_id="R1").custom_fields == {"industry": "travel", "key_account": True, "seats": 120}
+    assert Account.objects.get(external_id="R2").custom_fields == {"key_account": False, "zscore": 2.5}
     out = StringIO()
     assert export_accounts(out) == 2
     assert out.getvalue().encode() == original
     again = import_accounts(out.getvalue().encode())
     assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+
+
+def test_country_and_custom_columns_are_read_checked_and_kept_when_absent() -> None:
+    header = HEADER.strip() + ",country,custom.industry,custom.size\n"
+    report = import_accounts(csv_bytes("A1,Acme,,,,,,de,travel,12", "A2,Bad,,,,,,XX,,", "A3,Bad,,,,,,uk,,",
+                                       "A4,Ok,,,,,,,,", header=header))
+    assert report.rejected == [(3, "country 'XX' is not an ISO 3166-1 alpha-2 country code (e.g. DE, FR, GB, US)"),
+                               (4, "country 'UK' is not an ISO 3166-1 code: the United Kingdom is 'GB'")]
+    acme = Account.objects.get(external_id="A1")
+    assert (acme.country, acme.custom_fields) == ("DE", {"industry": "travel", "size": 12})  # upper-cased on import
+    assert Account.objects.get(external_id="A4").custom_fields == {}
+    # a file without the country column or a custom column keeps what is stored; an empty cell removes the key
+    again = import_accounts(csv_bytes("A1,Acme,,,,,", "A4,Ok,,,,,"))
+    assert (again.updated, again.unchanged) == (0, 2)
+    assert Account.objects.get(external_id="A1").country == "DE"
+    import_accounts(csv_bytes("A1,Acme,,,,,,", header=HEADER.strip() + ",custom.size\n"))
+    acme.refresh_from_db()
+    assert (acme.country, acme.custom_fields) == ("DE", {"industry": "travel"})
+    with pytest.raises(CsvFileError, match=r"'custom.9lives'.*a custom field key is a letter"):
+        import_accounts(csv_bytes("A1,Acme,,,,,,1", header=HEADER.strip() + ",custom.9lives\n"))
+    with pytest.raises(CsvFileError, match=r"unknown column\(s\): 'colour'; known columns are .*, custom.<key>"):
+        import_accounts(csv_bytes("A1,Acme,,,,,,1", header=HEADER.strip() + ",colour\n"))
+    too_long = import_accounts(csv_bytes("A1,Acme,,,,,," + "x" * 501, header=HEADER.strip() + ",custom.note\n"))
+    assert too_long.rejected == [(2, "custom.note is 501 characters long; at most 500")]
+
+
+def test_contact_custom_fields_round_trip_and_empty_cells_remove_keys() -> None:
+    header = CONTACT_HEADER.strip() + ",custom.language,custom.vip\n"
+    original = csv_bytes("C1,Ada,,,,,de,true", "C2,Bo,,,,,,", header=header)
+    import_contacts(original)
+    assert Contact.objects.get(external_id="C1").custom_fields == {"language": "de", "vip": True}
+    assert Contact.objects.get(external_id="C2").custom_fields == {}
+    out = StringIO()
+    export_contacts(out)
+    assert out.getvalue().encode() == original
+    import_contacts(csv_bytes("C1,Ada,,,,,", header=CONTACT_HEADER.strip() + ",custom.vip\n"))
+    assert Contact.objects.get(external_id="C1").custom_fields == {"language": "de"}
 
 
 def test_five_thousand_rows_import_in_one_go() -> None:

@@ -286,14 +286,14 @@ def test_segment_filters_over_tier_health_last_order_and_consent(world: dict[str
     assert who({"last_order": {"not_within_days": 30}}) == acme_people
     assert who({"tier": "gold", "consent": {"purpose": "newsletter", "status": ["pending", "none"]}}) == {"C-cy", "C-fay"}
     assert who({"clv": {"min": 1}}) == set()  # no CLV fit yet: nobody has a value
-    for bad, says in [({"country": ["FR"]}, "country: accounts have no country"), ({"tier": ["tin"]}, "no tier named tin"),
+    for bad, says in [({"country": ["FR", "XX"]}, "country[1]: 'XX' is not an ISO 3166-1"), ({"tier": ["tin"]}, "no tier named tin"),
                       ({"health": {"min": "lots"}}, "health.min must be a number"), ({"colour": 1}, "unknown key"),
                       ({"consent": {"purpose": "nope"}}, "no purpose named 'nope'"),
                       ({"last_order": {"after": "2026-13-01"}}, "YYYY-MM-DD")]:
         with pytest.raises(segments.SpecError, match=re.escape(says)):
             segments.check(bad)
-    with pytest.raises(CommandError, match="the filter: country"):
-        call_command("outreach", "segment", "add", "France", '{"country": ["FR"]}', stdout=StringIO())
+    with pytest.raises(CommandError, match=r"country\[0\]: 'fr' must be written in upper case: 'FR'"):
+        call_command("outreach", "segment", "add", "France", '{"country": ["fr"]}', stdout=StringIO())
 
 
 def test_one_click_unsubscribe_from_a_campaign_and_the_next_campaign_skips_them(

@@ -35,3 +35,40 @@ def test_unsubscribe_and_confirm_pages(live_server: Any, page: Any, axe: Any) ->
     assert axe.violations(page) == [], axe.describe("unsubscribed", axe.violations(page))
     consent.refresh_from_db()
     assert consent.status == "withdrawn"
+
+
+def test_the_segment_form_counts_live_as_the_filter_is_typed(live_server: Any, page: Any, axe: Any) -> None:
+    from django.contrib.auth.models import User
+
+    from accord.access.roles import grant
+    from accord.customers.models import Account
+    from accord.outreach.models import Segment
+
+    user = User.objects.create_user("mona", "mona@accord.example", "pw-long-enough-1", is_staff=True)
+    grant(user, "manager")
+    berlin = Account.objects.create(name="Berlin Reisen", country="DE", custom_fields={"industry": "travel"})
+    for name in ("Ada", "Bob"):
+        Contact.objects.create(name=name, account=berlin)
+    Contact.objects.create(name="Cy", account=Account.objects.create(name="Paris", country="FR"))
+    page.goto(f"{live_server.url}/login/?next=/outreach/segments/new/")
+    page.fill("#id_username", "mona")
+    page.fill("#id_password", "pw-long-enough-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/outreach/segments/new/")
+    page.fill("#id_name", "german travel")
+    page.fill("#id_spec", '{"country": ["DE", "FR"]}')
+    page.wait_for_function("document.getElementById('segment-count').textContent.includes('3 contacts match')")
+    page.fill("#id_spec", '{"country": ["DE"], "custom": [{"on": "account", "key": "industry", "equals": "travel"}]}')
+    page.wait_for_function("document.getElementById('segment-count').textContent.includes('2 contacts match')")
+    page.fill("#id_spec", '{"country": ["XX"]}')
+    page.wait_for_function("document.getElementById('segment-count').textContent.includes('Cannot count')")
+    assert "country[0]: 'XX' is not an ISO 3166-1" in page.inner_text("#segment-count")
+    page.fill("#id_spec", '{"country": ')
+    page.wait_for_function("document.getElementById('segment-count').textContent.includes('Not JSON yet')")
+    assert not Segment.objects.exists()  # counting saves nothing
+    assert axe.violations(page) == [], axe.describe("segment form", axe.violations(page))
+    page.fill("#id_spec", '{"country": ["DE"]}')
+    page.get_by_role("button", name="Create segment").click()
+    page.wait_for_url(f"{live_server.url}/outreach/segments/")
+    assert "2 contact(s) match now" in page.inner_text("main")
+    assert Segment.objects.get().spec == {"country": ["DE"]}

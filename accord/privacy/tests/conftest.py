@@ -17,14 +17,16 @@ from accord.outreach.models import Consent, Purpose
 from accord.portal.models import PortalUser
 
 NAME, EMAIL, PHONE = "Grace Hopper", "grace.hopper@globetrotter.example", "+442079460000"
-TERMS = [NAME.lower(), EMAIL, PHONE, PHONE[1:]]
+PASSPORT = "PX-778899"  # a custom field's value: personal data no sweep term would find
+TERMS = [NAME.lower(), EMAIL, PHONE, PHONE[1:], PASSPORT.lower()]
 
 
 @pytest.fixture
 def grace() -> Contact:
     agreement = always_agreement("gold", {"name": "first", "kind": "first_response", "target": 60, "priority": "normal"})
     account = Account.objects.create(name="Globetrotter Ltd", external_id="GLOBE", tier=agreement.tier)
-    contact = Contact.objects.create(account=account, name=NAME, external_id="crm-grace")
+    contact = Contact.objects.create(account=account, name=NAME, external_id="crm-grace",
+                                     custom_fields={"passport": PASSPORT, "vip": True})
     ContactPoint.objects.create(contact=contact, kind="email", value=EMAIL, primary=True)
     ContactPoint.objects.create(contact=contact, kind="phone", value=PHONE)
     other = Contact.objects.create(account=account, name="Alan Turing")
@@ -44,5 +46,6 @@ def grace() -> Contact:
     consents.suppress(EMAIL, "complaint", f"{NAME} asked")
     PortalUser.objects.create(contact=contact, email=EMAIL)
     record(agent, "update", contact, summary=f"changed {NAME}'s phone to {PHONE}")
+    record(agent, "update", contact, changes={"custom_fields": [{}, {"passport": PASSPORT, "vip": True}]})
     Strike.objects.create(key=f"portal:user:{EMAIL}")
     return contact

@@ -25,7 +25,7 @@ from accord.reports import render
 from accord.reports.builder import build
 from accord.reports.periods import current_month
 
-from .conftest import EMAIL, NAME, PHONE, TERMS
+from .conftest import EMAIL, NAME, PASSPORT, PHONE, TERMS
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +49,7 @@ def test_the_export_holds_the_person_their_tickets_notes_files_consents_and_is_a
     me = json.loads(z.read("person.json"))
     assert me["contact"]["name"] == NAME and {a["value"] for a in me["addresses"]} == {EMAIL, PHONE}
     assert me["consents"][0]["purpose"] == "news" and "password" not in me["portal_user"]
+    assert me["contact"]["custom_fields"] == {"passport": PASSPORT, "vip": True}
     tickets = json.loads(z.read("tickets.json"))
     kinds = [m["kind"] for m in tickets[0]["messages"]]
     assert tickets[0]["subject"] == f"Refund for {NAME}" and kinds == ["inbound", "reply", "note"]
@@ -70,6 +71,7 @@ def test_erasure_leaves_no_trace_in_any_table_and_the_report_unchanged(grace: Co
     for term in TERMS:
         assert term not in stored, term
     assert "hi grace" not in stored  # the first name in their own thread goes too
+    assert Contact.objects.get(pk=grace.pk).custom_fields == {"passport": done.pseudonym, "vip": done.pseudonym}
     assert "alan turing" in stored and "alan@globetrotter.example" in stored  # nobody else is touched
     assert done.raw_deleted == 1 and done.attachments_cleared == 1 and done.open_tickets
     assert render.csv_bytes(build(Account.objects.get(pk=grace.account_id), current_month(now), now)) == before

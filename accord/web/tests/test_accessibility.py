@@ -53,6 +53,7 @@ def staff_pages(base: str) -> dict[str, str]:
     ticket = Ticket.objects.filter(account__isnull=False).order_by("pk").first()
     assert account and agreement and service and ticket, "the demo company has no account, agreement, service or ticket"
     campaign = Campaign.objects.order_by("pk").first()
+    segment = Segment.objects.order_by("pk").first()
     invoice = Invoice.objects.order_by("pk").first()  # the accessibility test drafts the month's invoices first
     return {
         "dashboard": "/",
@@ -85,6 +86,11 @@ def staff_pages(base: str) -> dict[str, str]:
         "campaigns": "/outreach/campaigns/",
         "campaign": f"/outreach/campaigns/{campaign.pk}/" if campaign else "/outreach/campaigns/0/",
         "segments": "/outreach/segments/",
+        # Editing them (issue 20): the forms, an existing segment with its count, a campaign with its preview.
+        "new segment": "/outreach/segments/new/",
+        "edit segment": f"/outreach/segments/{segment.pk}/edit/" if segment else "/outreach/segments/0/edit/",
+        "new campaign": "/outreach/campaigns/new/",
+        "edit campaign": f"/outreach/campaigns/{campaign.pk}/edit/" if campaign else "/outreach/campaigns/0/edit/",
         "a contact's personal data": f"/privacy/contacts/{Contact.objects.filter(account=account).order_by('pk').first().pk}/"
         if Contact.objects.filter(account=account).exists() else "/privacy/contacts/0/",
     }
@@ -147,7 +153,18 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#reply-errors")
     check("ticket, refused reply")
 
-    assert checked == 3 + 29 + 1
+    # A campaign's preview, and a segment's filter refused (the forms' other states).
+    page.goto(f"{base}{staff_pages(base)['edit campaign']}")
+    page.click("#preview-button")
+    page.wait_for_selector("#preview")
+    check("edit campaign, preview")
+    page.goto(f"{base}/outreach/segments/new/")
+    page.fill("#id_spec", '{"country": ["XX"]}')
+    page.click("#count-button")
+    page.wait_for_selector("#id_spec_errors")
+    check("new segment, refused")
+
+    assert checked == 3 + 33 + 1 + 2
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
 
 

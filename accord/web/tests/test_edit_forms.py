@@ -421,3 +421,54 @@ def test_the_audit_page_filters_by_type_user_and_dates_and_pages(manager: Any, a
 def test_the_audit_page_needs_its_permission(agent: Any) -> None:
     _user, client = agent
     assert client.get("/audit/").status_code == 403
+
+
+# -- country and custom fields (issue 20) ----------------------------------------------------------------------
+
+
+def test_an_account_gets_a_country_and_custom_fields_and_bad_ones_are_refused_at_their_field(
+        manager: Any, acme: Account) -> None:
+    _user, client = manager
+    url = f"/accounts/{acme.pk}/edit/"
+    base = account_data(name="Acme Travel", external_id="ACME", revenue_12m="5000", cost_to_serve_12m="0")
+    for country, custom, field, says in [
+            ("XX", "", "id_country", "is not an ISO 3166-1 alpha-2 country code"),
+            ("UK", "", "id_country", "the United Kingdom is &#x27;GB&#x27;"),
+            ("DE", "industry travel", "id_custom_fields", "Line 1: write key = value"),
+            ("DE", "9lives = 1", "id_custom_fields", "Line 1: “9lives” is not a key"),
+            ("DE", "a = 1\na = 2", "id_custom_fields", "Line 2: “a” is given twice"),
+            ("DE", "tags = [\"a\", \"b\"]", "id_custom_fields", "custom field “tags”: nested lists are not allowed"),
+            ("DE", "address = {\"city\": \"Berlin\"}", "id_custom_fields", "nested objects are not allowed"),
+            ("DE", "empty =", "id_custom_fields", "“empty” has no value")]:
+        response = client.post(url, {**base, "country": country, "custom_fields": custom})
+        assert response.status_code == 200, (country, custom)
+        assert says in errors_of(response.content.decode(), field), (country, custom, response.content.decode()[:0])
+    acme.refresh_from_db()
+    assert (acme.country, acme.custom_fields) == ("", {}) and not AuditEntry.objects.exists()
+    response = client.post(url, {**base, "country": "de", "custom_fields": "industry = travel\nemployees = 120\n"
+                                                                            "key_account = true\nscore = 2.5"})
+    assert response.status_code == 302
+    acme.refresh_from_db()
+    assert acme.country == "DE"
+    assert acme.custom_fields == {"industry": "travel", "employees": 120, "key_account": True, "score": 2.5}
+    assert AuditEntry.objects.get(action="update").changes["country"] == ["", "DE"]
+    html = client.get(url).content.decode()  # shown back as lines that save to the same values
+    assert "employees = 120\nindustry = travel\nkey_account = true\nscore = 2.5" in html
+    page = client.get(f"/accounts/{acme.pk}/").content.decode()
+    assert 'id="account-country">DE<' in page and "employees: 120" in page
+
+
+def test_a_contacts_custom_fields_are_edited_and_audited(manager: Any, acme: Account) -> None:
+    _user, client = manager
+    contact = Contact.objects.create(account=acme, name="Grace Hopper", custom_fields={"language": "en"})
+    data = contact_data([], [], custom_fields="language = de\nvip = true")
+    response = client.post(f"/accounts/{acme.pk}/contacts/{contact.pk}/edit/", data)
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.custom_fields == {"language": "de", "vip": True}
+    entry = AuditEntry.objects.get(action="update", object_type="customers.contact")
+    assert entry.changes["custom_fields"] == [{"language": "en"}, {"language": "de", "vip": True}]
+    response = client.post(f"/accounts/{acme.pk}/contacts/{contact.pk}/edit/",
+                           contact_data([], [], custom_fields="x = {\"y\": 1}"))
+    assert response.status_code == 200
+    assert "nested objects are not allowed" in errors_of(response.content.decode(), "id_custom_fields")
