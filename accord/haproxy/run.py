@@ -12,12 +12,18 @@ check every `poll` seconds, a full reload every `full_reload` seconds and when a
 - anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
   master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
   its requests).
+
+It also writes the pools' live signals (`LivePool`, what governance's `pool(...).utilisation` and `in_flight` read),
+as the gateway's `LiveReporter` does: HAProxy's own count of each server's current sessions (`show stat`), sampled
+every `PoolSampler.every` seconds and integrated into busy time, written every `live` seconds. The collector cannot
+give these: it hears of a request only when it has ended.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime as dt
 import os
 import re
 import signal
@@ -31,6 +37,8 @@ from pathlib import Path
 
 from django.db import connections
 
+from accord.gateway.live import RETENTION_SECONDS, worker_name, write_live
+from accord.gateway.models import LivePool
 from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
 from accord.ops.heartbeat import Beat
 
@@ -103,6 +111,88 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return setup
 
 
+def pool_sessions(stat_csv: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(service, pool) -> (requests in flight to the pool's servers, requests queued for them), from one instance's
+    `show stat` CSV. Servers are `pool.N` in backend `service.pool` (the standby pools' servers also sit, as backups,
+    in the primary's backend: they count for their own pool); a backend's own queue (requests not yet given a
+    server) counts for the backend's pool."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    lines = stat_csv.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise RuntimeError_(f"`show stat` answered {stat_csv[:200]!r}")
+    header = lines[0][2:].split(",")
+    px, sv, qcur, scur = (header.index(name) for name in ("pxname", "svname", "qcur", "scur"))
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) <= max(px, sv, qcur, scur) or "." not in fields[px]:
+            continue  # the frontend, the rate table's backend, an empty line
+        service, _, backend_pool = fields[px].rpartition(".")
+        if fields[sv] == "BACKEND":
+            key, sessions = (service, backend_pool), 0
+        elif fields[sv] == "FRONTEND":
+            continue
+        else:
+            key, sessions = (service, fields[sv].rpartition(".")[0]), int(fields[scur] or 0)
+        queued = int(fields[qcur] or 0)
+        before = out.get(key, (0, 0))
+        out[key] = (before[0] + sessions, before[1] + queued)
+    return out
+
+
+class PoolSampler:
+    """How busy the instances keep each pool, as the gateway's `PoolGate` counts it: requests in flight integrated
+    over time (request-seconds), the peak, and the last in-flight and queued counts. Each sample reads every
+    instance's `show stat` (servers and backends) and holds the counts until the next one."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.every = every
+        self.busy: dict[tuple[str, str], float] = {}
+        self.peak: dict[tuple[str, str], int] = {}
+        self.last: dict[tuple[str, str], tuple[int, int]] = {}
+        self.at = time.monotonic()
+        self.since = self.at
+        self.errors = 0
+
+    def sample(self, runtimes: list[Runtime]) -> None:
+        now = time.monotonic()
+        for key, (in_flight, _queued) in self.last.items():  # the previous counts held until now
+            self.busy[key] = self.busy.get(key, 0.0) + in_flight * (now - self.at)
+        self.at = now
+        counts: dict[tuple[str, str], tuple[int, int]] = {}
+        for runtime in runtimes:
+            try:
+                sessions = pool_sessions(runtime.command("show stat -1 6 -1"))
+            except RuntimeError_:
+                self.errors += 1  # an instance reloading: its part of this sample is missing
+                continue
+            for key, (in_flight, queued) in sessions.items():
+                before = counts.get(key, (0, 0))
+                counts[key] = (before[0] + in_flight, before[1] + queued)
+        self.last = counts
+        for key, (in_flight, _queued) in counts.items():
+            self.peak[key] = max(self.peak.get(key, 0), in_flight)
+
+    def rows(self, snapshot: Snapshot, worker: str, instances: int, now: float) -> list[LivePool]:
+        """One `LivePool` row per pool of the snapshot since the previous call (then starts the next interval).
+        The capacity is the pool's, shared between the instances as the gateway shares it between workers."""
+        interval = max(0.001, self.at - self.since)
+        self.since = self.at
+        rows = []
+        when = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+        for route in snapshot.routes:
+            for pool in route.pools.values():
+                key = (route.name, pool.name)
+                in_flight, queued = self.last.get(key, (0, 0))
+                rows.append(LivePool(at=when, worker=worker, service=route.name, pool=pool.name,
+                                     interval_ms=max(1, round(interval * 1000)),
+                                     busy_ms=self.busy.get(key, 0.0) * 1000.0,
+                                     capacity=max(1, -(-pool.capacity // instances)), in_flight=in_flight,
+                                     waiting=queued, peak=self.peak.get(key, in_flight)))
+        self.busy = {}
+        self.peak = {key: in_flight for key, (in_flight, _q) in self.last.items()}
+        return rows
+
+
 @dataclass
 class Instance:
     options: Options
@@ -124,6 +214,7 @@ class DataPlane:
     full_reload: float = 10.0
     log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
     peer_ports: tuple[int, ...] = ()  # shared rate limits: each instance's peers port; empty: per instance
+    live: float = 1.0  # seconds between the pools' live signal writes (LivePool); 0: none
     running: list[Instance] = field(default_factory=list)
     rendered: Rendered | None = None
     snapshot: Snapshot | None = None
@@ -223,11 +314,41 @@ class DataPlane:
         error = ""
         # alive for `accord doctor` and the staff pages' banner (ACCORD_EXPECTED_PROCESSES=haproxy)
         heartbeat = Beat("haproxy", interval=max(10.0, self.poll))
+        live = threading.Thread(target=self.write_pools, args=(stopping,), name="haproxy-live", daemon=True)
+        if self.live > 0:
+            live.start()
         try:
             self._watch(stopping, heartbeat, last_full, error)
         finally:
+            if live.is_alive():
+                stopping.set()
+                live.join(10)
             with contextlib.suppress(Exception):
                 heartbeat.stop()
+            connections.close_all()
+
+    def write_pools(self, stopping: threading.Event) -> None:
+        """Sample the pools' sessions and write their live signals every `live` seconds until `stopping` is set. A
+        write that fails is dropped, as the gateway drops it: a late live signal is worth nothing."""
+        sampler = PoolSampler(min(0.05, self.live / 5))
+        worker = f"haproxy:{worker_name()}"[:80]
+        next_write = time.monotonic() + self.live
+        last_prune = 0.0
+        try:
+            while not stopping.wait(sampler.every):
+                sampler.sample([i.runtime for i in self.running])
+                if time.monotonic() < next_write or self.snapshot is None:
+                    continue
+                next_write += self.live
+                now = time.time()
+                prune = None
+                if now - last_prune >= 60:
+                    last_prune, prune = now, now - RETENTION_SECONDS
+                try:
+                    write_live([], sampler.rows(self.snapshot, worker, len(self.running), now), prune)
+                except Exception as e:
+                    print(f"haproxy: live signals dropped: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        finally:
             connections.close_all()
 
     def _watch(self, stopping: threading.Event, heartbeat: Beat, last_full: float, error: str) -> None:

@@ -26,7 +26,7 @@ from django.db.models import Sum
 
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
-from accord.gateway.models import GatewayAction, LiveTraffic, Rollup
+from accord.gateway.models import GatewayAction, LivePool, LiveTraffic, Rollup
 from accord.haproxy.runtime import Runtime
 from accord.lib.ports import free_port
 from accord.lib.testing import subprocess_env
@@ -440,3 +440,49 @@ def test_a_listen_port_taken_before_haproxy_binds_it_is_tried_again_on_another(
         with start_plane(tmp_path) as plane:
             assert plane.port != taken
             assert get(plane.port, "/bookings/1", keys["ACME"])[0] == 200
+
+
+def test_the_runner_writes_the_pools_live_signals_that_governance_reads_as_utilisation(
+        plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
+    """Requests held by the primary upstream are in flight at HAProxy: the runner's `LivePool` rows say so (the
+    collector cannot: it hears of a request when it ends), and governance's pool utilisation reads them as it
+    reads the gateway's."""
+    from accord.governance.indicators import live_pool
+
+    Pool.objects.filter(name="main").update(capacity=4)
+    Pool.objects.get(name="spare").save()  # a signal moves the snapshot version: the runner sees capacity 4
+    held = [threading.Thread(target=get, args=(plane.port, "/bookings/hold", keys["ACME"])) for _ in range(3)]
+    for t in held:
+        t.start()
+    try:
+        wait_until(lambda: upstreams[0].order.count("/bookings/hold") == 3, timeout=10, what="3 requests held")
+        since = time.time()
+
+        def steady() -> bool:
+            return LivePool.objects.filter(service="booking", pool="main", at__gt=since_at(since + 2.2)).exists()
+
+        wait_until(steady, timeout=15, what="live rows 2 s into the hold")
+        row = LivePool.objects.filter(service="booking", pool="main").latest("at")
+        assert (row.in_flight, row.waiting, row.capacity, row.peak) == (3, 0, 4, 3)
+        assert row.worker.startswith("haproxy:")
+        assert row.busy_ms == pytest.approx(3 * row.interval_ms, rel=0.1)
+        load = live_pool(row.at, 2, "booking", "main")
+        assert load.utilisation == pytest.approx(0.75, abs=0.05) and load.in_flight == 3
+        spare = LivePool.objects.filter(service="booking", pool="spare").latest("at")
+        assert (spare.in_flight, spare.busy_ms) == (0, 0)
+    finally:
+        upstreams[0].release.set()
+        for t in held:
+            t.join(30)
+    released = time.time()
+    wait_until(lambda: LivePool.objects.filter(service="booking", pool="main", at__gt=since_at(released + 2.2))
+               .exists(), timeout=15, what="live rows after the release")
+    row = LivePool.objects.filter(service="booking", pool="main").latest("at")
+    assert (row.in_flight, row.busy_ms) == (0, 0)
+    assert live_pool(row.at, 2, "booking", "main").utilisation == 0
+
+
+def since_at(epoch: float) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)

@@ -80,6 +80,9 @@ class Command(BaseCommand):
                 p.add_argument("--peer-ports", default="",
                                help="with --rates shared: PORT,PORT,... one per instance, where each instance's "
                                     "peers connection listens (on the --listen host)")
+                p.add_argument("--live", type=float, default=1.0,
+                               help="seconds between writes of the pools' live signals (in flight, busy time, "
+                                    "queued: governance's pool utilisation); 0: none")
 
     def handle(self, *args: Any, **options: Any) -> None:
         opts = _options(options)
@@ -96,11 +99,13 @@ class Command(BaseCommand):
             return
         if options["instances"] < 1:
             raise CommandError("--instances must be at least 1")
+        if options["live"] < 0:
+            raise CommandError("--live must be 0 (no live signals) or more seconds")
         if opts.runtime and options["instances"] > 1:
             raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
         peer_ports = _peer_ports(options["rates"], options["peer_ports"], options["instances"])
         plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"],
-                          peer_ports=peer_ports)
+                          peer_ports=peer_ports, live=options["live"])
         stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
