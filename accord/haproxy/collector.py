@@ -36,6 +36,8 @@ from accord.gateway.measure import Accumulator
 from .render import FRONTEND, LOG_TAG, decode_value
 
 RCVBUF = 8 * 1024 * 1024  # asked of the kernel; it grants up to net.core.rmem_max
+FLUSH = 2.0  # production defaults: seconds between rollup writes
+LIVE = 1.0  # ... and between live signal writes (the traffic's, per second, tier and pool)
 SEEN = 200_000  # (pid, request counter) pairs remembered to recognise a line sent twice
 
 _LINE = re.compile(
@@ -216,7 +218,7 @@ class _OperationNames:
         return ""
 
 
-async def run_collector(host: str, port: int, flush: float = 2.0, live: float = 1.0, report: float = 60.0,
+async def run_collector(host: str, port: int, flush: float = FLUSH, live: float = LIVE, report: float = 60.0,
                         buffer_keys: int = BUFFER_KEYS, ready: Callable[[int], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then write everything and print the summary; 0 when all was written."""
     loop = asyncio.get_running_loop()

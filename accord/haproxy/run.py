@@ -26,6 +26,7 @@ import ctypes
 import datetime as dt
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,24 @@ from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
 from .runtime import Runtime, RuntimeError_, diff_map
 
 HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
+SBIN = Path("/usr/sbin")  # where Debian's package puts it (not on every user's PATH)
+POLL = 0.25  # production defaults of `accord haproxy run`: seconds between snapshot version checks (map sync)
+LIVE = 1.0  # ... and between the pools' live signal writes
+INSTALL = "apt-get install haproxy (Debian/Ubuntu), or name the binary in ACCORD_HAPROXY"
+
+
+def find_haproxy(environ: dict[str, str] | None = None, sbin: Path = SBIN) -> tuple[str | None, str]:
+    """The HAProxy binary to run, and where it was looked for: ACCORD_HAPROXY when set (it must be an executable
+    file), else `haproxy` on PATH, else in /usr/sbin. (None, where) when there is none."""
+    env = os.environ if environ is None else environ
+    named = env.get("ACCORD_HAPROXY", "")
+    if named:
+        ok = os.path.isfile(named) and os.access(named, os.X_OK)
+        return (named if ok else None), f"ACCORD_HAPROXY={named}"
+    found = shutil.which("haproxy", path=env.get("PATH", ""))
+    if found is None and (sbin / "haproxy").is_file() and os.access(sbin / "haproxy", os.X_OK):
+        found = str(sbin / "haproxy")
+    return found, f"`haproxy` on PATH or in {sbin}"
 
 
 _WEIGHT = re.compile(r"^(    server \S+ \S+ weight )\d+( maxconn )\d+ ", re.MULTILINE)
@@ -210,11 +229,11 @@ class DataPlane:
     options: Options
     instances: int = 1
     haproxy: str = HAPROXY
-    poll: float = 0.25
+    poll: float = POLL
     full_reload: float = 10.0
     log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
     peer_ports: tuple[int, ...] = ()  # shared rate limits: each instance's peers port; empty: per instance
-    live: float = 1.0  # seconds between the pools' live signal writes (LivePool); 0: none
+    live: float = LIVE  # seconds between the pools' live signal writes (LivePool); 0: none
     running: list[Instance] = field(default_factory=list)
     rendered: Rendered | None = None
     snapshot: Snapshot | None = None

@@ -35,10 +35,14 @@ from accord.agreements.hours import WEEKDAYS
 from accord.agreements.models import Agreement, BusinessCalendar, Objective
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
+from accord.gateway.models import LivePool
 from accord.gateway.server import WorkerConfig
 from accord.governance.engine import INTERVAL as GOVERNOR_INTERVAL
 from accord.governance.engine import evaluate_policies
+from accord.governance.indicators import slot_busy_ms
 from accord.governance.models import AuditEvent, Policy
+from accord.haproxy import collector as haproxy_collector
+from accord.haproxy import run as haproxy_run
 from accord.lib.ports import free_port
 from accord.lib.processes import accord_command, subprocess_env
 
@@ -62,6 +66,11 @@ SERVED_BY = "X-Sim-Instance"
 # After the governor switches the policy off, the gateway routes by its old snapshot until its next version
 # poll has loaded the new one; requests sent within this many seconds of the switch may still go to standby.
 SWITCH_GRACE_S = 1.0
+# Reaction time, from the primary pool's utilisation over the policy's 2 s window crossing the threshold (in the
+# data plane's own live signals) to the first platinum request the standby pool served: at most this (issue 21).
+REACTION_LIMIT_S = 5.0
+CONDITION_WINDOW_S = 2.0  # the policy's utilisation[2s]
+DATA_PLANES = ("accord", "haproxy")
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,26 @@ class Timings:
     def gateway_args(self) -> list[str]:
         return ["--poll", f"{self.poll:g}", "--live", f"{self.live:g}", "--flush", f"{self.flush:g}"]
 
-    def report(self) -> list[dict[str, Any]]:
-        """Each timing with its production default, in seconds."""
+    def haproxy_args(self) -> list[str]:
+        """`accord haproxy run`'s: the same intervals as the gateway's (map sync and pool signals)."""
+        return ["--poll", f"{self.poll:g}", "--live", f"{self.live:g}"]
+
+    def collector_args(self) -> list[str]:
+        return ["--live", f"{self.live:g}", "--flush", f"{self.flush:g}"]
+
+    def report(self, data_plane: str = "accord") -> list[dict[str, Any]]:
+        """Each timing of the data plane's processes and the governor with its production default, in seconds."""
         production = Timings.production()
+        if data_plane == "haproxy":
+            return [{"name": name, "what": what, "seconds": getattr(self, key), "production_seconds": default}
+                    for key, name, what, default in (
+                        ("live", "haproxy run --live", "pool live signal writes (in flight, busy time)",
+                         haproxy_run.LIVE),
+                        ("poll", "haproxy run --poll", "snapshot version checks, then map sync (Runtime API)",
+                         haproxy_run.POLL),
+                        ("live", "collector --live", "traffic live signal writes", haproxy_collector.LIVE),
+                        ("governor", "governor --interval", "policy evaluations", production.governor),
+                        ("flush", "collector --flush", "rollup writes", haproxy_collector.FLUSH))]
         return [{"name": name, "what": what, "seconds": getattr(self, key), "production_seconds": getattr(production, key)}
                 for key, name, what in (
                     ("live", "gateway --live", "live signal writes"),
@@ -110,6 +136,8 @@ class Config:
     timeout: float = 5.0
     seed: int = 7
     timings: Timings = field(default_factory=Timings)
+    data_plane: str = "accord"  # accord: `accord gateway`; haproxy: `accord haproxy run` and `accord collector`
+    haproxy: str = ""  # the HAProxy binary (data_plane haproxy; see `accord.haproxy.run.find_haproxy`)
 
     def phases(self) -> list[Phase]:
         return [Phase(name, round(self.duration * share, 3), rps) for name, share, rps in PROFILE]
@@ -206,6 +234,7 @@ class RunResult:
     policy: bool
     load: LoadResult
     switches: list[dict[str, Any]] = field(default_factory=list)
+    utilisation: list[tuple[float, float]] = field(default_factory=list)  # (s from the start, primary over 2 s)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -221,24 +250,116 @@ class RunResult:
     def standby(self) -> StandbyUse:
         return standby_use(self.load.samples, self.load.phases, self.switches)
 
+    def reaction(self, threshold: float) -> Reaction:
+        return reaction(self.utilisation, threshold, self.switches, self.load.samples)
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+
+@dataclass
+class Reaction:
+    """Condition to enforcement, in seconds from the start of the run: when the primary pool's utilisation over
+    the policy's window crossed the threshold (and stayed over it until the policy switched on), in the data plane's
+    own live signals; when the governor switched the policy on; when the first platinum request the standby pool
+    served was sent."""
+
+    condition_s: float | None
+    activated_s: float | None
+    enforced_s: float | None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.condition_s is None or self.enforced_s is None:
+            return None
+        return self.enforced_s - self.condition_s
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 3)
+
+        return {"condition_s": r(self.condition_s), "activated_s": r(self.activated_s),
+                "enforced_s": r(self.enforced_s), "reaction_s": r(self.seconds),
+                "condition_to_activated_s": r(None if self.condition_s is None or self.activated_s is None
+                                              else self.activated_s - self.condition_s),
+                "activated_to_enforced_s": r(None if self.activated_s is None or self.enforced_s is None
+                                             else self.enforced_s - self.activated_s),
+                "limit_s": REACTION_LIMIT_S}
+
+
+def utilisation_series(rows: Iterable[tuple[float, float, float, int]], window: float = CONDITION_WINDOW_S
+                       ) -> list[tuple[float, float]]:
+    """(at, utilisation over the `window` seconds up to it) at each live row's time, as governance computes
+    `pool(...).utilisation[window]` (`indicators.live_pool`: busy time, at most capacity, over capacity time, summed
+    over workers). Rows are (at, busy_ms, interval_ms, capacity), `at` in any seconds scale."""
+    ordered = sorted(rows)
+    out = []
+    for at in sorted({r[0] for r in ordered}):
+        inside = [r for r in ordered if at - window < r[0] <= at]
+        capacity_time = sum(r[2] * r[3] for r in inside)
+        if capacity_time:
+            out.append((at, sum(slot_busy_ms(r[1], r[2], r[3]) for r in inside) / capacity_time))
+    return out
+
+
+def reaction(utilisation: list[tuple[float, float]], threshold: float, switches: list[dict[str, Any]],
+             samples: Iterable[Sample]) -> Reaction:
+    """The policy's first switch-on in a run, the onset of the condition that led to it, and the first platinum
+    request sent to the standby pool."""
+    on = next((s["at_s"] for s in switches if s["kind"] == AuditEvent.Kind.ACTIVATED), None)
+    condition = None
+    if on is not None:
+        onset = None
+        for at, value in utilisation:
+            if at > on:
+                break
+            if value > threshold:
+                if onset is None:
+                    onset = at
+                condition = onset
+            else:
+                onset = None
+    enforced = None
+    for sample in samples:
+        if sample.traffic_class == "platinum" and sample.header.split("@", 1)[0] == "standby":
+            sent = sample.sent if sample.sent >= 0 else sample.scheduled
+            if enforced is None or sent < enforced:
+                enforced = sent
+    return Reaction(condition, on, enforced)
+
+
+def _listening(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+        return False
+
+    return ready
+
+
+def _said(log: Path, text: str) -> Callable[[], bool]:
+    return lambda: text in log.read_text(errors="replace")
+
+
+def _wait_ready(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, log: Path,
+                timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            said = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready: {' / '.join(said)}")
+        if ready():
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+    raise RuntimeError(f"{what} was not ready within {timeout:.0f} s (its log: {log})")
 
 
 @contextlib.contextmanager
-def _process(args: list[str], port: int, what: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _process(args: list[str], port: int | Callable[[], bool], what: str, log: Path,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """An `accord` subprocess, ready when it listens on `port` (TCP) or when `port()` says so."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([*accord_command(), *args], env=subprocess_env(), stdout=out, stderr=out)
+        proc = subprocess.Popen([*accord_command(), *args], env=subprocess_env(**(env or {})), stdout=out,
+                                stderr=out)
         try:
-            _wait_port(port, proc, what)
+            _wait_ready(_listening(port) if isinstance(port, int) else port, proc, what, log)
             yield proc
         finally:
             if proc.poll() is None:
@@ -431,14 +552,20 @@ def one_run(config: Config, gateway_port: int, keys: dict[str, list[str]], with_
         for e in AuditEvent.objects.filter(subject=POLICY, at__gte=started, at__lte=ended).order_by("at", "id")
         if e.kind in (AuditEvent.Kind.ACTIVATED, AuditEvent.Kind.DEACTIVATED)
     ]
-    run = RunResult(with_policy, result, switches)
+    # the primary pool's utilisation as the data plane reported it (the governor's input), for the reaction time
+    live = [(at.timestamp() - result.started_at, busy, interval, capacity) for at, busy, interval, capacity in
+            LivePool.objects.filter(service=SERVICE, pool="primary", at__gte=started, at__lte=ended)
+            .values_list("at", "busy_ms", "interval_ms", "capacity")]
+    run = RunResult(with_policy, result, switches, utilisation_series(live))
     if governor is not None and governor.errors:
         say(f"  governor errors: {governor.errors[:3]}")
     return run
 
 
-def check(without: RunResult, with_policy: RunResult) -> tuple[bool, list[str]]:
-    """The scenario proves its point: platinum meets its peak SLO with the policy, and misses it without."""
+def check(without: RunResult, with_policy: RunResult, threshold: float = Config.threshold
+          ) -> tuple[bool, list[str]]:
+    """The scenario proves its point: platinum meets its peak SLO with the policy, and misses it without; the
+    data plane enforced the reroute within REACTION_LIMIT_S of the condition."""
     reasons = []
     peak_without = next(r for r in without.rows() if r["phase"] == "peak" and r["tier"] == "platinum")
     peak_with = next(r for r in with_policy.rows() if r["phase"] == "peak" and r["tier"] == "platinum")
@@ -450,6 +577,16 @@ def check(without: RunResult, with_policy: RunResult) -> tuple[bool, list[str]]:
                        f"errors {peak_with['error_rate']:.2%})")
     if not any(s["kind"] == AuditEvent.Kind.ACTIVATED for s in with_policy.switches):
         reasons.append("the policy never switched on")
+    else:
+        react = with_policy.reaction(threshold)
+        if react.condition_s is None:
+            reasons.append("the policy switched on but the data plane's live signals never showed the primary pool "
+                           f"over {threshold:g}: the reaction time is not measured")
+        elif react.enforced_s is None:
+            reasons.append("the policy switched on but the standby pool served no platinum request")
+        elif react.seconds is not None and react.seconds > REACTION_LIMIT_S:
+            reasons.append(f"reaction time {react.seconds:.2f} s (condition at {react.condition_s:.1f} s, enforced "
+                           f"at {react.enforced_s:.1f} s) is over {REACTION_LIMIT_S:g} s")
     # the other half: the standby pool serves platinum only around the peak, and is idle again after it
     idle = without.standby()
     if sum(share.on_standby for share in idle.by_phase.values()):
@@ -474,18 +611,40 @@ def check(without: RunResult, with_policy: RunResult) -> tuple[bool, list[str]]:
     return not reasons, reasons
 
 
-def _commands(config: Config, primary: int, standby: int, gateway: int) -> tuple[list[str], list[str]]:
-    sims = ["upstream-sim", "--seed", str(config.seed),
+def _sims(config: Config, primary: int, standby: int) -> list[str]:
+    return ["upstream-sim", "--seed", str(config.seed),
             "--service", f"primary=127.0.0.1:{primary}:{config.primary_servers}:{config.service_ms}",
             "--service", f"standby=127.0.0.1:{standby}:{config.standby_servers}:{config.service_ms}"]
-    gw = ["gateway", "--listen", f"127.0.0.1:{gateway}", "--workers", "1", *config.timings.gateway_args()]
-    return sims, gw
 
 
-def run_report(run: RunResult) -> dict[str, Any]:
-    """One run as plain data (JSON): its table, switches and where platinum went."""
-    return {"policy": run.policy, "rows": run.rows(), "switches": run.switches,
-            "platinum_on_standby": run.standby().as_dict(), "send_lag": run.load.send_lag()}
+@contextlib.contextmanager
+def _data_plane(config: Config, port: int, log_dir: Path) -> Iterator[str]:
+    """The data plane listening on `port`: `accord gateway`, or `accord collector` and `accord haproxy run` (one
+    instance); yields what it is, for people."""
+    if config.data_plane != "haproxy":
+        gw = ["gateway", "--listen", f"127.0.0.1:{port}", "--workers", "1", *config.timings.gateway_args()]
+        with _process(gw, port, "accord gateway", log_dir / "gateway.log"):
+            yield f"gateway on :{port}"
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        udp = int(s.getsockname()[1])
+    collector_log, haproxy_log = log_dir / "collector.log", log_dir / "haproxy.log"
+    collector = ["collector", "--listen", f"127.0.0.1:{udp}", *config.timings.collector_args()]
+    runner = ["haproxy", "run", "--dir", str(log_dir / "haproxy"), "--listen", f"127.0.0.1:{port}", "--collector",
+              f"127.0.0.1:{udp}", "--instances", "1", *config.timings.haproxy_args()]
+    with _process(collector, _said(collector_log, "collector: listening"), "accord collector", collector_log), \
+            _process(runner, port, "accord haproxy run", haproxy_log, env={"ACCORD_HAPROXY": config.haproxy}):
+        yield f"HAProxy ({config.haproxy}) on :{port}, collector on :{udp}/udp"
+
+
+def run_report(run: RunResult, threshold: float = Config.threshold) -> dict[str, Any]:
+    """One run as plain data (JSON): its table, switches, where platinum went and, with the policy, the reaction."""
+    out = {"policy": run.policy, "rows": run.rows(), "switches": run.switches,
+           "platinum_on_standby": run.standby().as_dict(), "send_lag": run.load.send_lag()}
+    if run.policy:
+        out["reaction"] = run.reaction(threshold).as_dict()
+    return out
 
 
 def run_scenario(config: Config, say: Callable[[str], None]) -> dict[str, Any]:
@@ -494,28 +653,28 @@ def run_scenario(config: Config, say: Callable[[str], None]) -> dict[str, Any]:
     log_dir.mkdir(parents=True, exist_ok=True)
     primary, standby, gateway = free_port(), free_port(), free_port()
     keys = set_up(config, primary, standby)
-    sims, gw = _commands(config, primary, standby, gateway)
-    say(f"simulated servers on :{primary} (primary, {config.primary_servers} servers) and :{standby} (standby, "
-        f"{config.standby_servers}); gateway on :{gateway}; logs in {log_dir}")
     runs = []
-    with _process(sims, standby, "upstream-sim", log_dir / "upstream-sim.log"), \
-            _process(gw, gateway, "accord gateway", log_dir / "gateway.log"):
+    with _process(_sims(config, primary, standby), standby, "upstream-sim", log_dir / "upstream-sim.log"), \
+            _data_plane(config, gateway, log_dir) as plane:
+        say(f"simulated servers on :{primary} (primary, {config.primary_servers} servers) and :{standby} (standby, "
+            f"{config.standby_servers}); {plane}; logs in {log_dir}")
         for with_policy in (False, True):
             say(f"run {'2: with' if with_policy else '1: without'} the policy "
                 f"({' -> '.join(f'{p.name} {p.rps:g}/s for {p.seconds:g}s' for p in config.phases())})")
             runs.append(one_run(config, gateway, keys, with_policy, say))
             time.sleep(min(5.0, config.duration / 6))  # let the queues drain between the runs
         _set_policy(False)
-    passed, reasons = check(runs[0], runs[1])
+    passed, reasons = check(runs[0], runs[1], config.threshold)
     return {
+        "data_plane": config.data_plane,
         "duration_s": config.duration,
         "phases": [{"name": p.name, "seconds": p.seconds, "rps": p.rps} for p in config.phases()],
         "slo": {t: {"p95_ms": SLO_P95_MS[t], "error_rate": SLO_ERROR_RATE[t]} for t in TIERS},
         "policy": {"threshold": config.threshold, "clear_below": config.clear_below,
                    "clear_seconds": config.clear_seconds, "min_active_seconds": config.min_active_seconds,
                    "cooldown_seconds": config.cooldown_seconds},
-        "timings": config.timings.report(),
-        "runs": [run_report(r) for r in runs],
+        "timings": config.timings.report(config.data_plane),
+        "runs": [run_report(r, config.threshold) for r in runs],
         "check": {"passed": passed, "reasons": reasons},
     }
 
@@ -526,11 +685,10 @@ def run_live(config: Config, say: Callable[[str], None], stop: threading.Event) 
     log_dir.mkdir(parents=True, exist_ok=True)
     primary, standby, gateway = free_port(), free_port(), free_port()
     keys = set_up(config, primary, standby)
-    sims, gw = _commands(config, primary, standby, gateway)
-    say(timings_text(config.timings.report()))
+    say(timings_text(config.timings.report(config.data_plane)))
     cycles = 0
-    with _process(sims, standby, "upstream-sim", log_dir / "upstream-sim.log"), \
-            _process(gw, gateway, "accord gateway", log_dir / "gateway.log"):
+    with _process(_sims(config, primary, standby), standby, "upstream-sim", log_dir / "upstream-sim.log"), \
+            _data_plane(config, gateway, log_dir):
         while not stop.is_set():
             run = one_run(config, gateway, keys, True, lambda line: None, stop)
             if stop.is_set():
@@ -571,8 +729,19 @@ def standby_text(use: dict[str, Any]) -> list[str]:
         lines.append(f"  after switching off ({off['at_s']:.1f} s, {off['after_peak_s']:.1f} s after the peak ended): "
                      f"{after['on_standby']} of {after['requests']} ({_pct(after['share'])}), and "
                      f"{switching['on_standby']} of {switching['requests']} in the {use['switch_grace_s']:g} s "
-                     "the gateway takes to follow")
+                     "the data plane takes to follow")
     return lines
+
+
+def reaction_text(r: dict[str, Any]) -> str:
+    """Condition to enforcement, for people."""
+    def s(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f} s"
+
+    return (f"  reaction (condition -> enforced): {s(r['reaction_s'])} (limit {r['limit_s']:g} s): primary over the "
+            f"threshold at {s(r['condition_s'])}, policy on at {s(r['activated_s'])} "
+            f"(+{s(r['condition_to_activated_s'])}), first platinum request to standby sent at {s(r['enforced_s'])} "
+            f"(+{s(r['activated_to_enforced_s'])})")
 
 
 def report_text(report: dict[str, Any]) -> str:
@@ -581,7 +750,8 @@ def report_text(report: dict[str, Any]) -> str:
     for phase in report["phases"]:
         starts.append(f"{phase['name']} {phase['rps']:g}/s from {t:g} s")
         t += phase["seconds"]
-    lines = ["phases: " + ", ".join(starts), timings_text(report["timings"])]
+    lines = [f"data plane: {report.get('data_plane', 'accord')}", "phases: " + ", ".join(starts),
+             timings_text(report["timings"])]
     for run in report["runs"]:
         lines.append(f"\n{'WITH' if run['policy'] else 'WITHOUT'} the policy")
         lines.append(f"  {'phase':7} {'tier':9} {'requests':>8} {'p95 ms':>9} {'errors':>7} {'SLO p95':>8}  SLO")
@@ -593,6 +763,8 @@ def report_text(report: dict[str, Any]) -> str:
             lines.append(f"  reroute {'on ' if s['kind'] == 'activated' else 'off'} at {s['at_s']:6.1f} s: {s['reason']}")
         if run["policy"]:
             lines += standby_text(run["platinum_on_standby"])
+            if "reaction" in run:
+                lines.append(reaction_text(run["reaction"]))
     check = report["check"]
     lines.append("\ncheck: " + ("PASSED: platinum kept its SLO through the peak only with the policy, and the "
                                 "standby pool served it only around the peak"

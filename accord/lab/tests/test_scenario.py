@@ -1,19 +1,26 @@
 """`accord scenario rta` at short durations: the real command, processes and sockets.
 
 A normal run must pass its check, which covers both halves of the seeds' point: platinum goes to the standby
-pool during the peak, and comes back after it, the standby pool then serving it nothing. A policy whose clear
-condition never holds must fail the check (exit 1).
+pool during the peak, and comes back after it, the standby pool then serving it nothing; the reroute is enforced
+within 5 s of the condition. It must pass on Accord's gateway and on HAProxy (`--data-plane haproxy`, issue 21).
+A policy whose clear condition never holds must fail the check (exit 1).
 """
 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from accord.haproxy.run import find_haproxy
+from accord.haproxy.tests.conftest import haproxy_bin
 from accord.lib.testing import accord_command, subprocess_env
+
+__all__ = ["haproxy_bin"]  # the fixture: skips without HAProxy, fails then with ACCORD_REQUIRE_HAPROXY=1
 
 # Long enough that the policy switches off well inside the 'after' phase even on a busy CI machine. What the
 # phase must hold, in seconds: the peak's backlog draining (about 2 s on idle cores, over 3.5 s seen in CI), the
@@ -23,22 +30,22 @@ from accord.lib.testing import accord_command, subprocess_env
 DURATION = "36"
 
 
-def scenario(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*accord_command(), "scenario", "rta", *args], env=subprocess_env(), capture_output=True,
-                          text=True, timeout=600)
+def scenario(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*accord_command(), "scenario", "rta", *args], env=subprocess_env(**(env or {})),
+                          capture_output=True, text=True, timeout=600)
 
 
 def row(run: dict[str, Any], phase: str, tier: str) -> dict[str, Any]:
     return next(r for r in run["rows"] if r["phase"] == phase and r["tier"] == tier)
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_the_rta_scenario_passes_its_own_check_and_platinum_comes_back_after_the_peak() -> None:
-    proc = scenario("--duration", DURATION, "--json")
+def passes(proc: subprocess.CompletedProcess[str], data_plane: str) -> dict[str, Any]:
+    """What every data plane must show: the check passed, platinum spared at the peak, the policy on once in the
+    ramp and off once after the peak, platinum back on the primary pool after it, a reaction under 5 s."""
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["check"] == {"passed": True, "reasons": []}
+    assert report["data_plane"] == data_plane
     without, with_policy = report["runs"]
     assert (without["policy"], with_policy["policy"]) == (False, True)
 
@@ -69,11 +76,69 @@ def test_the_rta_scenario_passes_its_own_check_and_platinum_comes_back_after_the
     assert use["last_on_standby_s"] < off[0]["at_s"] + use["switch_grace_s"]
     assert all(v["on_standby"] == 0 for v in without["platinum_on_standby"]["by_phase"].values())
 
+    # condition -> enforced: the data plane's own signal crossed the threshold during the ramp, the governor
+    # switched on after it, and the first platinum request to the standby pool was sent after that, within 5 s
+    reaction = with_policy["reaction"]
+    assert "reaction" not in without
+    assert ends["normal"] - 1 <= reaction["condition_s"] <= reaction["activated_s"] <= reaction["enforced_s"]
+    assert reaction["activated_s"] == on[0]["at_s"]
+    assert 0 < reaction["reaction_s"] < 5.0 and reaction["limit_s"] == 5.0
+    assert reaction["reaction_s"] == pytest.approx(reaction["condition_to_activated_s"]
+                                                   + reaction["activated_to_enforced_s"], abs=0.002)
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_rta_scenario_passes_its_own_check_and_platinum_comes_back_after_the_peak() -> None:
+    proc = scenario("--duration", DURATION, "--json")
+    report = passes(proc, "accord")
     # the scenario's short intervals are stated next to production's
     timings = {t["name"]: (t["seconds"], t["production_seconds"]) for t in report["timings"]}
     assert timings == {"gateway --live": (0.5, 1.0), "gateway --poll": (0.1, 0.25),
                        "governor --interval": (0.5, 1.0), "gateway --flush": (2.0, 2.0)}
     assert "run 2: with the policy" in proc.stderr  # progress went to stderr, JSON alone on stdout
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_rta_scenario_passes_the_same_check_on_haproxy(haproxy_bin: str) -> None:
+    proc = scenario("--duration", DURATION, "--json", "--data-plane", "haproxy", env={"ACCORD_HAPROXY": haproxy_bin})
+    report = passes(proc, "haproxy")
+    # HAProxy's own intervals (the runner's map sync and pool signals, the collector's) next to production's
+    timings = {t["name"]: (t["seconds"], t["production_seconds"]) for t in report["timings"]}
+    assert timings == {"haproxy run --live": (0.5, 1.0), "haproxy run --poll": (0.1, 0.25),
+                       "collector --live": (0.5, 1.0), "governor --interval": (0.5, 1.0),
+                       "collector --flush": (2.0, 2.0)}
+    assert "HAProxy (" in proc.stderr and "collector on :" in proc.stderr
+
+
+def test_haproxy_is_found_on_path_then_in_sbin_or_where_accord_haproxy_says(tmp_path: Path) -> None:
+    empty, bin_dir, sbin = tmp_path / "empty", tmp_path / "bin", tmp_path / "sbin"
+    for d in (empty, bin_dir, sbin):
+        d.mkdir()
+    assert find_haproxy({"PATH": str(empty)}, sbin) == (None, f"`haproxy` on PATH or in {sbin}")
+    for d in (bin_dir, sbin):
+        (d / "haproxy").write_text("#!/bin/sh\n")
+    assert find_haproxy({"PATH": str(bin_dir)}, sbin)[0] is None  # not executable: not HAProxy
+    (sbin / "haproxy").chmod(stat.S_IRWXU)
+    assert find_haproxy({"PATH": str(empty)}, sbin)[0] == str(sbin / "haproxy")
+    (bin_dir / "haproxy").chmod(stat.S_IRWXU)
+    assert find_haproxy({"PATH": str(bin_dir)}, sbin)[0] == str(bin_dir / "haproxy")  # PATH first
+    named = {"PATH": str(bin_dir), "ACCORD_HAPROXY": str(tmp_path / "nowhere")}
+    assert find_haproxy(named, sbin) == (None, f"ACCORD_HAPROXY={tmp_path / 'nowhere'}")  # no fallback then
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_haproxy_the_haproxy_data_plane_exits_2_saying_what_to_install(tmp_path: Path) -> None:
+    from accord.catalog.models import Service
+
+    missing = tmp_path / "no-haproxy-here"
+    proc = scenario("--duration", "20", "--data-plane", "haproxy", env={"ACCORD_HAPROXY": str(missing)})
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (f"--data-plane haproxy needs HAProxy, and there is none (ACCORD_HAPROXY={missing}): install it "
+            "(apt-get install haproxy") in proc.stderr
+    assert not Service.objects.filter(name="rta-search").exists()  # nothing was set up
 
 
 @pytest.mark.slow
@@ -92,6 +157,7 @@ def test_a_policy_that_never_switches_off_fails_the_check() -> None:
     (["rta", "--duration", "99999"], "--duration must be between 20 and 3600 seconds"),
     (["rta", "--clear-below", "0.8"], "--clear-below must be from 0 to below the switch-on threshold 0.7"),
     (["rta", "--clear-below", "-1"], "--clear-below must be from 0"),
+    (["rta", "--data-plane", "nginx"], "invalid choice: 'nginx'"),
 ])
 def test_bad_options_are_refused(args: list[str], message: str) -> None:
     from django.core.management import CommandError, call_command

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway.flusher import BUFFER_KEYS
-from accord.haproxy.collector import run_collector
+from accord.haproxy.collector import FLUSH, LIVE, run_collector
 
 
 class Command(BaseCommand):
@@ -19,8 +19,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--listen", default="127.0.0.1:5140", help="HOST:PORT to receive syslog lines on (UDP)")
-        parser.add_argument("--flush", type=float, default=2.0, help="seconds between writes of the rollups")
-        parser.add_argument("--live", type=float, default=1.0, help="seconds between live signal writes (0: off)")
+        parser.add_argument("--flush", type=float, default=FLUSH, help="seconds between writes of the rollups")
+        parser.add_argument("--live", type=float, default=LIVE, help="seconds between live signal writes (0: off)")
         parser.add_argument("--report", type=float, default=60.0,
                             help="seconds between counts printed on stderr (received, written, unparsed, dropped)")
         parser.add_argument("--buffer-keys", type=int, default=BUFFER_KEYS,

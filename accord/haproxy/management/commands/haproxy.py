@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway.snapshot import load_snapshot
 from accord.haproxy.render import Options, render, write
-from accord.haproxy.run import HAPROXY, DataPlane, check_config
+from accord.haproxy.run import HAPROXY, LIVE, POLL, DataPlane, check_config
 
 
 def _address(text: str, flag: str) -> str:
@@ -71,7 +71,7 @@ class Command(BaseCommand):
             else:
                 p.add_argument("--instances", type=int, default=1,
                                help="HAProxy instances sharing the port (SO_REUSEPORT), each with its own socket")
-                p.add_argument("--poll", type=float, default=0.25, help="seconds between snapshot version checks")
+                p.add_argument("--poll", type=float, default=POLL, help="seconds between snapshot version checks")
                 p.add_argument("--reload", type=float, default=10.0, help="seconds between full snapshot reloads")
                 p.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
                 p.add_argument("--rates", choices=("instance", "shared"), default="instance",
@@ -80,7 +80,7 @@ class Command(BaseCommand):
                 p.add_argument("--peer-ports", default="",
                                help="with --rates shared: PORT,PORT,... one per instance, where each instance's "
                                     "peers connection listens (on the --listen host)")
-                p.add_argument("--live", type=float, default=1.0,
+                p.add_argument("--live", type=float, default=LIVE,
                                help="seconds between writes of the pools' live signals (in flight, busy time, "
                                     "queued: governance's pool utilisation); 0: none")
 

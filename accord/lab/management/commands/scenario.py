@@ -1,4 +1,4 @@
-"""`accord scenario rta [--duration S] [--json]`: the governance demo, measured, without and with the policy;
+"""`accord scenario rta [--duration S] [--json] [--data-plane accord|haproxy]`: the governance demo, measured, without and with the policy;
 `accord scenario clean [--dry-run]`: remove what scenarios created (the rows flagged simulated)."""
 
 from __future__ import annotations
@@ -12,14 +12,23 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accord.lab.scenario import MAX_DURATION, MIN_DURATION, Config, report_text, run_live, run_scenario
+from accord.haproxy.run import INSTALL, find_haproxy
+from accord.lab.scenario import (
+    DATA_PLANES,
+    MAX_DURATION,
+    MIN_DURATION,
+    Config,
+    report_text,
+    run_live,
+    run_scenario,
+)
 from accord.lab.simulated import do_remove_simulated
 
 
 class Command(BaseCommand):
     """`accord scenario rta` and `accord scenario clean`."""
-    help = ("Run the RTA scenario: simulated services, a real gateway, open-loop traffic of every tier with a peak, "
-            "once without and once with the platinum-to-standby policy; exit 1 when the check fails. "
+    help = ("Run the RTA scenario: simulated services, a real gateway (or HAProxy: --data-plane haproxy), open-loop "
+            "traffic of every tier with a peak, once without and once with the platinum-to-standby policy; exit 1 when the check fails. "
             "`clean` removes the simulated rows scenarios created.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -31,6 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
         parser.add_argument("--live", action="store_true",
                             help="run the with-policy profile over and over until stopped (for the dashboard)")
+        parser.add_argument("--data-plane", choices=DATA_PLANES, default="accord",
+                            help="accord: Accord's own gateway; haproxy: HAProxy driven by `accord haproxy run`, "
+                                 "measured by `accord collector`")
         parser.add_argument("--clear-below", type=float, default=Config.clear_below,
                             help="primary pool utilisation (0-1) under which the policy switches platinum back; "
                                  "0 never does, which the check must catch")
@@ -44,7 +56,15 @@ class Command(BaseCommand):
         if not MIN_DURATION <= duration <= MAX_DURATION:
             raise CommandError(f"--duration must be between {MIN_DURATION:g} and {MAX_DURATION:g} seconds "
                                f"(got {duration:g})")
-        config = Config(duration=duration, clear_below=options["clear_below"])
+        haproxy = ""
+        if options["data_plane"] == "haproxy":
+            found, looked = find_haproxy()
+            if found is None:
+                raise CommandError(f"--data-plane haproxy needs HAProxy, and there is none ({looked}): install it "
+                                   f"({INSTALL})", returncode=2)
+            haproxy = found
+        config = Config(duration=duration, clear_below=options["clear_below"], data_plane=options["data_plane"],
+                        haproxy=haproxy)
         if not 0 <= config.clear_below < config.threshold:
             raise CommandError(f"--clear-below must be from 0 to below the switch-on threshold {config.threshold:g} "
                                f"(got {config.clear_below:g})")
