@@ -234,7 +234,8 @@ class RunResult:
     policy: bool
     load: LoadResult
     switches: list[dict[str, Any]] = field(default_factory=list)
-    utilisation: list[tuple[float, float]] = field(default_factory=list)  # (s from the start, primary over 2 s)
+    # (s from the start, the primary pool's utilisation over the 2 s up to then, the live interval that ended then)
+    utilisation: list[tuple[float, float, float]] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -258,8 +259,9 @@ class RunResult:
 class Reaction:
     """Condition to enforcement, in seconds from the start of the run: when the primary pool's utilisation over
     the policy's window crossed the threshold (and stayed over it until the policy switched on), in the data plane's
-    own live signals; when the governor switched the policy on; when the first platinum request the standby pool
-    served was sent."""
+    own live signals, at the earliest: the start of the live interval whose row first showed it over (so the
+    reaction is overstated, if anything, by up to one live interval); when the governor switched the policy on; when
+    the first platinum request the standby pool served was sent."""
 
     condition_s: float | None
     activated_s: float | None
@@ -285,21 +287,22 @@ class Reaction:
 
 
 def utilisation_series(rows: Iterable[tuple[float, float, float, int]], window: float = CONDITION_WINDOW_S
-                       ) -> list[tuple[float, float]]:
-    """(at, utilisation over the `window` seconds up to it) at each live row's time, as governance computes
-    `pool(...).utilisation[window]` (`indicators.live_pool`: busy time, at most capacity, over capacity time, summed
-    over workers). Rows are (at, busy_ms, interval_ms, capacity), `at` in any seconds scale."""
+                       ) -> list[tuple[float, float, float]]:
+    """(at, utilisation over the `window` seconds up to it, the live interval in seconds) at each live row's time,
+    as governance computes `pool(...).utilisation[window]` (`indicators.live_pool`: busy time, at most capacity, over
+    capacity time, summed over workers). Rows are (at, busy_ms, interval_ms, capacity), `at` in any seconds scale."""
     ordered = sorted(rows)
     out = []
     for at in sorted({r[0] for r in ordered}):
         inside = [r for r in ordered if at - window < r[0] <= at]
         capacity_time = sum(r[2] * r[3] for r in inside)
         if capacity_time:
-            out.append((at, sum(slot_busy_ms(r[1], r[2], r[3]) for r in inside) / capacity_time))
+            interval = max(r[2] for r in inside if r[0] == at) / 1000.0
+            out.append((at, sum(slot_busy_ms(r[1], r[2], r[3]) for r in inside) / capacity_time, interval))
     return out
 
 
-def reaction(utilisation: list[tuple[float, float]], threshold: float, switches: list[dict[str, Any]],
+def reaction(utilisation: list[tuple[float, float, float]], threshold: float, switches: list[dict[str, Any]],
              samples: Iterable[Sample]) -> Reaction:
     """The policy's first switch-on in a run, the onset of the condition that led to it, and the first platinum
     request sent to the standby pool."""
@@ -307,12 +310,12 @@ def reaction(utilisation: list[tuple[float, float]], threshold: float, switches:
     condition = None
     if on is not None:
         onset = None
-        for at, value in utilisation:
+        for at, value, interval in utilisation:
             if at > on:
                 break
             if value > threshold:
                 if onset is None:
-                    onset = at
+                    onset = at - interval
                 condition = onset
             else:
                 onset = None

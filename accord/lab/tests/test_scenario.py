@@ -164,3 +164,31 @@ def test_bad_options_are_refused(args: list[str], message: str) -> None:
 
     with pytest.raises(CommandError, match=message):
         call_command("scenario", *args)
+
+
+def test_the_reaction_runs_from_the_onset_of_the_condition_that_switched_the_policy_on_to_the_first_standby_answer(
+        ) -> None:
+    from accord.lab.loadgen import Sample
+    from accord.lab.scenario import reaction, utilisation_series
+
+    # one worker's rows every 0.5 s on a pool of 4: 1, 3.6 (0.9) busy ... as (at, busy_ms, interval_ms, capacity)
+    busy = [1.0, 1.0, 3.6, 1.0, 1.0, 1.0, 1.0, 3.8, 3.8, 3.8, 3.8, 3.8]
+    rows = [(0.5 * (i + 1), b * 500, 500.0, 4) for i, b in enumerate(busy)]
+    series = utilisation_series(rows)
+    assert series[0] == (0.5, 0.25, 0.5)
+    # over 2 s (the 4 rows up to each time): a spike alone stays under 0.7 (0.47 at 1.5 s), as do 2 busy rows of 4
+    over = [at for at, value, _interval in series if value > 0.7]
+    assert over == [5.0, 5.5, 6.0]
+    switches = [{"at_s": 5.2, "kind": "activated", "reason": ""}, {"at_s": 9.0, "kind": "deactivated", "reason": ""}]
+    samples = [Sample("ramp", "gold", 0, "/", 5.3, sent=5.3, header="standby@x"),  # not platinum
+               Sample("ramp", "platinum", 0, "/", 5.25, sent=5.26, header="primary@x"),
+               Sample("ramp", "platinum", 0, "/", 5.6, sent=5.61, header="standby@x"),
+               Sample("ramp", "platinum", 0, "/", 5.4, sent=5.41, header="standby@x")]
+    react = reaction(series, 0.7, switches, samples)
+    # the condition at the earliest: the start of the interval whose row first showed it (5.0 - 0.5)
+    assert (react.condition_s, react.activated_s, react.enforced_s) == (4.5, 5.2, 5.41)
+    assert react.as_dict() == {"condition_s": 4.5, "activated_s": 5.2, "enforced_s": 5.41, "reaction_s": 0.91,
+                               "condition_to_activated_s": 0.7, "activated_to_enforced_s": 0.21, "limit_s": 5.0}
+    # no activation: nothing to measure; no platinum on standby: not enforced
+    assert reaction(series, 0.7, [], samples).condition_s is None
+    assert reaction(series, 0.7, switches, samples[:2]).enforced_s is None
