@@ -71,6 +71,7 @@ SWITCH_GRACE_S = 1.0
 REACTION_LIMIT_S = 5.0
 CONDITION_WINDOW_S = 2.0  # the policy's utilisation[2s]
 DATA_PLANES = ("accord", "haproxy")
+SWITCH_TIME_ROUNDING_S = 0.01  # switches' times are rounded to this
 
 
 @dataclass(frozen=True)
@@ -288,17 +289,20 @@ class Reaction:
 
 def utilisation_series(rows: Iterable[tuple[float, float, float, int]], window: float = CONDITION_WINDOW_S
                        ) -> list[tuple[float, float, float]]:
-    """(at, utilisation over the `window` seconds up to it, the live interval in seconds) at each live row's time,
-    as governance computes `pool(...).utilisation[window]` (`indicators.live_pool`: busy time, at most capacity, over
-    capacity time, summed over workers). Rows are (at, busy_ms, interval_ms, capacity), `at` in any seconds scale."""
+    """The primary pool's utilisation over `window` seconds as the governor would have read it at any moment:
+    (t, utilisation over the rows in (t - window, t], the live interval of the latest of them), at every moment that
+    set of rows changes (a row arriving, a row leaving the window). Computed as governance computes
+    `pool(...).utilisation[window]` (`indicators.live_pool`: busy time, at most capacity, over capacity time, summed
+    over workers). Rows are (at, busy_ms, interval_ms, capacity), `at` in any seconds scale."""
     ordered = sorted(rows)
     out = []
-    for at in sorted({r[0] for r in ordered}):
-        inside = [r for r in ordered if at - window < r[0] <= at]
+    for t in sorted({r[0] for r in ordered} | {r[0] + window + 1e-6 for r in ordered}):
+        inside = [r for r in ordered if t - window < r[0] <= t]
         capacity_time = sum(r[2] * r[3] for r in inside)
         if capacity_time:
-            interval = max(r[2] for r in inside if r[0] == at) / 1000.0
-            out.append((at, sum(slot_busy_ms(r[1], r[2], r[3]) for r in inside) / capacity_time, interval))
+            latest = max(r[0] for r in inside)
+            interval = max(r[2] for r in inside if r[0] == latest) / 1000.0
+            out.append((t, sum(slot_busy_ms(r[1], r[2], r[3]) for r in inside) / capacity_time, interval))
     return out
 
 
@@ -311,7 +315,7 @@ def reaction(utilisation: list[tuple[float, float, float]], threshold: float, sw
     if on is not None:
         onset = None
         for at, value, interval in utilisation:
-            if at > on:
+            if at > on + SWITCH_TIME_ROUNDING_S:
                 break
             if value > threshold:
                 if onset is None:

@@ -177,7 +177,7 @@ def test_the_reaction_runs_from_the_onset_of_the_condition_that_switched_the_pol
     series = utilisation_series(rows)
     assert series[0] == (0.5, 0.25, 0.5)
     # over 2 s (the 4 rows up to each time): a spike alone stays under 0.7 (0.47 at 1.5 s), as do 2 busy rows of 4
-    over = [at for at, value, _interval in series if value > 0.7]
+    over = sorted({round(at, 3) for at, value, _interval in series if value > 0.7 and at <= 6.0})
     assert over == [5.0, 5.5, 6.0]
     switches = [{"at_s": 5.2, "kind": "activated", "reason": ""}, {"at_s": 9.0, "kind": "deactivated", "reason": ""}]
     samples = [Sample("ramp", "gold", 0, "/", 5.3, sent=5.3, header="standby@x"),  # not platinum
@@ -189,6 +189,13 @@ def test_the_reaction_runs_from_the_onset_of_the_condition_that_switched_the_pol
     assert (react.condition_s, react.activated_s, react.enforced_s) == (4.5, 5.2, 5.41)
     assert react.as_dict() == {"condition_s": 4.5, "activated_s": 5.2, "enforced_s": 5.41, "reaction_s": 0.91,
                                "condition_to_activated_s": 0.7, "activated_to_enforced_s": 0.21, "limit_s": 5.0}
+    # a window that goes over when an idle row leaves it, not when a row arrives: the governor reads it so at any
+    # moment, not only at the rows' times
+    late = utilisation_series([(1.0, 0, 500.0, 4), (1.5, 2000, 500.0, 4), (2.0, 2000, 500.0, 4),
+                               (2.5, 1600, 500.0, 4), (3.4, 1600, 500.0, 4)])
+    assert next(round(t, 3) for t, value, _i in late if value > 0.7) == 3.0
+    assert reaction(late, 0.7, [{"at_s": 3.2, "kind": "activated", "reason": ""}], samples).condition_s == \
+        pytest.approx(2.5)  # from the start of the latest row's interval: at the earliest
     # no activation: nothing to measure; no platinum on standby: not enforced
     assert reaction(series, 0.7, [], samples).condition_s is None
     assert reaction(series, 0.7, switches, samples[:2]).enforced_s is None
