@@ -458,10 +458,12 @@ def test_the_runner_writes_the_pools_live_signals_that_governance_reads_as_utili
         wait_until(lambda: upstreams[0].order.count("/bookings/hold") == 3, timeout=10, what="3 requests held")
         since = time.time()
 
+        # rows whose 2 s window holds only intervals (1 s each, the runner's default --live) that began after
+        # the hold did: 2 s + 1 s after it, and some margin
         def steady() -> bool:
-            return LivePool.objects.filter(service="booking", pool="main", at__gt=since_at(since + 2.2)).exists()
+            return LivePool.objects.filter(service="booking", pool="main", at__gt=since_at(since + 3.3)).exists()
 
-        wait_until(steady, timeout=15, what="live rows 2 s into the hold")
+        wait_until(steady, timeout=15, what="live rows 3 s into the hold")
         row = LivePool.objects.filter(service="booking", pool="main").latest("at")
         assert (row.in_flight, row.waiting, row.capacity, row.peak) == (3, 0, 4, 3)
         assert row.worker.startswith("haproxy:")
@@ -475,8 +477,8 @@ def test_the_runner_writes_the_pools_live_signals_that_governance_reads_as_utili
         for t in held:
             t.join(30)
     released = time.time()
-    wait_until(lambda: LivePool.objects.filter(service="booking", pool="main", at__gt=since_at(released + 2.2))
-               .exists(), timeout=15, what="live rows after the release")
+    wait_until(lambda: LivePool.objects.filter(service="booking", pool="main", at__gt=since_at(released + 3.3))
+               .exists(), timeout=15, what="live rows 3 s after the release")
     row = LivePool.objects.filter(service="booking", pool="main").latest("at")
     assert (row.in_flight, row.busy_ms) == (0, 0)
     assert live_pool(row.at, 2, "booking", "main").utilisation == 0
