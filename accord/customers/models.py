@@ -157,6 +157,11 @@ class Account(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def country_name(self) -> str:
+        """'United Kingdom' for GB (pycountry's name of the code), '' when no country is known."""
+        return countries.name(self.country) if self.country else ""
+
     def committed_amount(self, on: dt.date | None = None) -> Decimal:
         """Sum of commitments whose period contains the given day (today by default)."""
         on = on or timezone.localdate()

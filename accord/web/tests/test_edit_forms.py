@@ -455,7 +455,7 @@ def test_an_account_gets_a_country_and_custom_fields_and_bad_ones_are_refused_at
     html = client.get(url).content.decode()  # shown back as lines that save to the same values
     assert "employees = 120\nindustry = travel\nkey_account = true\nscore = 2.5" in html
     page = client.get(f"/accounts/{acme.pk}/").content.decode()
-    assert 'id="account-country">DE<' in page and "employees: 120" in page
+    assert 'id="account-country">Germany (DE)<' in page and "employees: 120" in page
 
 
 def test_a_contacts_custom_fields_are_edited_and_audited(manager: Any, acme: Account) -> None:
