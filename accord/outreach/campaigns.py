@@ -389,13 +389,15 @@ class Summary:
     retrying: int = 0
     recovered: int = 0
     totals: dict[str, int] = field(default_factory=dict)
+    paused: bool = False  # stopped because the campaign was paused
 
     def line(self) -> str:
         why = ", ".join(f"{k} {n}" for k, n in self.skipped.most_common())
         totals = ", ".join(f"{k} {v}" for k, v in self.totals.items() if v)
         return (f"sent {self.sent}, skipped {sum(self.skipped.values())}" + (f" ({why})" if why else "")
                 + f", failed {self.failed}" + (f", to retry {self.retrying}" if self.retrying else "")
-                + (f"; campaign so far: {totals}" if totals else ""))
+                + (f"; campaign so far: {totals}" if totals else "")
+                + ("; paused: the rest waits for `accord outreach resume`" if self.paused else ""))
 
 
 def totals(campaign: Campaign) -> dict[str, int]:
@@ -425,10 +427,51 @@ _MARK_SENT = "UPDATE {table} SET status = %s, sent_at = %s, message_id = %s, rea
              "WHERE id = %s AND status = %s"
 
 
+HELD = (Campaign.Status.DRAFT, Campaign.Status.PAUSED)  # no sender may take these
+PAUSE_CHECK = 50  # a sender looks whether its campaign was paused before each batch and every this many messages
+
+
+def paused(campaign: Campaign) -> bool:
+    return Campaign.objects.filter(pk=campaign.pk, status__in=HELD).exists()
+
+
+def give_back(ids: list[int]) -> None:
+    """Claimed rows not sent go back to the queue as they were (the claim's attempt not counted)."""
+    CampaignSend.objects.filter(pk__in=ids, status=S.SENDING).update(status=S.QUEUED, sender="",
+                                                                     attempts=F("attempts") - 1)
+
+
+def pause(campaign: Campaign) -> int:
+    """Hold a scheduled or sending campaign: every sender stops within `PAUSE_CHECK` messages, giving its claim
+    back; nothing is lost or sent twice. The number of recipients still waiting."""
+    if not Campaign.objects.filter(pk=campaign.pk, status__in=[Campaign.Status.SCHEDULED,
+                                                               Campaign.Status.SENDING]).update(
+            status=Campaign.Status.PAUSED):
+        current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        raise CampaignError(f"Campaign {campaign.pk} is {current}: only a scheduled or sending campaign can be "
+                            "paused.")
+    campaign.status = Campaign.Status.PAUSED
+    return campaign.sends.filter(status__in=[S.QUEUED, S.SENDING]).count()
+
+
+def resume(campaign: Campaign) -> Campaign:
+    """A paused campaign goes on: scheduled again, for its own time (or now); `send-due` or `send-campaign` takes
+    it where it stopped."""
+    if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.PAUSED).update(
+            status=Campaign.Status.SCHEDULED):
+        current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        raise CampaignError(f"Campaign {campaign.pk} is {current}, not paused: there is nothing to resume.")
+    campaign.refresh_from_db()
+    return campaign
+
+
 def check_sendable(campaign: Campaign) -> None:
     """Refuse a draft, a template with an unknown placeholder, or a campaign whose time has not come."""
     if campaign.status == Campaign.Status.DRAFT:
         raise CampaignError(f"Campaign {campaign.pk} is a draft: schedule it first (accord outreach schedule).")
+    if campaign.status == Campaign.Status.PAUSED:
+        raise CampaignError(f"Campaign {campaign.pk} is paused: resume it first (accord outreach resume "
+                            f"{campaign.pk}).")
     for name in ("subject", "html", "text"):
         try:
             check_template(getattr(campaign, name))
@@ -459,8 +502,9 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
     if add_recipients:
         summary.skipped.update(prepare(campaign).skipped)
     now = timezone.now()
-    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING,
-                                                   started_at=campaign.started_at or now)
+    if not Campaign.objects.filter(pk=campaign.pk).exclude(status__in=HELD).update(
+            status=Campaign.Status.SENDING, started_at=campaign.started_at or now):
+        raise CampaignError(f"Campaign {campaign.pk} was paused or taken back to draft just now: nothing was sent.")
     summary.recovered = recover(campaign)
     if started is not None:
         started(due(campaign, now).count())
@@ -468,9 +512,13 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
     transport = Transport()
     attempts: dict[int, int] = {}
     try:
-        while not (stop and stop()):
+        while not (stop and stop()) and not summary.paused:
             ids = claim(campaign, batch)
             if not ids:
+                break
+            if paused(campaign):  # held since the last batch: the claim goes back untouched
+                give_back(ids)
+                summary.paused = True
                 break
             ready, gone = recipients(campaign, ids)
             for pk, why in gone.items():
@@ -480,9 +528,9 @@ def send(campaign: Campaign, *, batch: int = 200, progress: Callable[[int], None
                 progress(len(gone))
             attempts = dict(CampaignSend.objects.filter(pk__in=[r.send_id for r in ready]).values_list("pk", "attempts"))
             for i, r in enumerate(ready):
-                if stop and stop():  # give the rest of the claim back
-                    CampaignSend.objects.filter(pk__in=[x.send_id for x in ready[i:]], status=S.SENDING).update(
-                        status=S.QUEUED, sender="", attempts=F("attempts") - 1)
+                if (stop and stop()) or (i and i % PAUSE_CHECK == 0 and paused(campaign)):
+                    give_back([x.send_id for x in ready[i:]])  # the rest of the claim
+                    summary.paused = not (stop and stop())
                     break
                 throttle.wait()
                 raw = composer.render(r)

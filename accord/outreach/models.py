@@ -138,6 +138,7 @@ class Campaign(models.Model):
         DRAFT = "draft"
         SCHEDULED = "scheduled"
         SENDING = "sending"
+        PAUSED = "paused"  # held by hand: no sender takes it until it is resumed
         DONE = "done"
 
     name = models.CharField(max_length=200)

@@ -298,6 +298,20 @@ def campaign_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=pk)
     if request.method != "POST":
         return HttpResponse("Use the buttons on the campaign's page.", status=405, content_type="text/plain")
+    if request.POST.get("do") in ("pause", "resume"):  # a sending campaign may be held too: no edit lock needed
+        try:
+            if request.POST["do"] == "pause":
+                waiting = campaigns.pause(campaign)
+                messages.success(request, f"Campaign “{campaign.name}” is paused: {waiting:,} recipients wait; its "
+                                          "senders stop within moments and give back what they had not sent.")
+            else:
+                campaigns.resume(campaign)
+                messages.success(request, f"Campaign “{campaign.name}” goes on where it stopped.")
+        except campaigns.CampaignError as e:
+            messages.error(request, str(e))
+            return redirect("outreach:campaign", pk=pk)
+        record(request.user, request.POST["do"], campaign, summary=f"campaign {request.POST['do']}d")
+        return redirect("outreach:campaign", pk=pk)
     with transaction.atomic():
         locked = _campaign_locked(campaign.pk)
         if why := _not_editable(locked):

@@ -415,6 +415,65 @@ def test_send_campaign_with_processes_shares_the_rows_and_the_rate_and_sends_eac
     assert (times[-1] - times[0]).total_seconds() >= 1.5
 
 
+def test_a_campaign_paused_while_sending_stops_its_sender_and_resumed_sends_the_rest_each_once(
+        world: dict[str, Any], sink: RawSink) -> None:
+    from django.contrib.auth.models import User
+    from rest_framework.test import APIClient
+
+    from accord.access import roles, tokens
+
+    acme, news = world["acme"], world["news"]
+    for i in range(60):
+        c = Contact.objects.create(account=acme, name=f"Reader {i}")
+        Consent.objects.create(contact=c, purpose=news, status="confirmed", source="import",
+                               address=f"reader{i}@example.com", proof="test")
+    campaign = new_campaign(world, rate=25.0)
+    manager = User.objects.create_user("mia", "mia@example.com", "pw-long-enough-1", is_staff=True)
+    roles.grant(manager, "manager")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.create(manager).secret}")
+    root = Path(accord.__file__).resolve().parents[1]
+    env = subprocess_env(ACCORD_EMAIL_BACKEND=SMTP_BACKEND, ACCORD_SMTP_HOST="127.0.0.1",
+                         ACCORD_SMTP_PORT=str(sink.port), ACCORD_MAIL_FROM="news@accord.example")
+    command = [sys.executable, "-m", "accord", "outreach", "send-campaign", str(campaign.pk), "--batch", "200"]
+    sender = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(sink.messages()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(sink.messages()) >= 5, sender.communicate(timeout=5)
+    paused = api.post(f"/api/v1/campaigns/{campaign.pk}/pause/", {}, format="json")
+    assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.content
+    out, err = sender.communicate(timeout=30)  # it stops by itself, within 50 messages of the pause (2 s at 25/s)
+    assert sender.returncode == 0, err
+    assert "paused: the rest waits for `accord outreach resume`" in out, out
+    first = len(sink.messages())
+    assert 5 <= first < 62 - 10, first  # the one claim of 62 was given back in part: many still wait
+    rows = CampaignSend.objects.filter(campaign=campaign)
+    assert rows.filter(status="sent").count() == first and not rows.filter(status="sending").exists()
+    assert rows.filter(status="queued").count() == 62 - first
+    # while paused: no sender takes it, the API refuses a second pause, and an edit stays refused
+    held = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    assert held.returncode != 0 and f"Campaign {campaign.pk} is paused: resume it first" in held.stderr
+    assert api.post(f"/api/v1/campaigns/{campaign.pk}/pause/", {}, format="json").status_code == 409
+    assert len(sink.messages()) == first
+    call_command("outreach", "send-due", stdout=StringIO())  # send-due passes it by too
+    assert len(sink.messages()) == first
+    resumed = api.post(f"/api/v1/campaigns/{campaign.pk}/resume/", {}, format="json")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "scheduled"
+    assert api.post(f"/api/v1/campaigns/{campaign.pk}/resume/", {}, format="json").status_code == 409
+    campaign.refresh_from_db()
+    campaign.rate = 1000.0
+    campaign.save(update_fields=["rate"])
+    done = StringIO()
+    call_command("outreach", "send-due", stdout=done)
+    assert f"campaign {campaign.pk}: sent {62 - first}," in done.getvalue(), done.getvalue()
+    counts = Counter(to[0] for to, _raw in sink.messages())
+    assert set(counts) == {"ada@example.com", "bob@example.com"} | {f"reader{i}@example.com" for i in range(60)}
+    assert set(counts.values()) == {1}  # each once, across the pause
+    assert Campaign.objects.get(pk=campaign.pk).status == "done"
+    assert api.post(f"/api/v1/campaigns/{campaign.pk}/pause/", {}, format="json").status_code == 409  # finished
+
+
 DSN = """\
 From: MAILER-DAEMON@mx.example.com
 To: bounces@accord.example
@@ -581,3 +640,24 @@ def test_sending_in_process_puts_sigterm_back_as_it_found_it(world: dict[str, An
     call_command("outreach", "send-campaign", str(new_campaign(world).pk), stdout=StringIO())
     assert by_recipient(sink), "the campaign sent nothing"
     assert signals.getsignal(signals.SIGTERM) is before
+
+
+def test_the_campaign_page_pauses_and_resumes_with_its_buttons(world: dict[str, Any], alice: Any) -> None:
+    from django.test import Client
+
+    campaign = new_campaign(world)  # scheduled
+    client = Client()
+    client.force_login(alice)
+    url = f"/outreach/campaigns/{campaign.pk}/"
+    page = client.get(url).content.decode()
+    assert 'id="pause-campaign"' in page and 'id="resume-campaign"' not in page
+    client.post(f"{url}schedule/", {"do": "pause"})
+    assert Campaign.objects.get(pk=campaign.pk).status == "paused"
+    page = client.get(url).content.decode()
+    assert 'id="resume-campaign"' in page and 'id="pause-campaign"' not in page and "is paused" in page
+    again = client.post(f"{url}schedule/", {"do": "pause"}, follow=True).content.decode()
+    assert "only a scheduled or sending campaign can be paused" in again  # said, nothing changed
+    client.post(f"{url}schedule/", {"do": "resume"})
+    assert Campaign.objects.get(pk=campaign.pk).status == "scheduled"
+    Campaign.objects.filter(pk=campaign.pk).update(status="done")
+    assert 'id="pause-campaign"' not in client.get(url).content.decode()  # a finished campaign has neither

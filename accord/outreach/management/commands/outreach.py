@@ -35,7 +35,8 @@ def _messages(e: ValidationError) -> str:
 
 class Command(BaseCommand):
     help = ("Segments and campaigns (docs/outreach.md): `segment add NAME FILTER`, `segment list`, `campaign add`, "
-            "`schedule ID`, `preview ID CONTACT`, `send-campaign ID`, `send-due [--loop N]`, `bounces FILE...`.")
+            "`schedule ID`, `preview ID CONTACT`, `send-campaign ID`, `pause ID`, `resume ID`, `send-due [--loop N]`, "
+            "`bounces FILE...`.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -68,6 +69,10 @@ class Command(BaseCommand):
                          help="sender processes sharing the campaign (1): each claims its own rows, the campaign's "
                               "rate is split between them; signing takes a core each")
         snd.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)  # a child of --processes N: rate/N
+        pau = sub.add_parser("pause", help="hold a scheduled or sending campaign (its senders stop, nothing is lost)")
+        pau.add_argument("id", type=int)
+        res = sub.add_parser("resume", help="let a paused campaign go on where it stopped")
+        res.add_argument("id", type=int)
         due = sub.add_parser("send-due", help="send every campaign whose time has come (and retries due)")
         due.add_argument("--loop", type=float, default=0, help="look again every N seconds until stopped")
         bnc = sub.add_parser("bounces", help="read delivery status notifications (RFC 3464 .eml files)")
@@ -173,7 +178,8 @@ class Command(BaseCommand):
                 summary = campaigns.send(campaign, batch=o["batch"], add_recipients=False,
                                          rate=campaign.rate / o["share"], stop=lambda: stopping["now"])
             self.stdout.write(json.dumps({"sent": summary.sent, "skipped": summary.skipped, "failed": summary.failed,
-                                          "retrying": summary.retrying, "recovered": summary.recovered}))
+                                          "retrying": summary.retrying, "recovered": summary.recovered,
+                                          "paused": summary.paused}))
             return
         if o["processes"] < 1 or o["processes"] > 64:
             raise CommandError(f"--processes {o['processes']}: give 1 to 64 sender processes")
@@ -245,10 +251,22 @@ class Command(BaseCommand):
             summary.failed += part["failed"]
             summary.retrying += part["retrying"]
             summary.recovered += part["recovered"]
+            summary.paused = summary.paused or part["paused"]
         summary.totals = campaigns.totals(campaign)
         self.stdout.write(f"campaign {campaign.pk} ({n} processes, sent {' + '.join(each)}): {summary.line()}")
         if broken:  # their claimed rows go back to the queue on the next run (their pids are gone)
             raise CommandError("; ".join(broken) + f"; run `accord outreach send-campaign {campaign.pk}` to resume")
+
+    def _pause(self, o: dict[str, Any]) -> None:
+        campaign = self._campaign_by_id(o["id"])
+        waiting = campaigns.pause(campaign)
+        self.stdout.write(f"campaign {campaign.pk} paused: {waiting:,} recipients wait; its senders stop within "
+                          f"{campaigns.PAUSE_CHECK} messages (accord outreach resume {campaign.pk})")
+
+    def _resume(self, o: dict[str, Any]) -> None:
+        campaign = campaigns.resume(self._campaign_by_id(o["id"]))
+        self.stdout.write(f"campaign {campaign.pk} resumed: scheduled for {campaign.send_at:%Y-%m-%d %H:%M:%S} UTC; "
+                          "`accord outreach send-due` (or send-campaign) sends the rest")
 
     def _send_due(self, o: dict[str, Any]) -> None:
         with stop_on_sigterm() as stopping:
