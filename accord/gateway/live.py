@@ -56,16 +56,21 @@ def traffic_rows(live: dict[LiveKey, Tally], worker: str) -> list[LiveTraffic]:
     ]
 
 
-def write_live(traffic: list[LiveTraffic], pools: list[LivePool], prune_before: float | None) -> None:
-    """Insert one interval's rows (synchronous; call it from a thread)."""
+def write_live(traffic: list[LiveTraffic], pools: list[LivePool], prune_before: float | None, *,
+               prune: tuple[str, ...] = ("traffic", "pools")) -> None:
+    """Insert one interval's rows (synchronous; call it from a thread); `prune_before` deletes the rows before it of
+    the tables `prune` names (a writer prunes what it writes: HAProxy's runner the pools, its collector the traffic,
+    each by the clock its rows carry)."""
     try:
         if traffic:
             LiveTraffic.objects.bulk_create(traffic, batch_size=500)
         if pools:
             LivePool.objects.bulk_create(pools, batch_size=500)
         if prune_before is not None:
-            LiveTraffic.objects.filter(at__lt=_when(prune_before)).delete()
-            LivePool.objects.filter(at__lt=_when(prune_before)).delete()
+            if "traffic" in prune:
+                LiveTraffic.objects.filter(at__lt=_when(prune_before)).delete()
+            if "pools" in prune:
+                LivePool.objects.filter(at__lt=_when(prune_before)).delete()
     except Exception:
         connections.close_all()  # a broken connection is replaced on the next attempt
         raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import signal
 import socket
@@ -30,7 +31,7 @@ from typing import Any
 from django.db import connections
 
 from accord.gateway.flusher import BUFFER_KEYS, Flusher
-from accord.gateway.live import traffic_rows, worker_name, write_live
+from accord.gateway.live import RETENTION_SECONDS, traffic_rows, worker_name, write_live
 from accord.gateway.measure import Accumulator
 
 from .render import FRONTEND, LOG_TAG, decode_value
@@ -244,14 +245,21 @@ async def run_collector(host: str, port: int, flush: float = FLUSH, live: float 
     live_thread = ThreadPoolExecutor(1, thread_name_prefix="collector-live")
 
     async def live_writer() -> None:
+        pruned = 0
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), live)
             # a line arrives when its request ends: the second before the last is complete enough
             taken = accumulator.take_live(int(time.time()) - 1)
             if taken:
+                # old rows pruned by the clock of the lines (HAProxy's), once a minute, not by this host's
+                newest = max(key[0] for key in taken)
+                prune = newest - RETENTION_SECONDS if newest - pruned >= 60 else None
                 with contextlib.suppress(Exception):  # a late live signal is worth nothing: dropped, as the gateway
-                    await loop.run_in_executor(live_thread, write_live, traffic_rows(taken, worker), [], None)
+                    await loop.run_in_executor(live_thread, functools.partial(
+                        write_live, traffic_rows(taken, worker), [], prune, prune=("traffic",)))
+                    if prune is not None:
+                        pruned = newest
 
     async def refresher() -> None:
         while not stopping.is_set():

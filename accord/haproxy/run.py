@@ -364,7 +364,8 @@ class DataPlane:
                 if now - last_prune >= 60:
                     last_prune, prune = now, now - RETENTION_SECONDS
                 try:
-                    write_live([], sampler.rows(self.snapshot, worker, len(self.running), now), prune)
+                    write_live([], sampler.rows(self.snapshot, worker, len(self.running), now), prune,
+                               prune=("pools",))  # the traffic rows are the collector's, on HAProxy's clock
                 except Exception as e:
                     print(f"haproxy: live signals dropped: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         finally:

@@ -488,3 +488,38 @@ def since_at(epoch: float) -> Any:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+
+
+def test_the_collector_prunes_old_live_rows_by_the_clock_of_haproxy_s_lines(tmp_path: Path) -> None:
+    """The collector prunes the live traffic rows it writes by the time its lines carry (HAProxy's clock), not by its
+    own: a line 20 minutes older than the newest is pruned (retention 15 minutes), one 100 s older stays, and
+    HAProxy's runner leaves the traffic rows alone (it prunes the pool rows it writes)."""
+    from accord.gateway.live import RETENTION_SECONDS
+
+    udp = free_port(kind=socket.SOCK_DGRAM)
+    newest = int(time.time()) - 5
+
+    def line(counter: int, accepted: int) -> bytes:
+        return (f'<134>Dec  7 17:13:18 haproxy[1]: accord1 1 {counter} {accepted} "ACME" "gold" "booking" "7" '
+                f'booking.main main.1 200 120 340 0 0 1 10 12 ---- GET "/bookings/1" ""\n').encode()
+
+    with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--live", "0.2", "--report", "1"],
+               tmp_path / "collector.log") as collector:
+        wait_until(lambda: "listening" in (tmp_path / "collector.log").read_text(), timeout=30, what="the collector")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for n, accepted in enumerate((newest - RETENTION_SECONDS - 300, newest - 100, newest), start=1):
+                s.sendto(line(n, accepted), ("127.0.0.1", udp))
+        wait_until(lambda: LiveTraffic.objects.filter(at__gte=_epoch(newest)).exists(), timeout=10,
+                   what="the newest line's live row")
+        time.sleep(0.5)  # the prune goes with the write that carried the newest second
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(30) == 0
+    kept = sorted(int(at.timestamp()) for at in LiveTraffic.objects.values_list("at", flat=True))
+    assert kept == [newest - 100, newest], kept
+    assert Rollup.objects.aggregate(n=Sum("count"))["n"] >= 3  # pruned from the live signals, never from the counts
+
+
+def _epoch(second: int) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(second, dt.UTC)
