@@ -84,11 +84,6 @@ def server_settings(config: str) -> dict[str, dict[str, int]]:
     return settings
 
 
-def server_weights(config: str) -> dict[str, int]:
-    """`backend/server` -> weight, for every server line of a rendered configuration."""
-    return {name: values["weight"] for name, values in server_settings(config).items()}
-
-
 def _weight_commands(old: str, new: str) -> list[str]:
     before = server_settings(old)
     return [command.format(name=name, value=values[key]) for name, values in server_settings(new).items()

@@ -267,8 +267,7 @@ def recover(campaign: Campaign, now: dt.datetime | None = None) -> int:
 def claim(campaign: Campaign, size: int, now: dt.datetime | None = None) -> list[int]:
     """Claim up to `size` due queued rows for this process, in one conditional UPDATE; their ids."""
     now = now or timezone.now()
-    due = campaign.sends.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), status=S.QUEUED)
-    ids = Subquery(due.order_by("id").values("pk")[:size])
+    ids = Subquery(due(campaign, now).order_by("id").values("pk")[:size])
     won = CampaignSend.objects.filter(pk__in=ids, status=S.QUEUED).update(
         status=S.SENDING, sender=me(), claimed_at=now, attempts=F("attempts") + 1)
     if not won:

@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -214,12 +213,8 @@ class Command(BaseCommand):
                    desc=f"campaign {campaign.pk}, {n} processes")
         cmd = [sys.executable, "-m", "accord", "outreach", "send-campaign", str(campaign.pk), "--batch",
                str(o["batch"]), "--share", str(n)]
+        # each child writes one summary line when it ends: read after they end, no pipe can fill before
         children = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
-        outputs: list[str] = [""] * n
-        readers = [threading.Thread(target=lambda i=i: outputs.__setitem__(i, children[i].stdout.read()),  # type: ignore[union-attr]
-                                    daemon=True) for i in range(n)]
-        for t in readers:
-            t.start()
         with stop_on_sigterm() as stopping:
             forwarded = False
             while any(c.poll() is None for c in children):
@@ -232,8 +227,7 @@ class Command(BaseCommand):
                     status=campaigns.S.SENDING).count()
                 bar.update(max(0, total - left - bar.n))
                 time.sleep(0.5)
-        for t in readers:
-            t.join(10)
+        outputs = [c.communicate()[0] for c in children]
         bar.update(max(0, total - bar.n) if all(c.returncode == 0 for c in children) else 0)
         bar.close()
         summary = campaigns.Summary(skipped=Counter(prepared.skipped))
