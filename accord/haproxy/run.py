@@ -90,20 +90,62 @@ def _weight_commands(old: str, new: str) -> list[str]:
             for key, command in _SETTINGS if before.get(name, {}).get(key) != values[key]]
 
 
-def instance_options(options: Options, instances: int, peer_ports: tuple[int, ...] = ()) -> list[Options]:
+_PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PEER_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)$")
+
+
+def parse_peers(text: str, local: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """`NAME=HOST:PORT,...` (every instance on every host that shares the rate table) and `NAME[,NAME...]` (this
+    runner's instances among them, one per instance) -> ((name, address), ...), (local name, ...). ValueError says
+    what is wrong: a malformed entry or address, a port out of range, a name or address given twice, a local name
+    that is not one of the peers."""
+    peers: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in text.split(",")):
+        name, sep, address = entry.partition("=")
+        if not sep or not _PEER_NAME.match(name.strip()):
+            raise ValueError(f"--peers entry '{entry}' is not NAME=HOST:PORT (NAME: letters, digits, . _ -)")
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or not _PEER_HOST.match(host):
+            raise ValueError(f"--peers entry '{entry}': '{address}' is not HOST:PORT, e.g. 10.0.0.2:10001")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--peers entry '{entry}': port '{port}' is not between 1 and 65535")
+        peers.append((name.strip(), f"{host}:{int(port)}"))
+    for i, what in ((0, "name"), (1, "address")):
+        seen = [p[i] for p in peers]
+        twice = sorted({v for v in seen if seen.count(v) > 1})
+        if twice:
+            raise ValueError(f"--peers names the {what} {', '.join(twice)} more than once")
+    names = tuple(n.strip() for n in local.split(",") if n.strip())
+    if not names:
+        raise ValueError("--peers needs --peer-name: this runner's instance(s) among the peers")
+    unknown = [n for n in names if n not in {p[0] for p in peers}]
+    if unknown:
+        raise ValueError(f"--peer-name {', '.join(unknown)} is not one of the peers ({', '.join(p[0] for p in peers)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--peer-name '{local}' names an instance twice")
+    return tuple(peers), names
+
+
+def instance_options(options: Options, instances: int, peer_ports: tuple[int, ...] = (),
+                     peers: tuple[tuple[str, str], ...] = (), local_peers: tuple[str, ...] = ()) -> list[Options]:
     """One set of options per instance: all share the maps; each has its configuration file and socket. With
     `peer_ports` (one per instance), the rate table is shared: instance I is peer `accordI` on the listen host at the
-    I-th port, and each pushes its counts to the others."""
+    I-th port, and each pushes its updates to the others. With `peers` (every instance on every host, by name) and
+    `local_peers` (this runner's, one per instance), the same across hosts."""
     if peer_ports and len(peer_ports) != instances:
         raise ValueError(f"{len(peer_ports)} peer ports for {instances} instance(s): give one per instance")
-    host = options.listen.rpartition(":")[0]
-    host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::", "[::]") else host
-    peers = tuple((f"accord{i}", f"{host}:{port}") for i, port in enumerate(peer_ports, start=1))
+    if peers and len(local_peers) != instances:
+        raise ValueError(f"{len(local_peers)} local peer name(s) for {instances} instance(s): give one per instance")
+    if peer_ports:
+        host = options.listen.rpartition(":")[0]
+        host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::", "[::]") else host
+        peers = tuple((f"accord{i}", f"{host}:{port}") for i, port in enumerate(peer_ports, start=1))
+        local_peers = tuple(name for name, _ in peers)
     if instances <= 1:
-        return [replace(options, peers=peers, local_peer="accord1") if peers else options]
+        return [replace(options, peers=peers, local_peer=local_peers[0]) if peers else options]
     return [replace(options, config=options.directory / f"haproxy-{i}.cfg",
                     runtime=options.directory / f"admin-{i}.sock", peers=peers,
-                    local_peer=f"accord{i}" if peers else "") for i in range(1, instances + 1)]
+                    local_peer=local_peers[i - 1] if peers else "") for i in range(1, instances + 1)]
 
 
 def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
@@ -228,6 +270,8 @@ class DataPlane:
     full_reload: float = 10.0
     log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
     peer_ports: tuple[int, ...] = ()  # shared rate limits: each instance's peers port; empty: per instance
+    peers: tuple[tuple[str, str], ...] = ()  # ... or every instance on every host, (name, HOST:PORT)
+    local_peers: tuple[str, ...] = ()  # ... and this runner's instances among them
     live: float = LIVE  # seconds between the pools' live signal writes (LivePool); 0: none
     running: list[Instance] = field(default_factory=list)
     rendered: Rendered | None = None
@@ -238,12 +282,12 @@ class DataPlane:
 
     def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
         return [render(snapshot, options)
-                for options in instance_options(self.options, self.instances, self.peer_ports)]
+                for options in instance_options(self.options, self.instances, self.peer_ports, self.peers, self.local_peers)]
 
     def start(self, timeout: float = 20.0) -> None:
         self.snapshot = load_snapshot()
         connections.close_all()
-        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports)]
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports, self.peers, self.local_peers)]
         renders = self._render_all(self.snapshot)
         self.configs = [r.config for r in renders]
         self.rendered = renders[0]

@@ -1,5 +1,6 @@
-"""Rate limits per instance or shared between instances through HAProxy peers: two real HAProxy instances, a key
-sending alternately to both, and how many of its requests each mode lets through."""
+"""Rate limits per instance or shared between instances through HAProxy peers: two real HAProxy instances (on one
+host, or on two loopback addresses standing for two hosts), a key sending alternately to both, and how many of its
+requests each mode lets through, against the gateway's own TokenBucket on the same request times."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.core.management import CommandError, call_command
 from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
+from accord.gateway.proxy import TokenBucket
 from accord.haproxy.render import Options
 from accord.haproxy.run import DataPlane, instance_options
 from accord.lib.ports import free_port
@@ -23,17 +25,18 @@ from .conftest import EchoServer, wait_until
 from .test_dataplane import get
 
 pytestmark = pytest.mark.django_db(transaction=True)
-RPS = 4
+RPS, BURST = 1, 4
 
 
 @pytest.fixture
 def limited(upstreams: list[EchoServer]) -> str:
-    """ACME (gold) with a key, booking on upstream a, and a rate limit of RPS requests a second on gold."""
+    """ACME (gold) with a key, booking on upstream a, and a rate limit of RPS requests a second (burst BURST) on
+    gold."""
     gold = Tier.objects.create(name="gold", rank=1)
     acme = Account.objects.create(name="Acme", external_id="ACME", tier=gold)
     svc = Service.objects.create(name="booking", base_path="/bookings")
     Endpoint.objects.create(pool=Pool.objects.create(service=svc, name="main", capacity=50), url=upstreams[0].url)
-    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": RPS})
+    GatewayAction.objects.create(name="slow-gold", kind="rate_limit", tiers=["gold"], params={"rps": RPS, "burst": BURST})
     return ApiCredential.issue(acme)[1]
 
 
@@ -73,30 +76,42 @@ def two_instances(haproxy: str, directory: Path, shared: bool, attempts: int = 3
                 plane.stop(grace=5)
 
 
-def alternate(ports: list[int], key: str, n: int = 16, pause: float = 0.04) -> list[int]:
-    """n requests of one key, one instance then the other, each on a new connection, `pause` apart (all within the
-    one-second window the rate counts)."""
-    statuses = []
+def alternate(ports: list[int], key: str, n: int = 16, pause: float = 0.04) -> tuple[list[int], list[float]]:
+    """n requests of one key, one instance then the other, each on a new connection, `pause` apart (0.64 s in all:
+    under one token refilled at RPS 1). The statuses, and when each request was sent."""
+    statuses, times = [], []
     for i in range(n):
+        times.append(time.monotonic())
         statuses.append(get(ports[i % 2], "/bookings/1", key, extra={"Connection": "close"})[0])
         time.sleep(pause)
-    return statuses
+    return statuses, times
+
+
+def buckets(times: list[float], instances: int) -> list[int]:
+    """What the gateway's TokenBucket lets through of requests sent at `times`, one instance after the other: one
+    bucket per instance (per-instance limits), or one for all (instances=1: shared)."""
+    live: dict[int, TokenBucket] = {}
+    out = []
+    for i, at in enumerate(times):
+        bucket = live.setdefault(i % instances, TokenBucket(RPS, BURST, at))
+        out.append(429 if bucket.take(at) else 200)
+    return out
 
 
 def test_rate_limits_are_per_instance_by_default_and_shared_through_peers_within_one_request(
         haproxy_bin: str, limited: str, tmp_path: Path) -> None:
-    # per instance (the default): each instance lets RPS through, so the key gets twice the rate
+    # per instance (the default): each instance has its own bucket, so the key gets twice the burst
     with two_instances(haproxy_bin, tmp_path / "alone", shared=False) as ports:
-        statuses = alternate(ports, limited)
-    assert set(statuses) == {200, 429}
-    assert statuses.count(200) == 2 * RPS, statuses
-    # shared: the instances push their counts to each other; the key gets the rate over both, give or take the one
-    # request whose count had not reached the other instance yet (the stated tolerance)
+        statuses, times = alternate(ports, limited)
+    assert statuses == buckets(times, 2), statuses
+    assert statuses.count(200) == 2 * BURST
+    # shared: the instances push their buckets' state (gpt0) to each other; the key gets one bucket over both, give
+    # or take the one request whose update had not reached the other instance yet (the stated tolerance)
     with two_instances(haproxy_bin, tmp_path / "shared", shared=True) as ports:
-        statuses = alternate(ports, limited)
+        statuses, times = alternate(ports, limited)
     assert set(statuses) == {200, 429}
-    assert RPS <= statuses.count(200) <= RPS + 1, statuses
-    assert statuses[:RPS] == [200] * RPS  # the first RPS requests, on both instances, went through
+    assert BURST <= statuses.count(200) <= BURST + 1, statuses
+    assert statuses[:BURST] == buckets(times, 1)[:BURST] == [200] * BURST  # the first BURST, on both instances
 
 
 @pytest.mark.django_db
@@ -111,8 +126,9 @@ def test_run_takes_shared_rates_with_one_peer_port_per_instance_and_refuses_anyt
                           (["--rates", "shared", "--peer-ports", "9001"], "needs --peer-ports with 2"),
                           (["--rates", "shared", "--peer-ports", "9001,9001"], "2 different port"),
                           (["--rates", "shared", "--peer-ports", "9001,x"], "not a list of ports"),
-                          (["--peer-ports", "9001,9002"], "--peer-ports is for --rates shared")):
-        with pytest.raises(CommandError, match=re.escape(message)):
+                          (["--peer-ports", "9001,9002"], "are for --rates shared")):
+        with pytest.raises(CommandError, match=re.escape(message)) as refused:
             call_command("haproxy", "run", "--dir", str(tmp_path), "--instances", "2", *args)
+        assert refused.value.returncode == 2
     with pytest.raises(ValueError, match="local peer"):
         Options(tmp_path, peers=(("accord1", "127.0.0.1:9001"),), local_peer="accord3")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from django.core.management import call_command
 from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
-from accord.gateway.snapshot import load_snapshot
-from accord.haproxy.render import Options, render, shares
+from accord.gateway.snapshot import ActionRule, load_snapshot
+from accord.haproxy.render import Options, bucket_value, render, shares
 from accord.haproxy.run import _weight_commands, check_config
 from accord.haproxy.runtime import diff_map
 
@@ -44,7 +45,7 @@ def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_cle
     assert ok, said
     assert "Configuration file is valid" in said
     files = [p for p in tmp_path.iterdir() if p.is_file()]
-    assert len(files) == 15  # the configuration and fourteen maps
+    assert len(files) == 17  # the configuration and sixteen maps
     for key in keys.values():
         assert all(key not in p.read_text() for p in files)
         assert all(key[4:] not in p.read_text() for p in files)  # not even without its prefix
@@ -102,7 +103,16 @@ def test_shed_and_rate_limit_actions_become_map_entries_of_the_accounts_they_app
                                  params={"rps": 4})
     maps = render(load_snapshot(), Options(tmp_path)).maps
     assert maps["shed.map"] == {"booking|BETA": "7", "booking-admin|BETA": "7"}
-    assert maps["rates.map"] == {"booking|ACME": "3", "booking-admin|ACME": "3"}
+    # one token bucket per action, in the gateway's order: interval 1/rps, tolerance burst/rps (ticks of 10 µs)
+    slow, slower = (ActionRule.from_action(a) for a in GatewayAction.objects.filter(kind="rate_limit").order_by("pk"))
+    first, second = bucket_value(slow), bucket_value(slower)
+    assert first.split(":")[1:] == ["40000", "200000"] and second.split(":")[1:] == ["25000", "100000"]
+    assert maps["rates.map"] == {"booking|ACME": first, "booking-admin|ACME": first}
+    assert maps["rates-2.map"] == {"booking|ACME": second}  # slower-gold is on booking only
+    assert maps["rates-3.map"] == {}
+    # a bucket whose burst changes is a new bucket (full, as the gateway starts one); its name alone does not change
+    assert bucket_value(replace(slow, burst=6)).split(":")[0] != first.split(":")[0]
+    assert bucket_value(replace(slow, burst=5.0)) == first
 
 
 def test_map_changes_delete_first_then_add_and_set() -> None:
@@ -169,7 +179,8 @@ def test_an_action_scoped_to_an_operation_has_keys_of_its_own_for_that_operation
     assert maps["opscoped.map"] == {"booking": "1", "booking|view": "1"}
     assert maps["shed.map"] == {"booking|view|ACME": "5"}  # gold's view only
     # the view's keys hold its whole policy: the service-wide rate limit too
-    assert maps["rates.map"] == {"booking|ACME": "3", "booking|view|ACME": "3", "booking-admin|ACME": "3"}
+    bucket = maps["rates.map"]["booking|ACME"]
+    assert maps["rates.map"] == {"booking|ACME": bucket, "booking|view|ACME": bucket, "booking-admin|ACME": bucket}
 
 
 @pytest.mark.django_db
