@@ -64,9 +64,10 @@ class Plane:
 
 
 def get(port: int, path: str, key: str | None = None, header: str = "authorization",
-        extra: dict[str, str] | None = None, answer: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        extra: dict[str, str] | None = None, answer: dict[str, str] | None = None,
+        host: str = "127.0.0.1") -> tuple[int, dict[str, Any]]:
     """GET through HAProxy: the status and the JSON body; the answer's headers go into `answer` if given."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
     headers = dict(extra or {})
     if key is not None:
         headers[header] = f"Bearer {key}" if header == "authorization" else key

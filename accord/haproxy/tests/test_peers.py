@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +21,13 @@ from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.proxy import TokenBucket
 from accord.haproxy.render import Options
-from accord.haproxy.run import DataPlane, instance_options
+from accord.haproxy.run import DataPlane, instance_options, parse_peers
+from accord.haproxy.runtime import Runtime
 from accord.lib.ports import free_port
+from accord.lib.testing import subprocess_env
 
 from .conftest import EchoServer, wait_until
-from .test_dataplane import get
+from .test_dataplane import get, spawn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RPS, BURST = 1, 4
@@ -132,3 +137,89 @@ def test_run_takes_shared_rates_with_one_peer_port_per_instance_and_refuses_anyt
         assert refused.value.returncode == 2
     with pytest.raises(ValueError, match="local peer"):
         Options(tmp_path, peers=(("accord1", "127.0.0.1:9001"),), local_peer="accord3")
+
+
+def test_two_runners_on_two_hosts_share_one_bucket_through_the_peers_they_name(
+        haproxy_bin: str, limited: str, tmp_path: Path) -> None:
+    """`accord haproxy run --rates shared --peers a=HOST1:PORT,b=HOST2:PORT --peer-name a` on one host and `...
+    --peer-name b` on the other; 127.0.0.1 and 127.0.0.2 stand for the two hosts (each runner listens, and its
+    HAProxy takes peers connections, on its own address only)."""
+    hosts = ("127.0.0.1", "127.0.0.2")
+    for attempt in range(1, 4):
+        ports = [free_port(host) for host in hosts]
+        peers = ",".join(f"{name}={host}:{free_port(host)}" for name, host in zip("ab", hosts, strict=True))
+        with contextlib.ExitStack() as stack:
+            runners = [stack.enter_context(spawn(
+                ["haproxy", "run", "--dir", str(tmp_path / name), "--listen", f"{host}:{port}",
+                 "--collector", f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}", "--poll", "0.1", "--live", "0",
+                 "--rates", "shared", "--peers", peers, "--peer-name", name], tmp_path / f"{name}-{attempt}.log"))
+                for name, host, port in zip("ab", hosts, ports, strict=True)]
+            logs = [tmp_path / f"{name}-{attempt}.log" for name in "ab"]
+
+            def up(runners: list[subprocess.Popen[bytes]] = runners, logs: list[Path] = logs,
+                   ports: list[int] = ports) -> bool:
+                for runner, log in zip(runners, logs, strict=True):
+                    if runner.poll() is not None:
+                        raise AssertionError(log.read_text(errors="replace")[-3000:])
+                with contextlib.suppress(OSError):
+                    return all(get(port, "/probe", host=host)[0] == 404 for host, port in zip(hosts, ports,
+                                                                                               strict=True))
+                return False
+
+            try:
+                wait_until(up, timeout=30, what="both runners to serve")
+            except AssertionError as e:
+                if attempt < 3 and "cannot bind socket" in str(e):
+                    continue  # a port taken between the choice and the bind: new ports
+                raise
+            sockets = [Runtime(tmp_path / name / "admin.sock") for name in "ab"]
+            for runtime in sockets:
+                wait_until(lambda r=runtime: "ESTA" in r.command("show peers"), timeout=10,
+                           what="the peers to connect")
+            assert f"addr={hosts[1]}:" in sockets[0].command("show peers")  # a's remote peer is b, on host 2
+            statuses, times = [], []
+            for i in range(16):
+                times.append(time.monotonic())
+                statuses.append(get(ports[i % 2], "/bookings/1", limited, extra={"Connection": "close"},
+                                    host=hosts[i % 2])[0])
+                time.sleep(0.04)
+            assert BURST <= statuses.count(200) <= BURST + 1, statuses  # one bucket over both hosts
+            assert statuses[:BURST] == buckets(times, 1)[:BURST] == [200] * BURST
+            return
+
+
+@pytest.mark.django_db
+def test_peers_on_several_hosts_are_named_and_bad_ones_are_refused_with_exit_2(tmp_path: Path) -> None:
+    listed, local = parse_peers("a=10.0.0.1:10001, b=10.0.0.2:10001,c=[::1]:10002", "b")
+    assert listed == (("a", "10.0.0.1:10001"), ("b", "10.0.0.2:10001"), ("c", "[::1]:10002")) and local == ("b",)
+    (options,) = instance_options(Options(tmp_path), 1, peers=listed, local_peers=local)
+    assert (options.peers, options.local_peer) == (listed, "b")
+    two = instance_options(Options(tmp_path), 2, peers=listed, local_peers=("a", "c"))
+    assert [o.local_peer for o in two] == ["a", "c"] and two[0].socket != two[1].socket
+    good = "a=10.0.0.1:10001,b=10.0.0.2:10001"
+    for args, message in (
+            (["--peers", good, "--peer-name", "z"], "--peer-name z is not one of the peers (a, b)"),
+            (["--peers", "a=10.0.0.1:10001,a=10.0.0.2:10001", "--peer-name", "a"], "the name a more than once"),
+            (["--peers", "a=10.0.0.1:10001,b=10.0.0.1:10001", "--peer-name", "a"],
+             "the address 10.0.0.1:10001 more than once"),
+            (["--peers", "a=10.0.0.1,b=10.0.0.2:10001", "--peer-name", "a"], "'10.0.0.1' is not HOST:PORT"),
+            (["--peers", "a=10.0.0.1:x,b=10.0.0.2:10001", "--peer-name", "a"], "port 'x' is not between 1 and 65535"),
+            (["--peers", "a=10.0.0.1:70000,b=10.0.0.2:1", "--peer-name", "a"], "port '70000' is not between 1"),
+            (["--peers", "a=10.0.0.1:0,b=10.0.0.2:1", "--peer-name", "a"], "port '0' is not between 1"),
+            (["--peers", "10.0.0.1:1", "--peer-name", "a"], "is not NAME=HOST:PORT"),
+            (["--peers", "a b=10.0.0.1:1", "--peer-name", "a b"], "is not NAME=HOST:PORT"),
+            (["--peers", good], "needs --peer-name"),
+            (["--peer-name", "a"], "--peer-name needs --peers"),
+            (["--peers", good, "--peer-name", "a,b"], "names 2 instance(s) for --instances 1"),
+            (["--peers", good, "--peer-name", "a", "--peer-ports", "9001"], "not both")):
+        with pytest.raises(CommandError, match=re.escape(message)) as refused:
+            call_command("haproxy", "run", "--dir", str(tmp_path), "--rates", "shared", *args)
+        assert refused.value.returncode == 2
+    with pytest.raises(CommandError, match="are for --rates shared"):
+        call_command("haproxy", "run", "--dir", str(tmp_path), "--peers", good, "--peer-name", "a")
+    # from the shell: the message on stderr, exit status 2, nothing started
+    done = subprocess.run([sys.executable, "-m", "accord", "haproxy", "run", "--dir", str(tmp_path), "--rates",
+                           "shared", "--peers", good, "--peer-name", "c"], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--peer-name c is not one of the peers (a, b)" in done.stderr, done
+    assert not (tmp_path / "haproxy.cfg").exists()
