@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from accord.gateway.snapshot import ANONYMOUS, ActionRule, Identity, Snapshot, Upstream
+from accord.gateway.snapshot import ANONYMOUS, ActionRule, Identity, PoolTarget, Snapshot
 
 # The maps, by file name: what each one's keys and values are.
 ROUTES = "routes.map"  # ^base-path(/|$) regex, longest first -> service
@@ -271,15 +271,15 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
                      "    option forwardfor", "    http-request set-header X-Forwarded-Proto http",
                      f"    timeout queue {_ms(wait)}",
                      f"    {_QUEUE_TIMEOUT}"]
-            lines += _servers(pool.name, pool.endpoints, pool.capacity if admitting else 0, "", options)
-            servers = list(pool.endpoints)
+            lines += _servers(pool, pool.capacity if admitting else 0, "", options)
+            servers = [m[0] for m in pool.members] or list(pool.endpoints)
             if pool is route.primary:  # the standby pools take over when every primary endpoint is down
                 for other in standby:
-                    lines += _servers(other.name, other.endpoints, other.capacity if admitting else 0, " backup",
-                                      options)
-                    servers += other.endpoints
+                    lines += _servers(other, other.capacity if admitting else 0, " backup", options)
+                    servers += [m[0] for m in other.members] or list(other.endpoints)
             # Host as the gateway sends it (the endpoint's host, and port unless the scheme's default), when every
-            # server of the backend has the same one (HAProxy sets headers before it picks a server)
+            # server of the backend has the same one (HAProxy sets headers before it picks a server; disabled servers
+            # count too, so enabling one changes no header, which would be a reload)
             hosts = {u.host_header.decode(errors="replace") for u in servers}
             if len(hosts) == 1 and _HOST.match(host := hosts.pop()):
                 lines.insert(4, f"    http-request set-header Host {host}")
@@ -302,15 +302,18 @@ def shares(capacity: int, weights: list[int]) -> list[int]:
     return [max(1, n) for n in out]
 
 
-def _servers(pool: str, endpoints: tuple[Upstream, ...], capacity: int, extra: str, options: Options) -> list[str]:
-    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin), its
-    maxconn its share of the pool's capacity (0: no limit)."""
-    weights = Counter(endpoints)
-    limits = shares(capacity, list(weights.values()))
+def _servers(pool: PoolTarget, capacity: int, extra: str, options: Options) -> list[str]:
+    """One server per distinct endpoint, in catalog order, its weight the endpoint's (weighted round robin), its
+    maxconn its share of the pool's capacity among the enabled ones (0: no limit). A disabled endpoint is a server
+    too, `disabled` (in maintenance): enabling it is `set server ... state ready`, not a reload."""
+    members = pool.members or tuple((u, w, True) for u, w in Counter(pool.endpoints).items())
+    enabled = [m for m in members if m[2]]
+    limits = dict(zip([m[0] for m in enabled], shares(capacity, [m[1] for m in enabled]), strict=True))
     lines = []
-    for n, ((upstream, weight), limit) in enumerate(zip(weights.items(), limits, strict=True), start=1):
-        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} maxconn {limit} "
-                     f"check inter {_ms(options.check_interval)} fall 2 rise 1{extra}")
+    for n, (upstream, weight, on) in enumerate(members, start=1):
+        limit = limits.get(upstream, 1 if capacity > 0 else 0)
+        lines.append(f"    server {pool.name}.{n} {upstream.address} weight {weight} maxconn {limit} "
+                     f"check inter {_ms(options.check_interval)} fall 2 rise 1{extra}{'' if on else ' disabled'}")
     return lines
 
 

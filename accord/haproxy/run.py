@@ -7,8 +7,9 @@ check every `poll` seconds, a full reload every `full_reload` seconds and when a
 - the maps that follow keys and actions (`RUNTIME_MAPS`) are changed through each instance's Runtime API (`del map`,
   `add map`, `set map`): no reload, the worker process stays the same, connections stay open;
 - the map files are rewritten too, so a restart or a reload starts from the current state;
-- an endpoint's weight or its maxconn alone (an admission action switched on or off): `set server BACKEND/SERVER
-  weight N`, `set maxconn server BACKEND/SERVER N` through each Runtime API, no reload;
+- an endpoint's weight, its maxconn (an admission action switched on or off) or its state (enabled or disabled in
+  the catalog) alone: `set server BACKEND/SERVER weight N`, `set maxconn server BACKEND/SERVER N`, `set server
+  BACKEND/SERVER state ready|maint` through each Runtime API, no reload;
 - anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
   master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
   its requests).
@@ -67,24 +68,30 @@ def find_haproxy(environ: dict[str, str] | None = None, sbin: Path = SBIN) -> tu
     return found, f"`haproxy` on PATH or in {sbin}"
 
 
-_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )\d+( maxconn )\d+ ", re.MULTILINE)
-_ANY_WEIGHT = r"\1*\2* "
-_SETTINGS = (("weight", "set server {name} weight {value}"), ("maxconn", "set maxconn server {name} {value}"))
+_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )\d+( maxconn )\d+ (.*?)( disabled)?$", re.MULTILINE)
+_ANY_WEIGHT = r"\1*\2* \3"
+_SETTINGS = (("weight", "set server {name} weight {value}"), ("maxconn", "set maxconn server {name} {value}"),
+             ("state", "set server {name} state {value}"))
 
 
-def server_settings(config: str) -> dict[str, dict[str, int]]:
-    """`backend/server` -> {"weight": N, "maxconn": N}, for every server line of a rendered configuration."""
+def server_settings(config: str) -> dict[str, dict[str, str]]:
+    """`backend/server` -> {"weight": N, "maxconn": N, "state": maint|ready}, for every server line of a rendered
+    configuration (a disabled endpoint is a server in maintenance)."""
     settings, backend = {}, ""
     for line in config.splitlines():
         if line.startswith("backend "):
             backend = line.split()[1]
         elif line.startswith("    server "):
             parts = line.split()
-            settings[f"{backend}/{parts[1]}"] = {key: int(parts[parts.index(key) + 1]) for key, _ in _SETTINGS}
+            settings[f"{backend}/{parts[1]}"] = {"weight": parts[parts.index("weight") + 1],
+                                                 "maxconn": parts[parts.index("maxconn") + 1],
+                                                 "state": "maint" if parts[-1] == "disabled" else "ready"}
     return settings
 
 
 def _weight_commands(old: str, new: str) -> list[str]:
+    """The Runtime API commands that bring every server of `old` to `new`: weight, then maxconn, then state (an
+    endpoint enabled takes its share of the capacity before its first request)."""
     before = server_settings(old)
     return [command.format(name=name, value=values[key]) for name, values in server_settings(new).items()
             for key, command in _SETTINGS if before.get(name, {}).get(key) != values[key]]
@@ -322,8 +329,8 @@ class DataPlane:
         old = self.rendered
         changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]
         changed_fixed = any(renders[0].maps[name] != old.maps[name] for name in MAPS if name not in RUNTIME_MAPS)
-        # endpoints whose weight or maxconn alone changed: `set server ... weight`, `set maxconn server ...` through
-        # the Runtime API, not a reload
+        # endpoints whose weight, maxconn or state (enabled, disabled) alone changed: `set server ... weight`, `set
+        # maxconn server ...`, `set server ... state` through the Runtime API, not a reload
         reweigh = (bool(changed_config) and not changed_fixed
                    and all(_WEIGHT.sub(_ANY_WEIGHT, r.config) == _WEIGHT.sub(_ANY_WEIGHT, self.configs[i])
                            for i, r in enumerate(renders)))
@@ -338,7 +345,7 @@ class DataPlane:
                         for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
             for instance in self.running:
                 self._apply_maps(instance, commands, renders[0])
-            what = f"{len(weights)} server weight/maxconn changes, {len(commands)} map changes"
+            what = f"{len(weights)} server weight/maxconn/state changes, {len(commands)} map changes"
         elif changed_config or changed_fixed:
             for instance in self.running:
                 if instance.process is not None and instance.process.poll() is None:

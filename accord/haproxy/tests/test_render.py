@@ -13,7 +13,7 @@ from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Serv
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.snapshot import ActionRule, load_snapshot
-from accord.haproxy.render import Options, bucket_value, render, shares
+from accord.haproxy.render import Options, bucket_value, render, shares, write
 from accord.haproxy.run import _weight_commands, check_config
 from accord.haproxy.runtime import diff_map
 
@@ -70,6 +70,31 @@ def test_backends_carry_weights_checks_and_the_standby_pool_as_backup(tmp_path: 
     assert "    timeout queue 1000ms\n" in main
     assert "backend booking.spare\n" in config  # the standby pool alone, for route actions
     assert f"stats socket {tmp_path / 'admin.sock'} mode 600 level admin" in config
+
+
+@pytest.mark.django_db
+def test_a_disabled_endpoint_is_a_server_in_maintenance_and_enabling_it_is_a_runtime_api_command(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    catalog()
+    GatewayAction.objects.create(name="queue-all", kind="admission", params={})
+    before = render(load_snapshot(), Options(tmp_path)).config
+    Endpoint.objects.filter(url="http://127.0.0.1:9101").update(enabled=False)
+    after = render(load_snapshot(), Options(tmp_path))
+    main = after.config.split("backend booking.main\n")[1].split("\n\n")[0]
+    # the same servers, numbered as before; the disabled one in maintenance, the pool's capacity all the other's
+    assert re.search(r"server main\.1 127\.0\.0\.1:9101 weight 3 maxconn 1 check .* rise 1 disabled$", main, re.M)
+    assert re.search(r"server main\.2 127\.0\.0\.1:9102 weight 1 maxconn 10 check .* rise 1$", main, re.M)
+    assert _weight_commands(before, after.config) == [
+        "set maxconn server booking.main/main.1 1", "set server booking.main/main.1 state maint",
+        "set maxconn server booking.main/main.2 10"]
+    assert _weight_commands(after.config, before) == [  # enabled again: its share first, then ready
+        "set maxconn server booking.main/main.1 8", "set server booking.main/main.1 state ready",
+        "set maxconn server booking.main/main.2 2"]
+    write(after, Options(tmp_path))
+    ok, said = check_config(tmp_path / "haproxy.cfg", haproxy_bin)
+    assert ok, said
+    assert "9101" not in " ".join(u.address for r in load_snapshot().routes for p in r.pools.values()
+                                  for u in p.endpoints)  # the gateway still never sees it
 
 
 @pytest.mark.django_db
