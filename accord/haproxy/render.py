@@ -87,6 +87,9 @@ class Options:
     # instance counts alone (per-instance rate limits, the default)
     peers: tuple[tuple[str, str], ...] = ()
     local_peer: str = ""
+    # microseconds added to HAProxy's clock for the token buckets' ticks: moves the point where the 32-bit tick count
+    # wraps (every 11.9 h), so a test can make it wrap mid-sequence; 0 otherwise
+    tick_offset_us: int = 0
 
     def __post_init__(self) -> None:
         if self.peers and self.local_peer not in {name for name, _ in self.peers}:
@@ -420,7 +423,7 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    http-request set-var(txn.shed) var(txn.route),map({m[SHED]})",
         *_refuse("shed", 503, "service_unavailable", "The service is shedding load; retry later.",
                  "{ var(txn.shed) -m found }", " hdr Retry-After %[var(txn.shed)]"),
-        *_token_buckets(m),
+        *_token_buckets(m, options.tick_offset_us),
         # admission: the caller waits for a server by its tier's rank (class 1 first; no tier last); callers no
         # admission action applies to keep class 0, ahead of all of them, as the gateway lets them by its gate
         f"    http-request set-var(txn.admit) var(txn.route),map({m[ADMISSION]})",
@@ -450,13 +453,14 @@ def _config(options: Options, backends: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _token_buckets(m: dict[str, Path]) -> list[str]:
+def _token_buckets(m: dict[str, Path], offset_us: int) -> list[str]:
     """The rate-limit actions as token buckets, GCRA: a request is let through when max(TAT, now) + interval - now
     <= tolerance, and then TAT := max(TAT, now) + interval; a refused request leaves TAT alone (it takes no token)
     and gets Retry-After = the seconds until a token is there, rounded up, as from the gateway. One stick counter
     per action that applies (sc0 for the first, ...), each checked and taken in turn, as the gateway takes them."""
     mask, half = 2**32 - 1, 2**31
-    lines = [f"    http-request set-var(txn.rl_now) date(0,us),div({1_000_000 // TICKS_PER_SECOND}),and({mask}) "
+    lines = [f"    http-request set-var(txn.rl_now) date({offset_us},us),div({1_000_000 // TICKS_PER_SECOND}),"
+             f"and({mask}) "
              f"if {{ var(txn.route),map({m[RATES]}) -m found }}"]
     for sc, name in enumerate(RATE_MAPS):
         v, found = f"txn.rl{sc}", f"{{ var(txn.rl{sc}) -m found }}"

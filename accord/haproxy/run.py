@@ -44,7 +44,7 @@ from accord.gateway.models import LivePool
 from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
 from accord.ops.heartbeat import Beat
 
-from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
+from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, too_many_rate_limits, write
 from .runtime import Runtime, RuntimeError_, diff_map
 
 HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
@@ -286,15 +286,27 @@ class DataPlane:
     configs: list[str] = field(default_factory=list)  # each instance's configuration as last written
     runtime_changes: int = 0  # map commands applied through the Runtime API
     reloads: int = 0  # configuration changes (SIGUSR2)
+    overflow: list[str] = field(default_factory=list)  # service|account keys with more rate limits than HAProxy takes
 
     def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
         return [render(snapshot, options)
-                for options in instance_options(self.options, self.instances, self.peer_ports, self.peers, self.local_peers)]
+                for options in instance_options(self.options, self.instances, self.peer_ports, self.peers,
+                                                self.local_peers)]
+
+    def _say_overflow(self, snapshot: Snapshot) -> None:
+        overflow = too_many_rate_limits(snapshot)
+        if overflow and overflow != self.overflow:
+            print(f"haproxy: more than three rate-limit actions apply to {', '.join(overflow[:10])}"
+                  f"{' ...' if len(overflow) > 10 else ''}: HAProxy enforces the first three of each",
+                  file=sys.stderr, flush=True)
+        self.overflow = overflow
 
     def start(self, timeout: float = 20.0) -> None:
         self.snapshot = load_snapshot()
+        self._say_overflow(self.snapshot)
         connections.close_all()
-        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports, self.peers, self.local_peers)]
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports,
+                                                              self.peers, self.local_peers)]
         renders = self._render_all(self.snapshot)
         self.configs = [r.config for r in renders]
         self.rendered = renders[0]
@@ -325,6 +337,7 @@ class DataPlane:
     def sync(self, snapshot: Snapshot) -> str:
         """Bring every instance to a snapshot: map edits when only maps changed, else a reload. Says which."""
         assert self.rendered is not None
+        self._say_overflow(snapshot)
         renders = self._render_all(snapshot)
         old = self.rendered
         changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]

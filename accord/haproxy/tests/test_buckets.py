@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ import pytest
 from accord.catalog.models import Endpoint, Pool, Service
 from accord.gateway.models import GatewayAction
 from accord.gateway.proxy import TokenBucket
+from accord.haproxy.render import TICKS_PER_SECOND, Options
+from accord.haproxy.run import DataPlane
+from accord.lib.ports import free_port
 
 from .conftest import EchoServer, wait_until
 from .test_dataplane import Plane, get, keys, rollups, start_plane
@@ -111,3 +115,37 @@ def test_a_token_bucket_lets_its_burst_through_refills_at_its_rate_and_refused_r
     plane.collector.send_signal(signal.SIGTERM)
     assert plane.collector.wait(30) == 0, plane.output("collector")
     assert rollups() == client.sent  # `rate_limited` exactly where the client got a 429
+
+
+def test_the_buckets_hold_across_the_wrap_of_haproxy_s_32_bit_tick_clock(
+        haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> None:
+    """The TAT is kept modulo 2**32 ticks of 10 µs (it wraps every 11.9 h): HAProxy's clock moved (tick_offset_us)
+    so that it wraps half a second after the burst is drained; the refill a second later is the gateway's."""
+    GatewayAction.objects.create(name="fast", kind="rate_limit", tiers=["gold"], params={"rps": 2, "burst": 5})
+    period_us = 2**32 * (1_000_000 // TICKS_PER_SECOND)
+    for attempt in range(1, 4):
+        wrap_at = time.time() + 8  # HAProxy starts well within that
+        port = free_port()
+        options = Options(tmp_path / str(attempt), listen=f"127.0.0.1:{port}",
+                          collector=f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}",
+                          tick_offset_us=(period_us - round(wrap_at * 1_000_000) % period_us) % period_us)
+        plane = DataPlane(options, haproxy=haproxy_bin, log=tmp_path / f"haproxy-{attempt}.log")
+        try:
+            try:
+                plane.start()
+            except RuntimeError:
+                if attempt < 3 and "cannot bind socket" in (tmp_path / f"haproxy-{attempt}.log").read_text():
+                    continue
+                raise
+            assert time.time() < wrap_at - 1, "HAProxy took too long to start"
+            time.sleep(wrap_at - 0.5 - time.time())
+            client = Client(Plane(port, options.directory, None, None, tmp_path), keys["ACME"])  # type: ignore[arg-type]
+            assert client.calls("/bookings/1", 8) == [200] * 5 + [429] * 3  # the TAT now beyond the wrap
+            time.sleep(1.0)
+            assert time.time() > wrap_at + 0.3  # HAProxy's ticks have wrapped
+            assert client.calls("/bookings/1", 3) == [200, 200, 429]
+            seen = [(status, retry) for _path, _at, status, retry in client.log]
+            assert seen == gateway_answers(client.log, {"/bookings": ("fast", 2, 5)})
+            return
+        finally:
+            plane.stop(grace=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Serv
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.snapshot import ActionRule, load_snapshot
-from accord.haproxy.render import Options, bucket_value, render, shares, write
+from accord.haproxy.render import Options, bucket_value, render, shares, too_many_rate_limits, write
 from accord.haproxy.run import _weight_commands, check_config
 from accord.haproxy.runtime import diff_map
 
@@ -138,6 +139,18 @@ def test_shed_and_rate_limit_actions_become_map_entries_of_the_accounts_they_app
     # a bucket whose burst changes is a new bucket (full, as the gateway starts one); its name alone does not change
     assert bucket_value(replace(slow, burst=6)).split(":")[0] != first.split(":")[0]
     assert bucket_value(replace(slow, burst=5.0)) == first
+    assert too_many_rate_limits(load_snapshot()) == []
+    # HAProxy 2.6 has three stick counters: a fourth action on one caller is left out, and said so
+    for n in (3, 4):
+        GatewayAction.objects.create(name=f"limit-{n}", kind="rate_limit", accounts=["ACME"], params={"rps": n})
+    maps = render(load_snapshot(), Options(tmp_path)).maps
+    # the gateway's order (priority, then name): limit-3, limit-4, slow-gold; slower-gold, the fourth, left out
+    assert [maps[name]["booking|ACME"].split(":")[1] for name in ("rates.map", "rates-2.map", "rates-3.map")] == [
+        "33333", "25000", "40000"]
+    assert too_many_rate_limits(load_snapshot()) == ["booking|ACME"]
+    err = io.StringIO()
+    call_command("haproxy", "render", "--dir", str(tmp_path), stderr=err)
+    assert "more than three rate-limit actions apply to booking|ACME" in err.getvalue()
 
 
 def test_map_changes_delete_first_then_add_and_set() -> None:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway.snapshot import load_snapshot
-from accord.haproxy.render import Options, render, write
+from accord.haproxy.render import Options, render, too_many_rate_limits, write
 from accord.haproxy.run import HAPROXY, LIVE, POLL, DataPlane, check_config, parse_peers
 
 
@@ -114,10 +114,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         opts = _options(options)
         if options["command"] == "render":
-            rendered = render(load_snapshot(), opts)
+            snapshot = load_snapshot()
+            rendered = render(snapshot, opts)
             written = write(rendered, opts)
             self.stdout.write(f"wrote {opts.config_path} and {len(written) - 1} map files in {opts.directory} "
                               f"(snapshot {rendered.version}, {len(rendered.maps['keys.map'])} live keys, hashed)")
+            overflow = too_many_rate_limits(snapshot)
+            if overflow:
+                self.stderr.write(f"more than three rate-limit actions apply to {', '.join(overflow)}: HAProxy "
+                                  "enforces the first three of each (one stick counter each)")
             if options["check"]:
                 ok, said = check_config(opts.config_path)
                 self.stdout.write(said)
