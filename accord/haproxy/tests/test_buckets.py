@@ -123,8 +123,12 @@ def test_the_buckets_hold_across_the_wrap_of_haproxy_s_32_bit_tick_clock(
     so that it wraps half a second after the burst is drained; the refill a second later is the gateway's."""
     GatewayAction.objects.create(name="fast", kind="rate_limit", tiers=["gold"], params={"rps": 2, "burst": 5})
     period_us = 2**32 * (1_000_000 // TICKS_PER_SECOND)
+    # HAProxy's clock is the host's, never moved (ACCORD_TEST_CLOCK_SHIFT moves this process's): the kernel's time
+    # of a file just written says how far apart they are
+    (tmp_path / "now").write_text("")
+    moved = time.time() - (tmp_path / "now").stat().st_mtime
     for attempt in range(1, 4):
-        wrap_at = time.time() + 8  # HAProxy starts well within that
+        wrap_at = time.time() - moved + 8  # on HAProxy's clock; HAProxy starts well within that
         port = free_port()
         options = Options(tmp_path / str(attempt), listen=f"127.0.0.1:{port}",
                           collector=f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}",
@@ -137,12 +141,12 @@ def test_the_buckets_hold_across_the_wrap_of_haproxy_s_32_bit_tick_clock(
                 if attempt < 3 and "cannot bind socket" in (tmp_path / f"haproxy-{attempt}.log").read_text():
                     continue
                 raise
-            assert time.time() < wrap_at - 1, "HAProxy took too long to start"
-            time.sleep(wrap_at - 0.5 - time.time())
+            assert time.time() - moved < wrap_at - 1, "HAProxy took too long to start"
+            time.sleep(wrap_at - 0.5 - (time.time() - moved))
             client = Client(Plane(port, options.directory, None, None, tmp_path), keys["ACME"])  # type: ignore[arg-type]
             assert client.calls("/bookings/1", 8) == [200] * 5 + [429] * 3  # the TAT now beyond the wrap
             time.sleep(1.0)
-            assert time.time() > wrap_at + 0.3  # HAProxy's ticks have wrapped
+            assert time.time() - moved > wrap_at + 0.3  # HAProxy's ticks have wrapped
             assert client.calls("/bookings/1", 3) == [200, 200, 429]
             seen = [(status, retry) for _path, _at, status, retry in client.log]
             assert seen == gateway_answers(client.log, {"/bookings": ("fast", 2, 5)})
