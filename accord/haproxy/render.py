@@ -236,12 +236,14 @@ def bucket_value(rule: ActionRule) -> str:
 
 
 def too_many_rate_limits(snapshot: Snapshot) -> list[str]:
-    """`service|account` keys more than three rate-limit actions apply to: HAProxy enforces the first three."""
+    """`service|account` (or `service|operation|account`) keys more than three rate-limit actions apply to: HAProxy
+    enforces the first three."""
     out = []
     for route in snapshot.routes:
-        for identity in [ANONYMOUS, *snapshot.credentials.values()]:
-            if len(snapshot.policy(identity, route.name, "").rate_limits) > len(RATE_MAPS):
-                out.append(f"{route.name}|{identity.key}")
+        for identity, operation in itertools.product([ANONYMOUS, *snapshot.credentials.values()],
+                                                     ["", *sorted({op.name for op in route.operations})]):
+            if len(snapshot.policy(identity, route.name, operation).rate_limits) > len(RATE_MAPS):
+                out.append(f"{route.name}|{operation + '|' if operation else ''}{identity.key}")
     return sorted(set(out))
 
 
