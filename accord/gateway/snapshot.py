@@ -56,6 +56,9 @@ class PoolTarget:
     capacity: int
     endpoints: tuple[Upstream, ...]
     _cycle: itertools.cycle[Upstream] | None = field(default=None, repr=False)
+    # every endpoint in catalog order, (upstream, weight, enabled), disabled ones too: HAProxy keeps those as servers
+    # in maintenance, so enabling one is a Runtime API command, not a reload (the gateway reads `endpoints`)
+    members: tuple[tuple[Upstream, int, bool], ...] = field(default=(), repr=False, compare=False)
     # (gateway, its PoolGate for this pool), set by `Gateway.gate` on first use
     gate: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
@@ -271,7 +274,8 @@ def load_snapshot() -> Snapshot:
             endpoints = tuple(
                 ep for e in pool.endpoints.all() if e.enabled for ep in [_upstream(e.url)] * max(1, e.weight)
             )
-            pools[pool.name] = PoolTarget(pool.name, pool.role, pool.capacity, endpoints)
+            members = tuple((_upstream(e.url), max(1, e.weight), e.enabled) for e in pool.endpoints.all())
+            pools[pool.name] = PoolTarget(pool.name, pool.role, pool.capacity, endpoints, members=members)
         primary = next((p for p in pools.values() if p.role == "primary"), None)
         ops = sorted(
             (OperationMatcher.compile(op.name, op.method, op.path_pattern) for op in svc.operations.all()),

@@ -8,9 +8,9 @@ HAProxy hashes the key a client sends (`sha2(256),hex`) and looks the hash up, s
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
-import math
 import os
 import re
 from collections import Counter
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from accord.gateway.snapshot import ANONYMOUS, Identity, Snapshot, Upstream
+from accord.gateway.snapshot import ANONYMOUS, ActionRule, Identity, PoolTarget, Snapshot
 
 # The maps, by file name: what each one's keys and values are.
 ROUTES = "routes.map"  # ^base-path(/|$) regex, longest first -> service
@@ -31,17 +31,27 @@ RANKS = "ranks.map"  # sha256 hex -> tier rank (1 the highest): the priority cla
 CREDENTIALS = "credentials.map"  # sha256 hex -> the key's id, for its usage count
 POOLS = "pools.map"  # service|account -> the backend a route action sends that account to
 SHED = "shed.map"  # service|account -> Retry-After seconds, while a shed action applies to that account
-RATES = "rates.map"  # service|account -> requests per second a rate-limit action allows that account
+RATES = "rates.map"  # service|account -> the first rate-limit action's token bucket: bucket:interval:tolerance
+RATES_2 = "rates-2.map"  # ... the second one's, when two or more apply (the gateway takes a token from each)
+RATES_3 = "rates-3.map"  # ... the third one's
 ADMISSION = "admission.map"  # service|account -> Retry-After seconds, while an admission action applies to it
 OPERATIONS = "operations.map"  # ^service\|METHOD\|path-regex, most specific first -> operation name
 OPSCOPED = "opscoped.map"  # service -> 1: name its operations; service|operation -> 1: actions differ there
-MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION,
-        OPERATIONS, OPSCOPED)
+RATE_MAPS = (RATES, RATES_2, RATES_3)  # one per stick counter (HAProxy 2.6 has three: sc0, sc1, sc2)
+MAPS = (ROUTES, BACKENDS, ANONYMOUS_OK, FORWARD, KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, *RATE_MAPS,
+        ADMISSION, OPERATIONS, OPSCOPED)
 # The maps the runner keeps in step at run time; a change elsewhere (services, pools, endpoints) is a reload.
-RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, RATES, ADMISSION, OPSCOPED)
+RUNTIME_MAPS = (KEYS, TIERS, RANKS, CREDENTIALS, POOLS, SHED, *RATE_MAPS, ADMISSION, OPSCOPED)
 LOWEST_CLASS = 2047  # HAProxy's lowest priority class: callers without a tier, as the gateway admits them last
 DEFAULT_MAX_WAIT = 1.0  # `timeout queue` of a service no admission action applies to (the action's default)
-RATE_TABLE = "accord_rates"  # the stick table counting each service|account's requests per second
+RATE_TABLE = "accord_rates"  # the stick table holding each bucket|account's theoretical arrival time (GCRA)
+# Token buckets as GCRA: per bucket|account the theoretical arrival time (TAT) in the table's 32-bit gpt0, in ticks
+# of 10 µs modulo 2**32 (about 11.9 h around, so a TAT read back is within +-5.96 h of now: the difference is taken
+# modulo 2**32 and read as signed). Entries untouched for RATE_EXPIRE are dropped, well inside that window, and a
+# bucket's tolerance (burst x interval) is capped at RATE_EXPIRE so no TAT is ever further ahead than that.
+TICKS_PER_SECOND = 100_000
+RATE_EXPIRE = 5 * 3600  # seconds
+MAX_TOLERANCE = RATE_EXPIRE * TICKS_PER_SECOND
 PEERS = "accord"  # the peers section that shares the rate table between instances (shared rate limits)
 
 LOG_TAG = "accord1"  # first word of every request's log line: the collector reads lines that start with it
@@ -77,6 +87,9 @@ class Options:
     # instance counts alone (per-instance rate limits, the default)
     peers: tuple[tuple[str, str], ...] = ()
     local_peer: str = ""
+    # microseconds added to HAProxy's clock for the token buckets' ticks: moves the point where the 32-bit tick count
+    # wraps (every 11.9 h), so a test can make it wrap mid-sequence; 0 otherwise
+    tick_offset_us: int = 0
 
     def __post_init__(self) -> None:
         if self.peers and self.local_peer not in {name for name, _ in self.peers}:
@@ -161,7 +174,8 @@ def action_maps(snapshot: Snapshot) -> dict[str, dict[str, str]]:
 
     - pools.map: the backend a route action sends the account to (when not the primary pool);
     - shed.map: the Retry-After of a shed action;
-    - rates.map: the lowest rate of the rate-limit actions (requests per second, at least 1);
+    - rates.map, rates-2.map, rates-3.map: the token bucket of the first, second and third rate-limit action, in
+      the gateway's order (`bucket_value`);
     - admission.map: the Retry-After of an admission action (the caller queues by its tier's rank).
 
     Keys are `service|account`, and `service|operation|account` for the operations an action is scoped to (the
@@ -177,7 +191,8 @@ def admission_waits(snapshot: Snapshot) -> dict[str, float]:
 
 
 def _actions(snapshot: Snapshot) -> tuple[dict[str, dict[str, str]], dict[str, float]]:
-    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, RATES: {}, ADMISSION: {}, OPSCOPED: {}}
+    out: dict[str, dict[str, str]] = {POOLS: {}, SHED: {}, **{name: {} for name in RATE_MAPS}, ADMISSION: {},
+                                      OPSCOPED: {}}
     waits: dict[str, float] = {}
     if not snapshot.actions:
         return out, waits
@@ -200,12 +215,36 @@ def _actions(snapshot: Snapshot) -> tuple[dict[str, dict[str, str]], dict[str, f
                 out[POOLS][key] = backend_name(route.name, policy.pool)
             if policy.shed is not None:
                 out[SHED][key] = str(max(1, policy.shed.retry_after))
-            if policy.rate_limits:
-                out[RATES][key] = str(max(1, math.ceil(min(r.rps for r in policy.rate_limits))))
+            for name, rule in zip(RATE_MAPS, policy.rate_limits, strict=False):
+                out[name][key] = bucket_value(rule)
             if policy.admission is not None:
                 out[ADMISSION][key] = str(max(1, policy.admission.retry_after))
                 waits[route.name] = max(waits.get(route.name, 0.0), policy.admission.max_wait)
     return out, waits
+
+
+def bucket_value(rule: ActionRule) -> str:
+    """A rate-limit action's token bucket as HAProxy reads it: `bucket:interval:tolerance`. The bucket is named by
+    the action's name, rate and burst (a digest: any name fits the stick table's key), so a bucket whose rate or
+    burst changes starts anew, full, as the gateway's does; interval (1/rps) and tolerance (burst/rps, burst at
+    least 1) are in ticks of 10 µs."""
+    burst = max(1.0, rule.burst)
+    digest = hashlib.sha256(f"{rule.name}\0{rule.rps!r}\0{burst!r}".encode()).hexdigest()[:16]
+    interval = max(1, round(TICKS_PER_SECOND / rule.rps))
+    tolerance = min(MAX_TOLERANCE, max(interval, round(burst * TICKS_PER_SECOND / rule.rps)))
+    return f"{digest}:{interval}:{tolerance}"
+
+
+def too_many_rate_limits(snapshot: Snapshot) -> list[str]:
+    """`service|account` (or `service|operation|account`) keys more than three rate-limit actions apply to: HAProxy
+    enforces the first three."""
+    out = []
+    for route in snapshot.routes:
+        for identity, operation in itertools.product([ANONYMOUS, *snapshot.credentials.values()],
+                                                     ["", *sorted({op.name for op in route.operations})]):
+            if len(snapshot.policy(identity, route.name, operation).rate_limits) > len(RATE_MAPS):
+                out.append(f"{route.name}|{operation + '|' if operation else ''}{identity.key}")
+    return sorted(set(out))
 
 
 def render(snapshot: Snapshot, options: Options) -> Rendered:
@@ -237,15 +276,15 @@ def render(snapshot: Snapshot, options: Options) -> Rendered:
                      "    option forwardfor", "    http-request set-header X-Forwarded-Proto http",
                      f"    timeout queue {_ms(wait)}",
                      f"    {_QUEUE_TIMEOUT}"]
-            lines += _servers(pool.name, pool.endpoints, pool.capacity if admitting else 0, "", options)
-            servers = list(pool.endpoints)
+            lines += _servers(pool, pool.capacity if admitting else 0, "", options)
+            servers = [m[0] for m in pool.members] or list(pool.endpoints)
             if pool is route.primary:  # the standby pools take over when every primary endpoint is down
                 for other in standby:
-                    lines += _servers(other.name, other.endpoints, other.capacity if admitting else 0, " backup",
-                                      options)
-                    servers += other.endpoints
+                    lines += _servers(other, other.capacity if admitting else 0, " backup", options)
+                    servers += [m[0] for m in other.members] or list(other.endpoints)
             # Host as the gateway sends it (the endpoint's host, and port unless the scheme's default), when every
-            # server of the backend has the same one (HAProxy sets headers before it picks a server)
+            # server of the backend has the same one (HAProxy sets headers before it picks a server; disabled servers
+            # count too, so enabling one changes no header, which would be a reload)
             hosts = {u.host_header.decode(errors="replace") for u in servers}
             if len(hosts) == 1 and _HOST.match(host := hosts.pop()):
                 lines.insert(4, f"    http-request set-header Host {host}")
@@ -268,15 +307,18 @@ def shares(capacity: int, weights: list[int]) -> list[int]:
     return [max(1, n) for n in out]
 
 
-def _servers(pool: str, endpoints: tuple[Upstream, ...], capacity: int, extra: str, options: Options) -> list[str]:
-    """One server per distinct endpoint, its weight how often the snapshot repeats it (weighted round robin), its
-    maxconn its share of the pool's capacity (0: no limit)."""
-    weights = Counter(endpoints)
-    limits = shares(capacity, list(weights.values()))
+def _servers(pool: PoolTarget, capacity: int, extra: str, options: Options) -> list[str]:
+    """One server per distinct endpoint, in catalog order, its weight the endpoint's (weighted round robin), its
+    maxconn its share of the pool's capacity among the enabled ones (0: no limit). A disabled endpoint is a server
+    too, `disabled` (in maintenance): enabling it is `set server ... state ready`, not a reload."""
+    members = pool.members or tuple((u, w, True) for u, w in Counter(pool.endpoints).items())
+    enabled = [m for m in members if m[2]]
+    limits = dict(zip([m[0] for m in enabled], shares(capacity, [m[1] for m in enabled]), strict=True))
     lines = []
-    for n, ((upstream, weight), limit) in enumerate(zip(weights.items(), limits, strict=True), start=1):
-        lines.append(f"    server {pool}.{n} {upstream.address} weight {weight} maxconn {limit} "
-                     f"check inter {_ms(options.check_interval)} fall 2 rise 1{extra}")
+    for n, (upstream, weight, on) in enumerate(members, start=1):
+        limit = limits.get(upstream, 1 if capacity > 0 else 0)
+        lines.append(f"    server {pool.name}.{n} {upstream.address} weight {weight} maxconn {limit} "
+                     f"check inter {_ms(options.check_interval)} fall 2 rise 1{extra}{'' if on else ' disabled'}")
     return lines
 
 
@@ -383,11 +425,7 @@ def _config(options: Options, backends: list[str]) -> str:
         f"    http-request set-var(txn.shed) var(txn.route),map({m[SHED]})",
         *_refuse("shed", 503, "service_unavailable", "The service is shedding load; retry later.",
                  "{ var(txn.shed) -m found }", " hdr Retry-After %[var(txn.shed)]"),
-        f"    http-request set-var(txn.rate) var(txn.route),map({m[RATES]})",
-        f"    http-request track-sc0 var(txn.route) table {RATE_TABLE} if {{ var(txn.rate) -m found }}",
-        "    acl over_rate sc_http_req_rate(0),sub(txn.rate) gt 0",
-        *_refuse("rate_limited", 429, "throttled", "Too many requests; slow down.",
-                 "{ var(txn.rate) -m found } over_rate", " hdr Retry-After 1"),
+        *_token_buckets(m, options.tick_offset_us),
         # admission: the caller waits for a server by its tier's rank (class 1 first; no tier last); callers no
         # admission action applies to keep class 0, ahead of all of them, as the gateway lets them by its gate
         f"    http-request set-var(txn.admit) var(txn.route),map({m[ADMISSION]})",
@@ -406,15 +444,51 @@ def _config(options: Options, backends: list[str]) -> str:
         "    http-request set-header X-Accord-Tier %[var(txn.tier)]",
         "    use_backend %[var(txn.backend)]",
         "",
-        # requests per second of each service|account a rate-limit action applies to (per instance, or shared with
-        # the peers)
+        # the theoretical arrival time of each bucket|account a rate-limit action applies to (per instance, or shared
+        # with the peers)
         f"backend {RATE_TABLE}",
-        "    stick-table type string len 200 size 1m expire 10s store http_req_rate(1s)"
+        f"    stick-table type string len 200 size 1m expire {RATE_EXPIRE}s store gpt0"
         + (f" peers {PEERS}" if options.peers else ""),
         "",
         *[b + "\n" for b in backends],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _token_buckets(m: dict[str, Path], offset_us: int) -> list[str]:
+    """The rate-limit actions as token buckets, GCRA: a request is let through when max(TAT, now) + interval - now
+    <= tolerance, and then TAT := max(TAT, now) + interval; a refused request leaves TAT alone (it takes no token)
+    and gets Retry-After = the seconds until a token is there, rounded up, as from the gateway. One stick counter
+    per action that applies (sc0 for the first, ...), each checked and taken in turn, as the gateway takes them."""
+    mask, half = 2**32 - 1, 2**31
+    lines = [f"    http-request set-var(txn.rl_now) date({offset_us},us),div({1_000_000 // TICKS_PER_SECOND}),"
+             f"and({mask}) "
+             f"if {{ var(txn.route),map({m[RATES]}) -m found }}"]
+    for sc, name in enumerate(RATE_MAPS):
+        v, found = f"txn.rl{sc}", f"{{ var(txn.rl{sc}) -m found }}"
+        lines += [
+            f"    http-request set-var({v}) var(txn.route),map({m[name]})",
+            f"    http-request set-var(txn.rl_key) var({v}),field(1,:),concat(|,txn.account,) if {found}",
+            f"    http-request track-sc{sc} var(txn.rl_key) table {RATE_TABLE} if {found}",
+            f"    http-request set-var(txn.rl_interval) var({v}),field(2,:) if {found}",
+            f"    http-request set-var(txn.rl_tolerance) var({v}),field(3,:) if {found}",
+            f"    http-request set-var(txn.rl_tat) sc_get_gpt0({sc}) if {found}",
+            # how far the TAT is ahead of now: the difference modulo 2**32, read as signed; behind, or a new entry
+            # (gpt0 0), is not ahead at all
+            f"    http-request set-var(txn.rl_ahead) var(txn.rl_tat),sub(txn.rl_now),add({half}),and({mask}),"
+            f"sub({half}) if {found}",
+            f"    http-request set-var(txn.rl_ahead) int(0) if {found} {{ var(txn.rl_ahead) -m int lt 0 }}",
+            f"    http-request set-var(txn.rl_ahead) int(0) if {found} {{ var(txn.rl_tat) -m int eq 0 }}",
+            f"    http-request set-var(txn.rl_over) var(txn.rl_ahead),add(txn.rl_interval),sub(txn.rl_tolerance) "
+            f"if {found}",
+            f"    http-request set-var(txn.rl_retry) var(txn.rl_over),add({TICKS_PER_SECOND - 1}),"
+            f"div({TICKS_PER_SECOND}) if {found}",
+            *_refuse("rate_limited", 429, "throttled", "Too many requests; slow down.",
+                     f"{found} {{ var(txn.rl_over) -m int gt 0 }}", " hdr Retry-After %[var(txn.rl_retry)]"),
+            f"    http-request sc-set-gpt0({sc}) var(txn.rl_now),add(txn.rl_ahead),add(txn.rl_interval),and({mask}) "
+            f"if {found}",
+        ]
+    return lines
 
 
 def map_text(entries: dict[str, str]) -> str:

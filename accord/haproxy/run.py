@@ -7,8 +7,9 @@ check every `poll` seconds, a full reload every `full_reload` seconds and when a
 - the maps that follow keys and actions (`RUNTIME_MAPS`) are changed through each instance's Runtime API (`del map`,
   `add map`, `set map`): no reload, the worker process stays the same, connections stay open;
 - the map files are rewritten too, so a restart or a reload starts from the current state;
-- an endpoint's weight or its maxconn alone (an admission action switched on or off): `set server BACKEND/SERVER
-  weight N`, `set maxconn server BACKEND/SERVER N` through each Runtime API, no reload;
+- an endpoint's weight, its maxconn (an admission action switched on or off) or its state (enabled or disabled in
+  the catalog) alone: `set server BACKEND/SERVER weight N`, `set maxconn server BACKEND/SERVER N`, `set server
+  BACKEND/SERVER state ready|maint` through each Runtime API, no reload;
 - anything else (a service, a pool, an endpoint, a base path) changes the configuration: it is written and each
   master is sent SIGUSR2, HAProxy's seamless reload (a new worker takes the listening sockets; the old one finishes
   its requests).
@@ -43,7 +44,7 @@ from accord.gateway.models import LivePool
 from accord.gateway.snapshot import Snapshot, current_version, load_snapshot
 from accord.ops.heartbeat import Beat
 
-from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, write
+from .render import MAPS, RUNTIME_MAPS, Options, Rendered, render, too_many_rate_limits, write
 from .runtime import Runtime, RuntimeError_, diff_map
 
 HAPROXY = os.environ.get("ACCORD_HAPROXY", "/usr/sbin/haproxy")
@@ -67,43 +68,91 @@ def find_haproxy(environ: dict[str, str] | None = None, sbin: Path = SBIN) -> tu
     return found, f"`haproxy` on PATH or in {sbin}"
 
 
-_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )\d+( maxconn )\d+ ", re.MULTILINE)
-_ANY_WEIGHT = r"\1*\2* "
-_SETTINGS = (("weight", "set server {name} weight {value}"), ("maxconn", "set maxconn server {name} {value}"))
+_WEIGHT = re.compile(r"^(    server \S+ \S+ weight )\d+( maxconn )\d+ (.*?)( disabled)?$", re.MULTILINE)
+_ANY_WEIGHT = r"\1*\2* \3"
+_SETTINGS = (("weight", "set server {name} weight {value}"), ("maxconn", "set maxconn server {name} {value}"),
+             ("state", "set server {name} state {value}"))
 
 
-def server_settings(config: str) -> dict[str, dict[str, int]]:
-    """`backend/server` -> {"weight": N, "maxconn": N}, for every server line of a rendered configuration."""
+def server_settings(config: str) -> dict[str, dict[str, str]]:
+    """`backend/server` -> {"weight": N, "maxconn": N, "state": maint|ready}, for every server line of a rendered
+    configuration (a disabled endpoint is a server in maintenance)."""
     settings, backend = {}, ""
     for line in config.splitlines():
         if line.startswith("backend "):
             backend = line.split()[1]
         elif line.startswith("    server "):
             parts = line.split()
-            settings[f"{backend}/{parts[1]}"] = {key: int(parts[parts.index(key) + 1]) for key, _ in _SETTINGS}
+            settings[f"{backend}/{parts[1]}"] = {"weight": parts[parts.index("weight") + 1],
+                                                 "maxconn": parts[parts.index("maxconn") + 1],
+                                                 "state": "maint" if parts[-1] == "disabled" else "ready"}
     return settings
 
 
 def _weight_commands(old: str, new: str) -> list[str]:
+    """The Runtime API commands that bring every server of `old` to `new`: weight, then maxconn, then state (an
+    endpoint enabled takes its share of the capacity before its first request)."""
     before = server_settings(old)
     return [command.format(name=name, value=values[key]) for name, values in server_settings(new).items()
             for key, command in _SETTINGS if before.get(name, {}).get(key) != values[key]]
 
 
-def instance_options(options: Options, instances: int, peer_ports: tuple[int, ...] = ()) -> list[Options]:
+_PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PEER_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)$")
+
+
+def parse_peers(text: str, local: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """`NAME=HOST:PORT,...` (every instance on every host that shares the rate table) and `NAME[,NAME...]` (this
+    runner's instances among them, one per instance) -> ((name, address), ...), (local name, ...). ValueError says
+    what is wrong: a malformed entry or address, a port out of range, a name or address given twice, a local name
+    that is not one of the peers."""
+    peers: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in text.split(",")):
+        name, sep, address = entry.partition("=")
+        if not sep or not _PEER_NAME.match(name.strip()):
+            raise ValueError(f"--peers entry '{entry}' is not NAME=HOST:PORT (NAME: letters, digits, . _ -)")
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or not _PEER_HOST.match(host):
+            raise ValueError(f"--peers entry '{entry}': '{address}' is not HOST:PORT, e.g. 10.0.0.2:10001")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--peers entry '{entry}': port '{port}' is not between 1 and 65535")
+        peers.append((name.strip(), f"{host}:{int(port)}"))
+    for i, what in ((0, "name"), (1, "address")):
+        seen = [p[i] for p in peers]
+        twice = sorted({v for v in seen if seen.count(v) > 1})
+        if twice:
+            raise ValueError(f"--peers names the {what} {', '.join(twice)} more than once")
+    names = tuple(n.strip() for n in local.split(",") if n.strip())
+    if not names:
+        raise ValueError("--peers needs --peer-name: this runner's instance(s) among the peers")
+    unknown = [n for n in names if n not in {p[0] for p in peers}]
+    if unknown:
+        raise ValueError(f"--peer-name {', '.join(unknown)} is not one of the peers ({', '.join(p[0] for p in peers)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--peer-name '{local}' names an instance twice")
+    return tuple(peers), names
+
+
+def instance_options(options: Options, instances: int, peer_ports: tuple[int, ...] = (),
+                     peers: tuple[tuple[str, str], ...] = (), local_peers: tuple[str, ...] = ()) -> list[Options]:
     """One set of options per instance: all share the maps; each has its configuration file and socket. With
     `peer_ports` (one per instance), the rate table is shared: instance I is peer `accordI` on the listen host at the
-    I-th port, and each pushes its counts to the others."""
+    I-th port, and each pushes its updates to the others. With `peers` (every instance on every host, by name) and
+    `local_peers` (this runner's, one per instance), the same across hosts."""
     if peer_ports and len(peer_ports) != instances:
         raise ValueError(f"{len(peer_ports)} peer ports for {instances} instance(s): give one per instance")
-    host = options.listen.rpartition(":")[0]
-    host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::", "[::]") else host
-    peers = tuple((f"accord{i}", f"{host}:{port}") for i, port in enumerate(peer_ports, start=1))
+    if peers and len(local_peers) != instances:
+        raise ValueError(f"{len(local_peers)} local peer name(s) for {instances} instance(s): give one per instance")
+    if peer_ports:
+        host = options.listen.rpartition(":")[0]
+        host = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::", "[::]") else host
+        peers = tuple((f"accord{i}", f"{host}:{port}") for i, port in enumerate(peer_ports, start=1))
+        local_peers = tuple(name for name, _ in peers)
     if instances <= 1:
-        return [replace(options, peers=peers, local_peer="accord1") if peers else options]
+        return [replace(options, peers=peers, local_peer=local_peers[0]) if peers else options]
     return [replace(options, config=options.directory / f"haproxy-{i}.cfg",
                     runtime=options.directory / f"admin-{i}.sock", peers=peers,
-                    local_peer=f"accord{i}" if peers else "") for i in range(1, instances + 1)]
+                    local_peer=local_peers[i - 1] if peers else "") for i in range(1, instances + 1)]
 
 
 def check_config(path: Path, haproxy: str = HAPROXY) -> tuple[bool, str]:
@@ -228,6 +277,8 @@ class DataPlane:
     full_reload: float = 10.0
     log: Path | None = None  # HAProxy's own stderr (events, alerts); default: inherited
     peer_ports: tuple[int, ...] = ()  # shared rate limits: each instance's peers port; empty: per instance
+    peers: tuple[tuple[str, str], ...] = ()  # ... or every instance on every host, (name, HOST:PORT)
+    local_peers: tuple[str, ...] = ()  # ... and this runner's instances among them
     live: float = LIVE  # seconds between the pools' live signal writes (LivePool); 0: none
     running: list[Instance] = field(default_factory=list)
     rendered: Rendered | None = None
@@ -235,15 +286,27 @@ class DataPlane:
     configs: list[str] = field(default_factory=list)  # each instance's configuration as last written
     runtime_changes: int = 0  # map commands applied through the Runtime API
     reloads: int = 0  # configuration changes (SIGUSR2)
+    overflow: list[str] = field(default_factory=list)  # service|account keys with more rate limits than HAProxy takes
 
     def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
         return [render(snapshot, options)
-                for options in instance_options(self.options, self.instances, self.peer_ports)]
+                for options in instance_options(self.options, self.instances, self.peer_ports, self.peers,
+                                                self.local_peers)]
+
+    def _say_overflow(self, snapshot: Snapshot) -> None:
+        overflow = too_many_rate_limits(snapshot)
+        if overflow and overflow != self.overflow:
+            print(f"haproxy: more than three rate-limit actions apply to {', '.join(overflow[:10])}"
+                  f"{' ...' if len(overflow) > 10 else ''}: HAProxy enforces the first three of each",
+                  file=sys.stderr, flush=True)
+        self.overflow = overflow
 
     def start(self, timeout: float = 20.0) -> None:
         self.snapshot = load_snapshot()
+        self._say_overflow(self.snapshot)
         connections.close_all()
-        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports)]
+        self.running = [Instance(o) for o in instance_options(self.options, self.instances, self.peer_ports,
+                                                              self.peers, self.local_peers)]
         renders = self._render_all(self.snapshot)
         self.configs = [r.config for r in renders]
         self.rendered = renders[0]
@@ -274,12 +337,13 @@ class DataPlane:
     def sync(self, snapshot: Snapshot) -> str:
         """Bring every instance to a snapshot: map edits when only maps changed, else a reload. Says which."""
         assert self.rendered is not None
+        self._say_overflow(snapshot)
         renders = self._render_all(snapshot)
         old = self.rendered
         changed_config = [i for i, r in enumerate(renders) if r.config != self.configs[i]]
         changed_fixed = any(renders[0].maps[name] != old.maps[name] for name in MAPS if name not in RUNTIME_MAPS)
-        # endpoints whose weight or maxconn alone changed: `set server ... weight`, `set maxconn server ...` through
-        # the Runtime API, not a reload
+        # endpoints whose weight, maxconn or state (enabled, disabled) alone changed: `set server ... weight`, `set
+        # maxconn server ...`, `set server ... state` through the Runtime API, not a reload
         reweigh = (bool(changed_config) and not changed_fixed
                    and all(_WEIGHT.sub(_ANY_WEIGHT, r.config) == _WEIGHT.sub(_ANY_WEIGHT, self.configs[i])
                            for i, r in enumerate(renders)))
@@ -294,7 +358,7 @@ class DataPlane:
                         for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
             for instance in self.running:
                 self._apply_maps(instance, commands, renders[0])
-            what = f"{len(weights)} server weight/maxconn changes, {len(commands)} map changes"
+            what = f"{len(weights)} server weight/maxconn/state changes, {len(commands)} map changes"
         elif changed_config or changed_fixed:
             for instance in self.running:
                 if instance.process is not None and instance.process.poll() is None:

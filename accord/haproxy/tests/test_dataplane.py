@@ -64,9 +64,10 @@ class Plane:
 
 
 def get(port: int, path: str, key: str | None = None, header: str = "authorization",
-        extra: dict[str, str] | None = None, answer: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        extra: dict[str, str] | None = None, answer: dict[str, str] | None = None,
+        host: str = "127.0.0.1") -> tuple[int, dict[str, Any]]:
     """GET through HAProxy: the status and the JSON body; the answer's headers go into `answer` if given."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
     headers = dict(extra or {})
     if key is not None:
         headers[header] = f"Bearer {key}" if header == "authorization" else key
@@ -523,3 +524,35 @@ def _epoch(second: int) -> Any:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(second, dt.UTC)
+
+
+def test_an_endpoint_disabled_and_enabled_in_the_catalog_is_applied_through_the_runtime_api_without_a_reload(
+        haproxy_bin: str, keys: dict[str, str], upstreams: list[EchoServer], tmp_path: Path) -> None:
+    """booking's primary pool on upstreams a and b: b disabled in the catalog takes no request within 5 s, enabled
+    again takes its turn within 5 s; the same HAProxy worker throughout (`set server ... state maint|ready`)."""
+    second = Endpoint.objects.create(pool=Pool.objects.get(service__name="booking", name="main"),
+                                     url=upstreams[1].url)
+    with start_plane(tmp_path) as plane:
+        pid = plane.worker_pid()
+
+        def servers(n: int = 6) -> set[str]:
+            return {str(get(plane.port, "/bookings/1", keys["ACME"])[1]["server"]) for _ in range(n)}
+
+        assert servers() == {"a", "b"}  # round robin over both
+        second.enabled = False
+        second.save()
+        switched = time.monotonic()
+        wait_until(lambda: plane.runtime.command("show servers state booking.main").count(" main.2 ") == 1
+                   and servers() == {"a"}, timeout=10, what="b to leave the rotation")
+        assert time.monotonic() - switched < 5
+        state = {line.split()[3]: line.split()[5] for line in
+                 plane.runtime.command("show servers state booking.main").splitlines()[2:] if line.strip()}
+        assert state["main.2"] == "0" and state["main.1"] == "2"  # srv_op_state: 0 stopped (maintenance), 2 running
+        assert servers(10) == {"a"}
+        second.enabled = True
+        second.save()
+        switched = time.monotonic()
+        wait_until(lambda: servers() == {"a", "b"}, timeout=10, what="b back in the rotation")
+        assert time.monotonic() - switched < 5
+        assert plane.worker_pid() == pid  # state changes through the Runtime API, no reload
+        assert "reloaded" not in plane.output("haproxy")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,8 @@ from django.core.management import call_command
 from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
-from accord.gateway.snapshot import load_snapshot
-from accord.haproxy.render import Options, render, shares
+from accord.gateway.snapshot import ActionRule, load_snapshot
+from accord.haproxy.render import Options, bucket_value, render, shares, too_many_rate_limits, write
 from accord.haproxy.run import _weight_commands, check_config
 from accord.haproxy.runtime import diff_map
 
@@ -44,7 +46,7 @@ def test_the_rendered_configuration_passes_haproxy_check_and_holds_no_key_in_cle
     assert ok, said
     assert "Configuration file is valid" in said
     files = [p for p in tmp_path.iterdir() if p.is_file()]
-    assert len(files) == 15  # the configuration and fourteen maps
+    assert len(files) == 17  # the configuration and sixteen maps
     for key in keys.values():
         assert all(key not in p.read_text() for p in files)
         assert all(key[4:] not in p.read_text() for p in files)  # not even without its prefix
@@ -69,6 +71,31 @@ def test_backends_carry_weights_checks_and_the_standby_pool_as_backup(tmp_path: 
     assert "    timeout queue 1000ms\n" in main
     assert "backend booking.spare\n" in config  # the standby pool alone, for route actions
     assert f"stats socket {tmp_path / 'admin.sock'} mode 600 level admin" in config
+
+
+@pytest.mark.django_db
+def test_a_disabled_endpoint_is_a_server_in_maintenance_and_enabling_it_is_a_runtime_api_command(
+        tmp_path: Path, haproxy_bin: str) -> None:
+    catalog()
+    GatewayAction.objects.create(name="queue-all", kind="admission", params={})
+    before = render(load_snapshot(), Options(tmp_path)).config
+    Endpoint.objects.filter(url="http://127.0.0.1:9101").update(enabled=False)
+    after = render(load_snapshot(), Options(tmp_path))
+    main = after.config.split("backend booking.main\n")[1].split("\n\n")[0]
+    # the same servers, numbered as before; the disabled one in maintenance, the pool's capacity all the other's
+    assert re.search(r"server main\.1 127\.0\.0\.1:9101 weight 3 maxconn 1 check .* rise 1 disabled$", main, re.M)
+    assert re.search(r"server main\.2 127\.0\.0\.1:9102 weight 1 maxconn 10 check .* rise 1$", main, re.M)
+    assert _weight_commands(before, after.config) == [
+        "set maxconn server booking.main/main.1 1", "set server booking.main/main.1 state maint",
+        "set maxconn server booking.main/main.2 10"]
+    assert _weight_commands(after.config, before) == [  # enabled again: its share first, then ready
+        "set maxconn server booking.main/main.1 8", "set server booking.main/main.1 state ready",
+        "set maxconn server booking.main/main.2 2"]
+    write(after, Options(tmp_path))
+    ok, said = check_config(tmp_path / "haproxy.cfg", haproxy_bin)
+    assert ok, said
+    assert "9101" not in " ".join(u.address for r in load_snapshot().routes for p in r.pools.values()
+                                  for u in p.endpoints)  # the gateway still never sees it
 
 
 @pytest.mark.django_db
@@ -102,7 +129,28 @@ def test_shed_and_rate_limit_actions_become_map_entries_of_the_accounts_they_app
                                  params={"rps": 4})
     maps = render(load_snapshot(), Options(tmp_path)).maps
     assert maps["shed.map"] == {"booking|BETA": "7", "booking-admin|BETA": "7"}
-    assert maps["rates.map"] == {"booking|ACME": "3", "booking-admin|ACME": "3"}
+    # one token bucket per action, in the gateway's order: interval 1/rps, tolerance burst/rps (ticks of 10 µs)
+    slow, slower = (ActionRule.from_action(a) for a in GatewayAction.objects.filter(kind="rate_limit").order_by("pk"))
+    first, second = bucket_value(slow), bucket_value(slower)
+    assert first.split(":")[1:] == ["40000", "200000"] and second.split(":")[1:] == ["25000", "100000"]
+    assert maps["rates.map"] == {"booking|ACME": first, "booking-admin|ACME": first}
+    assert maps["rates-2.map"] == {"booking|ACME": second}  # slower-gold is on booking only
+    assert maps["rates-3.map"] == {}
+    # a bucket whose burst changes is a new bucket (full, as the gateway starts one); its name alone does not change
+    assert bucket_value(replace(slow, burst=6)).split(":")[0] != first.split(":")[0]
+    assert bucket_value(replace(slow, burst=5.0)) == first
+    assert too_many_rate_limits(load_snapshot()) == []
+    # HAProxy 2.6 has three stick counters: a fourth action on one caller is left out, and said so
+    for n in (3, 4):
+        GatewayAction.objects.create(name=f"limit-{n}", kind="rate_limit", accounts=["ACME"], params={"rps": n})
+    maps = render(load_snapshot(), Options(tmp_path)).maps
+    # the gateway's order (priority, then name): limit-3, limit-4, slow-gold; slower-gold, the fourth, left out
+    assert [maps[name]["booking|ACME"].split(":")[1] for name in ("rates.map", "rates-2.map", "rates-3.map")] == [
+        "33333", "25000", "40000"]
+    assert too_many_rate_limits(load_snapshot()) == ["booking|ACME"]
+    err = io.StringIO()
+    call_command("haproxy", "render", "--dir", str(tmp_path), stderr=err)
+    assert "more than three rate-limit actions apply to booking|ACME" in err.getvalue()
 
 
 def test_map_changes_delete_first_then_add_and_set() -> None:
@@ -169,7 +217,8 @@ def test_an_action_scoped_to_an_operation_has_keys_of_its_own_for_that_operation
     assert maps["opscoped.map"] == {"booking": "1", "booking|view": "1"}
     assert maps["shed.map"] == {"booking|view|ACME": "5"}  # gold's view only
     # the view's keys hold its whole policy: the service-wide rate limit too
-    assert maps["rates.map"] == {"booking|ACME": "3", "booking|view|ACME": "3", "booking-admin|ACME": "3"}
+    bucket = maps["rates.map"]["booking|ACME"]
+    assert maps["rates.map"] == {"booking|ACME": bucket, "booking|view|ACME": bucket, "booking-admin|ACME": bucket}
 
 
 @pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway.snapshot import load_snapshot
-from accord.haproxy.render import Options, render, write
-from accord.haproxy.run import HAPROXY, LIVE, POLL, DataPlane, check_config
+from accord.haproxy.render import Options, render, too_many_rate_limits, write
+from accord.haproxy.run import HAPROXY, LIVE, POLL, DataPlane, check_config, parse_peers
 
 
 def _address(text: str, flag: str) -> str:
@@ -34,17 +34,36 @@ def _options(options: dict[str, Any]) -> Options:
                    threads=options["threads"])
 
 
-def _peer_ports(rates: str, text: str, instances: int) -> tuple[int, ...]:
+def _peers(options: dict[str, Any]) -> dict[str, Any]:
+    """The DataPlane's peers arguments from --rates, --peer-ports, --peers and --peer-name; bad input exits 2."""
+    rates, ports, peers, names, instances = (options["rates"], options["peer_ports"], options["peers"],
+                                             options["peer_name"], options["instances"])
     if rates == "instance":
-        if text:
-            raise CommandError("--peer-ports is for --rates shared")
-        return ()
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+        if ports or peers or names:
+            raise CommandError("--peer-ports, --peers and --peer-name are for --rates shared", returncode=2)
+        return {}
+    if ports and (peers or names):
+        raise CommandError("give --peer-ports (instances on this host) or --peers and --peer-name, not both",
+                           returncode=2)
+    if peers or names:
+        if not peers:
+            raise CommandError("--peer-name needs --peers NAME=HOST:PORT,... (every instance that shares the limits)",
+                               returncode=2)
+        try:
+            listed, local = parse_peers(peers, names)
+        except ValueError as e:
+            raise CommandError(str(e), returncode=2) from e
+        if len(local) != instances:
+            raise CommandError(f"--peer-name names {len(local)} instance(s) for --instances {instances}: give one "
+                               "name per instance", returncode=2)
+        return {"peers": listed, "local_peers": local}
+    parts = [p.strip() for p in ports.split(",") if p.strip()]
     if not all(p.isdigit() and 0 < int(p) < 65536 for p in parts):
-        raise CommandError(f"--peer-ports '{text}' is not a list of ports, e.g. 10001,10002")
+        raise CommandError(f"--peer-ports '{ports}' is not a list of ports, e.g. 10001,10002", returncode=2)
     if len(parts) != instances or len(set(parts)) != len(parts):
-        raise CommandError(f"--rates shared needs --peer-ports with {instances} different port(s), one per instance")
-    return tuple(int(p) for p in parts)
+        raise CommandError(f"--rates shared needs --peer-ports with {instances} different port(s), one per instance, "
+                           "or --peers and --peer-name", returncode=2)
+    return {"peer_ports": tuple(int(p) for p in parts)}
 
 
 class Command(BaseCommand):
@@ -76,10 +95,18 @@ class Command(BaseCommand):
                 p.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
                 p.add_argument("--rates", choices=("instance", "shared"), default="instance",
                                help="rate limits counted by each instance alone (default), or shared between the "
-                                    "instances through HAProxy peers (needs --peer-ports)")
+                                    "instances through HAProxy peers (needs --peer-ports, or --peers and "
+                                    "--peer-name)")
                 p.add_argument("--peer-ports", default="",
                                help="with --rates shared: PORT,PORT,... one per instance, where each instance's "
                                     "peers connection listens (on the --listen host)")
+                p.add_argument("--peers", default="",
+                               help="with --rates shared, instances on several hosts: NAME=HOST:PORT,... every "
+                                    "instance of every host that shares the limits, where its peers connection "
+                                    "listens (the same list on every host)")
+                p.add_argument("--peer-name", default="",
+                               help="with --peers: NAME[,NAME...] this runner's instance(s) among them, one per "
+                                    "instance")
                 p.add_argument("--live", type=float, default=LIVE,
                                help="seconds between writes of the pools' live signals (in flight, busy time, "
                                     "queued: governance's pool utilisation); 0: none")
@@ -87,10 +114,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         opts = _options(options)
         if options["command"] == "render":
-            rendered = render(load_snapshot(), opts)
+            snapshot = load_snapshot()
+            rendered = render(snapshot, opts)
             written = write(rendered, opts)
             self.stdout.write(f"wrote {opts.config_path} and {len(written) - 1} map files in {opts.directory} "
                               f"(snapshot {rendered.version}, {len(rendered.maps['keys.map'])} live keys, hashed)")
+            overflow = too_many_rate_limits(snapshot)
+            if overflow:
+                self.stderr.write(f"more than three rate-limit actions apply to {', '.join(overflow)}: HAProxy "
+                                  "enforces the first three of each (one stick counter each)")
             if options["check"]:
                 ok, said = check_config(opts.config_path)
                 self.stdout.write(said)
@@ -103,9 +135,8 @@ class Command(BaseCommand):
             raise CommandError("--live must be 0 (no live signals) or more seconds")
         if opts.runtime and options["instances"] > 1:
             raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
-        peer_ports = _peer_ports(options["rates"], options["peer_ports"], options["instances"])
         plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"],
-                          peer_ports=peer_ports, live=options["live"])
+                          live=options["live"], **_peers(options))
         stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
