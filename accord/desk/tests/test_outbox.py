@@ -27,6 +27,7 @@ from accord.desk.models import Message, OutgoingMail, Ticket
 from accord.lib.cutproxy import CutProxy
 from accord.lib.smtp import SmtpSink
 from accord.lib.testing import accord_command, subprocess_env
+from accord.ops.models import Heartbeat
 
 from .conftest import Desk
 
@@ -129,9 +130,11 @@ def test_mail_refused_for_a_while_is_retried_with_backoff_and_delivered_exactly_
             back = time.monotonic()
             wait_until(lambda: rows.filter(status="sent").count() == 8)
             delay = time.monotonic() - back
+            assert Heartbeat.objects.get(kind="mail-sender", pid=process.pid).stopped_at is None  # alive, it says so
             time.sleep(0.5)  # a sender that would send anything twice has had the time to
         finally:
             stop(process)
+    assert Heartbeat.objects.get(kind="mail-sender", pid=process.pid).stopped_at is not None  # stopped cleanly
     counts = received(sink)
     assert counts == {m.message_id: 1 for m in queued}  # none lost, none twice
     attempts = list(rows.values_list("attempts", flat=True))

@@ -30,6 +30,7 @@ from django.db.models import Sum
 
 from accord.lib.cutproxy import CutProxy
 from accord.lib.testing import accord_command, full_sqlite_database, subprocess_env
+from accord.ops.models import Heartbeat
 
 from .conftest import EchoServer, wait_until
 from .test_live import admin_status, metrics
@@ -200,6 +201,8 @@ def test_a_worker_killed_mid_load_is_replaced_and_loses_at_most_one_flush_interv
         assert len(workers) == 2
         victim = max(workers, key=lambda pid: established_to(pid, running.port))
         assert established_to(victim, running.port) > 0
+        # each worker says it is alive (its flusher beats after a write), so `accord doctor` can tell it is gone
+        assert set(Heartbeat.objects.filter(kind="gateway", stopped_at=None).values_list("pid", flat=True)) == set(workers)
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: running.metric("accord_gateway_worker_restarts_total") == 1, what="a restart")
@@ -210,6 +213,10 @@ def test_a_worker_killed_mid_load_is_replaced_and_loses_at_most_one_flush_interv
         ready_at = time.monotonic()
         load.wait_for(200)
     assert stop(running) == 0, running.output()
+    # the killed worker's beats just stopped; the others, stopped cleanly, said so
+    beats = dict(Heartbeat.objects.filter(kind="gateway").values_list("pid", "stopped_at"))
+    assert victim in beats and beats.pop(victim) is None and set(workers) - {victim} <= set(beats)
+    assert all(stopped is not None for stopped in beats.values()), beats
     answers = load.answers
     ok = [a for a in answers if a.status == 200]
     assert all(a.status == 200 for a in answers if a.at < killed_at), "every request before the kill answered"
