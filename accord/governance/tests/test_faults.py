@@ -66,7 +66,7 @@ def test_a_governor_killed_while_active_and_while_switching_resumes_without_flap
         feed(0.95, lambda: proc.poll() is not None)
         assert proc.returncode == 137
         proc = governor()
-        feed(0.95, lambda: kinds() == ["activated"])
+        feed(0.95, lambda: bool(kinds()))  # a switch half-recorded by the dead one would show as a second below
         # Active: killed at random instants and restarted while the peak lasts; it stays on, once.
         for _ in range(3):
             feed_for(0.95, rng.uniform(0.3, 1.5))
