@@ -306,7 +306,9 @@ def support_form(request: HttpRequest) -> HttpResponse:
         form = SupportRequestForm(data)
         if form.is_valid():
             d = form.cleaned_data
-            with transaction.atomic():  # the nonce is spent with the ticket, or not at all
+            # The nonce is spent with the ticket and its acknowledgement, or not at all: a disk that fills up
+            # between them would otherwise leave a ticket whose customer is never told (tests/test_disk_full.py).
+            with transaction.atomic():
                 try:
                     with transaction.atomic():
                         spent = UsedNonce.objects.create(scope="webform", nonce=d["token"])
@@ -319,12 +321,12 @@ def support_form(request: HttpRequest) -> HttpResponse:
                     )
                     spent.result = new.reference
                     spent.save(update_fields=["result"])
+                    outbound.queue_acknowledgement(new, new.first_message, new.new_clocks)  # type: ignore[attr-defined]
             if spent is None:
                 return _replayed(request, d["token"])
             strike(key, WEBFORM)
             UsedNonce.objects.filter(scope="webform",
                                      used_at__lt=timezone.now() - dt.timedelta(seconds=MAX_FILL_SECONDS)).delete()
-            outbound.queue_acknowledgement(new, new.first_message, new.new_clocks)  # type: ignore[attr-defined]
             return render(request, "desk/support_form.html", {"done": new})
         # A fresh token in the re-rendered form, so a person who fixes an error can send it again.
         data["token"] = SupportRequestForm.new_token()

@@ -18,6 +18,7 @@ from accord.desk.models import Mailbox, Message, Ticket
 from accord.lib.cutproxy import CutProxy
 from accord.lib.smtp import SmtpSink
 from accord.lib.testing import accord_command, subprocess_env
+from accord.ops.models import Heartbeat
 
 from .conftest import Desk, Imap
 from .test_imap import seen_flags
@@ -89,6 +90,7 @@ def test_an_imap_connection_cut_mid_fetch_loses_nothing_and_the_poller_recovers_
             wait_until(lambda: len(sink.messages) >= COUNT)
             time.sleep(0.5)  # further polls: nothing new may appear
             error = Mailbox.objects.get(pk=box.pk).last_error
+            assert Heartbeat.objects.get(kind="mail-poller", pid=process.pid).stopped_at is None  # alive, it says so
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(30)

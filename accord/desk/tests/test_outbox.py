@@ -27,6 +27,7 @@ from accord.desk.models import Message, OutgoingMail, Ticket
 from accord.lib.cutproxy import CutProxy
 from accord.lib.smtp import SmtpSink
 from accord.lib.testing import accord_command, subprocess_env
+from accord.ops.models import Heartbeat
 
 from .conftest import Desk
 
@@ -111,20 +112,29 @@ def test_mail_refused_for_a_while_is_retried_with_backoff_and_delivered_exactly_
         assert sorted(rows.values_list("status", "attempts")) == [("pending", 1)] * 8
         assert all("ConnectionRefusedError" in r.last_error for r in rows)
         assert Message.objects.filter(pk__in=[m.pk for m in queued], flagged=True).count() == 8
+        # Staff see each one waiting on the outbox page, with why it is not sent yet.
+        client = Client()
+        client.force_login(desk.agent)
+        page = client.get("/desk/outbox/").content.decode()
+        assert all(f'data-mail="{r.pk}" data-status="pending"' in page for r in rows)
+        assert page.count("ConnectionRefusedError") == 8
         process = sender(proxy.host, proxy.port)
         try:
             time.sleep(1.5)
             proxy.restore()  # up again, but it answers 451 to every message for a while
             sink.refuse("451 4.3.0 Try again later")
             wait_until(lambda: sink.refused >= 4)
+            wait_until(lambda: "SMTP 451 4.3.0 Try again later" in client.get("/desk/outbox/").content.decode())
             time.sleep(1.0)
             sink.refuse(None)
             back = time.monotonic()
             wait_until(lambda: rows.filter(status="sent").count() == 8)
             delay = time.monotonic() - back
+            assert Heartbeat.objects.get(kind="mail-sender", pid=process.pid).stopped_at is None  # alive, it says so
             time.sleep(0.5)  # a sender that would send anything twice has had the time to
         finally:
             stop(process)
+    assert Heartbeat.objects.get(kind="mail-sender", pid=process.pid).stopped_at is not None  # stopped cleanly
     counts = received(sink)
     assert counts == {m.message_id: 1 for m in queued}  # none lost, none twice
     attempts = list(rows.values_list("attempts", flat=True))
