@@ -17,16 +17,21 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.management import call_command
 from django.db import models, transaction
+from django.template import loader
 from django.urls import resolve
 from django.utils import timezone
 
 from accord.agreements.models import Agreement
 from accord.billing.actions import do_run
+from accord.billing.forecasting import Outlook, store
 from accord.billing.models import Invoice
+from accord.billing.usage import account_key
 from accord.catalog.models import Service
 from accord.customers.models import Account, Commitment, Contact
 from accord.desk.models import CannedReply, OutgoingMail, Ticket
 from accord.governance.policies import save_policy
+from accord.lib.charts import Level
+from accord.lib.forecast import forecast, sudden_change
 from accord.lib.testing import share
 from accord.outreach import campaigns
 from accord.outreach.models import Campaign, Purpose, Segment
@@ -247,6 +252,14 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     campaigns.prepare(Campaign.objects.create(name="December news", purpose=purpose, segment=segment,
                                               subject="News", html="<p>Hello {{ contact.name }}</p>", text="Hello"))
     CannedReply.objects.create(title="Outage acknowledged", body="Dear {customer_name}, we are on it ({ticket_ref}).")
+    # A stored volume forecast for the account the sweep opens, so its page draws the forecast chart (the demo company
+    # makes none: `accord forecast` runs daily in production).
+    shown = Account.objects.filter(tier__isnull=False).order_by("pk").first()
+    assert shown is not None
+    days = [timezone.localdate() - dt.timedelta(days=84 - i) for i in range(84)]
+    calls = [1000.0 + 40 * (i % 7) + 3 * i for i in range(84)]
+    store([Outlook(f"account {account_key(shown.external_id, shown.pk)}", "api-calls", "calls", days, calls,
+                   forecast(calls, 56), sudden_change(calls), [Level("plan included", 2500.0)])])
     base = live_server.url
     reports: list[str] = []
     checked = 0
@@ -254,6 +267,8 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
 
     def check(name: str) -> None:
         nonlocal checked
+        if name == "account":
+            assert page.locator("#forecasts svg.forecast-chart").count() == 1, "the account page drew no forecast"
         page.wait_for_load_state("load")
         found = axe.violations(page, also=LANDMARK_AND_HEADING_RULES)
         checked += 1
@@ -287,6 +302,15 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.click("#link-confirm button[type=submit]")
     page.wait_for_load_state("load")
     check("portal sign-in link, used")
+    # The error pages the middleware draws when a view fails or the database is away (no URL of their own): as
+    # served, at an address of this server so their stylesheet loads.
+    for name, html in (("server error (500)", loader.get_template("500.html").render({})),
+                       ("database away (503)", loader.get_template("503.html").render({"retry_after": 5, "full": True}))):
+        page.goto(f"{base}/login/")
+        page.set_content(html)
+        assert page.evaluate("getComputedStyle(document.querySelector('.panel')).backgroundColor") == "rgb(255, 255, 255)", \
+            f"{name}: accord.css did not load"
+        check(name)
 
     page.goto(f"{base}/login/")
     page.fill("#id_username", "demo")
@@ -315,7 +339,7 @@ def test_every_page_has_no_critical_or_serious_violation(live_server: Any, page:
     page.wait_for_selector("#id_spec_errors")
     check("new segment, refused")
 
-    assert checked == 5 + 43 + 1 + 2
+    assert checked == 7 + 43 + 1 + 2
     assert seen >= SWEPT, f"pages of SWEPT this sweep did not reach: {sorted(SWEPT - seen)}"
     assert not reports, "axe-core found critical or serious WCAG violations:\n" + "\n".join(reports)
 
