@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,69 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practi
 AXE_FAILING = tuple(os.environ.get("ACCORD_AXE_IMPACTS", "critical,serious").split(","))
 
 
+STRUCTURE_JS = r"""() => {
+  const problems = [], shown = e => !e.closest('[aria-hidden="true"], [hidden]');
+  const where = e => e.id ? '#' + e.id : e.tagName.toLowerCase() + (e.className && typeof e.className === 'string'
+    ? '.' + e.className.trim().split(/\s+/).join('.') : '');
+  const named = e => (e.getAttribute('aria-label') || '').trim() || (e.getAttribute('aria-labelledby') || '')
+    .split(/\s+/).filter(Boolean).map(id => (document.getElementById(id) || {}).textContent || '').join(' ').trim();
+  const heads = [...document.querySelectorAll('h1, h2, h3, h4, h5, h6')].filter(shown);
+  const ones = heads.filter(h => h.tagName === 'H1').length;
+  if (ones !== 1) problems.push(`${ones} h1 headings (one wanted)`);
+  let last = 0;
+  for (const h of heads) {
+    const level = +h.tagName[1];
+    if (last && level > last + 1) problems.push(`heading h${level} "${h.textContent.trim().slice(0, 40)}" after h${last}`);
+    last = level;
+  }
+  for (const t of document.querySelectorAll('table')) {
+    if (!shown(t) || ['presentation', 'none'].includes(t.getAttribute('role'))) continue;
+    const caption = t.querySelector(':scope > caption');
+    if (!(caption && caption.textContent.trim()) && !named(t)) problems.push(`table ${where(t)} has no caption or name`);
+    const ths = t.querySelectorAll('th');
+    if (!ths.length) problems.push(`table ${where(t)} has no header cell`);
+    for (const th of ths) {
+      if (!th.hasAttribute('scope') && !th.closest('thead')) {
+        problems.push(`table ${where(t)}: th "${th.textContent.trim().slice(0, 30)}" has no scope`);
+        break;
+      }
+    }
+  }
+  for (const c of document.querySelectorAll('[role="img"]')) {
+    if (!shown(c) || !(c.tagName.toLowerCase() === 'svg' || c.querySelector('svg'))) continue;
+    const name = named(c) || ((c.querySelector(':scope > title') || {}).textContent || '');
+    const described = (c.getAttribute('aria-describedby') || '').split(/\s+/).filter(Boolean)
+      .map(id => (document.getElementById(id) || {}).textContent || '').join(' ');
+    const panel = c.closest('figure, section, .panel, article');
+    const beside = panel ? [...panel.querySelectorAll('table')].map(t => t.textContent).join(' ') : '';
+    if (!/\d|no data/i.test(name) && !/\d/.test(described) && !/\d/.test(beside))
+      problems.push(`chart ${where(c)} "${name.slice(0, 60)}" has no numbers in text (name, description or a table beside it)`);
+  }
+  return problems;
+}"""
+
+
+FOCUS_JS = r"""() => {
+  // Each control that the keyboard reaches, focused in turn: the focus must show (an outline of 2 px or more, or a
+  // box-shadow ring). The page had a key pressed first, so programmatic focus matches :focus-visible as Tab would.
+  const wrong = [], controls = document.querySelectorAll(
+    'a[href], button, input:not([type="hidden"]), select, textarea, summary, [tabindex]:not([tabindex="-1"])');
+  for (const e of controls) {
+    if (e.disabled || e.tabIndex < 0 || e.closest('[inert], [aria-hidden="true"]') || !e.getClientRects().length
+        || getComputedStyle(e).visibility === 'hidden') continue;
+    e.focus();
+    if (document.activeElement !== e) continue;
+    const s = getComputedStyle(e), ring = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;
+    if (!ring && (s.boxShadow === 'none' || !s.boxShadow)) {
+      wrong.push(`${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''} "${(e.innerText || e.value || e.name || '')
+        .trim().slice(0, 30)}"`);
+    }
+  }
+  if (document.activeElement) document.activeElement.blur();
+  return wrong;
+}"""
+
+
 class Axe:
     """Runs axe-core on a Playwright page; `violations` keeps the impacts that fail a test (critical, serious)."""
 
@@ -135,8 +198,9 @@ class Axe:
         )
         return list(result["violations"])
 
-    def violations(self, page: Any, context: str = "document") -> list[dict[str, Any]]:
-        return [v for v in self.run(page, context) if v.get("impact") in AXE_FAILING]
+    def violations(self, page: Any, context: str = "document", also: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The violations of the impacts that fail (critical, serious), and of the rules in `also` at any impact."""
+        return [v for v in self.run(page, context) if v.get("impact") in AXE_FAILING or v["id"] in also]
 
     @staticmethod
     def duplicate_ids(page: Any) -> list[str]:
@@ -145,6 +209,25 @@ class Axe:
             "() => { const seen = new Map(); document.querySelectorAll('[id]').forEach(e => seen.set(e.id,"
             " (seen.get(e.id) || 0) + 1)); return [...seen].filter(([, n]) => n > 1).map(([id]) => id).sort(); }"
         ))
+
+    @staticmethod
+    def structure(page: Any) -> list[str]:
+        """What axe-core does not ask of a page but docs/accessibility.md does: one `h1` and headings that never
+        skip a level; every data table named (a caption, aria-label or aria-labelledby) with header cells, each
+        `th` with a `scope` (or inside `thead`); every chart (`role="img"`) with its numbers in text: a digit in
+        its name (or "no data"), or a description (`aria-describedby`) or a table with digits in the same panel."""
+        return list(page.evaluate(STRUCTURE_JS))
+
+    @staticmethod
+    def focus_hidden(page: Any) -> list[str]:
+        """The controls whose focus does not show (each focused in turn, after a key press: :focus-visible)."""
+        page.keyboard.press("Shift")
+        return list(page.evaluate(FOCUS_JS))
+
+    def page_problems(self, page: Any) -> list[str]:
+        """`structure` and `focus_hidden` together, as lines of a failure message."""
+        hidden = self.focus_hidden(page)
+        return self.structure(page) + ([f"focus does not show on {hidden[:6]}"] if hidden else [])
 
     @staticmethod
     def describe(url: str, violations: list[dict[str, Any]], nodes: int = 6) -> str:

@@ -46,8 +46,8 @@ def _frame(title: str, y_labels: list[tuple[float, str]], x_labels: list[tuple[f
                           ((coord(x), HEIGHT - 10, INK, text) for x, text in x_labels))
     return format_html(
         '<svg xmlns="http://www.w3.org/2000/svg" class="report-chart" viewBox="0 0 {} {}" width="{}" height="{}" '
-        'role="img" aria-label="{}"><title>{}</title><desc>{}</desc>{}{}{}</svg>',
-        WIDTH, HEIGHT, WIDTH, HEIGHT, title, title, description, grid, xs, body)
+        'role="img" aria-label="{}: {}"><title>{}</title><desc>{}</desc>{}{}{}</svg>',
+        WIDTH, HEIGHT, WIDTH, HEIGHT, title, description, title, description, grid, xs, body)
 
 
 def _x(i: int, n: int) -> float:
@@ -110,8 +110,12 @@ def attainment(result: ObjectiveResult, *, printed: bool = False) -> SafeString:
                        coord(_y(target, low, high)), TARGET, dots)
     y_labels = [(_y(v, low, high), units.percent(v, 2)) for v in (low, (low + high) / 2, high)]
     days_with = sum(1 for v in levels if v is not None)
+    said = f"{days_with} days with traffic of {n}"
+    if days_with:  # the day furthest from the target: what the dots would show a sighted reader first
+        worst = (max if error_rate else min)((v, i) for i, v in enumerate(levels) if v is not None)
+        said += f"; worst day {result.days[worst[1]].day.isoformat()}: {units.percent(worst[0], 3)}"
     return _frame(f"{o.name}: daily attainment against the target {o.target_label()}", y_labels,
-                  _day_labels(result), body, f"{days_with} days with traffic of {n}", printed=printed)
+                  _day_labels(result), body, said, printed=printed)
 
 
 def burn_down(result: ObjectiveResult, *, printed: bool = False) -> SafeString:

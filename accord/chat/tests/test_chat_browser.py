@@ -1,6 +1,7 @@
 """In a browser (Debian's Chromium), two contexts on one ASGI server (uvicorn, in this process, on the test
 database): a customer chats in the widget on a host page while an agent answers in the console; the first
-agent message stops the chat's first-response clock; HTML typed by the visitor shows as text; the visitor's
+agent message stops the chat's first-response clock; the console announces a new chat and a message in
+another chat in its live region; HTML typed by the visitor shows as text; the visitor's
 connection drops and nothing typed meanwhile is lost; offline, the widget takes a message as an e-mail ticket."""
 
 from __future__ import annotations
@@ -58,19 +59,30 @@ def test_a_customer_chats_while_an_agent_answers_in_the_console(asgi_server: str
     open_widget(visitor, base, "My booking <script>alert(1)</script> failed")
     visitor.wait_for_selector("#accord-chat-status:has-text('connected')")
     ticket = Ticket.objects.get(channel="chat")
+    # The console says what changed in its live region, once: the new chat, then a message in it while another
+    # (none here) is open; nothing for the chat the agent has open.
+    agent.wait_for_selector("#chat-news p")
+    assert agent.locator("#chat-news p").all_inner_texts() == [f"New chat {ticket.reference} from Grace."]
+    visitor.fill("#accord-chat-text", "Is anyone there?")
+    visitor.click("#accord-chat-send")
+    agent.wait_for_function("document.querySelectorAll('#chat-news p').length === 2")
+    assert agent.locator("#chat-news p").last.inner_text() == f"New message in chat {ticket.reference}."
     agent.click(f"#chat-{ticket.pk} button")
     agent.wait_for_selector("#chat-thread p")
     assert "<script>alert(1)</script>" in agent.inner_text("#chat-thread")  # text, not markup
+    visitor.wait_for_timeout(2100)  # the widget tells "typing" at most every 2 s; the last was for "Is anyone there?"
     visitor.fill("#accord-chat-text", "It says error 500")
     agent.wait_for_selector("#chat-typing:has-text('typing')")
     visitor.click("#accord-chat-send")
     agent.wait_for_selector("#chat-thread p:has-text('It says error 500')")
+    assert agent.locator("#chat-news p").count() == 2, "a message in the open chat was announced"
     agent.fill("#chat-text", "Sorry Grace, fixing it now.")
     agent.click("#chat-send")
     visitor.wait_for_selector("#accord-chat-log p:has-text('fixing it now')")
     wait_for(lambda: SlaClock.objects.get(ticket=ticket, kind="first_response").status == "met")
     problems = axe.run(visitor, "#accord-chat") + axe.run(agent)
     assert not problems, axe.describe("the widget and the console", problems)
+    assert axe.focus_hidden(visitor) == [] and axe.focus_hidden(agent) == [], "a control's focus does not show"
 
     # The visitor's connection drops (the page's WebSockets go through a route that can cut them): what they
     # type meanwhile is kept and sent once they are back, once.

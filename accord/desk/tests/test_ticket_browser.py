@@ -30,6 +30,7 @@ def no_violations(page: Any, axe: Any, what: str) -> None:
     found = axe.violations(page)
     assert not found, axe.describe(what, found)
     assert not axe.duplicate_ids(page), what
+    assert not (problems := axe.page_problems(page)), f"{what}: {problems}"
 
 
 def test_link_a_requester_insert_a_canned_reply_and_see_a_colleague(desk: Desk, live_server: Any, page: Any,

@@ -20,6 +20,7 @@ def test_unsubscribe_and_confirm_pages(live_server: Any, page: Any, axe: Any) ->
     consent = service.request(ada, news, Consent.Source.WEB, send=False)
     page.goto(f"{live_server.url}/c/{service.link_token(consent, 'confirm')}/")
     assert axe.violations(page) == [], axe.describe("confirm", axe.violations(page))
+    assert axe.page_problems(page) == [], "confirm"
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_selector("#outcome")
     assert "Thank you" in page.inner_text("#outcome")
@@ -27,12 +28,14 @@ def test_unsubscribe_and_confirm_pages(live_server: Any, page: Any, axe: Any) ->
     assert consent.status == "confirmed"
     page.goto(f"{live_server.url}/u/{service.link_token(consent, 'unsubscribe')}/")
     assert axe.violations(page) == [], axe.describe("unsubscribe", axe.violations(page))
+    assert axe.page_problems(page) == [], "unsubscribe"
     consent.refresh_from_db()
     assert consent.status == "confirmed"  # loading the page changed nothing
     page.get_by_role("button", name="Unsubscribe").click()
     page.wait_for_selector("#outcome")
     assert "You are unsubscribed from the monthly newsletter" in page.inner_text("#outcome")
     assert axe.violations(page) == [], axe.describe("unsubscribed", axe.violations(page))
+    assert axe.page_problems(page) == [], "unsubscribed"
     consent.refresh_from_db()
     assert consent.status == "withdrawn"
 

@@ -77,6 +77,8 @@ def test_every_portal_page_has_no_axe_violation_and_fits_a_phone(live_server: An
                 reports.append(axe.describe(f"{path} at {width}", found))
             if twice := axe.duplicate_ids(page):
                 reports.append(f"{path}: duplicate ids {twice}")
+            if problems := axe.page_problems(page):
+                reports.append(f"{path} at {width}: {'; '.join(problems)}")
             scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             if scroll > inner:
                 reports.append(f"{path} at {width} px: {scroll} > {inner}")

@@ -107,6 +107,8 @@ def test_every_new_page_has_no_axe_violation(live_server: Any, page: Any, axe: A
             reports.append(axe.describe(f"{name} ({page.url.removeprefix(base)})", found))
         if twice := axe.duplicate_ids(page):
             reports.append(f"{name}: duplicate ids {twice}")
+        if problems := axe.page_problems(page):
+            reports.append(f"{name}: {'; '.join(problems)}")
         wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         if wide:
             reports.append(f"{name}: wider than the window")

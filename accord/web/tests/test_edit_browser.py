@@ -37,6 +37,8 @@ class Checker:
             self.reports.append(self.axe.describe(where, found))
         if twice := self.axe.duplicate_ids(self.page):
             self.reports.append(f"{where}: duplicate ids {twice}")
+        if problems := self.axe.page_problems(self.page):
+            self.reports.append(f"{where}: {'; '.join(problems)}")
         wide = self.page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         if wide:
             self.reports.append(f"{where}: wider than the window")

@@ -1,12 +1,21 @@
 // The agents' chat console (/chat/console/): open chats, one conversation at a time, typing indicators, canned
-// replies and transfer; its WebSocket pings every 20 s, which is what "an agent is online" means.
+// replies and transfer; its WebSocket pings every 20 s, which is what "an agent is online" means. What changed
+// is said in a polite live region (#chat-news, the last five lines), once: a new chat, a visitor writing in a
+// chat that is not the one open; never the pings or the reconnection timer (docs/accessibility.md).
 (function () {
   "use strict";
   var list = document.getElementById("chat-list"), thread = document.getElementById("chat-thread");
   var form = document.getElementById("chat-reply"), text = document.getElementById("chat-text");
   var typing = document.getElementById("chat-typing"), state = document.getElementById("chat-state");
   var canned = document.getElementById("chat-canned"), transfer = document.getElementById("chat-transfer");
-  var current = null, socket = null, typingSent = 0, pending = {};
+  var news = document.getElementById("chat-news");
+  var current = null, socket = null, typingSent = 0, pending = {}, references = {};
+  function say(text) {
+    var line = document.createElement("p");
+    line.className = "notice live-line"; line.textContent = text;
+    news.appendChild(line);
+    while (news.children.length > 5) { news.removeChild(news.firstElementChild); }
+  }
   function li(m) {
     var e = document.createElement("p");
     e.dataset.id = m.id || ""; e.className = "chat-" + (m.kind || "reply");
@@ -16,12 +25,14 @@
     return e;
   }
   function addChat(c) {
-    if (document.getElementById("chat-" + c.ticket)) { return; }
+    if (document.getElementById("chat-" + c.ticket)) { return false; }
+    references[c.ticket] = c.reference;
     var item = document.createElement("li"), b = document.createElement("button");
     item.id = "chat-" + c.ticket; b.type = "button"; b.className = "link";
     b.textContent = c.reference + " · " + c.visitor + (c.known ? " (known)" : "");
     b.addEventListener("click", function () { join(c.ticket); });
     item.appendChild(b); list.appendChild(item);
+    return true;
   }
   function join(ticket) {
     current = ticket; thread.innerHTML = ""; form.hidden = false;
@@ -34,7 +45,10 @@
     socket.onmessage = function (ev) {
       var f = JSON.parse(ev.data);
       if (f.type === "chats") { f.chats.forEach(addChat); }
-      else if (f.type === "new") { addChat(f); }
+      else if (f.type === "new") { if (addChat(f)) { say("New chat " + f.reference + " from " + f.visitor + "."); } }
+      else if (f.type === "activity" && f.ticket !== current && references[f.ticket]) {
+        say("New message in chat " + references[f.ticket] + ".");
+      }
       else if (f.type === "joined" && f.ticket === current) {
         f.messages.forEach(function (m) { thread.appendChild(li(m)); });
         canned.innerHTML = "<option value=''>Insert a canned reply…</option>";

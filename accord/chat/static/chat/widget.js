@@ -24,6 +24,11 @@
     return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
 
+  // Focus of its own on every control (the host page's styles, or none, must not decide whether it shows): the
+  // ring of Accord's pages, set off from the blue button by a white gap.
+  var focusStyle = el("style", {}, "#accord-chat :focus-visible{outline:3px solid #1d4ed8;outline-offset:2px;" +
+    "box-shadow:0 0 0 2px #fff}");
+  document.head.appendChild(focusStyle);
   var root = el("div", {id: "accord-chat", style: "position:fixed;right:16px;bottom:16px;z-index:2147483000;font:14px/1.4 system-ui,sans-serif;color:#1b1f24"});
   var toggle = el("button", {type: "button", id: "accord-chat-open", "aria-expanded": "false", style: "background:#1d4ed8;color:#fff;border:0;border-radius:20px;padding:10px 16px;min-height:44px"}, "Chat with us");
   var panel = el("section", {id: "accord-chat-panel", "aria-label": "Live chat", hidden: "", style: "width:min(340px,calc(100vw - 32px));background:#fff;border:1px solid #8a94a3;border-radius:10px;padding:12px;margin-bottom:8px;box-shadow:0 4px 16px rgba(0,0,0,.2)"});
