@@ -47,7 +47,9 @@ def test_the_account_page_has_an_orders_and_insight_tab_with_every_item(live_ser
     health = HealthScore.objects.filter(account=account).latest("computed_at")
     assert page.locator("#health-score").inner_text() == str(health.score)
     assert page.locator("#health-factors tbody tr").count() == 8
-    assert "no credit ledger yet" in page.locator("#health-factors tr[data-factor=credits]").inner_text()
+    stored = {f["factor"]: f for f in health.factors}
+    for name in ("sla_breaches", "credits", "ticket_volume", "order_recency", "order_frequency"):
+        assert stored[name]["text"] in page.locator(f"#health-factors tr[data-factor={name}]").inner_text()
     assert page.locator("#health-text").inner_text().startswith(f"Health {health.score}/100")
     assert page.locator("#health-trend circle").count() == HealthScore.objects.filter(account=account).count()
     assert page.locator("#account-weeks tbody tr").count() == 12

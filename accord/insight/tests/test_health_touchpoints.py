@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import time_machine
 from django.contrib.auth.models import User
 
+from accord.customers.models import Account
 from accord.desk import actions as desk_actions
 from accord.desk import worker
 from accord.desk.actions import Inbound
@@ -20,6 +22,7 @@ from accord.insight.actions import do_compute_health, do_compute_topics
 from accord.insight.models import HealthWeights, Topic
 from accord.lib.manifest import apply_manifest, export_manifest
 from accord.lib.manifest.yamlio import ManifestError
+from accord.reports.models import Credit
 
 pytestmark = pytest.mark.django_db
 MONDAY = at("2026-11-23 08:00")  # London on UTC+0: working hours 09:00-17:00 UTC
@@ -99,8 +102,39 @@ def test_breaches_lower_the_health_score_and_the_factors_say_why(desk: Desk) -> 
     factors = {f["factor"]: f for f in bad.factors}
     assert factors["sla_breaches"]["text"] == "1 of 2 SLA clocks breached in the last 90 days"
     assert factors["sla_breaches"]["lost"] > 0 and bad.score < good.score
-    assert factors["credits"]["skipped"] and "no credit ledger" in factors["credits"]["text"]
+    assert not factors["credits"]["skipped"] and factors["credits"]["score"] == 1.0
+    assert factors["credits"]["text"] == "no service credits for the last 90 days"
     assert "sla breaches" in health.describe(bad).lower()
+
+
+def test_service_credits_owed_lower_the_health_score_and_rejected_ones_do_not(desk: Desk) -> None:
+    [before] = do_compute_health(accounts=[desk.account])
+
+    def credit(period: str, status: str, amount: str, currency: str = "EUR", objective: str = "availability") -> Credit:
+        start = dt.datetime.fromisoformat(f"{period}-01T00:00:00+00:00")
+        return Credit.objects.create(
+            account=desk.account, agreement=desk.agreement, objective=objective, period=period, start=start,
+            end=(start + dt.timedelta(days=32)).replace(day=1), target=Decimal("99.9"), valid_events=1000,
+            bad_events=5, percent=Decimal(10), amount=Decimal(amount), currency=currency, status=status,
+            claim_until=MONDAY + dt.timedelta(days=30), computed_at=MONDAY)
+
+    credit("2026-09", Credit.Status.APPROVED, "120.00")
+    credit("2026-10", Credit.Status.COMPUTED, "60.00")
+    credit("2026-10", Credit.Status.APPLIED, "15.00", "USD", objective="latency")
+    credit("2026-11", Credit.Status.REJECTED, "999.00")  # rejected by finance: owed nothing
+    credit("2026-06", Credit.Status.APPROVED, "500.00")  # before the 90 days (from 2026-08-25)
+    [after] = do_compute_health(accounts=[desk.account])
+    factors = {f["factor"]: f for f in after.factors}
+    # The window (2026-08-25 to 2026-11-23) touches 4 monthly periods; 2 of them have a credit.
+    assert factors["credits"]["score"] == 0.5
+    assert factors["credits"]["text"] == ("3 service credit(s) (180.00 EUR, 15.00 USD) in 2 of the 4 monthly "
+                                          "periods of the last 90 days (2026-09, 2026-10)")
+    assert after.score < before.score
+    # An account under no agreement can be owed no credit: the factor is skipped, not scored as perfect.
+    loner = Account.objects.create(name="No SLA Ltd", external_id="NOSLA")
+    [alone] = do_compute_health(accounts=[loner])
+    factors = {f["factor"]: f for f in alone.factors}
+    assert factors["credits"]["skipped"] and factors["credits"]["text"].startswith("no agreement applies")
 
 
 def test_health_weights_are_applied_from_the_manifest_and_exported_back(desk: Desk) -> None:
