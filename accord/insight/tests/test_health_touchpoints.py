@@ -6,12 +6,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import time_machine
 from django.contrib.auth.models import User
 
-from accord.customers.models import Account
+from accord.chat import service as chat_service
+from accord.chat.models import AgentConnection
+from accord.customers.models import Account, Contact
 from accord.desk import actions as desk_actions
 from accord.desk import worker
 from accord.desk.actions import Inbound
@@ -59,6 +62,31 @@ def test_touchpoints_count_in_and_out_per_week_and_who_talks_with_whom(desk: Des
     assert g.edges[("Grace Hopper", "lin")] == 1  # the call back (no address: the ticket's contact)
     assert g.edges[("ops@globetrotter.example", "agent")] == 1  # Cc'd on her mail, an address of no contact
     assert "internal" not in str(g.edges)
+
+
+def test_a_live_chat_is_a_touchpoint_in_and_out_on_the_channel_chat(desk: Desk, settings: Any) -> None:
+    # A real chat: a signed-in visitor (the host site vouches for Grace) starts it while an agent is online, writes
+    # again, and the agent answers, as the chat's WebSocket consumers do (desk messages on the chat's ticket).
+    settings.ACCORD_CHAT_SECRET = "host-site-secret"
+    Contact.objects.filter(pk=desk.contact.pk).update(external_id="grace-1")
+    now = at("2026-11-23 10:00")  # within the London hours of Grace's agreement: the chat is staffed
+    with time_machine.travel(now, tick=False):
+        AgentConnection.objects.create(user=desk.agent, channel_name="console-1", seen_at=now)
+        started = chat_service.start("Grace", "grace@globetrotter.example", "Is my hotel booked?",
+                                     identity=("grace-1", str(int(now.timestamp())), chat_service.sign("grace-1",
+                                                                                                      int(now.timestamp()))))
+        assert not started.offline and started.ticket.channel == "chat" and started.ticket.account == desk.account
+        desk_actions.do_add_customer_message(started.ticket, Inbound(channel="chat", subject="", body_text="Any news?",
+                                                                     received_at=at("2026-11-23 10:02")))
+        desk_actions.do_reply(started.ticket, desk.agent, "Yes, booked", at=at("2026-11-23 10:03"))
+    ticket(desk, "2026-11-23 09:30")  # and an e-mail, to tell the channels apart
+    vol = touchpoints.volume(weeks=1, account_id=desk.account.pk, now=at("2026-11-23 11:00"))
+    assert (vol.inbound, vol.outbound) == ([3], [1])
+    assert vol.channels == {"chat": [2, 1], "email": [1, 0]}
+    assert vol.by_channel()[0] == ("chat", "live chat", 2, 1)
+    g = touchpoints.graph(at("2026-11-01 00:00"), desk.account.pk)
+    # The agent's answer is to the chat's contact (its To is "the visitor in the chat", not an address).
+    assert dict(g.edges) == {("Grace Hopper", "agent"): 1}
 
 
 def test_the_timely_response_rate_is_the_desks_response_clocks_met_and_breached(desk: Desk) -> None:
