@@ -94,6 +94,12 @@ def test_the_account_page_has_an_orders_and_insight_tab_with_every_item(live_ser
     bought = set(OrderLine.objects.filter(account=account).values_list("sku", flat=True))
     first = offers.first.locator("td").first.inner_text()
     assert first not in bought
+    # An account with one purchase only: its value per purchase is the prior's, and the page flags it.
+    single = AccountValue.objects.filter(fit=fit, prior_only=True).first()
+    assert single is not None and single.repeat_purchases == 0
+    page.goto(f"{live_server.url}/insight/accounts/{single.account_id}/")
+    assert "one purchase only" in page.locator("#prior-only").inner_text()
+    assert page.locator("#clv").inner_text() == f"{single.clv:,.2f} EUR"
 
 
 def test_the_insight_dashboard_shows_value_80_20_touchpoints_topics_health_and_recommendations(
@@ -104,7 +110,10 @@ def test_the_insight_dashboard_shows_value_80_20_touchpoints_topics_health_and_r
     page.click("header.top nav >> text=Insight")
     page.wait_for_selector("#pareto-chart")
     fit = ClvFit.objects.get()
-    assert f"r = {fit.bgnbd['r']:.4f}" in page.locator("#fit-params").inner_text()
+    params = page.locator("#fit-params").inner_text()
+    assert f"r = {fit.bgnbd['r']:.4f}" in params and f"p = {fit.gamma_gamma['p']:.4f}" in params
+    flagged = AccountValue.objects.filter(fit=fit, prior_only=True).count()
+    assert flagged > 0 and f"{flagged} account{'s' if flagged > 1 else ''} with one purchase only" in params
     assert page.locator("#clv-chart g.hbar").count() == page.locator("#top-values tbody tr").count() == 10
     p = pareto("accounts")
     assert page.locator("#pareto-chart path.curve").count() == 2
