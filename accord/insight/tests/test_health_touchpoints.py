@@ -12,6 +12,8 @@ import pytest
 import time_machine
 from django.contrib.auth.models import User
 
+from accord.agreements.models import Objective
+from accord.catalog.models import Service
 from accord.chat import service as chat_service
 from accord.chat.models import AgentConnection
 from accord.customers.models import Account, Contact
@@ -20,9 +22,11 @@ from accord.desk import worker
 from accord.desk.actions import Inbound
 from accord.desk.models import Ticket
 from accord.desk.tests.conftest import Desk, at
+from accord.governance.tests.rollups import add_rollup
 from accord.insight import health, touchpoints
 from accord.insight.actions import do_compute_health, do_compute_topics
-from accord.insight.models import HealthWeights, Topic
+from accord.insight.models import AccountValue, HealthWeights, Topic
+from accord.insight.orders import Order
 from accord.lib.manifest import apply_manifest, export_manifest
 from accord.lib.manifest.yamlio import ManifestError
 from accord.reports.models import Credit
@@ -190,10 +194,6 @@ def test_the_manifest_refuses_unknown_factors_and_bad_weights(db: None) -> None:
 
 
 def test_an_unchanged_lifetime_value_costs_no_health_and_a_fall_costs_in_proportion(desk: Desk) -> None:
-    from decimal import Decimal
-
-    from accord.insight.models import AccountValue
-
     def value(clv: str) -> AccountValue:
         return AccountValue(account=desk.account, repeat_purchases=1, expected_purchases=1, probability_alive=1,
                             expected_value=Decimal(1), clv=Decimal(clv), clv_low=Decimal(0), clv_high=Decimal(clv),
@@ -207,3 +207,54 @@ def test_an_unchanged_lifetime_value_costs_no_health_and_a_fall_costs_in_proport
     fall = health.clv_trend(ctx, desk.account)
     assert isinstance(fall, health.Factor) and fall.score == pytest.approx(0.6)
     assert "-40% since the fit before" in fall.text
+
+
+def test_the_error_budget_factor_is_the_share_of_the_budget_the_accounts_own_traffic_spent(desk: Desk) -> None:
+    service = Service.objects.create(name="booking", base_path="/bookings")
+    Objective.objects.create(agreement=desk.agreement, name="availability", kind="availability",
+                             target=Decimal("99.9"), window="rolling", window_days=30, service=service)
+    # 10,000 of GLOBE's requests, 5 failed: half of a 0.1% budget. Another account's failures are not GLOBE's.
+    add_rollup(MONDAY - dt.timedelta(hours=1), count=9995, account="GLOBE", tier="platinum")
+    add_rollup(MONDAY - dt.timedelta(hours=1), count=5, errors=5, account="GLOBE", tier="platinum")
+    add_rollup(MONDAY - dt.timedelta(hours=2), count=100, errors=100, account="OTHER", tier="platinum")
+    ctx = health.load_context(MONDAY, 90)
+    spent = health.error_budget(ctx, desk.account)
+    assert isinstance(spent, health.Factor) and spent.score == pytest.approx(0.5)
+    assert spent.text.startswith("50") and "of the error budget of 'availability' spent by this account's traffic" \
+        in spent.text
+    quiet = Account.objects.create(name="Quiet Ltd", external_id="QUIET", tier=desk.platinum)
+    assert isinstance(health.error_budget(ctx, quiet), health.Skipped)  # no traffic of its own: nothing to judge
+    gold_only = Account.objects.create(name="Solo", external_id="SOLO")
+    assert health.error_budget(ctx, gold_only) == health.Skipped("no agreement applies")
+
+
+def test_ticket_volume_timeliness_and_order_factors_score_their_numbers_and_say_them(desk: Desk) -> None:
+    a = desk.account
+    ctx = health.Context(MONDAY, 90)
+    ctx.tickets_before[a.pk] = 12  # a norm of 2 per 30 days over the 180 days before the last 30
+    for recent, expected in ((2, 1.0), (4, 0.5), (6, 0.0), (9, 0.0)):
+        ctx.tickets_recent[a.pk] = recent
+        f = health.ticket_volume(ctx, a)
+        assert isinstance(f, health.Factor) and f.score == pytest.approx(expected), recent
+    assert f.text == "9 ticket(s) in the last 30 days against a norm of 2.0 per 30 days (4.5x)"
+    assert isinstance(health.response_timeliness(ctx, a), health.Skipped)
+    ctx.responses[a.pk] = touchpoints.Timeliness(met=3, breached=1)
+    timely = health.response_timeliness(ctx, a)
+    assert timely == health.Factor(0.75, "3 of 4 responses on time (75%) in the last 90 days")
+    assert health.order_recency(ctx, a) == health.Skipped("no orders")
+    today = MONDAY.date()
+
+    def order(days_ago: int) -> Order:
+        return Order(f"O{days_ago}", a.pk, today - dt.timedelta(days=days_ago), Decimal(100))
+
+    ctx.orders[a.pk] = [order(73), order(200), order(250), order(300), order(350)]
+    recency = health.order_recency(ctx, a)
+    assert recency == health.Factor(pytest.approx(1 - 73 / 365), "last order 73 day(s) ago (no lifetime-value fit yet)")
+    frequency = health.order_frequency(ctx, a)
+    assert frequency == health.Factor(0.25, "1 order(s) in the last 180 days against 4 in the 180 before")
+    ctx.clv_now[a.pk] = AccountValue(account=a, repeat_purchases=4, expected_purchases=1, probability_alive=0.42,
+                                     expected_value=Decimal(1), clv=Decimal(1), clv_low=Decimal(0),
+                                     clv_high=Decimal(2), prior_only=False)
+    with_fit = health.order_recency(ctx, a)
+    assert isinstance(with_fit, health.Factor) and with_fit.score == pytest.approx(0.42)
+    assert with_fit.text == "last order 73 day(s) ago; probability still a customer 42% (BG/NBD)"
