@@ -175,4 +175,8 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
         "offers": offers,
     }
     context.update(_touchpoint_context(acct.pk, now, "account"))
+    context["topics_chart"] = charts.hbar_chart(
+        "account-topics-chart", "This account's tickets per topic", [(t.name, n, None, None) for t, n in context["topics"]],
+        fmt=lambda v: f"{v:,.0f} tickets", empty="No topics for this account's tickets.",
+    )
     return render(request, "insight/account.html", context)

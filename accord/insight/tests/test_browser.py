@@ -89,6 +89,8 @@ def test_the_account_page_has_an_orders_and_insight_tab_with_every_item(live_ser
     topics = touchpoints.topics_of(account.pk)
     assert [r.inner_text().split("\t")[0] for r in page.locator("#account-topics tbody tr").all()] == \
         [t.name for t, _n in topics] and topics
+    bars = page.locator("#account-topics-chart g.hbar")
+    assert [bars.nth(i).get_attribute("data-label") for i in range(bars.count())] == [t.name for t, _n in topics]
     offers = page.locator("#offer-table tbody tr")
     assert offers.count() >= 1
     bought = set(OrderLine.objects.filter(account=account).values_list("sku", flat=True))
