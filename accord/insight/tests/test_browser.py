@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accord.customers.models import Account
-from accord.insight import touchpoints
+from accord.insight import recommend, touchpoints
 from accord.insight.models import AccountValue, ClvFit, HealthScore, OrderLine, Topic
 from accord.insight.pareto import pareto
 
@@ -143,6 +143,12 @@ def test_the_insight_dashboard_shows_value_80_20_touchpoints_topics_health_and_r
     assert sum(int(buckets.nth(i).locator("td").nth(1).inner_text()) for i in range(5)) == Account.objects.count()
     evaluation = page.locator("#evaluation tbody tr")
     assert evaluation.count() == 2
+    e = recommend.evaluate()
+    bars = page.locator("#evaluation-chart rect.bar title").all_text_contents()
+    assert bars == [f"precision@5: {e.precision:.3f} bought together",
+                    f"precision@5: {e.baseline_precision:.3f} most popular (baseline)",
+                    f"recall@5: {e.recall:.3f} bought together", f"recall@5: {e.baseline_recall:.3f} most popular (baseline)"]
+    assert evaluation.first.locator("td").nth(1).inner_text() == f"{e.precision:.3f}"
     # Keyboard: the section links are reachable and visibly focused.
     page.focus("nav.sections a[href='#pareto']")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
