@@ -3,9 +3,9 @@
 Each factor is a function of (context, account) that returns a `Factor` (its score 0-1 and a sentence that
 says why) or a `Skipped` (with the reason). The weights come from the manifest's `health` section (the set
 named `default`, else the built-in weights); a skipped factor's weight is left out of the total, so the score
-stays on 0-100 and the page says what was skipped. A factor that does not exist yet is pluggable:
-`settings.ACCORD_HEALTH_FACTORS` maps a factor name to a dotted path, so the credit ledger (C7) will bring its
-own `credits` factor without a change here; until then `credits` is skipped with a note.
+stays on 0-100 and the page says what was skipped. Factors are pluggable: `settings.ACCORD_HEALTH_FACTORS`
+maps a factor name to a dotted path that replaces the built-in one. `credits` reads the service-credit ledger
+of the period reports (accord/reports, C7).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +27,7 @@ from accord.desk.models import SlaClock, Ticket
 from accord.gateway.snapshot import account_key
 from accord.governance import indicators
 from accord.lib import units
+from accord.reports.models import Credit
 
 from .manifest import DEFAULT_WEIGHTS, FACTORS
 from .models import AccountValue, ClvFit, HealthScore, HealthWeights
@@ -62,6 +64,7 @@ class Context:
     clv_now: dict[int, AccountValue] = field(default_factory=dict)
     clv_before: dict[int, AccountValue] = field(default_factory=dict)
     budget_cache: dict[tuple[int, int], float | None] = field(default_factory=dict)
+    credits: dict[int, list[tuple[str, Decimal, Decimal, str]]] = field(default_factory=dict)  # period, %, amount, cur.
 
     @property
     def since(self) -> dt.datetime:
@@ -79,6 +82,13 @@ def load_context(now: dt.datetime, window_days: int, account_ids: list[int] | No
         counts[account][1] += breached is not None
     ctx.clocks = {pk: (n, b) for pk, (n, b) in counts.items()}
     ctx.responses = timeliness_by_account(ctx.since)
+    owed = Credit.objects.filter(end__gt=ctx.since, start__lt=now).exclude(status=Credit.Status.REJECTED)
+    if account_ids is not None:
+        owed = owed.filter(account_id__in=account_ids)
+    for account, period, percent, amount, currency in owed.order_by("period", "id").values_list(
+        "account_id", "period", "percent", "amount", "currency"
+    ):
+        ctx.credits.setdefault(account, []).append((period, percent, amount, currency))
     tickets = Ticket.objects.filter(created_at__gte=now - dt.timedelta(days=210), account__isnull=False)
     for account, created in tickets.values_list("account_id", "created_at"):
         if created >= now - dt.timedelta(days=30):
@@ -138,8 +148,34 @@ def error_budget(ctx: Context, account: Account) -> Factor | Skipped:
                                          "this account's traffic (the most of its objectives)")
 
 
+def _months(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The calendar months (YYYY-MM, UTC) that the interval [start, end] touches."""
+    y, m = start.astimezone(dt.UTC).year, start.astimezone(dt.UTC).month
+    last = end.astimezone(dt.UTC)
+    out = []
+    while (y, m) <= (last.year, last.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y, m + 1) if m < 12 else (y + 1, 1)
+    return out
+
+
 def credits(ctx: Context, account: Account) -> Factor | Skipped:
-    return Skipped("no credit ledger yet: the credits factor counts once period reports (C7) record credits")
+    """Service credits owed to the account (computed, approved or applied; not rejected) for the monthly periods
+    the window touches: 1 - the share of those periods with a credit."""
+    owed = ctx.credits.get(account.pk, [])
+    months = _months(ctx.since, ctx.now)
+    if not owed:
+        if Agreement.for_account(account, timezone.localdate(ctx.now)) is None:
+            return Skipped("no agreement applies, so no service credit can be owed")
+        return Factor(1.0, f"no service credits for the last {ctx.window_days} days")
+    credited = sorted({period for period, _p, _a, _c in owed})
+    amounts: dict[str, Decimal] = defaultdict(Decimal)
+    for _period, _percent, amount, currency in owed:
+        amounts[currency] += amount  # one sum per currency: amounts in different currencies are never added up
+    money = ", ".join(f"{amount:,.2f} {currency}" for currency, amount in sorted(amounts.items()))
+    share = min(1.0, len(credited) / len(months))
+    return Factor(1 - share, f"{len(owed)} service credit(s) ({money}) in {len(credited)} of the {len(months)} "
+                             f"monthly periods of the last {ctx.window_days} days ({', '.join(credited)})")
 
 
 def ticket_volume(ctx: Context, account: Account) -> Factor | Skipped:

@@ -1,8 +1,9 @@
 """Touchpoints: every exchange with a customer, whatever the channel, and what they are about.
 
-A touchpoint source yields `Touch`es. The desk's tickets and messages (e-mail, web form, phone calls, social
-and API) are one source; live chat will be another: its app adds a function to
-`settings.ACCORD_TOUCHPOINT_SOURCES` and every figure here counts it, with nothing else to change.
+A touchpoint source yields `Touch`es. The desk's tickets and messages are one source, on every channel: e-mail,
+web form, phone calls, social, API and live chat (a chat is a desk ticket on the channel `chat`, its visitor's
+and agents' messages inbound messages and replies). Another source is a function added to
+`settings.ACCORD_TOUCHPOINT_SOURCES`: every figure here counts it, with nothing else to change.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def desk_touches(since: dt.datetime, account_id: int | None = None) -> Iterator[
     """The desk's messages: inbound ones in, public replies out (internal notes are no touchpoint).
 
     The contacts are the inbound message's author and its Cc, or a reply's To and Cc, matched to contacts by
-    address (a reply with no address, such as a call back, is to the ticket's contact); the agent is the reply's
-    author, or the ticket's assignee for inbound messages.
+    address (a reply with no address, such as a call back, is to the ticket's contact, and so is a chat reply); the
+    agent is the reply's author, or the ticket's assignee for inbound messages.
     """
     qs = Message.objects.filter(created_at__gte=since, kind__in=[Message.Kind.INBOUND, Message.Kind.REPLY])
     if account_id is not None:
@@ -62,11 +63,16 @@ def desk_touches(since: dt.datetime, account_id: int | None = None) -> Iterator[
             people = [contact_name or names.get(sender.lower(), sender)] if (contact_name or sender) else []
             people += [names.get(str(a).lower(), str(a)) for a in cc or []]
             yield Touch(account, at, "in", channel, tuple(dict.fromkeys(p for p in people if p)), assignee)
+            continue
+        if channel == Ticket.Channel.CHAT:
+            # A chat reply's To is no address but "the visitor in the chat" (desk.outbound.route): the visitor is
+            # the chat ticket's contact, known only when the host site vouched for them.
+            people = [ticket_contact] if ticket_contact else []
         else:
             people = [names.get(str(a).lower(), str(a)) for a in [*(to or []), *(cc or [])]]
             if not to and ticket_contact:
                 people.insert(0, ticket_contact)
-            yield Touch(account, at, "out", channel, tuple(dict.fromkeys(p for p in people if p)), author)
+        yield Touch(account, at, "out", channel, tuple(dict.fromkeys(p for p in people if p)), author)
 
 
 def touches(since: dt.datetime, account_id: int | None = None) -> Iterable[Touch]:
@@ -83,12 +89,19 @@ def week_start(at: dt.datetime) -> dt.date:
 
 @dataclass
 class Volume:
-    """Touchpoints per week (Monday, UTC) in and out, overall and per account."""
+    """Touchpoints per week (Monday, UTC) in and out, overall, per account and per channel."""
 
     weeks: list[dt.date]
     inbound: list[int]
     outbound: list[int]
     per_account: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    channels: dict[str, list[int]] = field(default_factory=dict)  # channel -> [in, out] over all the weeks
+
+    def by_channel(self) -> list[tuple[str, str, int, int]]:
+        """(channel, its label, in, out), the busiest first."""
+        labels = dict(Ticket.Channel.choices)
+        rows = [(c, str(labels.get(c, c)), i, o) for c, (i, o) in self.channels.items()]
+        return sorted(rows, key=lambda r: (-(r[2] + r[3]), r[0]))
 
     def top(self, n: int = 10) -> list[tuple[int, int, int]]:
         """(account id, in, out) of the n accounts with the most touchpoints, most first."""
@@ -110,6 +123,7 @@ def volume(weeks: int = 12, account_id: int | None = None, now: dt.datetime | No
             continue
         series = result.inbound if t.direction == "in" else result.outbound
         series[i] += 1
+        result.channels.setdefault(t.channel, [0, 0])[0 if t.direction == "in" else 1] += 1
         if t.account_id is not None:
             ins, outs = result.per_account.setdefault(t.account_id, ([0] * weeks, [0] * weeks))
             (ins if t.direction == "in" else outs)[i] += 1

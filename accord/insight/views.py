@@ -103,7 +103,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "health-chart", "Accounts by health score", [b for b, _n in context["health_buckets"]],
             [charts.Bars("accounts", buckets, charts.PROFIT_COLOUR)],
         )
-    context["evaluation"] = recommend.evaluate()
+    held_out = context["evaluation"] = recommend.evaluate()
+    context["evaluation_chart"] = charts.bar_chart(
+        "evaluation-chart", "Recommendations on held-out orders: bought together against most popular",
+        [f"precision@{held_out.k}", f"recall@{held_out.k}"],
+        [charts.Bars("bought together", [held_out.precision, held_out.recall], charts.IN_COLOUR),
+         charts.Bars("most popular (baseline)", [held_out.baseline_precision, held_out.baseline_recall],
+                     charts.OUT_COLOUR)],
+        fmt=lambda v: f"{v:.3f}", empty="Not enough orders to evaluate.",
+    )
     context["weights"], context["window_days"], context["weights_source"] = health.weights()
     context["labels"] = health.LABELS
     return render(request, "insight/dashboard.html", context)
@@ -175,4 +183,8 @@ def account(request: HttpRequest, pk: int) -> HttpResponse:
         "offers": offers,
     }
     context.update(_touchpoint_context(acct.pk, now, "account"))
+    context["topics_chart"] = charts.hbar_chart(
+        "account-topics-chart", "This account's tickets per topic", [(t.name, n, None, None) for t, n in context["topics"]],
+        fmt=lambda v: f"{v:,.0f} tickets", empty="No topics for this account's tickets.",
+    )
     return render(request, "insight/account.html", context)

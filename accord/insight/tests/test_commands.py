@@ -17,6 +17,7 @@ from accord.customers.models import Account
 from accord.insight import recommend
 from accord.insight.demo import seed_orders
 from accord.insight.models import AccountValue, ClvFit, ExchangeRate, OrderLine
+from accord.insight.orders import orders
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -85,6 +86,25 @@ def test_pareto_lists_the_accounts_that_cost_more_than_they_bring(customers: lis
 
 
 @time_machine.travel(NOW, tick=False)
+def test_pareto_on_orders_nets_the_last_365_days_in_the_base_currency_or_refuses(customers: list[Account]) -> None:
+    data = json.loads(run("pareto", "--source", "orders", "--json"))
+    assert data["source"] == "orders" and data["accounts"] == 120
+    # Revenue: each account's net orders (refunds netted, dollars converted) of the 365 days to today.
+    today = NOW.date()
+    expected = sum((o.value for o in orders(until=today) if o.day > today - dt.timedelta(days=365)), Decimal(0))
+    assert Decimal(data["total_revenue"]) == expected > 0
+    cost = sum((a.cost_to_serve_12m for a in Account.objects.all()), Decimal(0))
+    assert Decimal(data["total_profit"]) == expected - cost
+    # Accounts with no order in the year bring nothing and still cost to serve: they are among the unprofitable.
+    buyers = {o.account for o in orders(until=today) if o.day > today - dt.timedelta(days=365)}
+    idle = {a.external_id for a in Account.objects.exclude(pk__in=buyers) if a.cost_to_serve_12m > 0}
+    assert idle and idle <= {r["account"] for r in data["unprofitable"]}
+    ExchangeRate.objects.all().delete()
+    with pytest.raises(CommandError, match=r"no exchange rate to EUR for USD \(\d+ orders\)"):
+        run("pareto", "--source", "orders")
+
+
+@time_machine.travel(NOW, tick=False)
 def test_recommend_evaluate_beats_the_popularity_baseline(customers: list[Account]) -> None:
     data = json.loads(run("recommend", "--evaluate", "--json"))
     assert data["accounts"] > 10
@@ -123,7 +143,8 @@ def test_health_scores_every_account_and_says_why(customers: list[Account]) -> N
     data = json.loads(run("health", "--json"))
     assert len(data) == 120
     factors = {f["factor"]: f for f in data[0]["factors"]}
-    assert factors["credits"]["skipped"] and "no credit ledger yet" in factors["credits"]["text"]
+    # These accounts have no agreement: no credit can be owed, so the factor is skipped and says why.
+    assert factors["credits"]["skipped"] and factors["credits"]["text"].startswith("no agreement applies")
     assert 0 <= data[0]["score"] <= 100
 
 
