@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -175,6 +176,30 @@ def wrk(url: str, seconds: int, connections: int, headers: list[str]) -> dict[st
             "socket_errors": 1.0 if errors else 0.0}
 
 
+def seed_booking(tmp: str, upstream: int, **extra_env: str) -> tuple[dict[str, str], Any, str]:
+    """A SQLite database in `tmp`, migrated, with the benchmarks' one service (booking at /bookings, one endpoint
+    at the upstream), a gold tier and an account with a key: (the environment the accord processes get, the
+    key's credential, the key)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ACCORD_VAR_DIR": tmp,
+           "DJANGO_SETTINGS_MODULE": "accord.settings", **extra_env}
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
+    from accord.customers.models import Account, Tier
+
+    svc = Service.objects.create(name="booking", base_path="/bookings")
+    pool = Pool.objects.create(service=svc, name="primary", role="primary", capacity=1000)
+    Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{upstream}")
+    tier = Tier.objects.create(name="gold", rank=2)
+    credential, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
+    return env, credential, key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
@@ -217,24 +242,12 @@ def main() -> None:
     try:
         wait_for_port(upstream, nginxes["upstream"])
         wait_for_port(proxy, nginxes["proxy"])
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ACCORD_VAR_DIR": tmp,
-               "DJANGO_SETTINGS_MODULE": "accord.settings"}
-        os.environ.update(env)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
+        env, _cred, key = seed_booking(tmp, upstream)
+        from accord.catalog.models import ApiCredential
         from accord.customers.models import Account, Tier
         from accord.gateway.models import Rollup
 
-        svc = Service.objects.create(name="booking", base_path="/bookings")
-        pool = Pool.objects.create(service=svc, name="primary", role="primary", capacity=1000)
-        Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{upstream}")
-        tier = Tier.objects.create(name="gold", rank=2)
-        _cred, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
+        tier = Tier.objects.get(name="gold")
         auth = [f"Authorization: Bearer {key}"]
         # HAProxy's requests go under an account of their own, so its rollups are counted apart from the gateways'
         _hcred, haproxy_key = ApiCredential.issue(Account.objects.create(name="Initech", external_id="HAPROXY",

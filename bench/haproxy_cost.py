@@ -159,23 +159,7 @@ def main() -> None:
     try:
         gw.wait_for_port(upstream, nginxes["upstream"])
         gw.wait_for_port(proxy, nginxes["proxy"])
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ACCORD_VAR_DIR": tmp,
-               "DJANGO_SETTINGS_MODULE": "accord.settings", "PYTHONPATH": str(ROOT)}
-        os.environ.update(env)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
-        from accord.customers.models import Account, Tier
-
-        svc = Service.objects.create(name="booking", base_path="/bookings")
-        pool = Pool.objects.create(service=svc, name="primary", role="primary", capacity=1000)
-        Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{upstream}")
-        tier = Tier.objects.create(name="gold", rank=2)
-        cred, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
+        env, cred, key = gw.seed_booking(tmp, upstream, PYTHONPATH=str(ROOT))
         maps = Path(tmp, "haproxy")
         subprocess.run([sys.executable, "-m", "accord", "haproxy", "render", "--dir", str(maps), "--listen",
                         f"127.0.0.1:{port}", "--collector", f"127.0.0.1:{udp}", "--threads", "1"], env=env,
