@@ -20,7 +20,7 @@ from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.proxy import TokenBucket
-from accord.haproxy.render import Options
+from accord.haproxy.render import RATE_TABLE, Options
 from accord.haproxy.run import DataPlane, instance_options, parse_peers
 from accord.haproxy.runtime import Runtime
 from accord.lib.ports import free_port
@@ -70,15 +70,42 @@ def two_instances(haproxy: str, directory: Path, shared: bool, attempts: int = 3
                         log.unlink()
                     continue
                 raise
-            if shared:  # each has the other connected (`show peers`: the remote peer's line says so)
-                for plane in planes:
-                    wait_until(lambda p=plane: "ESTA" in p.running[0].runtime.command("show peers"), timeout=10,
-                               what="the peers to connect")
+            if shared:
+                wait_peered([plane.running[0].runtime for plane in planes])
             yield ports
             return
         finally:
             for plane in planes:
                 plane.stop(grace=5)
+
+
+_REMOTE = re.compile(r"id=(\S+)\(remote,(active|inactive)\) .*?last_status=(\S+) last_hdshk=(\S+)")
+_SPAN = re.compile(r"(\d+)([dhms])")
+
+
+def peer_sessions(runtime: Runtime) -> dict[str, float]:
+    """`show peers`: each remote peer's session, as the seconds since its handshake when it is up now (active,
+    established), absent when not. (`last_status=ESTA` alone is the last handshake's outcome, not a live session.)"""
+    up = {}
+    for name, state, status, since in _REMOTE.findall(runtime.command("show peers")):
+        if state == "active" and status == "ESTA" and since != "<NEVER>":
+            up[name] = sum(int(n) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit] for n, unit in _SPAN.findall(since))
+    return up
+
+
+def wait_peered(runtimes: list[Runtime], steady: float = 2, timeout: float = 30) -> None:
+    """Until every instance's peers session to every other has been up `steady` seconds, and an entry written on
+    each instance is read on every other. At start the instances connect to each other at once; HAProxy drops one
+    of the two colliding sessions and reconnects a second or so later (seen on 2.6: up at 0.5 s, down at 1 s, up
+    again at 2 s), and until a session holds, each instance counts alone."""
+    others = len(runtimes) - 1
+    wait_until(lambda: all(len(s) == others and min(s.values()) >= steady for s in map(peer_sessions, runtimes)),
+               timeout=timeout, what=f"every peers session to hold {steady} s")
+    for i, runtime in enumerate(runtimes):
+        key = f"peers-probe-{i}-{time.monotonic_ns()}"
+        runtime.command(f"set table {RATE_TABLE} key {key} data.gpt0 {i + 1}")
+        wait_until(lambda key=key, i=i: all(f"gpt0={i + 1}" in r.command(f"show table {RATE_TABLE} key {key}")
+                                            for r in runtimes), timeout=5, what=f"{key} on every instance")
 
 
 def alternate(ports: list[int], key: str, n: int = 16, pause: float = 0.04) -> tuple[list[int], list[float]]:
@@ -173,9 +200,7 @@ def test_two_runners_on_two_hosts_share_one_bucket_through_the_peers_they_name(
                     continue  # a port taken between the choice and the bind: new ports
                 raise
             sockets = [Runtime(tmp_path / name / "admin.sock") for name in "ab"]
-            for runtime in sockets:
-                wait_until(lambda r=runtime: "ESTA" in r.command("show peers"), timeout=10,
-                           what="the peers to connect")
+            wait_peered(sockets)
             assert f"addr={hosts[1]}:" in sockets[0].command("show peers")  # a's remote peer is b, on host 2
             statuses, times = [], []
             for i in range(16):
