@@ -28,7 +28,7 @@ from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_k
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction, LivePool, LiveTraffic, Rollup
 from accord.haproxy.runtime import Runtime
-from accord.lib.ports import free_port
+from accord.lib.ports import BOTH, free_port
 from accord.lib.testing import subprocess_env
 from accord.ops.models import Heartbeat
 
@@ -154,7 +154,7 @@ def start_plane(tmp_path: Path, instances: int = 1, attempts: int = 3) -> Iterat
 
 @contextlib.contextmanager
 def _started(tmp_path: Path, instances: int) -> Iterator[Plane]:
-    port, udp = free_port(), free_port(kind=socket.SOCK_DGRAM)
+    port, udp = free_port(), free_port(kind=BOTH)
     directory = tmp_path / "haproxy"
     with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
                tmp_path / "collector.log") as collector, \
