@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,20 @@ def _size(text: str) -> int:
         raise CommandError(f"--ring-size '{text}' is {size} bytes: give {RING_MIN} (16k) to {RING_MAX} (1G)",
                            returncode=2)
     return size
+
+
+def _collector_listens(address: str, seconds: float) -> bool:
+    """Whether the collector accepts a TCP connection at `address` within `seconds` (tried every 0.1 s)."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
 
 def _options(options: dict[str, Any]) -> Options:
@@ -139,6 +155,10 @@ class Command(BaseCommand):
                 p.add_argument("--peer-name", default="",
                                help="with --peers: NAME[,NAME...] this runner's instance(s) among them, one per "
                                     "instance")
+                p.add_argument("--wait-collector", type=float, default=10.0,
+                               help="with --log-transport ring: seconds to wait for the collector to accept TCP "
+                                    "connections before starting HAProxy (HAProxy 2.6's ring forwarder can stay "
+                                    "stuck after a refused first connection); 0: do not wait")
                 p.add_argument("--live", type=float, default=LIVE,
                                help="seconds between writes of the pools' live signals (in flight, busy time, "
                                     "queued: governance's pool utilisation); 0: none")
@@ -167,8 +187,15 @@ class Command(BaseCommand):
             raise CommandError("--live must be 0 (no live signals) or more seconds")
         if opts.runtime and options["instances"] > 1:
             raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
+        if options["wait_collector"] < 0:
+            raise CommandError("--wait-collector must be 0 (do not wait) or more seconds", returncode=2)
         plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"],
                           live=options["live"], **_peers(options))
+        if opts.log_transport == "ring" and options["wait_collector"] > 0 and not _collector_listens(
+                opts.collector, options["wait_collector"]):
+            print(f"haproxy: the collector at {opts.collector} does not accept TCP connections after "
+                  f"{options['wait_collector']:g} s; starting anyway (the ring keeps the newest lines until HAProxy "
+                  "connects)", file=sys.stderr, flush=True)
         stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
