@@ -352,6 +352,7 @@ async def run_collector(host: str, port: int, flush: float = FLUSH, live: float 
         except OSError:
             sock.close()
             if port or attempt == 19:
+                snapshot_thread.shutdown(wait=False)
                 raise
             continue
         break

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from accord.gateway.measure import Accumulator
 from accord.haproxy.collector import Collector, outcome_of, parse, serve_tcp
@@ -194,3 +196,17 @@ def test_a_connection_closed_in_the_middle_of_a_frame_is_a_bad_frame_and_a_quiet
                 later.sendall(octets(line(3)[:-1]))
                 wait_until(lambda: collector.recorded == 2, timeout=10, what="a later connection's line")
     assert (collector.received, collector.bad_frames, collector.connections) == (2, 1, 3)
+
+
+@pytest.mark.django_db
+def test_a_bad_listen_address_exits_2_and_a_port_taken_for_tcp_is_a_clear_error() -> None:
+    for address in ("nonsense", "127.0.0.1:", "127.0.0.1:70000"):
+        with pytest.raises(CommandError, match="is not HOST:PORT") as refused:
+            call_command("collector", "--listen", address)
+        assert refused.value.returncode == 2
+    with socket.socket() as taken:  # the port is free for UDP, not for TCP
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}: .*in use"):
+            call_command("collector", "--listen", f"127.0.0.1:{port}")
