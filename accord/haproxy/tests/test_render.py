@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from accord.gateway.snapshot import ActionRule, load_snapshot
 from accord.haproxy.render import Options, bucket_value, render, shares, too_many_rate_limits, write
 from accord.haproxy.run import _weight_commands, check_config, server_settings
 from accord.haproxy.runtime import diff_map
+from accord.lib.ports import free_port
 from accord.lib.testing import subprocess_env
 
 
@@ -283,3 +286,15 @@ def test_a_bad_log_transport_or_ring_size_is_refused_with_exit_2_and_nothing_wri
                               env=subprocess_env(), capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr, done
     assert not (tmp_path / "haproxy.cfg").exists()
+
+
+def test_run_waits_for_a_collector_that_listens_and_gives_up_on_one_that_does_not() -> None:
+    from accord.haproxy.management.commands.haproxy import _collector_listens
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen()
+        assert _collector_listens(f"127.0.0.1:{listening.getsockname()[1]}", 0.5)
+    started = time.monotonic()
+    assert not _collector_listens(f"127.0.0.1:{free_port()}", 0.5)  # nothing listens there
+    assert 0.5 <= time.monotonic() - started < 3
