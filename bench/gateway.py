@@ -11,9 +11,10 @@
    running the data plane compiled by mypyc (`accord gateway-compile`, run first if the build is stale) and one
    running it as Python (ACCORD_DATAPLANE=python). `--python-only` skips the compiled one.
 5. HAProxy driven by Accord (`accord haproxy run --threads 1`, Debian's HAProxy): the same key identification (by
-   its SHA-256 in a map), routing and headers, every request's log line sent over UDP to `accord collector`, which
-   writes the same rollups (measurement on). `--no-haproxy` leaves it out. Issue 21's aim: 0.9 x nginx's
-   throughput, with the collector's counts exact.
+   its SHA-256 in a map), routing and headers, every request's log line sent to `accord collector` through
+   HAProxy's ring over TCP (the default; `--haproxy-log udp`: one UDP datagram a line, as before), which writes
+   the same rollups (measurement on). `--no-haproxy` leaves it out. Issue 21's aim: 0.9 x nginx's throughput,
+   with the collector's counts exact.
 Goal: the build a default install runs (compiled: `accord gateway` compiles it at start) at least 0.6 x nginx's
 throughput in every round, and p50 added latency (its p50 minus the direct p50) under 0.3 ms. Latency is measured twice: at `--connections` (the throughput runs, which saturate the proxy, so
 their latency is mostly queueing behind the busy core) and with one connection (one request at a time: what a
@@ -142,9 +143,25 @@ def descendants(pid: int) -> list[int]:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free for UDP and TCP (the collector listens on both)."""
+    from accord.lib.ports import BOTH
+    from accord.lib.ports import free_port as free
+
+    return free(kind=BOTH)
+
+
+def settle(log: Path, quiet: float = 2.0, limit: float = 120.0) -> None:
+    """Wait until the collector's printed counts (`--report 1`) have not moved for `quiet` seconds: it has read the
+    backlog HAProxy's ring still holds (a stopping HAProxy stops forwarding its ring)."""
+    last, since, deadline = "", time.monotonic(), time.monotonic() + limit
+    while time.monotonic() < deadline:
+        lines = [line for line in log.read_text().splitlines() if " lines received, " in line]
+        now = lines[-1] if lines else ""
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
 
 
 def _ms(value: str, unit: str) -> float:
@@ -211,6 +228,8 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="append the figures to docs/benchmarks.md")
     parser.add_argument("--python-only", action="store_true", help="only the Python data plane, not the compiled one")
     parser.add_argument("--no-haproxy", action="store_true", help="leave HAProxy driven by Accord out")
+    parser.add_argument("--haproxy-log", choices=("ring", "udp"), default="ring",
+                        help="how HAProxy's log lines reach the collector (`accord haproxy run --log-transport`)")
     parser.add_argument("--pin", action="store_true",
                         help="taskset: the proxies on the last core, wrk and the upstream on the others")
     args = parser.parse_args()
@@ -271,12 +290,14 @@ def main() -> None:
             udp, port = free_udp_port(), free_port()
             with open(f"{tmp}/collector.log", "wb") as log:
                 haproxy["collector"] = subprocess.Popen([*PIN["load"], *module, "collector", "--listen",
-                                                         f"127.0.0.1:{udp}", "--flush", "2"], env=hp_env,
-                                                        stdout=subprocess.DEVNULL, stderr=log)
+                                                         f"127.0.0.1:{udp}", "--flush", "2", "--report", "1"],
+                                                        env=hp_env, stdout=subprocess.DEVNULL, stderr=log)
+            # the runner waits for the collector's TCP port before it starts HAProxy (--wait-collector)
             haproxy["runner"] = subprocess.Popen([*PIN["proxy"], *module, "haproxy", "run", "--dir", f"{tmp}/haproxy",
                                                   "--listen", f"127.0.0.1:{port}", "--collector", f"127.0.0.1:{udp}",
-                                                  "--threads", "1"], env=hp_env, stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.DEVNULL)
+                                                  "--threads", "1", "--log-transport", args.haproxy_log,
+                                                  "--wait-collector", "60"], env=hp_env,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_for_port(port, haproxy["runner"])
             paths.append(("haproxy", f"http://127.0.0.1:{port}/bookings/1", [f"Authorization: Bearer {haproxy_key}"]))
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _u, _h in paths}
@@ -316,12 +337,13 @@ def main() -> None:
             gw.send_signal(signal.SIGTERM)
         for gw in gateways.values():
             gw.wait(60)
-        if haproxy:  # HAProxy finishes its requests and logs them; then the collector writes everything
-            haproxy["runner"].send_signal(signal.SIGTERM)
-            haproxy["runner"].wait(60)
-            time.sleep(0.5)
+        if haproxy:  # the collector reads what HAProxy logged (the ring's backlog too) and writes everything; then
+            # HAProxy stops (stopping, it no longer forwards its ring)
+            settle(Path(f"{tmp}/collector.log"))
             haproxy["collector"].send_signal(signal.SIGTERM)
             haproxy["collector"].wait(60)
+            haproxy["runner"].send_signal(signal.SIGTERM)
+            haproxy["runner"].wait(60)
         ok = Rollup.objects.per_account_minutes().filter(outcome="ok")
         counted = sum(ok.exclude(account="HAPROXY").values_list("count", flat=True))
         sent = int(sum(r["total"] for name in gateways for r in rounds[name])) + warmup_total
@@ -341,7 +363,7 @@ def main() -> None:
                 nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     labels = {"gateway": "gateway, compiled (what a default install runs)", "gateway-python": "gateway, Python",
-              "haproxy": "HAProxy driven by Accord, collector on"}
+              "haproxy": f"HAProxy driven by Accord, collector on ({args.haproxy_log})"}
     proxies = [*gateways, *(["haproxy"] if haproxy else [])]
     added = {name: results[name]["p50"] - results["direct"]["p50"] for name in ("nginx", *proxies)}
     one = {name: unloaded[name]["p50"] - unloaded["direct"]["p50"] for name in ("nginx", *proxies)}

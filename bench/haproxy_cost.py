@@ -9,9 +9,10 @@ render`, one service, one key) and runs Debian's HAProxy on it, one process, one
 wrk and the upstream on the other, beside nginx's `proxy_pass` (the reference, the same as in
 `bench/gateway.py`) and variants of the configuration:
 
-- `accord`: the configuration as rendered, each request's log line over UDP (to a reader that drains it);
+- `accord`: the configuration as rendered, each request's log line through its HAProxy `ring`, forwarded over TCP
+  (the default `--log-transport ring`; to a reader that drains it);
+- `accord, log over UDP`: rendered with `--log-transport udp`, one datagram a line (to a reader that drains it);
 - `accord, no log`: the same without the log line;
-- `accord, log via ring`: the log line through a HAProxy `ring` forwarded over TCP (batched) instead of UDP;
 - `bare`: a frontend and a backend, no rule: HAProxy itself;
 - `bare + log (UDP)` and `bare + log via ring`: that, logging every request with Accord's log format;
 - with `--detail`, `accord, no log` without one group of rules at a time (the SHA-256 of the key; the path
@@ -85,16 +86,16 @@ def drain_tcp(listener: socket.socket) -> None:
         threading.Thread(target=lambda c=conn: [None for _ in iter(lambda: c.recv(1 << 20), b"")], daemon=True).start()
 
 
-def variants(rendered: str, udp: int, tcp: int, port: int, upstream: int, key: str, key_hash: str, maps: Path,
-             detail: bool) -> dict[str, str]:
-    log_line = next(line for line in rendered.splitlines() if line.strip().startswith("log "))
+def variants(rendered: str, rendered_udp: str, tcp: int, port: int, upstream: int, key: str, key_hash: str,
+             maps: Path, detail: bool) -> dict[str, str]:
+    log_line = next(line for line in rendered_udp.splitlines() if line.strip().startswith("log "))
     log_format = next(line for line in rendered.splitlines() if line.strip().startswith("log-format "))
     ring_line = re.sub(r"log \S+ ", "log ring@accordlog ", log_line)
-    no_log = rendered.replace(log_line + "\n", "")
+    no_log = rendered_udp.replace(log_line + "\n", "")
     out = {
         "accord": rendered,
+        "accord, log over UDP": rendered_udp,
         "accord, no log": no_log,
-        "accord, log via ring": rendered.replace(log_line, ring_line) + RING.format(tcp=tcp),
         "bare": BARE.format(port=port, upstream=upstream, log=""),
         "bare + log (UDP)": BARE.format(port=port, upstream=upstream, log=f"{log_line}\n{log_format}"),
         "bare + log via ring": BARE.format(port=port, upstream=upstream, log=f"{ring_line}\n{log_format}")
@@ -161,13 +162,14 @@ def main() -> None:
         gw.wait_for_port(proxy, nginxes["proxy"])
         env, cred, key = gw.seed_booking(tmp, upstream, PYTHONPATH=str(ROOT))
         maps = Path(tmp, "haproxy")
-        subprocess.run([sys.executable, "-m", "accord", "haproxy", "render", "--dir", str(maps), "--listen",
-                        f"127.0.0.1:{port}", "--collector", f"127.0.0.1:{udp}", "--threads", "1"], env=env,
-                       check=True, stdout=subprocess.DEVNULL)
-        rendered = (maps / "haproxy.cfg").read_text()
-        # one HAProxy process (no master), started per measurement; no health checks to count against it
-        rendered = rendered.replace(" check inter 1000ms fall 2 rise 1", "")
-        configs = variants(rendered, udp, tcp, port, upstream, key, cred.key_hash, maps, args.detail)
+        texts = []
+        for transport, collector in (("ring", tcp), ("udp", udp)):  # the ring forwards to the TCP reader
+            subprocess.run([sys.executable, "-m", "accord", "haproxy", "render", "--dir", str(maps), "--listen",
+                            f"127.0.0.1:{port}", "--collector", f"127.0.0.1:{collector}", "--threads", "1",
+                            "--log-transport", transport], env=env, check=True, stdout=subprocess.DEVNULL)
+            # one HAProxy process (no master), started per measurement; no health checks to count against it
+            texts.append((maps / "haproxy.cfg").read_text().replace(" check inter 1000ms fall 2 rise 1", ""))
+        configs = variants(texts[0], texts[1], tcp, port, upstream, key, cred.key_hash, maps, args.detail)
         for n, (name, text) in enumerate(configs.items()):
             path = Path(tmp, f"variant-{n}.cfg")
             path.write_text(text)

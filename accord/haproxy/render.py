@@ -63,6 +63,20 @@ LOG_FORMAT = (
     "%{+Q}[var(txn.credential)] %b %s %ST %U %B %TR %Tw %Tc %Tr %Ta %tsc %HM %{+Q}HP %{+Q}[var(txn.refused)]"
 )
 FRONTEND = "accord"
+# How the lines reach `accord collector`: `ring` (default), HAProxy writes each line into a memory ring (about 2 us of
+# its CPU a request) that it forwards over TCP, RFC 6587 octet counting; `udp`, one syslog datagram a line (about
+# 9 us, and the kernel drops datagrams when the collector falls behind). bench/haproxy_cost.py measured both.
+LOG_TRANSPORTS = ("ring", "udp")
+RING = "accord_log"  # the ring section's name
+# The ring's size, per HAProxy worker. A line is ~300 bytes with its syslog header and the ring's own 2-3 (up to
+# LOG_LEN with a long path); one instance served 22-28k requests/s in bench/gateway.py and bench/haproxy_cost.py, so
+# 32 MiB holds ~110,000 lines: about 4 s of that peak (more of ordinary traffic) for the collector to be away or
+# behind (a database hiccup, a restart) before HAProxy drops lines, and then counts them. The memory is HAProxy's,
+# per worker (two during a reload).
+RING_SIZE = 32 * 1024 * 1024
+RING_MIN = 16 * 1024  # HAProxy 2.6 never makes a ring smaller than its buffer size (tune.bufsize, 16 KiB)
+RING_MAX = 1024 * 1024 * 1024
+LOG_LEN = 8192  # the longest line HAProxy sends (a longer one is cut); the path is cut at 1024 (tune.http.logurilen)
 _SAFE_VALUE = re.compile(r"^[\x21-\x7e]+$")
 _HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
 
@@ -74,6 +88,8 @@ class Options:
     directory: Path  # the maps go here (and the configuration, unless `config` says otherwise)
     listen: str = "127.0.0.1:8080"
     collector: str = "127.0.0.1:5140"
+    log_transport: str = "ring"  # one of LOG_TRANSPORTS
+    ring_size: int = RING_SIZE  # bytes, with log_transport "ring"
     runtime: Path | None = None  # the Runtime API socket; default <directory>/admin.sock
     config: Path | None = None  # default <directory>/haproxy.cfg
     timeout_connect: float = 3.0
@@ -92,6 +108,10 @@ class Options:
     tick_offset_us: int = 0
 
     def __post_init__(self) -> None:
+        if self.log_transport not in LOG_TRANSPORTS:
+            raise ValueError(f"log transport '{self.log_transport}' is not one of {', '.join(LOG_TRANSPORTS)}")
+        if not RING_MIN <= self.ring_size <= RING_MAX:
+            raise ValueError(f"ring size {self.ring_size} is not between {RING_MIN} and {RING_MAX} bytes")
         if self.peers and self.local_peer not in {name for name, _ in self.peers}:
             raise ValueError(f"local peer '{self.local_peer}' is not one of the peers {[n for n, _ in self.peers]}")
 
@@ -335,6 +355,26 @@ _QUEUE_TIMEOUT = ("http-error status 503 content-type application/json string "
 _HIDDEN_DOT_SEGMENT = "(^|/|%2F|%5C)[.][.]?(/|%2F|%5C|$)"  # [.]: a backslash is an escape in the file
 
 
+def _ring(options: Options) -> list[str]:
+    """The ring the request lines go through with the `ring` transport: HAProxy's forwarder reads it and sends each
+    line to the collector over one TCP connection, octet-counted (RFC 6587: `LEN SP MSG`). While the collector is
+    connected and reads slowly, a full ring drops new lines and later says how many ("N events dropped"), which the
+    collector counts; `timeout server` is how long a line may wait in the socket's output buffer."""
+    if options.log_transport != "ring":
+        return []
+    return [
+        f"ring {RING}",
+        '    description "request log lines for accord collector"',
+        "    format rfc3164",
+        f"    maxlen {LOG_LEN}",
+        f"    size {options.ring_size}",
+        f"    timeout connect {_ms(options.timeout_connect)}",
+        f"    timeout server {_ms(options.timeout_server)}",
+        f"    server collector {options.collector} log-proto octet-count",
+        "",
+    ]
+
+
 def _config(options: Options, backends: list[str]) -> str:
     m = {name: options.map_path(name) for name in MAPS}
     key_unknown = _error(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
@@ -354,6 +394,7 @@ def _config(options: Options, backends: list[str]) -> str:
         # shared rate limits: each instance pushes its updates of the rate table to the others, which take them over
         *([f"peers {PEERS}", *[f"    peer {name} {address}" for name, address in options.peers], ""]
           if options.peers else []),
+        *_ring(options),
         "defaults",
         "    mode http",
         "    option http-keep-alive",
@@ -365,8 +406,10 @@ def _config(options: Options, backends: list[str]) -> str:
         "",
         f"frontend {FRONTEND}",
         f"    bind {options.listen}",
-        # every request's line goes to the collector over UDP; HAProxy's own events stay on its stderr
-        f"    log {options.collector} len 8192 format rfc3164 local0 info",
+        # every request's line goes to the collector, through the ring (TCP) or over UDP; HAProxy's own events stay
+        # on its stderr
+        f"    log ring@{RING} len {LOG_LEN} local0 info" if options.log_transport == "ring" else
+        f"    log {options.collector} len {LOG_LEN} format rfc3164 local0 info",
         f'    log-format "{LOG_FORMAT}"',
         "    unique-id-format %{+X}o%pid-%rt",
         # X-Request-Id as the gateway does it: the client's first one if valid, else HAProxy's own; exactly one goes

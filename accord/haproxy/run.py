@@ -81,7 +81,9 @@ def server_settings(config: str) -> dict[str, dict[str, str]]:
     for line in config.splitlines():
         if line.startswith("backend "):
             backend = line.split()[1]
-        elif line.startswith("    server "):
+        elif line[:1] not in ("", " ", "#"):  # another section (the log ring's `server` is not a backend's)
+            backend = ""
+        elif backend and line.startswith("    server "):
             parts = line.split()
             settings[f"{backend}/{parts[1]}"] = {"weight": parts[parts.index("weight") + 1],
                                                  "maxconn": parts[parts.index("maxconn") + 1],

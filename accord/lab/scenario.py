@@ -43,7 +43,7 @@ from accord.governance.indicators import slot_busy_ms
 from accord.governance.models import AuditEvent, Policy
 from accord.haproxy import collector as haproxy_collector
 from accord.haproxy import run as haproxy_run
-from accord.lib.ports import free_port
+from accord.lib.ports import BOTH, free_port
 from accord.lib.processes import accord_command, subprocess_env
 
 from .loadgen import LoadResult, Phase, Sample, SummaryRow, TrafficClass, start_load_in_thread
@@ -633,16 +633,14 @@ def _data_plane(config: Config, port: int, log_dir: Path) -> Iterator[str]:
         with _process(gw, port, "accord gateway", log_dir / "gateway.log"):
             yield f"gateway on :{port}"
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        udp = int(s.getsockname()[1])
+    udp = free_port(kind=BOTH)  # the collector takes TCP (HAProxy's ring) and UDP on it
     collector_log, haproxy_log = log_dir / "collector.log", log_dir / "haproxy.log"
     collector = ["collector", "--listen", f"127.0.0.1:{udp}", *config.timings.collector_args()]
     runner = ["haproxy", "run", "--dir", str(log_dir / "haproxy"), "--listen", f"127.0.0.1:{port}", "--collector",
               f"127.0.0.1:{udp}", "--instances", "1", *config.timings.haproxy_args()]
     with _process(collector, _said(collector_log, "collector: listening"), "accord collector", collector_log), \
             _process(runner, port, "accord haproxy run", haproxy_log, env={"ACCORD_HAPROXY": config.haproxy}):
-        yield f"HAProxy ({config.haproxy}) on :{port}, collector on :{udp}/udp"
+        yield f"HAProxy ({config.haproxy}) on :{port}, collector on :{udp} (TCP, from HAProxy's ring)"
 
 
 def run_report(run: RunResult, threshold: float = Config.threshold) -> dict[str, Any]:

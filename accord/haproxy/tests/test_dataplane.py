@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from accord.catalog.models import ApiCredential, Endpoint, Pool, Service, hash_k
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction, LivePool, LiveTraffic, Rollup
 from accord.haproxy.runtime import Runtime
-from accord.lib.ports import free_port
+from accord.lib.ports import BOTH, free_port
 from accord.lib.testing import subprocess_env
 from accord.ops.models import Heartbeat
 
@@ -122,8 +123,11 @@ def keys(upstreams: list[EchoServer]) -> dict[str, str]:
 
 
 @pytest.fixture
-def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Plane]:
-    with start_plane(tmp_path) as running:
+def plane(haproxy_bin: str, keys: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Plane]:
+    """HAProxy and the collector; the log transport is the default (ring) unless the test is parametrized with
+    `plane` indirectly."""
+    transport = getattr(request, "param", "ring")
+    with start_plane(tmp_path, args=("--log-transport", transport)) as running:
         yield running
 
 
@@ -135,13 +139,13 @@ _BIND_FAILED = ("cannot bind socket", "Address already in use")
 
 
 @contextlib.contextmanager
-def start_plane(tmp_path: Path, instances: int = 1, attempts: int = 3) -> Iterator[Plane]:
-    """The collector and `accord haproxy run` on ports found free; a port taken in between (another test run on the
-    machine) fails the bind, and the start is tried again on new ports."""
+def start_plane(tmp_path: Path, instances: int = 1, attempts: int = 3, args: tuple[str, ...] = ()) -> Iterator[Plane]:
+    """The collector and `accord haproxy run ARGS` on ports found free; a port taken in between (another test run on
+    the machine) fails the bind, and the start is tried again on new ports."""
     for attempt in range(1, attempts + 1):
         stack = contextlib.ExitStack()
         try:
-            running = stack.enter_context(_started(tmp_path, instances))
+            running = stack.enter_context(_started(tmp_path, instances, args))
         except PortTaken:
             stack.close()
             if attempt == attempts:
@@ -153,13 +157,14 @@ def start_plane(tmp_path: Path, instances: int = 1, attempts: int = 3) -> Iterat
 
 
 @contextlib.contextmanager
-def _started(tmp_path: Path, instances: int) -> Iterator[Plane]:
-    port, udp = free_port(), free_port(kind=socket.SOCK_DGRAM)
+def _started(tmp_path: Path, instances: int, args: tuple[str, ...]) -> Iterator[Plane]:
+    port, udp = free_port(), free_port(kind=BOTH)
     directory = tmp_path / "haproxy"
     with spawn(["collector", "--listen", f"127.0.0.1:{udp}", "--flush", "0.5", "--report", "1"],
                tmp_path / "collector.log") as collector, \
          spawn(["haproxy", "run", "--dir", str(directory), "--listen", f"127.0.0.1:{port}", "--collector",
-                f"127.0.0.1:{udp}", "--poll", "0.1", "--instances", str(instances)], tmp_path / "haproxy.log") as haproxy:
+                f"127.0.0.1:{udp}", "--poll", "0.1", "--instances", str(instances), *args],
+               tmp_path / "haproxy.log") as haproxy:
         running = Plane(port, directory, haproxy, collector, tmp_path, instances)
 
         def up() -> bool:
@@ -183,11 +188,35 @@ def _started(tmp_path: Path, instances: int) -> Iterator[Plane]:
                     proc.send_signal(signal.SIGTERM)
 
 
+def connections(summary: str) -> int:
+    """The TCP connections the collector's summary line counts."""
+    found = re.search(r", (\d+) TCP connections", summary)
+    assert found, summary
+    return int(found[1])
+
+
+def summary_counts(said: str) -> dict[str, int]:
+    """The last summary line's counts by name: recorded, ring (dropped by HAProxy), kernel, bad frames."""
+    lines = [line for line in said.splitlines() if " lines received, " in line]
+    assert lines, said
+    last = lines[-1]
+    counts = {}
+    for name, pattern in (("received", r"(\d+) lines received"), ("recorded", r"(\d+) recorded"),
+                          ("written", r"(\d+) written"), ("ring", r"(\d+) dropped by HAProxy \(ring full\)"),
+                          ("kernel", r"(\d+) dropped by the kernel"), ("bad", r"(\d+) bad frames"),
+                          ("unparsed", r"(\d+) unparsed"), ("duplicates", r"(\d+) duplicates")):
+        found = re.search(pattern, last)
+        assert found, last
+        counts[name] = int(found[1])
+    return counts
+
+
 def rollups() -> Counter[tuple[str, str, str]]:
     rows = (Rollup.objects.per_account_minutes().values("account", "pool", "outcome").annotate(n=Sum("count")))
     return Counter({(r["account"], r["pool"], r["outcome"]): r["n"] for r in rows})
 
 
+@pytest.mark.parametrize("plane", ["ring", "udp"], indirect=True)
 def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_sent(
         plane: Plane, keys: dict[str, str], upstreams: list[EchoServer]) -> None:
     sent: Counter[tuple[str, str, str]] = Counter({("", "", "not_found"): 1})  # the readiness probe
@@ -245,6 +274,11 @@ def test_keys_routes_refusals_and_a_revoked_key_and_the_rollups_equal_what_was_s
     summary = plane.output("collector").splitlines()[-1]
     assert f"{sum(sent.values())} lines received, {sum(sent.values())} recorded" in summary
     assert "0 unparsed" in summary and "0 dropped by the kernel" in summary
+    assert "0 dropped by HAProxy (ring full)" in summary and "0 bad frames" in summary
+    # each line came the way asked: through the ring, over the worker's TCP connection, or in UDP datagrams
+    ring = "(ring), snapshot" in plane.output("haproxy")
+    assert ring != ("(udp), snapshot" in plane.output("haproxy"))
+    assert (connections(summary) > 0) == ring, summary
     assert upstreams[1].count == 0
     live = LiveTraffic.objects.filter(service="booking").aggregate(n=Sum("count"))["n"]
     assert 0 < live <= sum(n for (_account, _pool, outcome), n in sent.items() if outcome != "not_found")
@@ -556,3 +590,94 @@ def test_an_endpoint_disabled_and_enabled_in_the_catalog_is_applied_through_the_
         assert time.monotonic() - switched < 5
         assert plane.worker_pid() == pid  # state changes through the Runtime API, no reload
         assert "reloaded" not in plane.output("haproxy")
+
+
+def burst(port: int, paths: list[str], clients: int, key: str | None = None) -> Counter[int]:
+    """Every path GET through HAProxy, spread over `clients` keep-alive connections at once; the statuses."""
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def client(mine: list[str]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        seen: Counter[int] = Counter()
+        try:
+            for path in mine:
+                conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+                response = conn.getresponse()
+                response.read()
+                seen[response.status] += 1
+        finally:
+            conn.close()
+            with lock:
+                statuses.update(seen)
+
+    threads = [threading.Thread(target=client, args=(paths[n::clients],)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sum(statuses.values()) == len(paths), statuses
+    return statuses
+
+
+def test_thousands_of_requests_over_several_connections_through_the_ring_are_all_counted_none_dropped(
+        haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> None:
+    """Two HAProxy instances (two rings, two TCP connections to the collector), sixteen clients at once, 3,000
+    requests (most refused by HAProxy itself, which is quick; the test's Python upstream is not): the rollups hold
+    every request, none dropped anywhere."""
+    with start_plane(tmp_path, instances=2) as plane:
+        statuses = burst(plane.port, [f"/bookings/{i}" for i in range(400)], 16, keys["ACME"])
+        statuses += burst(plane.port, [f"/bookings/{i}" for i in range(2600)], 16, "acc_not-a-key")
+        assert statuses == {200: 400, 401: 2600}
+        served = [int(r.info()["CumReq"]) for r in plane.runtimes]
+        plane.collector.send_signal(signal.SIGTERM)
+        assert plane.collector.wait(30) == 0, plane.output("collector")
+    # and the readiness probe
+    sent = Counter({("ACME", "main", "ok"): 400, ("", "", "unauthorized"): 2600, ("", "", "not_found"): 1})
+    assert rollups() == sent
+    counts = summary_counts(plane.output("collector"))
+    assert (counts["recorded"], counts["written"], counts["ring"], counts["kernel"], counts["bad"],
+            counts["unparsed"], counts["duplicates"]) == (3001, 3001, 0, 0, 0, 0, 0), counts
+    assert connections(plane.output("collector")) >= 2
+    assert all(n > 0 for n in served), served  # both instances had requests, so both rings carried lines
+
+
+def test_lines_a_full_ring_drops_while_the_collector_is_stopped_are_counted_from_haproxy_s_announcement(
+        haproxy_bin: str, keys: dict[str, str], tmp_path: Path) -> None:
+    """A 16 KiB ring and the collector stopped (SIGSTOP: it reads nothing) while HAProxy answers a burst of
+    requests with long paths, more than the ring and the sockets' buffers hold: HAProxy drops lines, and once the
+    collector reads again, says how many; lines received + dropped announced = requests sent."""
+    with start_plane(tmp_path, args=("--ring-size", "16k")) as plane:
+        wait_until(lambda: " 1 recorded" in plane.output("collector"), timeout=10, what="the readiness probe's line")
+        sent = 1
+        # what the kernel can hold between HAProxy and the stopped collector: HAProxy's send buffer (at most
+        # tcp_wmem's maximum) and the collector's receive window (about tcp_rmem's default, it has read little);
+        # lines beyond that and the ring's 16 KiB are dropped
+        wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[1])
+        count = (wmem + 2 * rmem) // 1100 + 1000
+        plane.collector.send_signal(signal.SIGSTOP)
+        try:
+            long = "x" * 1000  # about 1.2 KB a line (HAProxy logs at most 1024 bytes of a path)
+            statuses = burst(plane.port, [f"/nowhere/{i}/{long}" for i in range(count)], 4)
+            assert statuses == {404: count}  # HAProxy answers itself: no route
+            sent += count
+        finally:
+            plane.collector.send_signal(signal.SIGCONT)
+
+        def all_told() -> bool:  # HAProxy announces the drops before the next line it writes once there is room
+            nonlocal sent
+            assert get(plane.port, "/nowhere")[0] == 404
+            sent += 1
+            time.sleep(0.3)
+            counts = summary_counts(plane.output("collector"))
+            return counts["recorded"] + counts["ring"] == sent
+
+        wait_until(all_told, timeout=30, what="every request received or announced dropped")
+        plane.collector.send_signal(signal.SIGTERM)
+        assert plane.collector.wait(30) == 0, plane.output("collector")
+    counts = summary_counts(plane.output("collector"))
+    assert counts["ring"] > 0, counts  # the ring did fill
+    assert counts["recorded"] + counts["ring"] == sent, (counts, sent)
+    assert (counts["kernel"], counts["bad"], counts["unparsed"], counts["duplicates"]) == (0, 0, 0, 0), counts
+    assert rollups() == Counter({("", "", "not_found"): counts["recorded"]})

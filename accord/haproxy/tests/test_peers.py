@@ -178,7 +178,8 @@ def test_two_runners_on_two_hosts_share_one_bucket_through_the_peers_they_name(
         with contextlib.ExitStack() as stack:
             runners = [stack.enter_context(spawn(
                 ["haproxy", "run", "--dir", str(tmp_path / name), "--listen", f"{host}:{port}",
-                 "--collector", f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}", "--poll", "0.1", "--live", "0",
+                 "--collector", f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}", "--log-transport", "udp",
+                 "--poll", "0.1", "--live", "0",
                  "--rates", "shared", "--peers", peers, "--peer-name", name], tmp_path / f"{name}-{attempt}.log"))
                 for name, host, port in zip("ab", hosts, ports, strict=True)]
             logs = [tmp_path / f"{name}-{attempt}.log" for name in "ab"]

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import io
 import re
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from accord.catalog.models import ApiCredential, Endpoint, Operation, Pool, Service, hash_key
 from accord.customers.models import Account, Tier
 from accord.gateway.models import GatewayAction
 from accord.gateway.snapshot import ActionRule, load_snapshot
 from accord.haproxy.render import Options, bucket_value, render, shares, too_many_rate_limits, write
-from accord.haproxy.run import _weight_commands, check_config
+from accord.haproxy.run import _weight_commands, check_config, server_settings
 from accord.haproxy.runtime import diff_map
+from accord.lib.ports import free_port
+from accord.lib.testing import subprocess_env
 
 
 def catalog() -> dict[str, str]:
@@ -238,3 +245,56 @@ def test_host_is_the_upstreams_when_every_server_of_a_backend_has_the_same_one(t
     Endpoint.objects.filter(pool=spare).delete()
     primary = render(load_snapshot(), Options(tmp_path)).config.split("backend trips.main\n")[1].split("\n\n")[0]
     assert "    http-request set-header Host trips.internal:8080\n" in primary
+
+
+@pytest.mark.django_db
+def test_the_log_line_goes_through_a_ring_over_tcp_by_default_or_over_udp_and_both_pass_haproxy_check(
+        haproxy_bin: str, tmp_path: Path) -> None:
+    catalog()
+    ring_options = Options(tmp_path / "ring", collector="127.0.0.1:15140", ring_size=65536)
+    udp_options = Options(tmp_path / "udp", collector="127.0.0.1:15140", log_transport="udp")
+    ring = render(load_snapshot(), ring_options).config
+    section = ring.split("ring accord_log\n")[1].split("\n\n")[0]
+    assert "    size 65536\n" in section and "    format rfc3164\n" in section and "    maxlen 8192\n" in section
+    assert section.endswith("    server collector 127.0.0.1:15140 log-proto octet-count")
+    assert "    log ring@accord_log len 8192 local0 info\n" in ring
+    udp = render(load_snapshot(), udp_options).config
+    assert "ring accord_log" not in udp and "    log 127.0.0.1:15140 len 8192 format rfc3164 local0 info\n" in udp
+    for options in (ring_options, udp_options):
+        write(render(load_snapshot(), options), options)
+        ok, said = check_config(options.config_path, haproxy_bin)
+        assert ok, said
+    # the default size, and the server settings the runner compares stay the backends' own
+    assert "    size 33554432\n" in render(load_snapshot(), Options(tmp_path)).config
+    assert not any(name.endswith("/collector") for name in server_settings(ring))
+
+
+@pytest.mark.django_db
+def test_a_bad_log_transport_or_ring_size_is_refused_with_exit_2_and_nothing_written(tmp_path: Path) -> None:
+    for size, message in (("1k", "is 1024 bytes: give 16384"), ("2G", "give 16384 (16k) to 1073741824"),
+                          ("lots", "is not a size in bytes"), ("5.5M", "is not a size in bytes"), ("5 M", "not a size")):
+        with pytest.raises(CommandError, match=re.escape(message)) as refused:
+            call_command("haproxy", "render", "--dir", str(tmp_path), "--ring-size", size)
+        assert refused.value.returncode == 2
+    assert not (tmp_path / "haproxy.cfg").exists()
+    call_command("haproxy", "render", "--dir", str(tmp_path), "--ring-size", "64k", stdout=io.StringIO())
+    assert "    size 65536\n" in (tmp_path / "haproxy.cfg").read_text()
+    (tmp_path / "haproxy.cfg").unlink()
+    for args, message in ((["render", "--log-transport", "tcp"], "invalid choice: 'tcp' (choose from 'ring', 'udp')"),
+                          (["run", "--wait-collector", "-1"], "--wait-collector must be 0")):
+        done = subprocess.run([sys.executable, "-m", "accord", "haproxy", *args, "--dir", str(tmp_path)],
+                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and message in done.stderr, done
+    assert not (tmp_path / "haproxy.cfg").exists()
+
+
+def test_run_waits_for_a_collector_that_listens_and_gives_up_on_one_that_does_not() -> None:
+    from accord.haproxy.management.commands.haproxy import _collector_listens
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen()
+        assert _collector_listens(f"127.0.0.1:{listening.getsockname()[1]}", 0.5)
+    started = time.monotonic()
+    assert not _collector_listens(f"127.0.0.1:{free_port()}", 0.5)  # nothing listens there
+    assert 0.5 <= time.monotonic() - started < 3

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accord.gateway.snapshot import load_snapshot
-from accord.haproxy.render import Options, render, too_many_rate_limits, write
+from accord.haproxy.render import (
+    LOG_TRANSPORTS,
+    RING_MAX,
+    RING_MIN,
+    RING_SIZE,
+    Options,
+    render,
+    too_many_rate_limits,
+    write,
+)
 from accord.haproxy.run import HAPROXY, LIVE, POLL, DataPlane, check_config, parse_peers
 
 
@@ -24,12 +35,42 @@ def _address(text: str, flag: str) -> str:
     return text
 
 
+def _size(text: str) -> int:
+    """Bytes from `8388608`, `8192k`, `32M` or `1G` (powers of 1024); a bad size exits 2."""
+    digits, unit = text.strip(), 1
+    if digits[-1:].lower() in ("k", "m", "g"):
+        unit = 1024 ** ("kmg".index(digits[-1].lower()) + 1)
+        digits = digits[:-1]
+    if not digits.isdigit():
+        raise CommandError(f"--ring-size '{text}' is not a size in bytes, e.g. 32M, 65536k or 33554432", returncode=2)
+    size = int(digits) * unit
+    if not RING_MIN <= size <= RING_MAX:
+        raise CommandError(f"--ring-size '{text}' is {size} bytes: give {RING_MIN} (16k) to {RING_MAX} (1G)",
+                           returncode=2)
+    return size
+
+
+def _collector_listens(address: str, seconds: float) -> bool:
+    """Whether the collector accepts a TCP connection at `address` within `seconds` (tried every 0.1 s)."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
 def _options(options: dict[str, Any]) -> Options:
     output = Path(options["output"]).resolve() if options.get("output") else None
     directory = Path(options["dir"]).resolve() if options.get("dir") else (output.parent if output else
                                                                           settings.VAR_DIR / "haproxy")
     return Options(directory=directory, config=output, listen=_address(options["listen"], "--listen"),
                    collector=_address(options["collector"], "--collector"),
+                   log_transport=options["log_transport"], ring_size=_size(options["ring_size"]),
                    runtime=Path(options["runtime"]).resolve() if options.get("runtime") else None,
                    threads=options["threads"])
 
@@ -80,7 +121,14 @@ class Command(BaseCommand):
                                          "$ACCORD_VAR_DIR/haproxy, or the directory of --output")
             p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT HAProxy listens on")
             p.add_argument("--collector", default="127.0.0.1:5140",
-                           help="HOST:PORT of `accord collector`, where each request's log line goes (UDP)")
+                           help="HOST:PORT of `accord collector`, where each request's log line goes")
+            p.add_argument("--log-transport", choices=LOG_TRANSPORTS, default="ring",
+                           help="ring (default): each line into a memory ring that HAProxy forwards to the collector "
+                                "over TCP (octet-counted); lines the ring drops are counted by the collector. udp: "
+                                "one syslog datagram a line (the kernel may drop them when the collector falls behind)")
+            p.add_argument("--ring-size", default=f"{RING_SIZE // (1024 * 1024)}M",
+                           help="with --log-transport ring: the ring's size per HAProxy worker, bytes or with k/M/G "
+                                f"(default {RING_SIZE // (1024 * 1024)}M, about 4 s of one instance's peak)")
             p.add_argument("--runtime", help="the Runtime API socket (default DIR/admin.sock)")
             p.add_argument("--threads", type=int, default=0,
                            help="HAProxy's threads per instance (nbthread; default: one per CPU)")
@@ -107,6 +155,10 @@ class Command(BaseCommand):
                 p.add_argument("--peer-name", default="",
                                help="with --peers: NAME[,NAME...] this runner's instance(s) among them, one per "
                                     "instance")
+                p.add_argument("--wait-collector", type=float, default=10.0,
+                               help="with --log-transport ring: seconds to wait for the collector to accept TCP "
+                                    "connections before starting HAProxy (HAProxy 2.6's ring forwarder can stay "
+                                    "stuck after a refused first connection); 0: do not wait")
                 p.add_argument("--live", type=float, default=LIVE,
                                help="seconds between writes of the pools' live signals (in flight, busy time, "
                                     "queued: governance's pool utilisation); 0: none")
@@ -135,8 +187,15 @@ class Command(BaseCommand):
             raise CommandError("--live must be 0 (no live signals) or more seconds")
         if opts.runtime and options["instances"] > 1:
             raise CommandError("--runtime names one socket; with --instances N each instance gets DIR/admin-I.sock")
+        if options["wait_collector"] < 0:
+            raise CommandError("--wait-collector must be 0 (do not wait) or more seconds", returncode=2)
         plane = DataPlane(opts, options["instances"], HAPROXY, options["poll"], options["reload"],
                           live=options["live"], **_peers(options))
+        if opts.log_transport == "ring" and options["wait_collector"] > 0 and not _collector_listens(
+                opts.collector, options["wait_collector"]):
+            print(f"haproxy: the collector at {opts.collector} does not accept TCP connections after "
+                  f"{options['wait_collector']:g} s; starting anyway (the ring keeps the newest lines until HAProxy "
+                  "connects)", file=sys.stderr, flush=True)
         stopping = threading.Event()  # set before the start: a SIGTERM during it still stops what started
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
@@ -147,7 +206,7 @@ class Command(BaseCommand):
             raise CommandError(str(e)) from e
         pids = ", ".join(str(i.process.pid) for i in plane.running if i.process)
         print(f"haproxy: {options['instances']} instance(s) on {opts.listen} (masters {pids}), logging to "
-              f"{opts.collector}, snapshot {plane.rendered.version if plane.rendered else 0}", file=sys.stderr,
+              f"{opts.collector} ({opts.log_transport}), snapshot {plane.rendered.version if plane.rendered else 0}", file=sys.stderr,
               flush=True)
         failed = ""
         try:
