@@ -288,6 +288,7 @@ class DataPlane:
     configs: list[str] = field(default_factory=list)  # each instance's configuration as last written
     runtime_changes: int = 0  # map commands applied through the Runtime API
     reloads: int = 0  # configuration changes (SIGUSR2)
+    possibly_unlogged: int = 0  # connections open at reloads and the stop, ring transport: lines that may be lost
     overflow: list[str] = field(default_factory=list)  # service|account keys with more rate limits than HAProxy takes
 
     def _render_all(self, snapshot: Snapshot) -> list[Rendered]:
@@ -362,11 +363,12 @@ class DataPlane:
                 self._apply_maps(instance, commands, renders[0])
             what = f"{len(weights)} server weight/maxconn/state changes, {len(commands)} map changes"
         elif changed_config or changed_fixed:
+            open_now = self.open_connections()
             for instance in self.running:
                 if instance.process is not None and instance.process.poll() is None:
                     instance.process.send_signal(signal.SIGUSR2)
             self.reloads += 1
-            what = "reloaded"
+            what = "reloaded" + self._unlogged(open_now, "the old worker finishes")
         else:
             commands = [c for name in RUNTIME_MAPS
                         for c in diff_map(self.options.map_path(name), old.maps[name], renders[0].maps[name])]
@@ -458,8 +460,31 @@ class DataPlane:
                 error = text
                 connections.close_all()
 
+    def open_connections(self) -> int:
+        """Client connections open on the instances' current workers now (`show info` CurrConns; the Runtime API's
+        own is not among them); an instance that does not answer counts none."""
+        total = 0
+        for instance in self.running:
+            with contextlib.suppress(Exception):
+                total += int(instance.runtime.info().get("CurrConns", "0"))
+        return total
+
+    def _unlogged(self, open_now: int, when: str) -> str:
+        """What a reload or a stop may leave uncounted: with the ring transport, HAProxy 2.6 closes a worker's ring
+        forwarder as soon as the worker starts stopping, so the line of a request it still finishes stays in its
+        ring. Each connection open then carries at most one more request on that worker (it answers with
+        `Connection: close` once stopping): the bound, said where the reload or stop is reported."""
+        if self.options.log_transport != "ring" or not open_now:
+            return ""
+        self.possibly_unlogged += open_now
+        return (f"; the lines of up to {open_now} request(s) {when} may not reach the collector ({open_now} "
+                "connection(s) open; HAProxy 2.6 closes a stopping worker's ring forwarder)")
+
     def stop(self, grace: float = 30.0) -> None:
         """A soft stop (SIGUSR1: finish what is in flight), then SIGTERM if it takes longer than `grace`."""
+        said = self._unlogged(self.open_connections(), "in flight at the stop")
+        if said:
+            print(f"haproxy: stopping{said}", file=sys.stderr, flush=True)
         for instance in self.running:
             if instance.process is not None and instance.process.poll() is None:
                 instance.process.send_signal(signal.SIGUSR1)
