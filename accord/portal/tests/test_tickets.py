@@ -183,3 +183,17 @@ def test_the_portal_carries_the_chat_widget_vouching_for_the_signed_in_contact(o
     assert tag and tag.group(1) == "alpha-contact-7"
     assert check_identity(*tag.groups()) == (contact, "")  # the chat opens as this contact, under their account
     assert "widget.js" not in Client().get("/portal/login/").content.decode()  # not before sign-in
+
+
+def test_a_clock_shows_whole_minutes_left_and_overdue_once_its_due_instant_passed(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    client = signed_in(alpha.user)
+    page = client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode()
+    due = re.findall(r"Resolution due in ([^(]*) \(", page)
+    assert due and re.fullmatch(r"(\d+ d )?(\d+ h )?\d+ min", due[0]), due  # no "31.050169 s"
+    # The due instant has passed and the worker has not run yet: overdue, not "due in 1 min".
+    past = timezone.now() - dt.timedelta(minutes=5)
+    SlaClock.objects.filter(ticket=alpha.ticket, kind="first_response").update(due_at=past)
+    for page in (client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode(),
+                 client.get("/portal/").content.decode()):
+        assert "First response: overdue since" in page and "First response due in" not in page
