@@ -222,5 +222,6 @@ def test_ticket_times_are_in_the_accounts_time_zone_and_say_so(orgs: tuple[Org, 
         AuditEvent.objects.create(at=at, kind=kind, policy=policy, subject="reroute", actor="governor", reason="peak")
     home = client.get("/portal/").content.decode()
     tokyo = ZoneInfo("Asia/Tokyo")
-    shown = f"routed to standby: {start.astimezone(tokyo):%Y-%m-%d %H:%M}–{start.astimezone(tokyo) + dt.timedelta(minutes=7):%H:%M}"
+    local = start.astimezone(tokyo)
+    shown = f"routed to standby: {local:%Y-%m-%d %H:%M}\N{EN DASH}{local + dt.timedelta(minutes=7):%H:%M}"
     assert "Times in Asia/Tokyo" in home and shown in home
