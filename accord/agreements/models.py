@@ -181,7 +181,7 @@ def objective_errors(
     elif percentile is not None:
         errors.append(("percentile", f"only latency objectives have a percentile, not {kind}"))
     if kind in ("availability", "error_rate") and not (0 <= target <= 100):
-        errors.append(("target", f"a {kind} target is a percentage between 0 and 100"))
+        errors.append(("target", f"an {kind} target is a percentage between 0 and 100"))
     if support:
         # whole seconds: targets keep 4 decimals, so 10 s is 0.1667 (10.002 s, read as 10)
         seconds = target * 60

@@ -12,8 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
+from accord.agreements.models import Objective
 from accord.customers.models import Account
-from accord.lib.api import StrictSerializer
+from accord.lib.api import Conflict, StrictSerializer
 
 from . import filters
 from .models import ApiCredential, CredentialUsage, Endpoint, Operation, PartnerService, Pool, Service
@@ -78,12 +79,28 @@ class IssuedCredentialSerializer(ApiCredentialSerializer):
         fields = [*ApiCredentialSerializer.Meta.fields, "key"]
 
 
+def refuse_if_objectives_use(what: str, uses: Q) -> None:
+    """409 while agreements' objectives are scoped to it: deleting would delete those objectives with it (they
+    cascade), so a customer's promise would vanish without a word; change or remove the objectives first."""
+    names = [f"{a}/{o}" for a, o in Objective.objects.filter(uses).order_by("agreement__name", "name")
+             .values_list("agreement__name", "name")]
+    if names:
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise Conflict(f"This {what} cannot be deleted: it is still used by {len(names)} objective"
+                       f"{'s' if len(names) != 1 else ''} of agreements ({shown}); change or remove "
+                       f"{'them' if len(names) != 1 else 'it'} first.")
+
+
 class ServiceViewSet(viewsets.ModelViewSet):
     """Run-time services behind the gateway."""
 
     queryset = Service.objects.all()
     serializer_class = ServiceSerializer
     filterset_fields = ["name", "owner", "allow_anonymous", "forward_credentials", "simulated"]
+
+    def perform_destroy(self, instance: Service) -> None:
+        refuse_if_objectives_use("service", Q(service=instance) | Q(operation__service=instance))
+        super().perform_destroy(instance)
 
 
 class OperationViewSet(viewsets.ModelViewSet):
@@ -92,6 +109,10 @@ class OperationViewSet(viewsets.ModelViewSet):
     queryset = Operation.objects.select_related("service")
     serializer_class = OperationSerializer
     filterset_class = filters.OperationFilterSet
+
+    def perform_destroy(self, instance: Operation) -> None:
+        refuse_if_objectives_use("operation", Q(operation=instance))
+        super().perform_destroy(instance)
 
 
 class PoolViewSet(viewsets.ModelViewSet):

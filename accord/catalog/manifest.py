@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
+from accord.agreements.models import Objective
 from accord.lib.manifest import Check, Kind
 from accord.lib.manifest.fields import Name, Spec, Text, drop_empty, num
 
@@ -119,6 +120,16 @@ def service_dict_from_db(s: Service) -> dict[str, Any]:
     )
 
 
+def _objectives_left_behind(check: Check, objectives: Any) -> list[str]:
+    """'agreement/objective' of the objectives a change would delete with the service or operation they are
+    scoped to (they cascade) that the file does not speak for: their agreement is not in it, and not pruned."""
+    if check.pruned("agreements"):
+        return []  # every agreement the file omits goes anyway; the file's own are checked against its services
+    in_file = [a.name for a in check.loaded.items.get("agreements", [])]
+    return [f"{a}/{o}" for a, o in objectives.exclude(agreement__name__in=in_file)
+            .order_by("agreement__name", "name").values_list("agreement__name", "name")]
+
+
 class ServiceKind(Kind, section="services", singular="service", spec=ServiceSpec, model=Service):
     """Services with their operations, pools and endpoints; the file's lists replace the stored ones."""
 
@@ -152,6 +163,21 @@ class ServiceKind(Kind, section="services", singular="service", spec=ServiceSpec
                         url(ep.url)
                     except DjangoValidationError:
                         check.err(f"{p}.pools[{j}].endpoints[{k}].url", f"'{ep.url}' is not an http(s) URL")
+            stored_ops = set(Operation.objects.filter(service__name=svc.name).values_list("name", flat=True))
+            removed = sorted(stored_ops - {o.name for o in svc.operations})
+            if removed:
+                lost = _objectives_left_behind(check, Objective.objects.filter(
+                    operation__service__name=svc.name, operation__name__in=removed))
+                if lost:
+                    check.err(f"{p}.operations", f"removing operation(s) {', '.join(removed)} would delete the "
+                                                 f"objective(s) {', '.join(lost)} scoped to them; change those "
+                                                 "agreements in the same file, or keep the operation(s)")
+        if check.pruned("services"):
+            gone = Service.objects.exclude(name__in=[s.name for s in check.items("services")])
+            lost = _objectives_left_behind(check, Objective.objects.filter(service__in=gone))
+            if lost:
+                check.err("services", f"--prune would remove services that the objective(s) {', '.join(lost)} are "
+                                      "scoped to (deleting those objectives); change those agreements in the same file")
 
     def canonical(self, item: ServiceSpec) -> dict[str, Any]:
         return service_dict_from_spec(item)

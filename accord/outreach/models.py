@@ -6,14 +6,32 @@ never look at a consent, only at the suppression list where the law requires it.
 
 from __future__ import annotations
 
+from email.utils import getaddresses
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
 from accord.customers.models import Contact
 
 from .templating import TemplateError, check_template
+
+
+def _is_sender(value: str) -> bool:
+    """One mailbox, bare or with a display name, on one line: what a From header of a campaign may hold."""
+    if "\r" in value or "\n" in value:
+        return False
+    found = getaddresses([value])
+    if len(found) != 1:
+        return False
+    _name, address = found[0]
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return True
 
 
 class Purpose(models.Model):
@@ -170,6 +188,9 @@ class Campaign(models.Model):
                 errors[field] = str(e)
         if self.rate is not None and self.rate <= 0:
             errors["rate"] = "The rate is in messages per second and must be above 0."
+        if self.from_email and not _is_sender(self.from_email):
+            errors["from_email"] = (f"“{self.from_email}” is not one e-mail address (like news@example.com or "
+                                    "Example News <news@example.com>); empty: the site's sender.")
         if errors:
             raise ValidationError(errors)
 

@@ -120,7 +120,9 @@ def _clock_line(clock: SlaClock, now: dt.datetime) -> str:
         return f"{what}: overdue since {units.instant(clock.breached_at, clock.calendar.timezone)}"
     if clock.status == SlaClock.Status.PAUSED or clock.due_at is None:
         return f"{what}: paused while we wait for you"
-    left = (clock.due_at - now).total_seconds()
+    if clock.due_at <= now:  # passed, the worker has not recorded the breach yet: overdue all the same
+        return f"{what}: overdue since {units.instant(clock.due_at, clock.calendar.timezone)}"
+    left = (clock.due_at - now).total_seconds() // 60 * 60  # whole minutes: "14 h 55 min", not "... 31.050169 s"
     return f"{what} due in {units.duration(max(left, 60), largest='d')} ({hours}; target {units.minutes(clock.target_minutes)})"
 
 

@@ -12,4 +12,6 @@ urlpatterns = [
     path("credits/", views.ledger, name="ledger"),
     path("credits/<int:pk>/decide/", views.decide_credit, name="decide"),
     path("accounts/<str:external_id>/", views.account, name="account"),
+    path("accounts/<str:external_id>/closed/<str:period>/v<int:version>.<str:fmt>", views.closed_version,
+         name="closed-version"),
 ]

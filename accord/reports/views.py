@@ -67,10 +67,26 @@ def account(request: HttpRequest, external_id: str) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{external_id}-{period.label}.{output}"'
         return response
     versions = FrozenReport.objects.filter(account=acc, period=period.label, fmt="csv").order_by("version")
+    stored = set(FrozenReport.objects.filter(account=acc, period=period.label).values_list("version", "fmt"))
+    closed = [(v, [f for f in FROZEN_TYPES if (v.version, f) in stored]) for v in versions]
     return render(request, "reports/account.html", {
-        **formats.context(report), "form": form, "error": error, "versions": versions,
+        **formats.context(report), "form": form, "error": error, "versions": closed,
         "pdf": pdf_available(), "query": f"period={period.label}",
     })
+
+
+FROZEN_TYPES = {"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+
+
+@staff_required
+@needs("reports.view_credit")
+def closed_version(request: HttpRequest, external_id: str, period: str, version: int, fmt: str) -> HttpResponse:
+    """A closed version's file as frozen (the bytes the customer got and `accord reports verify` knows)."""
+    frozen = get_object_or_404(FrozenReport, account__external_id=external_id, period=period, version=version,
+                               fmt=fmt if fmt in FROZEN_TYPES else "")
+    response = HttpResponse(bytes(frozen.content), content_type=FROZEN_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{external_id}-{period}-v{version}.{fmt}"'
+    return response
 
 
 class DecisionForm(forms.Form):

@@ -425,8 +425,8 @@ RULES: list[tuple[dict[str, str], str | list[str]]] = [
     ({"percentile: 95,": "percentile: 0,"}, "agreements[0].objectives[1].percentile: must be between 0 and 100 (exclusive)"),
     ({"target: 99.95,": "target: 99.95, percentile: 50,"}, "agreements[0].objectives[0].percentile: only latency objectives have a percentile, not availability"),
     ({"target: 30,": "target: 30, percentile: 90,"}, "agreements[0].objectives[2].percentile: only latency objectives have a percentile, not first_response"),
-    ({"target: 99.95,": "target: 101,"}, "agreements[0].objectives[0].target: a availability target is a percentage between 0 and 100"),
-    ({"kind: availability, target: 99.95,": "kind: error_rate, target: -1,"}, "agreements[0].objectives[0].target: a error_rate target is a percentage between 0 and 100"),
+    ({"target: 99.95,": "target: 101,"}, "agreements[0].objectives[0].target: an availability target is a percentage between 0 and 100"),
+    ({"kind: availability, target: 99.95,": "kind: error_rate, target: -1,"}, "agreements[0].objectives[0].target: an error_rate target is a percentage between 0 and 100"),
     ({"target: 99.95,": "target: 99.12345,"}, "agreements[0].objectives[0].target: has more than 4 decimal places"),
     ({"target: 99.95,": "target: .inf,"}, "agreements[0].objectives[0].target: must be a finite number"),
     ({"target: 400": "target: 0"}, "agreements[0].objectives[1].target: a latency target is milliseconds and must be positive"),
@@ -485,6 +485,33 @@ def test_a_files_own_operations_replace_the_stored_ones_for_references() -> None
     apply_manifest(BASE)
     text = BASE.replace("operations: [{name: book-trip, method: POST, path: /bookings}]", "operations: []")
     assert errors_of(text) == ["agreements[0].objectives[1].operation: service 'booking' has no operation 'book-trip'"]
+
+
+SERVICES_ONLY = BASE[BASE.index("services:"):BASE.index("partners:")]
+
+
+def test_a_service_file_cannot_drop_an_operation_or_service_objectives_of_other_agreements_are_scoped_to() -> None:
+    apply_manifest(BASE)
+    # The file has only the services: dropping book-trip would delete platinum-sla's p95 with it (a cascade).
+    text = SERVICES_ONLY.replace("operations: [{name: book-trip, method: POST, path: /bookings}]", "operations: []")
+    with pytest.raises(ManifestError) as err:
+        apply_manifest(text)
+    assert err.value.errors == [
+        "services[0].operations: removing operation(s) book-trip would delete the objective(s) platinum-sla/p95 "
+        "scoped to them; change those agreements in the same file, or keep the operation(s)"]
+    with pytest.raises(ManifestError) as err:
+        apply_manifest("services: []\n", prune=True)
+    assert err.value.errors == [
+        "services: --prune would remove services that the objective(s) platinum-sla/availability, platinum-sla/p95 "
+        "are scoped to (deleting those objectives); change those agreements in the same file"]
+    assert Objective.objects.filter(agreement__name="platinum-sla").count() == 3
+    assert Operation.objects.filter(name="book-trip").exists()
+    # With the agreement in the file no longer scoped to it, the operation goes and the objective stays.
+    text = BASE.replace("operations: [{name: book-trip, method: POST, path: /bookings}]", "operations: []").replace(
+        ", service: booking, operation: book-trip}", ", service: booking}")
+    apply_manifest(text)
+    assert not Operation.objects.filter(name="book-trip").exists()
+    assert Objective.objects.get(agreement__name="platinum-sla", name="p95").operation is None
 
 
 def test_every_error_is_listed_at_once_and_nothing_changes() -> None:

@@ -12,7 +12,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accord.catalog.models import ApiCredential, CredentialUsage, hash_key
+from accord.agreements.models import Objective
+from accord.catalog.models import ApiCredential, CredentialUsage, Operation, Service, hash_key
 from accord.customers.models import Account, Tier, TierChange
 from accord.lib.manifest import apply_manifest
 
@@ -263,6 +264,33 @@ def test_deleting_an_object_in_use_is_a_409_that_says_by_what(api: APIClient, ca
     error = assert_error(api.delete(f"/api/v1/tiers/{tier.pk}/"), 409, "conflict")
     assert error["message"] == "This object cannot be deleted: it is still used by 2 accounts."
     assert Tier.objects.filter(pk=tier.pk).exists()
+
+
+def test_deleting_a_service_or_operation_an_objective_is_scoped_to_is_a_409_and_the_objective_stays(
+        api: APIClient, catalog: None) -> None:
+    apply_manifest("""
+agreements:
+  - name: gold-sla
+    tier: platinum
+    calendar: office
+    effective_from: 2026-01-01
+    objectives:
+      - {name: booking-availability, kind: availability, target: 99.9, service: booking}
+      - {name: book-p95, kind: latency, target: 600, percentile: 95, service: booking, operation: book-trip}
+""")
+    service, operation = Service.objects.get(name="booking"), Operation.objects.get(name="book-trip")
+    error = assert_error(api.delete(f"/api/v1/services/{service.pk}/"), 409, "conflict")
+    assert error["message"] == ("This service cannot be deleted: it is still used by 2 objectives of agreements "
+                                "(gold-sla/book-p95, gold-sla/booking-availability); change or remove them first.")
+    error = assert_error(api.delete(f"/api/v1/operations/{operation.pk}/"), 409, "conflict")
+    assert "used by 1 objective of agreements (gold-sla/book-p95)" in error["message"]
+    assert Objective.objects.filter(agreement__name="gold-sla").count() == 2
+    assert Service.objects.filter(pk=service.pk).exists() and Operation.objects.filter(pk=operation.pk).exists()
+    # Once no objective is scoped to them, they go.
+    Objective.objects.filter(agreement__name="gold-sla").delete()
+    assert api.delete(f"/api/v1/operations/{operation.pk}/").status_code == 204
+    assert api.delete(f"/api/v1/services/{service.pk}/").status_code == 204
+    assert not Service.objects.filter(name="booking").exists()
 
 
 def test_unsafe_methods_on_unknown_urls_and_csrf_failures_answer_in_the_api_shape(alice: Any, api: APIClient) -> None:

@@ -104,6 +104,10 @@ def test_campaign_create_preview_schedule_cancel_and_edit(world: dict[str, Any])
     assert bad.status_code == 400 and set(error(bad)["fields"]) == {"segment"}
     c = _campaign(manager)
     assert c["status"] == "draft" and c["segment"] == "germany" and not any(c["totals"].values())
+    bad = manager.post("/api/v1/campaigns/", {"name": "y", "purpose": "newsletter", "segment": "germany", "subject": "s",
+                                              "html": "h", "text": "t", "from_email": "not-an-email"}, format="json")
+    assert bad.status_code == 400 and "is not one e-mail address" in error(bad)["fields"]["from_email"][0]
+    assert not Campaign.objects.filter(name="y").exists()
     bad = manager.patch(f"/api/v1/campaigns/{c['id']}/", {"html": "{{ coupon }}"}, format="json")
     assert bad.status_code == 400 and "{{ coupon }}" in error(bad)["fields"]["html"][0]
     # preview for one contact, by e-mail address, and for the segment's first contact

@@ -90,6 +90,19 @@ def campaign_data(world: dict[str, Any], **extra: Any) -> dict[str, Any]:
             "html": "<p>Hi {{ contact.first_name }}</p>", "send_at": "", "rate": "10", "contact": "", **extra}
 
 
+def test_a_campaign_sender_that_is_not_one_address_is_refused_and_the_form_keeps_the_text(
+        world: dict[str, Any]) -> None:
+    manager = world["manager"]
+    for sender in ("not-an-email", "news@example.com, boss@example.com", "News <news@example.com>\r\nBcc: x@y.example"):
+        r = manager.post("/outreach/campaigns/new/", campaign_data(world, do="save", from_email=sender))
+        html = r.content.decode()
+        assert r.status_code == 200 and "is not one e-mail address" in errors_of(html, "id_from_email"), sender
+        assert "Hi {{ contact.first_name }}" in html  # what was typed is kept
+    assert not Campaign.objects.exists()
+    r = manager.post("/outreach/campaigns/new/", campaign_data(world, do="save", from_email="News <news@example.com>"))
+    assert r.status_code == 302 and Campaign.objects.get().from_email == "News <news@example.com>"
+
+
 def test_a_campaign_is_previewed_without_saving_refused_at_its_template_saved_and_scheduled(
         world: dict[str, Any]) -> None:
     manager = world["manager"]

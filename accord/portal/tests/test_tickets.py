@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from accord.catalog.models import ApiCredential, CredentialUsage
 from accord.desk.models import Attachment, Message, SlaClock, Ticket
+from accord.governance.models import AuditEvent, Policy
 from accord.reports.models import FrozenReport
 from accord.reports.periods import current_month
 
@@ -183,3 +185,43 @@ def test_the_portal_carries_the_chat_widget_vouching_for_the_signed_in_contact(o
     assert tag and tag.group(1) == "alpha-contact-7"
     assert check_identity(*tag.groups()) == (contact, "")  # the chat opens as this contact, under their account
     assert "widget.js" not in Client().get("/portal/login/").content.decode()  # not before sign-in
+
+
+def test_a_clock_shows_whole_minutes_left_and_overdue_once_its_due_instant_passed(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    client = signed_in(alpha.user)
+    page = client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode()
+    due = re.findall(r"Resolution due in ([^(]*) \(", page)
+    assert due and re.fullmatch(r"(\d+ d )?(\d+ h )?\d+ min", due[0]), due  # no "31.050169 s"
+    # The due instant has passed and the worker has not run yet: overdue, not "due in 1 min".
+    past = timezone.now() - dt.timedelta(minutes=5)
+    SlaClock.objects.filter(ticket=alpha.ticket, kind="first_response").update(due_at=past)
+    for page in (client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode(),
+                 client.get("/portal/").content.decode()):
+        assert "First response: overdue since" in page and "First response due in" not in page
+
+
+def test_ticket_times_are_in_the_accounts_time_zone_and_say_so(orgs: tuple[Org, Org]) -> None:
+    alpha, _beta = orgs
+    alpha.account.timezone = "Asia/Tokyo"
+    alpha.account.save(update_fields=["timezone"])
+    opened = dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC)  # 08:30 the next day in Tokyo
+    Ticket.objects.filter(pk=alpha.ticket.pk).update(created_at=opened)
+    Message.objects.filter(pk=alpha.ticket.first_message.pk).update(created_at=opened)  # type: ignore[attr-defined]
+    client = signed_in(alpha.user)
+    listing = client.get("/portal/tickets/").content.decode()
+    assert "Opened (Asia/Tokyo)" in listing and "2026-03-02 08:30" in listing and "2026-03-01 23:30" not in listing
+    page = client.get(f"/portal/tickets/{alpha.ticket.reference}/").content.decode()
+    assert "opened 2026-03-02 08:30 JST" in page and "· 2026-03-02 08:30 JST" in page
+    # The home page's protections say "Times in Asia/Tokyo": so they are.
+    assert alpha.account.tier is not None
+    policy = Policy.objects.create(name="reroute", description="routed to standby", condition="true",
+                                   tiers=[alpha.account.tier.name], action=Policy.Action.ROUTE)
+    start = (timezone.now() - dt.timedelta(days=1)).replace(second=0, microsecond=0)
+    for kind, at in ((AuditEvent.Kind.ACTIVATED, start), (AuditEvent.Kind.DEACTIVATED, start + dt.timedelta(minutes=7))):
+        AuditEvent.objects.create(at=at, kind=kind, policy=policy, subject="reroute", actor="governor", reason="peak")
+    home = client.get("/portal/").content.decode()
+    tokyo = ZoneInfo("Asia/Tokyo")
+    local = start.astimezone(tokyo)
+    shown = f"routed to standby: {local:%Y-%m-%d %H:%M}\N{EN DASH}{local + dt.timedelta(minutes=7):%H:%M}"
+    assert "Times in Asia/Tokyo" in home and shown in home

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 import time_machine
@@ -13,8 +14,8 @@ from rest_framework.test import APIClient
 from accord.access.tokens import create as create_token
 from accord.customers.models import Account
 from accord.reports.credits import compute
-from accord.reports.freeze import pdf_available
-from accord.reports.models import Credit
+from accord.reports.freeze import close, pdf_available
+from accord.reports.models import Credit, FrozenReport
 from accord.reports.periods import parse_period
 
 from .conftest import traffic
@@ -110,3 +111,28 @@ def test_pages_reports_and_the_finance_ledger(credit: Credit, client: Client) ->
     assert credit.status == "approved" and credit.steps.last().actor == "fran"
     client.logout()
     assert client.get("/reports/credits/").status_code == 302  # to the login page
+
+
+@pytest.mark.django_db
+def test_the_staff_page_of_a_closed_month_gives_the_frozen_files_and_says_its_figures_are_recomputed(
+        acme: Account, client: Client) -> None:
+    traffic(dt.date(2026, 11, 3), 1000, 10)
+    with time_machine.travel(AFTER, tick=False):
+        close([acme], parse_period("2026-11"), now=AFTER)
+    traffic(dt.date(2026, 11, 4), 1000, 500)  # late data: the month as computed now differs from the closed one
+    client.force_login(staff("rita", "view_credit", "view_account"))
+    with time_machine.travel(AFTER + dt.timedelta(days=1), tick=False):
+        page = client.get("/reports/accounts/ACME/?period=2026-11").content.decode()
+        assert "These figures and downloads are computed now." in page
+        frozen = FrozenReport.objects.get(account=acme, period="2026-11", version=1, fmt="csv")
+        assert 'href="/reports/accounts/ACME/closed/2026-11/v1.csv"' in page
+        r = client.get("/reports/accounts/ACME/closed/2026-11/v1.csv")
+        assert r.status_code == 200 and r["Content-Disposition"] == 'attachment; filename="ACME-2026-11-v1.csv"'
+        body = b"".join(r)  # type: ignore[arg-type]
+        assert hashlib.sha256(body).hexdigest() == frozen.sha256
+        assert client.get("/reports/accounts/ACME/?period=2026-11&output=csv").content != body  # recomputed
+        for missing in ("/reports/accounts/ACME/closed/2026-11/v2.csv", "/reports/accounts/ACME/closed/2026-11/v1.doc",
+                        "/reports/accounts/NOPE/closed/2026-11/v1.csv"):
+            assert client.get(missing).status_code == 404, missing
+    client.force_login(User.objects.create_user("nobody", "n@example.com", "pw", is_staff=True))
+    assert client.get("/reports/accounts/ACME/closed/2026-11/v1.csv").status_code == 403

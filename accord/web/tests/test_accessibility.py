@@ -124,6 +124,7 @@ NOT_PAGES = {  # URL name: what a GET gets instead of a page
     "logout": "POST only (405)", "portal:logout": "POST only", "portal:request-link": "POST only; GET goes to sign-in",
     "portal:close-ticket": "POST only", "portal:revoke-key": "POST only", "portal:set-password": "POST only",
     "portal:attachment": "the file", "portal:invoice-file": "the CSV or PDF", "portal:report-file": "the CSV or PDF",
+    "reports:closed-version": "a closed report's file as frozen (CSV, HTML or PDF, as an attachment)",
     "health-details": "JSON", "schema": "the OpenAPI schema", "favicon": "the icon",
     "desk:changes": "JSON (the queue's live region asks it)", "desk:presence": "POST only (JSON)",
     "desk:bulk": "POST only", "desk:save-filter": "POST only", "desk:delete-filter": "POST only",

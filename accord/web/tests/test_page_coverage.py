@@ -24,6 +24,7 @@ from accord.desk.models import Attachment, SupportGroup
 from accord.outreach.models import Campaign, Purpose, Segment
 from accord.portal import auth as portal_auth
 from accord.portal.models import PortalUser
+from accord.reports.models import FrozenReport
 
 from .test_accessibility import ADMIN_NOT_PAGES, ELSEWHERE, NOT_PAGES, SWEPT, admin_paths
 
@@ -92,6 +93,8 @@ def test_what_is_said_to_be_no_page_is_none(alice: User) -> None:
     invoice = Invoice.objects.create(account=account, period="2026-11", currency="EUR", status="finalised",
                                      number="INV-2026-000001", plan_names="gold")
     group = SupportGroup.objects.create(name="tier-2")
+    FrozenReport.objects.create(account=account, period="2026-11", version=1, fmt="csv", content=b"account\n",
+                                sha256="0" * 64, closed_at=timezone.now(), closed_by="test")
     campaign = Campaign.objects.create(name="News", purpose=Purpose.objects.create(name="news", title="News"),
                                        segment=Segment.objects.create(name="all", spec={}), subject="News",
                                        html="<p>Hi</p>", text="Hi")
@@ -104,6 +107,7 @@ def test_what_is_said_to_be_no_page_is_none(alice: User) -> None:
         "privacy:export": {"pk": contact.pk}, "privacy:erase": {"pk": contact.pk},
         "desk:settings-members": {"pk": group.pk},
         "outreach:campaign-schedule": {"pk": campaign.pk},
+        "reports:closed-version": {"external_id": "ACME", "period": "2026-11", "version": 1, "fmt": "csv"},
     }
     staff = Client()
     staff.force_login(alice)

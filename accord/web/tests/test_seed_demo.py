@@ -73,7 +73,7 @@ def test_it_seeds_a_company_with_every_tier_a_history_and_a_summary() -> None:
     assert "accounts by tier: " + ", ".join(f"{name} {n}" for name, n in per_tier.items()) in out
     assert f"{Service.objects.count()} services, {Agreement.objects.count()} agreements" in out
     assert Service.objects.count() >= 3 and Agreement.objects.count() == 4
-    assert "log in as demo / demo at /login/" in out
+    assert "log in as demo / demo at /login/" in out and "after `accord serve`" in out  # README's command
     demo_user = User.objects.get(username="demo")
     assert demo_user.is_superuser and demo_user.is_staff and demo_user.check_password("demo")
 

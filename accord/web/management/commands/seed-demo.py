@@ -75,5 +75,5 @@ class Command(BaseCommand):
         else:
             login = "log in as demo (the user existed already; its password is unchanged)"
         self.stdout.write(
-            self.style.SUCCESS(f"{login} at /login/ (e.g. http://127.0.0.1:8000/login/ after `accord runserver`)")
+            self.style.SUCCESS(f"{login} at /login/ (e.g. http://127.0.0.1:8000/login/ after `accord serve`)")
         )
