@@ -9,6 +9,7 @@ from django.db import transaction
 from rest_framework import serializers, viewsets
 from rest_framework.routers import DefaultRouter
 
+from accord.access.audit import Audited
 from accord.catalog.models import Operation, Service
 from accord.customers.models import Account, Tier
 from accord.lib.api import StrictSerializer
@@ -133,7 +134,7 @@ class AgreementSerializer(StrictSerializer):
         return agreement
 
 
-class CalendarViewSet(viewsets.ModelViewSet):
+class CalendarViewSet(Audited, viewsets.ModelViewSet):
     """Business calendars: working windows per weekday in a time zone, minus holidays."""
 
     queryset = BusinessCalendar.objects.all()
@@ -141,7 +142,7 @@ class CalendarViewSet(viewsets.ModelViewSet):
     filterset_fields = ["name", "timezone", "holiday_country", "simulated"]
 
 
-class AgreementViewSet(viewsets.ModelViewSet):
+class AgreementViewSet(Audited, viewsets.ModelViewSet):
     """Service-level agreements per tier or per account, with objectives and a credit schedule."""
 
     queryset = Agreement.objects.select_related("tier", "account", "calendar").prefetch_related(
@@ -152,7 +153,7 @@ class AgreementViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "effective_from", "monthly_fee"]
 
 
-class ObjectiveViewSet(viewsets.ModelViewSet):
+class ObjectiveViewSet(Audited, viewsets.ModelViewSet):
     """The objectives of agreements."""
 
     queryset = Objective.objects.select_related("agreement", "service", "operation")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from rest_framework import mixins, serializers, viewsets
@@ -12,6 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
+from accord.access.audit import Audited, diff, record, snapshot
+from accord.access.models import AuditEntry
 from accord.agreements.models import Objective
 from accord.customers.models import Account
 from accord.lib.api import Conflict, StrictSerializer
@@ -91,7 +94,7 @@ def refuse_if_objectives_use(what: str, uses: Q) -> None:
                        f"{'them' if len(names) != 1 else 'it'} first.")
 
 
-class ServiceViewSet(viewsets.ModelViewSet):
+class ServiceViewSet(Audited, viewsets.ModelViewSet):
     """Run-time services behind the gateway."""
 
     queryset = Service.objects.all()
@@ -103,7 +106,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
         super().perform_destroy(instance)
 
 
-class OperationViewSet(viewsets.ModelViewSet):
+class OperationViewSet(Audited, viewsets.ModelViewSet):
     """Business processes of services (a method and a path pattern)."""
 
     queryset = Operation.objects.select_related("service")
@@ -115,7 +118,7 @@ class OperationViewSet(viewsets.ModelViewSet):
         super().perform_destroy(instance)
 
 
-class PoolViewSet(viewsets.ModelViewSet):
+class PoolViewSet(Audited, viewsets.ModelViewSet):
     """Primary and standby pools of services."""
 
     queryset = Pool.objects.select_related("service")
@@ -123,7 +126,7 @@ class PoolViewSet(viewsets.ModelViewSet):
     filterset_class = filters.PoolFilterSet
 
 
-class EndpointViewSet(viewsets.ModelViewSet):
+class EndpointViewSet(Audited, viewsets.ModelViewSet):
     """Upstream addresses in pools."""
 
     queryset = Endpoint.objects.select_related("pool")
@@ -131,7 +134,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
     filterset_class = filters.EndpointFilterSet
 
 
-class PartnerServiceViewSet(viewsets.ModelViewSet):
+class PartnerServiceViewSet(Audited, viewsets.ModelViewSet):
     """Third-party services ours depend on, with their promised availability."""
 
     queryset = PartnerService.objects.prefetch_related("services")
@@ -157,14 +160,22 @@ class ApiCredentialViewSet(
 
     def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
         data = serializer.validated_data
-        credential, key = ApiCredential.issue(data["account"], data.get("name", ""))
+        with transaction.atomic():  # the key and its audit entry (never its hash), as from the UI and the CLI
+            credential, key = ApiCredential.issue(data["account"], data.get("name", ""))
+            record(self.request.user, "issue-key", credential,
+                   changes=diff({}, snapshot(credential, ["account_id", "name", "prefix"])),
+                   summary=f"API key of {credential.account.name}", source=AuditEntry.Source.API)
         credential.key = key  # type: ignore[attr-defined]
         serializer.instance = credential
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
-        credential = self.get_object()
-        credential.revoke()
+        with transaction.atomic():
+            credential = self.get_object()
+            before = snapshot(credential, ["revoked_at"])
+            credential.revoke()
+            record(request.user, "revoke-key", credential, changes=diff(before, snapshot(credential, ["revoked_at"])),
+                   summary=f"API key of {credential.account.name}", source=AuditEntry.Source.API)
         return Response(ApiCredentialSerializer(credential).data)
 
 

@@ -16,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
+from accord.access.audit import Audited, diff, record, snapshot
+from accord.access.models import AuditEntry
 from accord.lib.api import StrictSerializer
 
 from . import filters
@@ -189,7 +191,7 @@ class TierChangeSerializer(serializers.ModelSerializer):
         fields = ["id", "account", "from_tier", "to_tier", "cause", "detail", "at"]
 
 
-class TierViewSet(viewsets.ModelViewSet):
+class TierViewSet(Audited, viewsets.ModelViewSet):
     """Tier rules, tried in rank order."""
 
     queryset = Tier.objects.all()
@@ -198,7 +200,7 @@ class TierViewSet(viewsets.ModelViewSet):
     filterset_fields = ["name", "match", "simulated"]
 
 
-class AccountViewSet(viewsets.ModelViewSet):
+class AccountViewSet(Audited, viewsets.ModelViewSet):
     """Customers: organisations and people."""
 
     queryset = Account.objects.select_related("tier", "owner")
@@ -207,7 +209,7 @@ class AccountViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "revenue_12m", "cost_to_serve_12m", "created_at"]
 
 
-class ContactViewSet(viewsets.ModelViewSet):
+class ContactViewSet(Audited, viewsets.ModelViewSet):
     """People at accounts with their e-mail addresses and phone numbers."""
 
     queryset = Contact.objects.select_related("account").prefetch_related("points")
@@ -216,7 +218,7 @@ class ContactViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at"]
 
 
-class CommitmentViewSet(viewsets.ModelViewSet):
+class CommitmentViewSet(Audited, viewsets.ModelViewSet):
     """Amounts and volumes committed by accounts for periods."""
 
     queryset = Commitment.objects.select_related("account")
@@ -226,7 +228,7 @@ class CommitmentViewSet(viewsets.ModelViewSet):
 
 
 class TierOverrideViewSet(
-    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    Audited, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Manual tier overrides: create one with a reason and an expiry; revoke it to fall back to the rules."""
 
@@ -236,9 +238,13 @@ class TierOverrideViewSet(
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
-        override = self.get_object()
-        do_revoke_override(override)
-        override.refresh_from_db()
+        with transaction.atomic():  # ended with its audit entry, as from the account page
+            override = self.get_object()
+            before = snapshot(override)
+            do_revoke_override(override)
+            override.refresh_from_db()
+            record(request.user, "end-override", override, changes=diff(before, snapshot(override)),
+                   source=AuditEntry.Source.API)
         return Response(self.get_serializer(override).data)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
+from typing import Any, cast
 
 import django_filters
 from django.db import transaction
@@ -26,6 +26,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 
+from accord.access.audit import Audited
 from accord.agreements.models import Agreement
 from accord.customers.models import Account
 from accord.gateway.actions import do_clear_action
@@ -303,7 +304,7 @@ class PolicyWriteSerializer(PolicySerializer):
 
 @extend_schema_view(create=extend_schema(request=PolicyWriteSerializer),
                     update=extend_schema(request=PolicyWriteSerializer))
-class PolicyViewSet(viewsets.ModelViewSet):
+class PolicyViewSet(Audited, viewsets.ModelViewSet):
     """Governance policies, by name: when a condition on live indicators holds, switch a gateway action on.
 
     Each policy shows its state (written by `accord governor`) and the manual override in force, if any.
@@ -325,14 +326,14 @@ class PolicyViewSet(viewsets.ModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        policy = serializer.save()
-        return Response(self.get_serializer(self._fresh(policy)).data, status=status.HTTP_201_CREATED)
+        self.perform_create(serializer)  # saved with its audit entry (Audited)
+        return Response(self.get_serializer(self._fresh(cast(Policy, serializer.instance))).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(self.get_object(), data=request.data, partial=kwargs.pop("partial", False))
         serializer.is_valid(raise_exception=True)
-        policy = serializer.save()
-        return Response(self.get_serializer(self._fresh(policy)).data)
+        self.perform_update(serializer)
+        return Response(self.get_serializer(self._fresh(cast(Policy, serializer.instance))).data)
 
     def perform_destroy(self, instance: Policy) -> None:
         user = self.request.user.get_username()
@@ -342,7 +343,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
                     kind=AuditEvent.Kind.DEACTIVATED, policy=instance, subject=instance.name, actor=user,
                     reason=f"policy deleted by {user}: its action {instance.action_name} is off",
                 )
-            instance.delete()
+            super().perform_destroy(instance)
 
     @extend_schema(methods=["POST"], request=OverrideRequestSerializer, responses={200: PolicySerializer},
                    summary="Override a policy",

@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
+from accord.access.audit import Audited
 from accord.customers.models import Contact, ContactPoint
 from accord.lib.api import Conflict, StrictSerializer, refuse_unknown
 
@@ -91,7 +92,7 @@ class SampleSerializer(serializers.Serializer):
     contacts = SampleContactSerializer(many=True, help_text="The first of them by id, at most `limit`.")
 
 
-class SegmentViewSet(viewsets.ModelViewSet):
+class SegmentViewSet(Audited, viewsets.ModelViewSet):
     """Segments: saved filters over contacts and their accounts, counted live (docs/outreach.md)."""
 
     queryset = Segment.objects.all()
@@ -209,7 +210,7 @@ def _part(message: Any, kind: str) -> str:
     return body.decode("utf-8", "replace") if isinstance(body, bytes) else ""
 
 
-class CampaignViewSet(viewsets.ModelViewSet):
+class CampaignViewSet(Audited, viewsets.ModelViewSet):
     """Campaigns: marketing mail for one purpose to one segment (docs/outreach.md). Changed while a draft or
     scheduled; once sending has started, edits are refused (409)."""
 
@@ -221,12 +222,12 @@ class CampaignViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer: Any) -> None:
         with transaction.atomic():
             _editable(serializer.instance, "changed")
-            serializer.save()
+            super().perform_update(serializer)
 
     def perform_destroy(self, instance: Campaign) -> None:
         with transaction.atomic():
             _editable(instance, "deleted")
-            instance.delete()
+            super().perform_destroy(instance)
 
     @extend_schema(
         parameters=[OpenApiParameter("contact", OpenApiTypes.STR, description=(
