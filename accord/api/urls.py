@@ -6,9 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
-from rest_framework import routers
+from rest_framework import mixins, routers
 
 from accord.access.api import register as register_access
+from accord.access.audit import Audited
 from accord.agreements.api import register as register_agreements
 from accord.billing.api import register as register_billing
 from accord.catalog.api import register as register_catalog
@@ -47,6 +48,24 @@ register_billing(router)
 register_insight(router)
 register_outreach(router)
 register_privacy(router)
+
+# Writable viewsets that write their own audit entries (issue-key, revoke-key), or whose changes are a user's own
+OWN_AUDIT = {"credentials", "me/tokens"}
+
+
+def audit_every_change(router: routers.BaseRouter) -> None:
+    """Every writable viewset writes audit entries (`access.audit.Audited`, docs/access.md). The apps of the lowest
+    layer cannot import `access` (the same layer, docs/architecture.md), so the router, which composes every app,
+    adds the mixin to each viewset that does not have it yet."""
+    writable = (mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin)
+    for i, (prefix, viewset, basename) in enumerate(router.registry):
+        if issubclass(viewset, writable) and not issubclass(viewset, Audited) and prefix not in OWN_AUDIT:
+            audited = type(viewset.__name__, (Audited, viewset), {"__doc__": viewset.__doc__,
+                                                                 "__module__": viewset.__module__})
+            router.registry[i] = (prefix, audited, basename)
+
+
+audit_every_change(router)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

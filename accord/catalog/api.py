@@ -15,12 +15,12 @@ from rest_framework.routers import DefaultRouter
 
 from accord.access.audit import Audited, diff, record, snapshot
 from accord.access.models import AuditEntry
-from accord.agreements.models import Objective
 from accord.customers.models import Account
 from accord.lib.api import Conflict, StrictSerializer
 
 from . import filters
 from .models import ApiCredential, CredentialUsage, Endpoint, Operation, PartnerService, Pool, Service
+from .uses import objectives
 
 
 class ServiceSerializer(StrictSerializer):
@@ -85,8 +85,9 @@ class IssuedCredentialSerializer(ApiCredentialSerializer):
 def refuse_if_objectives_use(what: str, uses: Q) -> None:
     """409 while agreements' objectives are scoped to it: deleting would delete those objectives with it (they
     cascade), so a customer's promise would vanish without a word; change or remove the objectives first."""
-    names = [f"{a}/{o}" for a, o in Objective.objects.filter(uses).order_by("agreement__name", "name")
-             .values_list("agreement__name", "name")]
+    found = objectives(uses)
+    names = [] if found is None else [f"{a}/{o}" for a, o in found.order_by("agreement__name", "name")
+                                      .values_list("agreement__name", "name")]
     if names:
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         raise Conflict(f"This {what} cannot be deleted: it is still used by {len(names)} objective"

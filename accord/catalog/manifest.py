@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
+from django.db.models import Q
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
-from accord.agreements.models import Objective
 from accord.lib.manifest import Check, Kind
 from accord.lib.manifest.fields import Name, Spec, Text, drop_empty, num
 
@@ -22,6 +22,7 @@ from .models import (
     validate_base_path,
     validate_path_pattern,
 )
+from .uses import objectives
 
 
 class OperationSpec(Spec):
@@ -120,13 +121,15 @@ def service_dict_from_db(s: Service) -> dict[str, Any]:
     )
 
 
-def _objectives_left_behind(check: Check, objectives: Any) -> list[str]:
-    """'agreement/objective' of the objectives a change would delete with the service or operation they are
-    scoped to (they cascade) that the file does not speak for: their agreement is not in it, and not pruned."""
-    if check.pruned("agreements"):
+def _objectives_left_behind(check: Check, where: Q) -> list[str]:
+    """'agreement/objective' of the objectives (matching `where`) a change would delete with the service or
+    operation they are scoped to (they cascade) that the file does not speak for: their agreement is not in it, and
+    not pruned."""
+    found = objectives(where)  # agreements' objectives, as that app registered them (catalog/uses.py)
+    if found is None or check.pruned("agreements"):
         return []  # every agreement the file omits goes anyway; the file's own are checked against its services
     in_file = [a.name for a in check.loaded.items.get("agreements", [])]
-    return [f"{a}/{o}" for a, o in objectives.exclude(agreement__name__in=in_file)
+    return [f"{a}/{o}" for a, o in found.exclude(agreement__name__in=in_file)
             .order_by("agreement__name", "name").values_list("agreement__name", "name")]
 
 
@@ -166,15 +169,15 @@ class ServiceKind(Kind, section="services", singular="service", spec=ServiceSpec
             stored_ops = set(Operation.objects.filter(service__name=svc.name).values_list("name", flat=True))
             removed = sorted(stored_ops - {o.name for o in svc.operations})
             if removed:
-                lost = _objectives_left_behind(check, Objective.objects.filter(
-                    operation__service__name=svc.name, operation__name__in=removed))
+                lost = _objectives_left_behind(check, Q(operation__service__name=svc.name,
+                                                        operation__name__in=removed))
                 if lost:
                     check.err(f"{p}.operations", f"removing operation(s) {', '.join(removed)} would delete the "
                                                  f"objective(s) {', '.join(lost)} scoped to them; change those "
                                                  "agreements in the same file, or keep the operation(s)")
         if check.pruned("services"):
             gone = Service.objects.exclude(name__in=[s.name for s in check.items("services")])
-            lost = _objectives_left_behind(check, Objective.objects.filter(service__in=gone))
+            lost = _objectives_left_behind(check, Q(service__in=gone))
             if lost:
                 check.err("services", f"--prune would remove services that the objective(s) {', '.join(lost)} are "
                                       "scoped to (deleting those objectives); change those agreements in the same file")

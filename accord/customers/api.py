@@ -16,8 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from accord.access.audit import Audited, diff, record, snapshot
-from accord.access.models import AuditEntry
 from accord.lib.api import StrictSerializer
 
 from . import filters
@@ -191,7 +189,7 @@ class TierChangeSerializer(serializers.ModelSerializer):
         fields = ["id", "account", "from_tier", "to_tier", "cause", "detail", "at"]
 
 
-class TierViewSet(Audited, viewsets.ModelViewSet):
+class TierViewSet(viewsets.ModelViewSet):
     """Tier rules, tried in rank order."""
 
     queryset = Tier.objects.all()
@@ -200,7 +198,7 @@ class TierViewSet(Audited, viewsets.ModelViewSet):
     filterset_fields = ["name", "match", "simulated"]
 
 
-class AccountViewSet(Audited, viewsets.ModelViewSet):
+class AccountViewSet(viewsets.ModelViewSet):
     """Customers: organisations and people."""
 
     queryset = Account.objects.select_related("tier", "owner")
@@ -209,7 +207,7 @@ class AccountViewSet(Audited, viewsets.ModelViewSet):
     ordering_fields = ["name", "revenue_12m", "cost_to_serve_12m", "created_at"]
 
 
-class ContactViewSet(Audited, viewsets.ModelViewSet):
+class ContactViewSet(viewsets.ModelViewSet):
     """People at accounts with their e-mail addresses and phone numbers."""
 
     queryset = Contact.objects.select_related("account").prefetch_related("points")
@@ -218,7 +216,7 @@ class ContactViewSet(Audited, viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at"]
 
 
-class CommitmentViewSet(Audited, viewsets.ModelViewSet):
+class CommitmentViewSet(viewsets.ModelViewSet):
     """Amounts and volumes committed by accounts for periods."""
 
     queryset = Commitment.objects.select_related("account")
@@ -228,7 +226,7 @@ class CommitmentViewSet(Audited, viewsets.ModelViewSet):
 
 
 class TierOverrideViewSet(
-    Audited, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Manual tier overrides: create one with a reason and an expiry; revoke it to fall back to the rules."""
 
@@ -238,13 +236,9 @@ class TierOverrideViewSet(
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
-        with transaction.atomic():  # ended with its audit entry, as from the account page
-            override = self.get_object()
-            before = snapshot(override)
-            do_revoke_override(override)
-            override.refresh_from_db()
-            record(request.user, "end-override", override, changes=diff(before, snapshot(override)),
-                   source=AuditEntry.Source.API)
+        override = self.get_object()
+        do_revoke_override(override)
+        override.refresh_from_db()
         return Response(self.get_serializer(override).data)
 
 
