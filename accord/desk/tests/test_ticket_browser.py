@@ -126,6 +126,8 @@ def test_r_focuses_the_reply_box(desk: Desk, live_server: Any, page: Any) -> Non
     ticket = open_ticket("Help", timezone.now())
     log_in(page, f"{live_server.url}/desk/tickets/{ticket.pk}/", "agent", "agent-password")
     page.wait_for_selector("#thread")
+    # keys.js is deferred: it listens once the document is parsed, which #thread's presence alone does not say
+    page.wait_for_load_state("domcontentloaded")
     page.focus("#merge-link")
     page.keyboard.press("r")
     assert page.evaluate("document.activeElement.name") == "body"
