@@ -193,10 +193,11 @@ def wrk(url: str, seconds: int, connections: int, headers: list[str]) -> dict[st
             "socket_errors": 1.0 if errors else 0.0}
 
 
-def seed_booking(tmp: str, upstream: int, **extra_env: str) -> tuple[dict[str, str], Any, str]:
-    """A SQLite database in `tmp`, migrated, with the benchmarks' one service (booking at /bookings, one endpoint
-    at the upstream), a gold tier and an account with a key: (the environment the accord processes get, the
-    key's credential, the key)."""
+def seed_booking(tmp: str, upstream: int, service: str = "booking", base_path: str = "/bookings",
+                 **extra_env: str) -> tuple[dict[str, str], Any, str]:
+    """A SQLite database in `tmp`, migrated, with the benchmarks' one service (booking at /bookings unless told
+    otherwise, one endpoint at the upstream), a gold tier and an account with a key: (the environment the accord
+    processes get, the key's credential, the key)."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ACCORD_VAR_DIR": tmp,
            "DJANGO_SETTINGS_MODULE": "accord.settings", **extra_env}
     os.environ.update(env)
@@ -209,7 +210,7 @@ def seed_booking(tmp: str, upstream: int, **extra_env: str) -> tuple[dict[str, s
     from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
     from accord.customers.models import Account, Tier
 
-    svc = Service.objects.create(name="booking", base_path="/bookings")
+    svc = Service.objects.create(name=service, base_path=base_path)
     pool = Pool.objects.create(service=svc, name="primary", role="primary", capacity=1000)
     Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{upstream}")
     tier = Tier.objects.create(name="gold", rank=2)

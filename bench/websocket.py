@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from gateway import ensure_tools, free_port, wait_for_port  # noqa: E402  (bench/gateway.py)
+from gateway import ensure_tools, free_port, seed_booking, wait_for_port  # noqa: E402  (bench/gateway.py)
 
 NGINX = """worker_processes 1;
 daemon off;
@@ -186,24 +185,8 @@ def main() -> None:
         conf.write_text(NGINX.format(tmp=tmp, proxy=proxy, upstream=upstream))
         procs["nginx"] = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", tmp])
         wait_for_port(proxy, procs["nginx"])
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ACCORD_VAR_DIR": tmp,
-               "DJANGO_SETTINGS_MODULE": "accord.settings"}
-        os.environ.update(env)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from accord.catalog.models import ApiCredential, Endpoint, Pool, Service
-        from accord.customers.models import Account, Tier
+        env, credential, key = seed_booking(tmp, upstream, service="echo", base_path="/ws")
         from accord.gateway.models import Rollup
-
-        svc = Service.objects.create(name="echo", base_path="/ws")
-        pool = Pool.objects.create(service=svc, name="primary", role="primary", capacity=1000)
-        Endpoint.objects.create(pool=pool, url=f"http://127.0.0.1:{upstream}")
-        tier = Tier.objects.create(name="gold", rank=2)
-        credential, key = ApiCredential.issue(Account.objects.create(name="Globex", external_id="GLOBEX", tier=tier))
         procs["gateway"] = subprocess.Popen([accord, "gateway", "--listen", f"127.0.0.1:{gw_port}", "--workers", "1",
                                              "--flush", "2"], env={**env, "ACCORD_DATAPLANE": "compiled"},
                                             stdout=subprocess.DEVNULL)
