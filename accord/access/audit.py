@@ -81,10 +81,10 @@ def _fields(obj: models.Model) -> list[str]:
 
 
 class Audited:
-    """Mixed into the API's writable viewsets, first among their bases: every create, update and delete through the
-    API writes its audit entry (source "API", the token's user) in the same transaction as the change, as the staff
-    UI and the command line do (docs/access.md). A viewset that overrides `perform_create`, `perform_update` or
-    `perform_destroy` calls `super()` for the change itself; `test_api_audit` checks every writable viewset."""
+    """Added by the API router (`accord.api.urls.audit_every_change`) to every writable viewset: every create, update
+    and delete through the API writes its audit entry (source "API", the token's user) in the same transaction as
+    the change, as the staff UI and the command line do (docs/access.md). A viewset that overrides `perform_create`,
+    `perform_update` or `perform_destroy` calls `super()` for the change itself; `test_api_audit` checks them all."""
 
     request: Any
 

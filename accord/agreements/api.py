@@ -9,7 +9,6 @@ from django.db import transaction
 from rest_framework import serializers, viewsets
 from rest_framework.routers import DefaultRouter
 
-from accord.access.audit import Audited
 from accord.catalog.models import Operation, Service
 from accord.customers.models import Account, Tier
 from accord.lib.api import StrictSerializer
@@ -134,7 +133,7 @@ class AgreementSerializer(StrictSerializer):
         return agreement
 
 
-class CalendarViewSet(Audited, viewsets.ModelViewSet):
+class CalendarViewSet(viewsets.ModelViewSet):
     """Business calendars: working windows per weekday in a time zone, minus holidays."""
 
     queryset = BusinessCalendar.objects.all()
@@ -142,7 +141,7 @@ class CalendarViewSet(Audited, viewsets.ModelViewSet):
     filterset_fields = ["name", "timezone", "holiday_country", "simulated"]
 
 
-class AgreementViewSet(Audited, viewsets.ModelViewSet):
+class AgreementViewSet(viewsets.ModelViewSet):
     """Service-level agreements per tier or per account, with objectives and a credit schedule."""
 
     queryset = Agreement.objects.select_related("tier", "account", "calendar").prefetch_related(
@@ -153,7 +152,7 @@ class AgreementViewSet(Audited, viewsets.ModelViewSet):
     ordering_fields = ["name", "effective_from", "monthly_fee"]
 
 
-class ObjectiveViewSet(Audited, viewsets.ModelViewSet):
+class ObjectiveViewSet(viewsets.ModelViewSet):
     """The objectives of agreements."""
 
     queryset = Objective.objects.select_related("agreement", "service", "operation")

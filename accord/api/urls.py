@@ -54,9 +54,9 @@ OWN_AUDIT = {"credentials", "me/tokens"}
 
 
 def audit_every_change(router: routers.BaseRouter) -> None:
-    """Every writable viewset writes audit entries (`access.audit.Audited`, docs/access.md). The apps of the lowest
-    layer cannot import `access` (the same layer, docs/architecture.md), so the router, which composes every app,
-    adds the mixin to each viewset that does not have it yet."""
+    """Every writable viewset writes audit entries (`access.audit.Audited`, docs/access.md): added here, where every
+    app's viewsets are composed, rather than in each app (those on access's own layer may not import it,
+    docs/architecture.md), so no viewset can be left without it."""
     writable = (mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin)
     for i, (prefix, viewset, basename) in enumerate(router.registry):
         if issubclass(viewset, writable) and not issubclass(viewset, Audited) and prefix not in OWN_AUDIT:

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from accord.access.audit import Audited, diff, record, snapshot
+from accord.access.audit import diff, record, snapshot
 from accord.access.models import AuditEntry
 from accord.customers.models import Account
 from accord.lib.api import Conflict, StrictSerializer
@@ -95,7 +95,7 @@ def refuse_if_objectives_use(what: str, uses: Q) -> None:
                        f"{'them' if len(names) != 1 else 'it'} first.")
 
 
-class ServiceViewSet(Audited, viewsets.ModelViewSet):
+class ServiceViewSet(viewsets.ModelViewSet):
     """Run-time services behind the gateway."""
 
     queryset = Service.objects.all()
@@ -107,7 +107,7 @@ class ServiceViewSet(Audited, viewsets.ModelViewSet):
         super().perform_destroy(instance)
 
 
-class OperationViewSet(Audited, viewsets.ModelViewSet):
+class OperationViewSet(viewsets.ModelViewSet):
     """Business processes of services (a method and a path pattern)."""
 
     queryset = Operation.objects.select_related("service")
@@ -119,7 +119,7 @@ class OperationViewSet(Audited, viewsets.ModelViewSet):
         super().perform_destroy(instance)
 
 
-class PoolViewSet(Audited, viewsets.ModelViewSet):
+class PoolViewSet(viewsets.ModelViewSet):
     """Primary and standby pools of services."""
 
     queryset = Pool.objects.select_related("service")
@@ -127,7 +127,7 @@ class PoolViewSet(Audited, viewsets.ModelViewSet):
     filterset_class = filters.PoolFilterSet
 
 
-class EndpointViewSet(Audited, viewsets.ModelViewSet):
+class EndpointViewSet(viewsets.ModelViewSet):
     """Upstream addresses in pools."""
 
     queryset = Endpoint.objects.select_related("pool")
@@ -135,7 +135,7 @@ class EndpointViewSet(Audited, viewsets.ModelViewSet):
     filterset_class = filters.EndpointFilterSet
 
 
-class PartnerServiceViewSet(Audited, viewsets.ModelViewSet):
+class PartnerServiceViewSet(viewsets.ModelViewSet):
     """Third-party services ours depend on, with their promised availability."""
 
     queryset = PartnerService.objects.prefetch_related("services")

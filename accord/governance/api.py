@@ -26,7 +26,6 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 
-from accord.access.audit import Audited
 from accord.agreements.models import Agreement
 from accord.customers.models import Account
 from accord.gateway.actions import do_clear_action
@@ -304,7 +303,7 @@ class PolicyWriteSerializer(PolicySerializer):
 
 @extend_schema_view(create=extend_schema(request=PolicyWriteSerializer),
                     update=extend_schema(request=PolicyWriteSerializer))
-class PolicyViewSet(Audited, viewsets.ModelViewSet):
+class PolicyViewSet(viewsets.ModelViewSet):
     """Governance policies, by name: when a condition on live indicators holds, switch a gateway action on.
 
     Each policy shows its state (written by `accord governor`) and the manual override in force, if any.

@@ -10,7 +10,6 @@ from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 from rest_framework.routers import DefaultRouter
 
-from accord.access.audit import Audited
 from accord.customers.models import Account
 from accord.lib.api import StrictSerializer
 
@@ -88,7 +87,7 @@ class HealthScoreSerializer(serializers.ModelSerializer):
         fields = ["id", "account", "computed_at", "score", "factors"]
 
 
-class OrderLineViewSet(Audited, viewsets.ModelViewSet):
+class OrderLineViewSet(viewsets.ModelViewSet):
     """Order lines; the lines of one order_id form the order, a negative amount refunds part of it."""
 
     queryset = OrderLine.objects.select_related("account").order_by("-ordered_at", "order_id", "sku")

@@ -24,7 +24,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from accord.access.audit import Audited
 from accord.customers.models import Contact, ContactPoint
 from accord.lib.api import Conflict, StrictSerializer, refuse_unknown
 
@@ -92,7 +91,7 @@ class SampleSerializer(serializers.Serializer):
     contacts = SampleContactSerializer(many=True, help_text="The first of them by id, at most `limit`.")
 
 
-class SegmentViewSet(Audited, viewsets.ModelViewSet):
+class SegmentViewSet(viewsets.ModelViewSet):
     """Segments: saved filters over contacts and their accounts, counted live (docs/outreach.md)."""
 
     queryset = Segment.objects.all()
@@ -210,7 +209,7 @@ def _part(message: Any, kind: str) -> str:
     return body.decode("utf-8", "replace") if isinstance(body, bytes) else ""
 
 
-class CampaignViewSet(Audited, viewsets.ModelViewSet):
+class CampaignViewSet(viewsets.ModelViewSet):
     """Campaigns: marketing mail for one purpose to one segment (docs/outreach.md). Changed while a draft or
     scheduled; once sending has started, edits are refused (409)."""
 
